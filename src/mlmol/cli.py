@@ -1,0 +1,196 @@
+"""The ``mlmol`` command line: parse, call library functions, print."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+DESCRIPTION = """\
+mlmol: Boltzmann generators and friends for molecular simulation.
+
+A typical session:
+  mlmol systems                                    list built-in systems
+  mlmol train double-well --out runs/dw --seed 0   train a Boltzmann generator
+  mlmol sample runs/dw --n 100000 --out s.npz      draw reweightable samples
+  mlmol evaluate runs/dw --samples s.npz           ESS, ΔF and profiles vs exact
+  mlmol report runs/dw                             runs/dw/report.html with figures
+
+Your own energy: a Python function of a [batch, D] torch tensor returning reduced
+energies (units of kT) of shape [batch]:
+  mlmol train --energy my_energy.py:u --dim 2 --out runs/mine
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mlmol", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    sub.add_parser("systems", help="list built-in systems")
+
+    train = sub.add_parser("train", help="train a Boltzmann generator into a run directory",
+                           description="Train a Boltzmann generator. Writes RUN/config.yaml, data.npz, "
+                                       "checkpoint.pt and metrics.jsonl.")
+    train.add_argument("target", nargs="?", help="a built-in system name or a CONFIG.yaml")
+    train.add_argument("--out", required=True, metavar="RUN", help="run directory to write")
+    train.add_argument("--energy", metavar="FILE.py:FUNCTION", help="your own energy function")
+    train.add_argument("--dim", type=int, help="number of coordinates (with --energy)")
+    train.add_argument("--seed", type=int, help="random seed (default 0)")
+    train.add_argument("--steps", type=int, help="total optimisation steps (default from the recipe)")
+    train.add_argument("--losses", help="ml, ml+kl, ml+kl+rc (default) or kl")
+    train.add_argument("--flow", dest="flow_kind", choices=["realnvp", "spline"], help="flow family")
+    train.add_argument("--device", help="cpu (default) or cuda")
+    train.add_argument("--threads", type=int, help="PyTorch CPU threads (default 1)")
+    train.add_argument("--resume", action="store_true", help="continue RUN from its checkpoint")
+
+    sample = sub.add_parser("sample", help="draw reweightable samples from a trained run")
+    sample.add_argument("run", metavar="RUN")
+    sample.add_argument("--n", type=int, required=True, help="number of samples")
+    sample.add_argument("--out", required=True, metavar="FILE.npz")
+    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--temperature", type=float, default=1.0,
+                        help="latent temperature factor τ: samples the system at τ·kT")
+
+    evaluate = sub.add_parser("evaluate", help="ESS, free-energy difference and profiles; writes RUN/metrics.json")
+    evaluate.add_argument("run", metavar="RUN")
+    evaluate.add_argument("--n", type=int, help="number of fresh samples (default from config: 100000)")
+    evaluate.add_argument("--samples", metavar="FILE.npz", help="evaluate these samples instead of fresh ones")
+    evaluate.add_argument("--seed", type=int, default=0)
+
+    report = sub.add_parser("report", help="write RUN/report.html with figures")
+    report.add_argument("run", metavar="RUN")
+    report.add_argument("--n", type=int, default=20_000, help="samples drawn for the figures")
+    report.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def _print_metrics(m: dict) -> None:
+    print(f"  samples            {m['n']}")
+    print(f"  ESS (Kish)         {m['ess']:.0f}  ({100 * m['ess_fraction']:.1f}% of samples)")
+    if "delta_f" in m:
+        d = m["delta_f"]
+        line = f"  ΔF = F({d['states'][0]}) − F({d['states'][1]})  {d['value']:+.3f} ± {d['stderr']:.3f} kT"
+        if "exact" in d:
+            line += f"   exact {d['exact']:+.3f}, error {d['error']:+.3f}"
+        print(line)
+    for name, p in m.get("profiles", {}).items():
+        print(f"  profile RMSE {name:5s}  {p['rmse']:.3f} kT  ({p['bins_compared']} bins with F < {p['max_f']:g} kT)")
+
+
+def _cmd_systems(args) -> None:
+    from . import systems
+
+    print("built-in systems:")
+    for name, factory in sorted(systems.BUILTIN.items()):
+        s = factory()
+        print(f"  {name:15s} dim={s.dim}  {(s.__doc__ or '').strip().splitlines()[0]}")
+    print("your own: mlmol train --energy FILE.py:FUNCTION --dim D --out RUN")
+
+
+def _cmd_train(args) -> None:
+    import torch
+
+    from . import run as runs
+    from .errors import MlmolError
+
+    overrides = dict(seed=args.seed, steps=args.steps, losses=args.losses, flow_kind=args.flow_kind,
+                     device=args.device, threads=args.threads)
+    if args.resume:
+        if any(v is not None for v in overrides.values()) or args.energy or args.target:
+            raise MlmolError("--resume continues RUN with its own config.yaml; drop the other options")
+        config = None
+    else:
+        system, base = args.target, None
+        if args.target is not None and args.target.endswith((".yaml", ".yml")):
+            base, system = runs.read_config(args.target), None
+        if system is None and base is None and args.energy is None:
+            raise MlmolError("name a system (see mlmol systems), a CONFIG.yaml, or --energy FILE.py:FUNCTION --dim D")
+        if system is not None and args.energy is not None:
+            raise MlmolError("give either a system name or --energy, not both")
+        config = runs.make_config(system=system, energy=args.energy, dim=args.dim, base=base, **overrides)
+    if config is None:
+        saved = Path(args.out) / "config.yaml"
+        threads = runs.read_config(saved).get("threads", 1) if saved.is_file() else 1
+    else:
+        threads = config["threads"]
+    torch.set_num_threads(int(threads))
+    started = time.perf_counter()
+    run = runs.train(config, args.out, resume=args.resume, progress=True)
+    print(f"trained in {time.perf_counter() - started:.1f} s; run directory: {run.path}")
+    print(f"next: mlmol sample {run.path} --n 100000 --out samples.npz; mlmol evaluate {run.path}; "
+          f"mlmol report {run.path}")
+
+
+def _cmd_sample(args) -> None:
+    from . import run as runs
+    from .errors import MlmolError
+
+    if args.n <= 0:
+        raise MlmolError(f"--n must be positive, got {args.n}")
+    run = runs.load(args.run)
+    samples = run.sample(args.n, seed=args.seed, temperature=args.temperature)
+    samples.save(args.out)
+    print(f"wrote {args.n} samples to {args.out}: {samples}")
+
+
+def _cmd_evaluate(args) -> None:
+    from . import run as runs
+    from .data import Samples
+
+    run = runs.load(args.run)
+    samples = Samples.load(args.samples) if args.samples else None
+    metrics = runs.evaluate_run(run, n=args.n, seed=args.seed, samples=samples)
+    print(f"evaluation of {run.path}" + (f" on {args.samples}" if args.samples else ""))
+    _print_metrics(metrics)
+    print(f"wrote {run.path / 'metrics.json'}")
+
+
+def _cmd_report(args) -> None:
+    from . import run as runs
+    from .report import write_report
+
+    path = write_report(runs.load(args.run), n=args.n, seed=args.seed)
+    print(f"wrote {path}")
+
+
+COMMANDS = {"systems": _cmd_systems, "train": _cmd_train, "sample": _cmd_sample,
+            "evaluate": _cmd_evaluate, "report": _cmd_report}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        from . import __version__
+
+        print(__version__)
+        return 0
+    if args.command is None:
+        parser.print_help()
+        return 2
+    from .errors import MlmolError
+
+    try:
+        COMMANDS[args.command](args)
+    except MlmolError as error:
+        print(f"mlmol {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"\nmlmol {args.command}: interrupted; a training run can continue with --resume",
+              file=sys.stderr)
+        return 130
+    except Exception as error:  # a bug, not bad input: short message unless MLMOL_DEBUG is set
+        if os.environ.get("MLMOL_DEBUG"):
+            raise
+        print(f"mlmol {args.command}: unexpected error: {type(error).__name__}: {error}\n"
+              "  (rerun with MLMOL_DEBUG=1 for the traceback and please report it)", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,104 @@
+"""Sample containers and file I/O; every write is atomic (temp file, then rename)."""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import MlmolError
+
+
+def atomic_write(path: str | Path, data: bytes | str) -> Path:
+    """Write ``data`` to ``path`` via a temporary file in the same folder and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = data.encode() if isinstance(data, str) else data
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def save_torch(obj, path: str | Path) -> Path:
+    """``torch.save`` through :func:`atomic_write`."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return atomic_write(path, buffer.getvalue())
+
+
+def load_torch(path: str | Path, what: str = "checkpoint"):
+    path = Path(path)
+    if not path.is_file():
+        raise MlmolError(f"no {what} at {path}; train first (mlmol train ... --out {path.parent})")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:
+        raise MlmolError(
+            f"the {what} {path} is corrupt or unreadable ({type(error).__name__}: {error}); "
+            f"delete it and train again without --resume"
+        ) from None
+
+
+@dataclass
+class Samples:
+    """Generator samples with their unnormalised log weights log w = −u(x) − log q(x).
+
+    ``x`` [N, dim] float64; ``log_weights`` [N]; ``energy`` [N] reduced (units of ``kT``).
+    """
+
+    x: torch.Tensor
+    log_weights: torch.Tensor
+    energy: torch.Tensor
+    kT: float = 1.0
+    topology: str | None = None
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __repr__(self) -> str:
+        from .estimators import ess
+
+        return f"Samples(n={len(self)}, dim={self.x.shape[-1]}, kT={self.kT:g}, ess={ess(self.log_weights):.1f})"
+
+    def save(self, path: str | Path) -> Path:
+        """Write ``.npz`` with x, log_weights, energy, kT (and topology as PDB text)."""
+        arrays = {"x": self.x.detach().double().cpu().numpy(),
+                  "log_weights": self.log_weights.detach().double().cpu().numpy(),
+                  "energy": self.energy.detach().double().cpu().numpy(),
+                  "kT": np.float64(self.kT)}
+        if self.topology is not None:
+            arrays["topology"] = np.array(self.topology)
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        return atomic_write(path, buffer.getvalue())
+
+    @classmethod
+    def load(cls, path: str | Path) -> Samples:
+        path = Path(path)
+        try:
+            with np.load(path) as f:
+                topology = str(f["topology"]) if "topology" in f.files else None
+                return cls(torch.from_numpy(f["x"]), torch.from_numpy(f["log_weights"]),
+                           torch.from_numpy(f["energy"]), float(f["kT"]), topology)
+        except (OSError, KeyError, ValueError, zipfile.BadZipFile) as error:
+            raise MlmolError(f"cannot read samples from {path}: {error}") from None
+
+
+def save_array(path: str | Path, **arrays) -> Path:
+    buffer = io.BytesIO()
+    np.savez(buffer, **{k: np.asarray(v) for k, v in arrays.items()})
+    return atomic_write(path, buffer.getvalue())

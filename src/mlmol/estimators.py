@@ -1,0 +1,166 @@
+"""Reweighting estimators: effective sample size, free-energy profiles and differences.
+
+Free energies are in kT. Weights are the unnormalised ``log_weights = −u(x) − log q(x)``.
+Exact references for ``dim <= 2`` come from quadrature on a fine grid.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .data import Samples
+from .errors import MlmolError
+from .systems.base import Energy, State, grid, require_bounds
+
+StateLike = Callable[[torch.Tensor], torch.Tensor] | str
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A reweighted estimate with its bootstrap standard error and Kish effective sample size."""
+
+    value: float
+    stderr: float
+    n_eff: float
+
+    def __repr__(self) -> str:
+        return f"Estimate(value={self.value:.4g}, stderr={self.stderr:.2g}, n_eff={self.n_eff:.1f})"
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Free energy F (kT) per bin of a coordinate: F = −log(probability density), stderr per bin."""
+
+    edges: np.ndarray
+    f: np.ndarray
+    stderr: np.ndarray
+
+    @property
+    def centres(self) -> np.ndarray:
+        return 0.5 * (self.edges[1:] + self.edges[:-1])
+
+
+def ess(log_weights: torch.Tensor) -> float:
+    """Kish effective sample size (Σw)² / Σw², computed stably from log weights."""
+    lw = torch.as_tensor(log_weights, dtype=torch.float64)
+    lw = lw[torch.isfinite(lw)] if not torch.isfinite(lw).all() else lw
+    if lw.numel() == 0:
+        return 0.0
+    return float(torch.exp(2 * torch.logsumexp(lw, 0) - torch.logsumexp(2 * lw, 0)))
+
+
+def ess_fraction(log_weights: torch.Tensor) -> float:
+    """Kish effective sample size divided by the number of samples (1 = perfect generator)."""
+    return ess(log_weights) / max(len(log_weights), 1)
+
+
+def _as_state(state: StateLike) -> Callable[[torch.Tensor], torch.Tensor]:
+    return State(state) if isinstance(state, str) else state
+
+
+def _weights(samples: Samples) -> np.ndarray:
+    lw = torch.as_tensor(samples.log_weights, dtype=torch.float64)
+    lw = torch.nan_to_num(lw, nan=-math.inf)  # a NaN weight counts as zero weight
+    return torch.exp(lw - lw.max()).numpy()
+
+
+def _bootstrap(statistic, n: int, n_bootstrap: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.stack([statistic(rng.integers(0, n, n)) for _ in range(n_bootstrap)])
+
+
+def delta_f(samples: Samples, state_a: StateLike, state_b: StateLike, n_bootstrap: int = 200,
+            seed: int = 0) -> Estimate:
+    """Free energy of state a minus state b, F_a − F_b = −log(P_a / P_b), in kT.
+
+    States are boolean functions of x (``lambda x: x[:, 0] < 0``) or specs like ``"x0 < 0"``.
+    """
+    w = _weights(samples)
+    in_a = _as_state(state_a)(samples.x).cpu().numpy().astype(bool)
+    in_b = _as_state(state_b)(samples.x).cpu().numpy().astype(bool)
+    if not (w * in_a).sum() > 0 or not (w * in_b).sum() > 0:
+        empty = "a" if not (w * in_a).sum() > 0 else "b"
+        raise MlmolError(f"no weighted samples in state {empty}: cannot estimate ΔF; draw more samples")
+
+    def statistic(idx):
+        wa, wb = (w[idx] * in_a[idx]).sum(), (w[idx] * in_b[idx]).sum()
+        return -np.log(wa / wb) if wa > 0 and wb > 0 else np.nan
+
+    value = statistic(np.arange(len(w)))
+    boot = _bootstrap(statistic, len(w), n_bootstrap, seed)
+    return Estimate(float(value), float(np.nanstd(boot)), ess(samples.log_weights))
+
+
+def _profile_from_weights(coord: np.ndarray, w: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    hist, _ = np.histogram(coord, bins=edges, weights=w)
+    density = hist / (hist.sum() * np.diff(edges))
+    with np.errstate(divide="ignore"):
+        return -np.log(density)
+
+
+def free_energy_profile(samples: Samples, coordinate: int | Callable, edges, n_bootstrap: int = 100,
+                        seed: int = 0) -> Profile:
+    """Reweighted free-energy profile along ``x[:, coordinate]`` (or a function of x), bootstrap errors."""
+    edges = np.asarray(edges, dtype=float)
+    r = samples.x[:, coordinate] if isinstance(coordinate, int) else coordinate(samples.x)
+    r = r.detach().double().cpu().numpy()
+    w = _weights(samples)
+    f = _profile_from_weights(r, w, edges)
+    boot = _bootstrap(lambda idx: _profile_from_weights(r[idx], w[idx], edges), len(w), n_bootstrap, seed)
+    finite = np.where(np.isfinite(boot), boot, np.nan)
+    with warnings.catch_warnings():  # bins empty in every resample have no error bar (NaN)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        stderr = np.nanstd(finite, axis=0) if n_bootstrap > 1 else np.zeros_like(f)
+    return Profile(edges, f, stderr)
+
+
+def _quadrature(system: Energy, points: int) -> tuple[torch.Tensor, np.ndarray]:
+    _, x = grid(require_bounds(system), points)
+    with torch.no_grad():
+        u = system.energy(x).double()
+    p = torch.exp(-(u - u.min())).numpy()
+    return x, p / p.sum()
+
+
+def exact_profile(system: Energy, coordinate: int, edges, points: int = 1001) -> Profile:
+    """Exact free-energy profile by quadrature over ``system.bounds`` (dim <= 2)."""
+    edges = np.asarray(edges, dtype=float)
+    x, p = _quadrature(system, points)
+    f = _profile_from_weights(x[:, coordinate].numpy(), p, edges)
+    return Profile(edges, f, np.zeros_like(f))
+
+
+def exact_delta_f(system: Energy, state_a: StateLike, state_b: StateLike, points: int = 1001) -> float:
+    """Exact F_a − F_b in kT by quadrature over ``system.bounds`` (dim <= 2)."""
+    x, p = _quadrature(system, points)
+    pa = p[_as_state(state_a)(x).numpy().astype(bool)].sum()
+    pb = p[_as_state(state_b)(x).numpy().astype(bool)].sum()
+    return float(-np.log(pa / pb))
+
+
+def profile_rmse(estimate: Profile, exact: Profile, max_f: float = 5.0) -> tuple[float, int]:
+    """RMSE (kT) between two profiles over bins with exact F − min F < ``max_f``.
+
+    Profiles are aligned by the best constant shift. Returns (rmse, number of compared bins);
+    the RMSE is inf when a compared bin holds no weighted sample.
+    """
+    ref = exact.f - np.min(exact.f[np.isfinite(exact.f)])
+    selected = np.isfinite(ref) & (ref < max_f)
+    est = estimate.f[selected]
+    if not np.all(np.isfinite(est)):
+        return math.inf, int(selected.sum())
+    diff = est - exact.f[selected]
+    diff = diff - diff.mean()
+    return float(np.sqrt(np.mean(diff**2))), int(selected.sum())
+
+
+def default_edges(system: Energy, coordinate: int, bins: int = 60) -> np.ndarray:
+    """Bin edges spanning the system's bounds along a coordinate."""
+    lo, hi = require_bounds(system)[coordinate]
+    return np.linspace(lo, hi, bins + 1)

@@ -1,0 +1,143 @@
+"""Bijections: maps z -> (x, log|det dx/dz|) with exact inverses x -> (z, log|det dz/dx|)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+from zuko.transforms import MonotonicRQSTransform
+
+
+class Bijection(nn.Module):
+    """Base class. ``forward(z) -> (x, ladj)``; ``inverse(x) -> (z, ladj)``; ladj shape ``[*batch]``."""
+
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def inverse(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+
+class Chain(Bijection):
+    """Bijections applied in order (forward) and in reverse order (inverse)."""
+
+    def __init__(self, bijections: Sequence[Bijection]):
+        super().__init__()
+        self.bijections = nn.ModuleList(bijections)
+
+    def forward(self, z):
+        ladj = torch.zeros(z.shape[:-1], dtype=z.dtype, device=z.device)
+        for bijection in self.bijections:
+            z, step = bijection(z)
+            ladj = ladj + step
+        return z, ladj
+
+    def inverse(self, x):
+        ladj = torch.zeros(x.shape[:-1], dtype=x.dtype, device=x.device)
+        for bijection in reversed(self.bijections):
+            x, step = bijection.inverse(x)
+            ladj = ladj + step
+        return x, ladj
+
+
+class Standardize(Bijection):
+    """Fixed affine map x = loc + scale · z (e.g. the mean and std of the training data)."""
+
+    def __init__(self, loc: torch.Tensor, scale: torch.Tensor):
+        super().__init__()
+        self.register_buffer("loc", torch.as_tensor(loc, dtype=torch.get_default_dtype()))
+        self.register_buffer("log_scale", torch.as_tensor(scale, dtype=torch.get_default_dtype()).log())
+
+    def forward(self, z):
+        x = self.loc + self.log_scale.exp() * z
+        return x, self.log_scale.sum().expand(z.shape[:-1])
+
+    def inverse(self, x):
+        z = (x - self.loc) * (-self.log_scale).exp()
+        return z, (-self.log_scale.sum()).expand(x.shape[:-1])
+
+
+def mlp(n_in: int, n_out: int, hidden: Sequence[int], activation=nn.SiLU) -> nn.Sequential:
+    """A multilayer perceptron whose last layer starts at zero, so couplings start as identity."""
+    sizes = [n_in, *hidden]
+    layers: list[nn.Module] = []
+    for a, b in zip(sizes[:-1], sizes[1:]):
+        layers += [nn.Linear(a, b), activation()]
+    last = nn.Linear(sizes[-1], n_out)
+    nn.init.zeros_(last.weight)
+    nn.init.zeros_(last.bias)
+    return nn.Sequential(*layers, last)
+
+
+class Coupling(Bijection):
+    """Transforms coordinates ``transformed`` elementwise, conditioned on ``conditioner_idx``.
+
+    Subclasses define the elementwise map from conditioner outputs (``params_per_dim`` each).
+    """
+
+    params_per_dim = 2
+
+    def __init__(self, transformed: Sequence[int], conditioning: Sequence[int], hidden: Sequence[int]):
+        super().__init__()
+        self.register_buffer("transformed", torch.as_tensor(transformed, dtype=torch.long))
+        self.register_buffer("conditioning", torch.as_tensor(conditioning, dtype=torch.long))
+        self.net = mlp(len(conditioning), len(transformed) * self.params_per_dim, hidden)
+
+    def _params(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.net(x[..., self.conditioning])
+        return out.reshape(*out.shape[:-1], len(self.transformed), self.params_per_dim)
+
+    def _couple(self, x: torch.Tensor, inverse: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        params = self._params(x)
+        y, ladj = self.elementwise(x[..., self.transformed], params, inverse)
+        out = x.clone()
+        out[..., self.transformed] = y
+        return out, ladj.sum(-1)
+
+    def forward(self, z):
+        return self._couple(z, inverse=False)
+
+    def inverse(self, x):
+        return self._couple(x, inverse=True)
+
+    def elementwise(self, v, params, inverse):
+        raise NotImplementedError
+
+
+class AffineCoupling(Coupling):
+    """RealNVP coupling (Dinh et al. 2017): y = v · exp(s) + t, s softly clamped to ±``clamp``."""
+
+    params_per_dim = 2
+
+    def __init__(self, transformed, conditioning, hidden, clamp: float = 5.0):
+        super().__init__(transformed, conditioning, hidden)
+        self.clamp = clamp
+
+    def elementwise(self, v, params, inverse):
+        shift, raw = params.unbind(-1)
+        log_scale = self.clamp * torch.tanh(raw / self.clamp)
+        if inverse:
+            return (v - shift) * torch.exp(-log_scale), -log_scale
+        return v * torch.exp(log_scale) + shift, log_scale
+
+
+class SplineCoupling(Coupling):
+    """Rational-quadratic spline coupling (Durkan et al. 2019) on [−bound, bound], identity outside.
+
+    The spline itself is zuko's :class:`~zuko.transforms.MonotonicRQSTransform`.
+    """
+
+    def __init__(self, transformed, conditioning, hidden, bins: int = 8, bound: float = 5.0):
+        self.params_per_dim = 3 * bins - 1
+        super().__init__(transformed, conditioning, hidden)
+        self.bins, self.bound = bins, bound
+
+    def elementwise(self, v, params, inverse):
+        k = self.bins
+        spline = MonotonicRQSTransform(params[..., :k], params[..., k:2 * k], params[..., 2 * k:],
+                                       bound=self.bound)
+        if inverse:
+            u = spline.inv(v)
+            return u, -spline.call_and_ladj(u)[1]
+        return spline.call_and_ladj(v)

@@ -1,0 +1,157 @@
+"""Training losses as composable objects: ``ForwardKL() + 0.5 * ReverseKL(system)``.
+
+Each loss maps a :class:`Batch` to a scalar tensor and a dict of metrics. Generated
+samples are drawn once per batch and shared by every loss that needs them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from .flows import Flow
+from .systems import Energy
+
+
+def linlog(u: torch.Tensor, high: float, cap: float) -> torch.Tensor:
+    """Regularised energy: u below ``high``, high + log(1 + u − high) above, at most ``cap``.
+
+    NaN and +inf become ``cap`` (their gradients are zeroed by the caller).
+    """
+    u = torch.nan_to_num(u, nan=cap, posinf=cap, neginf=-cap)
+    soft = high + torch.log1p(torch.clamp(u - high, min=0.0))
+    return torch.clamp(torch.where(u > high, soft, u), max=cap)
+
+
+@dataclass
+class Batch:
+    """What one training step sees. Draws data and flow samples lazily, in a fixed order."""
+
+    flow: Flow
+    system: Energy | None
+    data: torch.Tensor | None
+    generator: torch.Generator
+    batch_size: int = 1000
+    data_batch_size: int | None = None
+    _generated: dict = field(default_factory=dict)
+    _data_x: torch.Tensor | None = None
+
+    def data_x(self) -> torch.Tensor:
+        if self._data_x is None:
+            if self.data is None or len(self.data) == 0:
+                from .errors import MlmolError
+                raise MlmolError("the ML loss needs training data; pass data or drop the ML term")
+            m = self.data_batch_size or self.batch_size
+            idx = torch.randint(len(self.data), (m,), generator=self.generator, device=self.generator.device)
+            self._data_x = self.data[idx.to(self.data.device)]
+        return self._data_x
+
+    def generated(self, temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+        """Flow samples x and log q(x) at a latent temperature, drawn once per batch."""
+        if temperature not in self._generated:
+            x, log_q = self.flow.sample_with_log_prob(self.batch_size, temperature, self.generator)
+            if x.requires_grad:  # NaN gradients at non-finite energies must not reach the weights
+                x.register_hook(lambda g: torch.nan_to_num(g, nan=0.0, posinf=0.0, neginf=0.0))
+            self._generated[temperature] = (x, log_q)
+        return self._generated[temperature]
+
+
+class Loss:
+    """Base class: ``loss(batch) -> (value, metrics)``. Add losses and scale them by numbers."""
+
+    name = "loss"
+
+    def __call__(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+        raise NotImplementedError
+
+    def __add__(self, other: Loss) -> Sum:
+        return Sum(_terms(self) + _terms(other))
+
+    def __rmul__(self, weight: float) -> Sum:
+        return Sum([(float(weight) * w, loss) for w, loss in _terms(self)])
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+def _terms(loss: Loss) -> list[tuple[float, Loss]]:
+    return list(loss.terms) if isinstance(loss, Sum) else [(1.0, loss)]
+
+
+class Sum(Loss):
+    """A weighted sum of losses; metrics of every term are reported under its name."""
+
+    def __init__(self, terms: list[tuple[float, Loss]]):
+        self.terms = [(w, loss) for w, loss in terms if w != 0.0]
+
+    def __call__(self, batch):
+        total, metrics = 0.0, {}
+        for w, loss in self.terms:
+            value, m = loss(batch)
+            total = total + w * value
+            metrics.update(m)
+        return total, metrics
+
+    def __repr__(self) -> str:
+        return " + ".join(f"{w:g} * {loss!r}" for w, loss in self.terms) or "Sum([])"
+
+
+class ForwardKL(Loss):
+    """Maximum likelihood on data (the paper's J_ML): −E_data[log q(x)]."""
+
+    name = "ml"
+
+    def __call__(self, batch):
+        value = -batch.flow.log_prob(batch.data_x()).mean()
+        return value, {"ml": float(value.detach())}
+
+
+class ReverseKL(Loss):
+    """Reverse KL on the energy (the paper's J_KL): E_q[u(x)/τ + log q(x)] = KL(q‖p) − log Z.
+
+    Energies above ``high`` are regularised linearly-logarithmically and capped at ``cap``;
+    the counts of regularised and of non-finite energies are reported, never hidden.
+    """
+
+    name = "kl"
+
+    def __init__(self, system: Energy, temperature: float = 1.0, high: float = 1e3, cap: float = 1e6):
+        self.system, self.temperature, self.high, self.cap = system, temperature, high, cap
+
+    def __call__(self, batch):
+        x, log_q = batch.generated(self.temperature)
+        u = self.system.energy(x) / self.temperature
+        finite = torch.isfinite(u)
+        value = (linlog(u, self.high, self.cap) + log_q).mean()
+        return value, {"kl": float(value.detach()), "n_high_energy": int((u > self.high).sum()),
+                       "n_nonfinite_energy": int((~finite).sum())}
+
+    def __repr__(self):
+        return f"ReverseKL({self.system.name}, T={self.temperature:g})"
+
+
+class ReactionCoordinate(Loss):
+    """The paper's RC loss: minus the entropy of generated samples along a coordinate.
+
+    A soft histogram (Gaussian kernels at ``bins`` centres in [lo, hi]) of r(x) = x[index]
+    over the batch; minimising −H spreads samples along r, including the barrier.
+    """
+
+    name = "rc"
+
+    def __init__(self, index: int, lo: float, hi: float, bins: int = 11):
+        self.index, self.lo, self.hi, self.bins = index, lo, hi, bins
+
+    def __call__(self, batch):
+        x, _ = batch.generated(1.0)
+        r = x[:, self.index]
+        centres = torch.linspace(self.lo, self.hi, self.bins, dtype=r.dtype, device=r.device)
+        width = (self.hi - self.lo) / (self.bins - 1)
+        membership = torch.softmax(-0.5 * ((r[:, None] - centres) / width) ** 2, dim=1)
+        hist = membership.mean(0)
+        entropy = -(hist * torch.log(hist + 1e-12)).sum()
+        return -entropy, {"rc_entropy": float(entropy.detach())}
+
+    def __repr__(self):
+        return f"ReactionCoordinate(x{self.index} in [{self.lo:g}, {self.hi:g}])"

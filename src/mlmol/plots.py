@@ -1,0 +1,87 @@
+"""Matplotlib figures; each is ``f(..., ax=None) -> ax``."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from .estimators import Profile  # noqa: E402
+from .systems.base import Energy, grid  # noqa: E402
+
+
+def _ax(ax):
+    return plt.subplots(figsize=(5, 4))[1] if ax is None else ax
+
+
+def energy_contours(system: Energy, points: torch.Tensor | None = None, ax=None, max_u: float = 12.0,
+                    label: str = "samples", color: str = "C3", n_points: int = 3000):
+    """Contours of u(x) − min u (kT) over the system's bounds, with sample points on top."""
+    ax = _ax(ax)
+    axes, x = grid(system.bounds, 200)
+    with torch.no_grad():
+        u = system.energy(x).double().reshape(200, 200).numpy()
+    u = u - u.min()
+    levels = np.arange(0, max_u + 1, 1.0)
+    cs = ax.contourf(axes[0].numpy(), axes[1].numpy(), np.minimum(u, max_u).T, levels=levels, cmap="Blues_r")
+    plt.colorbar(cs, ax=ax, label="u − min u (kT)")
+    if points is not None:
+        p = points[:n_points].double().cpu().numpy()
+        ax.scatter(p[:, 0], p[:, 1], s=2, c=color, alpha=0.5, label=label)
+        ax.legend(loc="upper right", markerscale=5)
+    ax.set_xlabel("x0")
+    ax.set_ylabel("x1")
+    return ax
+
+
+def free_energy_profile(estimate: Profile, exact: Profile | None = None, ax=None, label: str = "generator, reweighted",
+                        coordinate: str = "x0", max_f: float = 12.0, raw: Profile | None = None):
+    """Reweighted profile with bootstrap error bars, against the exact one when given (min set to 0)."""
+    ax = _ax(ax)
+    shift = np.nanmin(estimate.f[np.isfinite(estimate.f)])
+    if exact is not None:
+        ref_shift = np.nanmin(exact.f[np.isfinite(exact.f)])
+        ax.plot(exact.centres, exact.f - ref_shift, "k-", lw=2, label="exact (quadrature)")
+        ok = np.isfinite(exact.f) & np.isfinite(estimate.f) & (exact.f - ref_shift < 5)
+        if ok.any():  # align like the RMSE does: best constant over the compared bins
+            shift = ref_shift + np.mean(estimate.f[ok] - exact.f[ok])
+    if raw is not None:
+        ax.plot(raw.centres, raw.f - np.nanmin(raw.f[np.isfinite(raw.f)]), "C1--", label="generator, not reweighted")
+    ax.errorbar(estimate.centres, estimate.f - shift, yerr=estimate.stderr, fmt="o", ms=3, color="C0", label=label)
+    ax.set_ylim(-0.5, max_f)
+    ax.set_xlabel(coordinate)
+    ax.set_ylabel("free energy (kT)")
+    ax.legend()
+    return ax
+
+
+def energy_histograms(energies: dict[str, np.ndarray], ax=None, weights: dict[str, np.ndarray] | None = None):
+    """Histograms of reduced energies, e.g. training data against generator samples."""
+    ax = _ax(ax)
+    finite = np.concatenate([e[np.isfinite(e)] for e in energies.values()])
+    lo, hi = np.percentile(finite, [0.1, 99.5])
+    bins = np.linspace(lo, hi, 60)
+    for name, e in energies.items():
+        w = None if weights is None or name not in weights else weights[name]
+        ax.hist(e, bins=bins, weights=w, density=True, histtype="step", lw=1.5, label=name)
+    ax.set_xlabel("reduced energy u (kT)")
+    ax.set_ylabel("density")
+    ax.legend()
+    return ax
+
+
+def training_curves(records: list[dict], ax=None, keys=("ml", "kl", "loss")):
+    """Loss terms against the step, from metrics.jsonl records."""
+    ax = _ax(ax)
+    for key in keys:
+        pts = [(r["step"], r[key]) for r in records if key in r]
+        if pts:
+            s, v = zip(*pts)
+            ax.plot(s, v, label=key)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.legend()
+    return ax

@@ -1,0 +1,101 @@
+"""A self-contained HTML report of a run (figures embedded as PNG)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+from . import estimators, plots
+from .data import atomic_write
+from .run import Run, evaluate_run
+
+
+def _png(fig) -> str:
+    buffer = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def _metrics_table(metrics: dict) -> str:
+    rows = [("samples", f"{metrics['n']}"),
+            ("ESS (Kish)", f"{metrics['ess']:.0f} ({100 * metrics['ess_fraction']:.1f}%)")]
+    if "delta_f" in metrics:
+        d = metrics["delta_f"]
+        text = f"{d['value']:.3f} ± {d['stderr']:.3f} kT"
+        if "exact" in d:
+            text += f" (exact {d['exact']:.3f}, error {d['error']:+.3f})"
+        rows.append((f"ΔF = F({d['states'][0]}) − F({d['states'][1]})", text))
+    for name, p in metrics.get("profiles", {}).items():
+        rows.append((f"profile RMSE along {name}", f"{p['rmse']:.3f} kT over {p['bins_compared']} bins "
+                                                   f"with F < {p['max_f']:g} kT"))
+    return "".join(f"<tr><th>{html.escape(a)}</th><td>{html.escape(b)}</td></tr>" for a, b in rows)
+
+
+def write_report(run: Run, n: int = 20_000, seed: int = 0) -> str:
+    """Evaluate ``run`` on ``n`` fresh samples and write RUN/report.html; returns its path."""
+    samples = run.sample(n, seed=seed)
+    metrics = evaluate_run(run, samples=samples, seed=seed)
+    system, figures = run.system, []
+    exact = system.bounds is not None and system.dim <= 2
+
+    if system.dim == 2 and system.bounds is not None:
+        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+        if run.data is not None:
+            plots.energy_contours(system, run.data, ax=axes[0], label="training data", color="C2")
+        axes[0].set_title("training data")
+        plots.energy_contours(system, samples.x, ax=axes[1], label="generator")
+        axes[1].set_title("generator samples")
+        figures.append(("Samples over the energy", _png(fig)))
+
+    coords = system.profile_coords
+    fig, axes = plt.subplots(1, len(coords), figsize=(5 * len(coords), 4), squeeze=False)
+    for ax, c in zip(axes[0], coords):
+        if exact:
+            edges = estimators.default_edges(system, c, run.config["evaluate"]["bins"])
+        else:
+            lo, hi = np.percentile(samples.x[:, c].numpy(), [0.05, 99.95])
+            edges = np.linspace(lo, hi, run.config["evaluate"]["bins"] + 1)
+        profile = estimators.free_energy_profile(samples, c, edges)
+        raw = estimators.free_energy_profile(
+            type(samples)(samples.x, torch.zeros_like(samples.log_weights), samples.energy), c, edges, n_bootstrap=1)
+        reference = estimators.exact_profile(system, c, edges) if exact else None
+        plots.free_energy_profile(profile, reference, ax=ax, coordinate=f"x{c}", raw=raw)
+    figures.append(("Free-energy profiles", _png(fig)))
+
+    energies = {"generator": samples.energy.numpy()}
+    weights = {}
+    if run.data is not None:
+        with torch.no_grad():
+            energies = {"training data": system.energy(run.data).double().numpy(), **energies}
+    w = torch.exp(samples.log_weights - samples.log_weights.max()).numpy()
+    energies["generator, reweighted"] = samples.energy.numpy()
+    weights["generator, reweighted"] = w
+    fig, ax = plt.subplots(figsize=(5, 4))
+    plots.energy_histograms(energies, ax=ax, weights=weights)
+    figures.append(("Energy distributions", _png(fig)))
+
+    if run.history is not None and len(run.history):
+        fig, ax = plt.subplots(figsize=(6, 4))
+        plots.training_curves(run.history.records, ax=ax)
+        figures.append(("Training curves", _png(fig)))
+
+    body = "".join(f"<h2>{html.escape(title)}</h2><img src='data:image/png;base64,{data}'/>"
+                   for title, data in figures)
+    name = run.config["system"].get("name") or run.config["system"].get("energy")
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>mlmol report: {html.escape(str(name))}</title>
+<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}th{{text-align:left;padding-right:1em}}
+img{{max-width:100%}}pre{{background:#f4f4f4;padding:1em}}</style></head><body>
+<h1>Boltzmann generator: {html.escape(str(name))}</h1>
+<table>{_metrics_table(metrics)}</table>{body}
+<h2>Config</h2><pre>{html.escape(json.dumps(run.config, indent=2))}</pre></body></html>"""
+    path = run.path / "report.html"
+    atomic_write(path, page)
+    return str(path)

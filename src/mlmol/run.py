@@ -1,0 +1,263 @@
+"""Run directories: a resolved config, training data, checkpoint, metrics (see DESIGN.md).
+
+``RUN/config.yaml`` is enough to rerun: ``mlmol train RUN/config.yaml --out RUN2``.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from . import __version__, estimators, experiments, flows, samplers, systems
+from .data import Samples, atomic_write, load_torch, save_array
+from .errors import MlmolError
+from .flows import Flow
+from .systems import Energy
+from .train import History, fit
+
+DEFAULTS: dict = {
+    "system": {"name": "double-well"},
+    "seed": 0,
+    "device": "cpu",
+    "threads": 1,
+    "data": {"sampler": "metropolis", "n": 10_000, "step": 0.1, "chains_per_start": 50,
+             "burn": 100, "thin": 10},
+    "flow": {"kind": "realnvp", "blocks": 4, "hidden": [100, 100, 100]},
+    "recipe": {"name": "noe2019"},
+    "evaluate": {"n": 100_000, "bins": 60, "max_f": 5.0},
+}
+
+
+def _merge(base: dict, update: dict, where: str = "config") -> dict:
+    out = copy.deepcopy(base)
+    for key, value in update.items():
+        if key not in out and where != "config.system" and not where.startswith("config.recipe"):
+            known = ", ".join(sorted(out))
+            raise MlmolError(f"unknown key {key!r} in {where}; known keys: {known}")
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and where + "." + key != "config.system":
+            out[key] = _merge(out[key], value, f"{where}.{key}")
+        else:
+            out[key] = value
+    return out
+
+
+def read_config(path: str | Path) -> dict:
+    path = Path(path)
+    try:
+        loaded = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as error:
+        raise MlmolError(f"cannot read config {path}: {error}") from None
+    if not isinstance(loaded, dict):
+        raise MlmolError(f"config {path} must be a mapping of keys to values")
+    loaded.pop("mlmol_version", None)
+    return loaded
+
+
+def make_config(system: str | None = None, energy: str | None = None, dim: int | None = None,
+                base: dict | None = None, **overrides) -> dict:
+    """A fully resolved config from a system name or an energy file, a base config and overrides."""
+    config = _merge(DEFAULTS, base or {})
+    if energy is not None:
+        if dim is None:
+            raise MlmolError("--energy needs --dim D, the number of coordinates the function takes")
+        path, _, function = energy.rpartition(":")
+        config["system"] = {"energy": f"{Path(path).resolve()}:{function}" if path else energy, "dim": dim}
+    elif system is not None:
+        config["system"] = {"name": system}
+    if dim is not None and "name" in config["system"]:
+        built_dim = systems.get(config["system"]["name"]).dim
+        if dim != built_dim:
+            raise MlmolError(f"{config['system']['name']} has dim {built_dim}, but --dim {dim} was given; "
+                             "drop --dim for a built-in system")
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if key in ("steps", "losses"):
+            config["recipe"][key] = value
+        elif key == "flow_kind":
+            config["flow"]["kind"] = value
+        else:
+            config[key] = value
+    name = config["recipe"].get("name", "noe2019")
+    if name not in experiments.RECIPES:
+        raise MlmolError(f"unknown recipe {name!r}; known: {', '.join(experiments.RECIPES)}")
+    config["recipe"] = {"name": name, **experiments.recipe_defaults(name),
+                        **{k: v for k, v in config["recipe"].items() if k != "name"}}
+    unknown = set(config["recipe"]) - {"name", *experiments.recipe_defaults(name)}
+    if unknown:
+        raise MlmolError(f"unknown recipe options {sorted(unknown)}; known: "
+                         f"{', '.join(experiments.recipe_defaults(name))}")
+    if config["device"] not in ("cpu", "cuda") and not str(config["device"]).startswith("cuda:"):
+        raise MlmolError(f"unknown device {config['device']!r}; use cpu or cuda")
+    build_system(config)  # fail early on a bad system
+    return config
+
+
+def build_system(config: dict) -> Energy:
+    spec = config["system"]
+    if "energy" in spec:
+        return systems.from_file(spec["energy"], int(spec["dim"]), bounds=spec.get("bounds"),
+                                 states=spec.get("states"))
+    if "name" not in spec:
+        raise MlmolError("config.system needs a 'name' (a built-in system) or 'energy' and 'dim'")
+    return systems.get(spec["name"])
+
+
+def device_of(config: dict) -> torch.device:
+    device = torch.device(config["device"])
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise MlmolError("CUDA is not available here (torch.cuda.is_available() is False); use "
+                         "--device cpu, or install a CUDA build of PyTorch (see the README)")
+    return device
+
+
+def make_data(system: Energy, config: dict) -> torch.Tensor:
+    options = dict(config["data"])
+    sampler = samplers.SAMPLERS.get(options.pop("sampler"))
+    if sampler is None:
+        raise MlmolError(f"unknown sampler; choose one of {', '.join(samplers.SAMPLERS)}")
+    data = sampler(system, seed=config["seed"], **options)
+    systems.check_finite(system, data, "training samples")
+    return data
+
+
+def _data_bounds(data: torch.Tensor) -> list[list[float]]:
+    lo, hi = data.min(0).values, data.max(0).values
+    span = hi - lo
+    return [[float(a), float(b)] for a, b in zip(lo - 0.75 * span, hi + 0.75 * span)]
+
+
+def build_flow(config: dict, dim: int, data: torch.Tensor | None) -> Flow:
+    torch.manual_seed(config["seed"])
+    loc = scale = None
+    if data is not None:
+        loc, scale = data.mean(0).float(), data.std(0).float().clamp(min=1e-3)
+    return flows.build({**config["flow"], "dim": dim}, loc=loc, scale=scale)
+
+
+@dataclass
+class Run:
+    """A loaded run: its directory, config, system, flow and training data."""
+
+    path: Path
+    config: dict
+    system: Energy
+    flow: Flow
+    data: torch.Tensor | None
+    history: History | None = None
+
+    def sample(self, n: int, seed: int = 0, temperature: float = 1.0) -> Samples:
+        from .generate import sample
+
+        return sample(self.flow, self.system, n, temperature=temperature, seed=seed)
+
+
+def write_config(config: dict, path: Path) -> None:
+    text = yaml.safe_dump({"mlmol_version": __version__, **config}, sort_keys=False)
+    atomic_write(path, text)
+
+
+def train(config: dict, out: str | Path, resume: bool = False, progress: bool = False) -> Run:
+    """Train a run in ``out``: writes config.yaml, data.npz, checkpoint.pt and metrics.jsonl."""
+    out = Path(out)
+    checkpoint = out / "checkpoint.pt"
+    if resume:
+        if not (out / "config.yaml").is_file():
+            raise MlmolError(f"cannot resume: {out}/config.yaml does not exist; train without --resume")
+        if not checkpoint.is_file():
+            raise MlmolError(f"cannot resume: no checkpoint at {checkpoint}; train without --resume")
+        config = make_config(base=read_config(out / "config.yaml"))
+    elif checkpoint.exists():
+        raise MlmolError(f"{out} already holds a trained run; pass --resume to continue it "
+                         "or choose another --out")
+    device = device_of(config)
+    system = build_system(config).to(device)
+    data_file = out / "data.npz"
+    if resume and data_file.is_file():
+        with np.load(data_file) as f:
+            data = torch.from_numpy(f["x"])
+    else:
+        data = make_data(system, config)
+        if "energy" in config["system"] and config["system"].get("bounds") is None:
+            config["system"]["bounds"] = _data_bounds(data)
+            system = build_system(config).to(device)
+        out.mkdir(parents=True, exist_ok=True)
+        save_array(data_file, x=data.numpy())
+        write_config(config, out / "config.yaml")
+    flow = build_flow(config, system.dim, data).to(device)
+    recipe_options = {k: v for k, v in config["recipe"].items() if k != "name"}
+    recipe = experiments.RECIPES[config["recipe"]["name"]](system, data.float(), **recipe_options)
+    history = fit(flow, recipe, seed=config["seed"], checkpoint=checkpoint, metrics=out / "metrics.jsonl",
+                  resume=resume, progress=progress)
+    return Run(out, config, system, flow, data, history)
+
+
+def load(path: str | Path) -> Run:
+    """Load a trained run (config, system, flow weights, training data) from its directory."""
+    path = Path(path)
+    if not path.is_dir():
+        raise MlmolError(f"run directory {path} does not exist; train first: mlmol train SYSTEM --out {path}")
+    if not (path / "config.yaml").is_file():
+        raise MlmolError(f"{path} is not a run directory (no config.yaml); train first: "
+                         f"mlmol train SYSTEM --out {path}")
+    config = make_config(base=read_config(path / "config.yaml"))
+    system = build_system(config)
+    state = load_torch(path / "checkpoint.pt")
+    data = None
+    if (path / "data.npz").is_file():
+        with np.load(path / "data.npz") as f:
+            data = torch.from_numpy(f["x"])
+    try:
+        flow = flows.build(state["spec"])
+        flow.load_state_dict(state["flow"])
+    except (KeyError, RuntimeError, TypeError) as error:
+        raise MlmolError(f"the checkpoint in {path} does not match its config.yaml ({error}); "
+                         "train again") from None
+    flow.eval()
+    records = []
+    if (path / "metrics.jsonl").is_file():
+        records = [json.loads(x) for x in (path / "metrics.jsonl").read_text().splitlines() if x.strip()]
+    return Run(path, config, system, flow, data, History(records))
+
+
+def evaluate(system: Energy, samples: Samples, bins: int = 60, max_f: float = 5.0) -> dict:
+    """ESS, ΔF between the system's states and free-energy profiles, against exact where possible."""
+    exact = system.bounds is not None and system.dim <= 2
+    result: dict = {"n": len(samples), "kT": samples.kT, "ess": estimators.ess(samples.log_weights),
+                    "ess_fraction": estimators.ess_fraction(samples.log_weights)}
+    if system.states is not None:
+        a, b = system.states
+        estimate = estimators.delta_f(samples, a, b)
+        entry = {"states": [a, b], "value": estimate.value, "stderr": estimate.stderr}
+        if exact:
+            entry["exact"] = estimators.exact_delta_f(system, a, b)
+            entry["error"] = estimate.value - entry["exact"]
+        result["delta_f"] = entry
+    if exact:
+        result["profiles"] = {}
+        for coordinate in system.profile_coords:
+            edges = estimators.default_edges(system, coordinate, bins)
+            profile = estimators.free_energy_profile(samples, coordinate, edges)
+            rmse, compared = estimators.profile_rmse(profile, estimators.exact_profile(system, coordinate, edges),
+                                                     max_f)
+            result["profiles"][f"x{coordinate}"] = {"rmse": rmse, "bins_compared": compared, "max_f": max_f}
+    return result
+
+
+def evaluate_run(run: Run, n: int | None = None, seed: int = 0, samples: Samples | None = None) -> dict:
+    """Evaluate a run on fresh samples (or given ones) and write RUN/metrics.json."""
+    options = run.config["evaluate"]
+    if samples is None:
+        samples = run.sample(n or options["n"], seed=seed)
+    elif samples.x.shape[-1] != run.system.dim:
+        raise MlmolError(f"the samples have dim {samples.x.shape[-1]} but the run's system has dim {run.system.dim}")
+    result = evaluate(run.system, samples, options["bins"], options["max_f"])
+    result["seed"] = seed
+    atomic_write(run.path / "metrics.json", json.dumps(result, indent=2))
+    return result

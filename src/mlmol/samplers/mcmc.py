@@ -1,0 +1,102 @@
+"""Reference samplers for training data: batched Metropolis and Metropolis-adjusted Langevin.
+
+The Boltzmann-generator paper trains on short simulations started in the metastable
+states; these samplers run many short chains from each start, so the data cover every
+well but are not in equilibrium proportions (reweighting fixes that later).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ..errors import MlmolError
+from ..systems.base import Energy, check_finite
+
+
+def find_minima(system: Energy, seed: int = 0, starts: int = 64, spread: float = 2.0,
+                steps: int = 500, tol: float = 1e-2) -> torch.Tensor:
+    """Distinct local minima found by gradient descent from random starts, deepest first."""
+    g = torch.Generator().manual_seed(seed)
+    x = (spread * torch.randn(starts, system.dim, generator=g, dtype=torch.float64)).requires_grad_(True)
+    optimizer = torch.optim.Adam([x], lr=0.02)
+    for _ in range(steps):
+        optimizer.zero_grad()
+        u = system.energy(x)
+        torch.nan_to_num(u, nan=0.0, posinf=0.0).sum().backward()
+        x.grad = torch.nan_to_num(x.grad, nan=0.0, posinf=0.0, neginf=0.0)
+        optimizer.step()
+    x = x.detach()
+    with torch.no_grad():
+        u = system.energy(x)
+    keep = torch.isfinite(u)
+    x, u = x[keep], u[keep]
+    minima: list[torch.Tensor] = []
+    for i in torch.argsort(u):
+        if all(torch.linalg.norm(x[i] - m) > tol * 10 for m in minima):
+            minima.append(x[i])
+    if not minima:
+        raise MlmolError(f"{system.name}: found no point with a finite energy from {starts} random starts")
+    return torch.stack(minima)
+
+
+def starting_points(system: Energy, starts=None, seed: int = 0) -> torch.Tensor:
+    """``starts`` if given, else the system's listed minima, else minima found by descent."""
+    if starts is None:
+        starts = system.minima if system.minima is not None else find_minima(system, seed)
+    x = torch.as_tensor(starts, dtype=torch.float64).reshape(-1, system.dim)
+    check_finite(system, x, "starting points")
+    return x
+
+
+def _run(system: Energy, n: int, seed: int, starts, chains_per_start: int, burn: int, thin: int,
+         propose) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    x0 = starting_points(system, starts, seed)
+    x = x0.repeat_interleave(chains_per_start, dim=0)
+    n_chains = len(x)
+    kept_per_chain = math.ceil(n / n_chains)
+    with torch.no_grad():
+        u = system.energy(x).double()
+    out = []
+    for step in range(burn + kept_per_chain * thin):
+        x, u = propose(x, u, g)
+        if step >= burn and (step - burn) % thin == thin - 1:
+            out.append(x.clone())
+    return torch.stack(out).reshape(-1, system.dim)[:n]
+
+
+def metropolis(system: Energy, n: int, seed: int = 0, starts=None, step: float = 0.1,
+               chains_per_start: int = 50, burn: int = 100, thin: int = 10) -> torch.Tensor:
+    """``n`` samples (float64, ``[n, dim]``) from random-walk Metropolis chains (Gaussian steps)."""
+
+    def propose(x, u, g):
+        y = x + step * torch.randn(x.shape, generator=g, dtype=x.dtype)
+        with torch.no_grad():
+            v = system.energy(y).double()
+        accept = torch.log(torch.rand(len(x), generator=g, dtype=x.dtype)) < (u - v)
+        accept &= torch.isfinite(v)
+        return torch.where(accept[:, None], y, x), torch.where(accept, v, u)
+
+    return _run(system, n, seed, starts, chains_per_start, burn, thin, propose)
+
+
+def langevin(system: Energy, n: int, seed: int = 0, starts=None, step: float = 0.01,
+             chains_per_start: int = 50, burn: int = 100, thin: int = 10) -> torch.Tensor:
+    """``n`` samples from Metropolis-adjusted overdamped Langevin chains (MALA, time step ``step``)."""
+
+    def log_proposal(to, frm, force):
+        return -((to - frm - step * force) ** 2).sum(-1) / (4 * step)
+
+    def propose(x, u, g):
+        fx = system.force(x)
+        y = x + step * fx + math.sqrt(2 * step) * torch.randn(x.shape, generator=g, dtype=x.dtype)
+        with torch.no_grad():
+            v = system.energy(y).double()
+        fy = torch.nan_to_num(system.force(y))
+        log_ratio = (u - v) + log_proposal(x, y, fy) - log_proposal(y, x, fx)
+        accept = (torch.log(torch.rand(len(x), generator=g, dtype=x.dtype)) < log_ratio) & torch.isfinite(v)
+        return torch.where(accept[:, None], y, x), torch.where(accept, v, u)
+
+    return _run(system, n, seed, starts, chains_per_start, burn, thin, propose)

@@ -1,0 +1,188 @@
+"""The Energy contract: a reduced energy u(x) = U(x) / kT on flat coordinates."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Sequence
+
+import torch
+
+from ..errors import MlmolError
+
+Bounds = tuple[tuple[float, float], ...]
+
+_STATE = re.compile(r"^\s*x(\d+)\s*(<=|>=|<|>)\s*([-+0-9.eE]+)\s*$")
+
+
+class State:
+    """A region of configuration space given as ``"x0 < 0.5"`` (coordinate, comparison, value).
+
+    Calling it on ``x`` of shape ``[*batch, dim]`` gives a boolean mask ``[*batch]``.
+    """
+
+    def __init__(self, spec: str):
+        match = _STATE.match(spec)
+        if match is None:
+            raise MlmolError(
+                f"cannot read the state {spec!r}: write a coordinate, a comparison and a "
+                "number, for example 'x0 < 0' or 'x1 >= 0.75'"
+            )
+        self.spec = spec.strip()
+        self.index = int(match.group(1))
+        self.op = match.group(2)
+        self.value = float(match.group(3))
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        c = x[..., self.index]
+        return {"<": c < self.value, ">": c > self.value,
+                "<=": c <= self.value, ">=": c >= self.value}[self.op]
+
+    def __repr__(self) -> str:
+        return f"State({self.spec!r})"
+
+
+class Energy(torch.nn.Module):
+    """A system's reduced energy ``u(x)`` (units of kT) on flat coordinates ``[*batch, dim]``.
+
+    Subclasses implement :meth:`energy`. Optional metadata used by training and evaluation:
+
+    - ``bounds``: a box ``((lo, hi), ...)`` holding essentially all the Boltzmann mass; with
+      ``dim <= 2`` it gives exact references by quadrature.
+    - ``states``: two state specs (``"x0 < 0"``) whose free-energy difference is reported.
+    - ``profile_coords``: coordinate indices along which free-energy profiles are reported.
+    - ``rc``: ``(index, lo, hi)`` of the reaction coordinate used by the RC loss.
+    - ``minima``: points in the metastable states where reference sampling starts.
+    """
+
+    name: str = "energy"
+    bounds: Bounds | None = None
+    states: tuple[str, str] | None = None
+    profile_coords: tuple[int, ...] = (0,)
+    rc: tuple[int, float, float] | None = None
+    minima: tuple[tuple[float, ...], ...] | None = None
+
+    def __init__(self, dim: int, kT: float = 1.0):
+        super().__init__()
+        if dim < 1:
+            raise MlmolError(f"dim must be a positive integer, got {dim}")
+        self.dim = int(dim)
+        self.kT = float(kT)
+
+    def energy(self, x: torch.Tensor) -> torch.Tensor:
+        """Reduced energy u(x), shape ``[*batch]``."""
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.energy(x)
+
+    def force(self, x: torch.Tensor) -> torch.Tensor:
+        """Reduced force -du/dx (units of kT per length), shape ``[*batch, dim]``, by autograd."""
+        with torch.enable_grad():
+            x = x.detach().requires_grad_(True)
+            (grad,) = torch.autograd.grad(self.energy(x).sum(), x)
+        return -grad
+
+    def check_input(self, x: torch.Tensor) -> None:
+        if x.shape[-1] != self.dim:
+            raise MlmolError(
+                f"{self.name} has dim {self.dim} but got coordinates of shape {tuple(x.shape)}; "
+                f"pass a tensor of shape [batch, {self.dim}]"
+            )
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, kT={self.kT}"
+
+
+class FunctionEnergy(Energy):
+    """A user's energy: a function of a ``[batch, dim]`` tensor returning reduced energies ``[batch]``."""
+
+    def __init__(
+        self,
+        function: Callable[[torch.Tensor], torch.Tensor],
+        dim: int,
+        name: str = "user energy",
+        bounds: Sequence[Sequence[float]] | None = None,
+        states: tuple[str, str] | None = None,
+    ):
+        super().__init__(dim)
+        self.function = function
+        self.name = name
+        if bounds is not None:
+            self.bounds = tuple((float(lo), float(hi)) for lo, hi in bounds)
+        if states is not None:
+            self.states = tuple(states)
+        elif dim >= 1:
+            self.states = ("x0 < 0", "x0 > 0")
+        self.profile_coords = tuple(range(min(dim, 2)))
+        check_energy_function(self)
+
+    def energy(self, x: torch.Tensor) -> torch.Tensor:
+        return self.function(x)
+
+
+def check_energy_function(system: Energy, batch: int = 4) -> None:
+    """Call the energy once on a small batch and check the output shape; raise a clear error."""
+    x = torch.randn(batch, system.dim, generator=torch.Generator().manual_seed(0)) * 0.1
+    try:
+        u = system.energy(x)
+    except Exception as error:  # the user's code failed: say where and suggest the usual cause
+        raise MlmolError(
+            f"{system.name}: calling the energy on a [{batch}, {system.dim}] batch failed with "
+            f"{type(error).__name__}: {error}. Check that --dim {system.dim} is the dimension "
+            "the function expects."
+        ) from None
+    if not isinstance(u, torch.Tensor):
+        raise MlmolError(
+            f"{system.name}: the energy returned {type(u).__name__}; it must return a torch "
+            f"tensor of shape [batch] (here [{batch}])"
+        )
+    if tuple(u.shape) != (batch,):
+        hint = " (drop the trailing dimension, e.g. with .squeeze(-1))" if u.shape == (batch, 1) else ""
+        raise MlmolError(
+            f"{system.name}: the energy returned shape {tuple(u.shape)} for a [{batch}, "
+            f"{system.dim}] batch; it must return reduced energies of shape [{batch}]{hint}. "
+            f"If the function expects another dimension, fix --dim."
+        )
+
+
+def check_finite(system: Energy, x: torch.Tensor, what: str) -> torch.Tensor:
+    """Energies of ``x``; raise an error naming how many and which are NaN/inf."""
+    with torch.no_grad():
+        u = system.energy(x)
+    bad = ~torch.isfinite(u)
+    if bad.any():
+        n_bad = int(bad.sum())
+        first = x[bad][0].tolist()
+        shown = ", ".join(f"{v:.4g}" for v in first[:6]) + (", ..." if len(first) > 6 else "")
+        raise MlmolError(
+            f"{system.name}: the energy is NaN or inf at {n_bad} of {len(u)} {what} "
+            f"(first at x = [{shown}], u = {u[bad][0].item()}). Fix the energy function or "
+            "start from configurations where it is finite."
+        )
+    return u
+
+
+def grid(bounds: Bounds, points: int) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Axes and flattened grid ``[points**d, d]`` (float64) over a box."""
+    axes = [torch.linspace(lo, hi, points, dtype=torch.float64) for lo, hi in bounds]
+    mesh = torch.meshgrid(*axes, indexing="ij")
+    return axes, torch.stack([m.reshape(-1) for m in mesh], dim=-1)
+
+
+def log_partition(system: Energy, points: int = 801) -> float:
+    """log Z = log ∫ exp(-u) dx by quadrature over ``system.bounds`` (dim <= 2 only)."""
+    axes, x = grid(require_bounds(system), points)
+    with torch.no_grad():
+        u = system.energy(x).double()
+    cell = math.prod(float(a[1] - a[0]) for a in axes)
+    return float(torch.logsumexp(-u, 0)) + math.log(cell)
+
+
+def require_bounds(system: Energy) -> Bounds:
+    if system.bounds is None or system.dim > 2:
+        raise MlmolError(
+            f"{system.name}: exact references by quadrature need dim <= 2 and bounds "
+            "(set 'bounds' in the run's config.yaml)"
+        )
+    return system.bounds
