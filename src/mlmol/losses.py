@@ -19,9 +19,11 @@ def linlog(u: torch.Tensor, high: float, cap: float) -> torch.Tensor:
 
     NaN and +inf become ``cap`` (their gradients are zeroed by the caller).
     """
-    u = torch.nan_to_num(u, nan=cap, posinf=cap, neginf=-cap)
+    finite = torch.isfinite(u)
+    u = torch.where(finite, u, torch.zeros_like(u))
     soft = high + torch.log1p(torch.clamp(u - high, min=0.0))
-    return torch.clamp(torch.where(u > high, soft, u), max=cap)
+    regular = torch.clamp(torch.where(u > high, soft, u), max=cap)
+    return torch.where(finite, regular, torch.full_like(u, cap))
 
 
 @dataclass

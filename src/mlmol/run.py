@@ -27,7 +27,7 @@ DEFAULTS: dict = {
     "device": "cpu",
     "threads": 1,
     "data": {"sampler": "metropolis", "n": 10_000, "step": 0.1, "chains_per_start": 50,
-             "burn": 100, "thin": 10},
+             "burn": 100, "thin": 10, "starts": None},
     "flow": {"kind": "realnvp", "blocks": 4, "hidden": [100, 100, 100]},
     "recipe": {"name": "noe2019"},
     "evaluate": {"n": 100_000, "bins": 60, "max_f": 5.0},

@@ -154,7 +154,7 @@ def fit(flow: Flow, recipe: Recipe, seed: int = 0, checkpoint: str | Path | None
                 if not skipped:
                     optimizer.step()
             step += 1
-            if step % log_every == 0 or step == stop or skipped:
+            if step % log_every == 0 or step == total or skipped:
                 record = {"step": step, "stage": stage.name or str(index), "loss": float(loss.detach()),
                           **record, "skipped": skipped, "time_s": round(time.perf_counter() - started, 3)}
                 history.records.append(record)

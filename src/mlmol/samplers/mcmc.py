@@ -23,21 +23,26 @@ def find_minima(system: Energy, seed: int = 0, starts: int = 64, spread: float =
     optimizer = torch.optim.Adam([x], lr=0.02)
     for _ in range(steps):
         optimizer.zero_grad()
-        u = system.energy(x)
-        torch.nan_to_num(u, nan=0.0, posinf=0.0).sum().backward()
+        total = torch.nan_to_num(system.energy(x), nan=0.0, posinf=0.0).sum()
+        if not total.requires_grad:  # an energy without gradients: keep the random starts
+            break
+        total.backward()
         x.grad = torch.nan_to_num(x.grad, nan=0.0, posinf=0.0, neginf=0.0)
         optimizer.step()
     x = x.detach()
     with torch.no_grad():
         u = system.energy(x)
-    keep = torch.isfinite(u)
+    keep = torch.isfinite(u) & torch.isfinite(x).all(-1)
     x, u = x[keep], u[keep]
     minima: list[torch.Tensor] = []
     for i in torch.argsort(u):
         if all(torch.linalg.norm(x[i] - m) > tol * 10 for m in minima):
             minima.append(x[i])
     if not minima:
-        raise MlmolError(f"{system.name}: found no point with a finite energy from {starts} random starts")
+        raise MlmolError(
+            f"{system.name}: the energy is NaN or inf at all {starts} random starting points "
+            f"(N(0, {spread}²) in every coordinate); fix the energy function or give starting "
+            "points where it is finite (data.starts in the config)")
     return torch.stack(minima)
 
 

@@ -1,0 +1,143 @@
+"""The command line: the documented workflow end to end, and clear errors for bad input."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import yaml
+
+from mlmol.cli import main
+
+ENERGY = '''
+import torch
+
+def tilted(x):
+    return 2.0 * (x[:, 0] ** 2 - 1.0) ** 2 + 0.7 * x[:, 0] + 0.5 * (x[:, 1] - 0.3 * x[:, 0]) ** 2
+
+def wrong_shape(x):
+    return tilted(x)[:, None]
+
+def nan_everywhere(x):
+    return torch.full(x.shape[:1], float("nan"))
+
+def nan_left(x):
+    return torch.where(x[:, 0] < 0, torch.full_like(x[:, 0], float("nan")), tilted(x))
+'''
+
+
+@pytest.fixture
+def energy_file(tmp_path):
+    path = tmp_path / "my_energy.py"
+    path.write_text(ENERGY)
+    return path
+
+
+def _error(capsys, argv):
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "Traceback" not in err
+    return err
+
+
+def test_workflow_train_sample_evaluate_report(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "double-well", "--out", str(run), "--steps", "40", "--seed", "1"]) == 0
+    for name in ("config.yaml", "checkpoint.pt", "metrics.jsonl", "data.npz"):
+        assert (run / name).is_file()
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert config["seed"] == 1 and config["recipe"]["steps"] == 40 and config["flow"]["kind"] == "realnvp"
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    assert json.loads(lines[-1])["step"] == 40
+
+    assert main(["sample", str(run), "--n", "2000", "--out", str(tmp_path / "s.npz")]) == 0
+    with np.load(tmp_path / "s.npz") as f:
+        assert sorted(f.files) == ["energy", "kT", "log_weights", "x"]
+        assert f["x"].shape == (2000, 2) and f["x"].dtype == np.float64
+        u, lw = f["energy"], f["log_weights"]
+    assert np.all(np.isfinite(u)) and lw.shape == (2000,)
+
+    assert main(["evaluate", str(run), "--samples", str(tmp_path / "s.npz")]) == 0
+    out = capsys.readouterr().out
+    assert "ESS" in out and "exact -3.380" in out
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["n"] == 2000 and "rmse" in metrics["profiles"]["x0"]
+
+    assert main(["report", str(run), "--n", "2000"]) == 0
+    page = (run / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 4
+
+    # a config file reruns the same run
+    assert main(["train", str(run / "config.yaml"), "--out", str(tmp_path / "again")]) == 0
+    assert yaml.safe_load((tmp_path / "again" / "config.yaml").read_text()) == config
+
+
+def test_user_energy_run(tmp_path, energy_file):
+    run = tmp_path / "mine"
+    assert main(["train", "--energy", f"{energy_file}:tilted", "--dim", "2", "--out", str(run), "--steps", "30"]) == 0
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert config["system"]["energy"].endswith("my_energy.py:tilted") and len(config["system"]["bounds"]) == 2
+    assert main(["evaluate", str(run), "--n", "2000"]) == 0
+
+
+def test_unknown_system(capsys, tmp_path):
+    err = _error(capsys, ["train", "double-wel", "--out", str(tmp_path / "r")])
+    assert "unknown system 'double-wel'" in err and "double-well" in err and "mueller-brown" in err
+
+
+def test_wrong_dim(capsys, tmp_path, energy_file):
+    assert "has dim 2, but --dim 3" in _error(capsys, ["train", "double-well", "--dim", "3", "--out", str(tmp_path / "r")])
+    err = _error(capsys, ["train", "--energy", f"{energy_file}:tilted", "--dim", "1", "--out", str(tmp_path / "r")])
+    assert "IndexError" in err and "--dim 1" in err
+
+
+def test_energy_file_errors(capsys, tmp_path, energy_file):
+    bad = tmp_path / "bad.py"
+    bad.write_text("import numpy as np\nraise RuntimeError('boom')\n")
+    assert "does not load: RuntimeError: boom" in _error(
+        capsys, ["train", "--energy", f"{bad}:u", "--dim", "2", "--out", str(tmp_path / "r")])
+    err = _error(capsys, ["train", "--energy", f"{energy_file}:wrong_shape", "--dim", "2", "--out", str(tmp_path / "r")])
+    assert "shape (4, 1)" in err
+    assert "needs --dim" in _error(capsys, ["train", "--energy", f"{energy_file}:tilted", "--out", str(tmp_path / "r")])
+
+
+def test_nan_energies_at_initial_samples(capsys, tmp_path, energy_file):
+    err = _error(capsys, ["train", "--energy", f"{energy_file}:nan_everywhere", "--dim", "2", "--out", str(tmp_path / "r")])
+    assert "NaN or inf at all 64 random starting points" in err
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({"system": {"energy": f"{energy_file}:nan_left", "dim": 2},
+                                      "data": {"starts": [[-1.0, 0.0], [1.0, 0.0]]}}))
+    err = _error(capsys, ["train", str(config), "--out", str(tmp_path / "r")])
+    assert "NaN or inf at 1 of 2 starting points (first at x = [-1, 0]" in err
+
+
+def test_resume_errors(capsys, tmp_path):
+    assert "config.yaml does not exist" in _error(capsys, ["train", "--out", str(tmp_path / "none"), "--resume"])
+    run = tmp_path / "run"
+    assert main(["train", "double-well", "--out", str(run), "--steps", "10"]) == 0
+    (run / "checkpoint.pt").write_bytes(b"\x00garbage")
+    assert "corrupt" in _error(capsys, ["train", "--out", str(run), "--resume"])
+    (run / "checkpoint.pt").unlink()
+    assert "no checkpoint" in _error(capsys, ["train", "--out", str(run), "--resume"])
+    assert "train first" in _error(capsys, ["sample", str(tmp_path / "none"), "--n", "10", "--out", "x.npz"])
+    # an existing run is never overwritten without --resume
+    main(["train", "double-well", "--out", str(run), "--steps", "10"])
+    assert "already holds a trained run" in _error(capsys, ["train", "double-well", "--out", str(run)])
+
+
+def test_resume_from_the_cli_continues_the_schedule(tmp_path):
+    run = tmp_path / "run"
+    assert main(["train", "double-well", "--out", str(run), "--steps", "30"]) == 0
+    assert main(["train", "--out", str(run), "--resume"]) == 0  # nothing left: a no-op that keeps the weights
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x)["step"] for x in lines] == [10, 20, 30]
+
+
+def test_process_exit_code_and_help():
+    result = subprocess.run([sys.executable, "-m", "mlmol", "train", "nope", "--out", "/tmp/x"],
+                            capture_output=True, text=True)
+    assert result.returncode == 2 and "Traceback" not in result.stderr and "Known systems" in result.stderr
+    result = subprocess.run([sys.executable, "-m", "mlmol", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and "mlmol train double-well" in result.stdout
