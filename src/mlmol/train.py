@@ -133,7 +133,8 @@ def fit(flow: Flow, recipe: Recipe, seed: int = 0, checkpoint: str | Path | None
     bar = None
     if progress:
         from tqdm.auto import tqdm
-        bar = tqdm(total=total, initial=step, desc="training", unit="step", dynamic_ncols=True, mininterval=1.0)
+        bar = tqdm(total=total, initial=step, desc="training", unit="step", dynamic_ncols=True, mininterval=1.0,
+                   disable=None)  # None: no bar when stderr is not a terminal (logs, CI)
     log_file = open(metrics_path, "a") if metrics_path is not None else None
     started = time.perf_counter()
     try:

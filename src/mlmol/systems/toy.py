@@ -37,13 +37,13 @@ class MuellerBrown(Energy):
     A = (−200, −100, −170, 15), a = (−1, −1, −6.5, 0.7), b = (0, 0, 11, 0.6),
     c = (−10, −10, −6.5, 0.7), x̂ = (1, 0, −0.5, −1), ŷ = (0, 0.5, 1.5, 1).
     Minima: (−0.558, 1.442) u ≈ −14.7, (0.623, 0.028) u ≈ −10.8, (−0.050, 0.467) u ≈ −8.1.
-    States for ΔF: the deep upper-left basin (y > 1.05, above the free-energy barrier along y)
+    States for ΔF: the deep upper-left basin (y > 0.75, beyond the free-energy barrier along y)
     against the two lower basins.
     """
 
     name = "mueller-brown"
     bounds = ((-1.8, 1.3), (-0.6, 2.3))
-    states = ("x1 > 1.05", "x1 < 1.05")
+    states = ("x1 > 0.75", "x1 < 0.75")
     profile_coords = (0, 1)
     rc = (1, -0.1, 1.7)
     minima = ((-0.558, 1.442), (0.623, 0.028), (-0.050, 0.467))

@@ -1,0 +1,31 @@
+"""Run the documented command-line pipeline (train, sample, evaluate) and time each step."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+MLMOL = [sys.executable, "-m", "mlmol"]
+
+
+def _run(args: list[str]) -> float:
+    start = time.perf_counter()
+    result = subprocess.run(MLMOL + args, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise SystemExit(f"command failed: mlmol {' '.join(args)}\n{result.stderr}")
+    return time.perf_counter() - start
+
+
+def pipeline(train_args: list[str], out: Path, n: int = 100_000) -> dict:
+    """``mlmol train ... --out OUT``, ``mlmol sample OUT --n N``, ``mlmol evaluate OUT --samples``."""
+    shutil.rmtree(out, ignore_errors=True)
+    t_train = _run(["train", *train_args, "--out", str(out)])
+    t_sample = _run(["sample", str(out), "--n", str(n), "--out", str(out / "samples.npz")])
+    _run(["evaluate", str(out), "--samples", str(out / "samples.npz")])
+    metrics = json.loads((out / "metrics.json").read_text())
+    return {"command": "mlmol train " + " ".join(train_args) + f" --out {out}",
+            "train_s": t_train, "sample_s": t_sample, "metrics": metrics}
