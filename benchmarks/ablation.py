@@ -10,13 +10,10 @@ Writes benchmarks/results/ablation.json and .md (mean ± sd over seeds).
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
-from pipeline import pipeline
-
-from mlmol.data import atomic_write
+from pipeline import pipeline, write_results
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -39,8 +36,6 @@ def main() -> None:
                          "command": result["command"]})
             print(f"{losses:10s} seed {seed}: ESS {100 * m['ess_fraction']:.1f}%, ΔF error "
                   f"{m['delta_f']['error']:+.3f} ± {m['delta_f']['stderr']:.3f} kT", flush=True)
-    results = Path(__file__).parent / "results"
-    atomic_write(results / "ablation.json", json.dumps(rows, indent=2))
     lines = [f"Double well, seeds {' '.join(map(str, args.seeds))}, 100,000 samples each; mean ± sd over seeds.", "",
              "| losses | ESS fraction | ΔF error (kT) | |ΔF error| max (kT) | profile RMSE x0 (kT) | train (s) |",
              "|---|---:|---:|---:|---:|---:|"]
@@ -54,8 +49,7 @@ def main() -> None:
         worst = max(abs(r["delta_f_error"]) for r in sel)
         lines.append(f"| {losses} | {stat('ess_fraction', '.3f')} | {stat('delta_f_error', '+.3f')} | {worst:.3f} "
                      f"| {stat('profile_rmse', '.3f')} | {stat('train_s', '.0f')} |")
-    atomic_write(results / "ablation.md", "\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_results("ablation", rows, lines)
 
 
 if __name__ == "__main__":

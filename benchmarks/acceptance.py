@@ -10,12 +10,9 @@ profile RMSE per coordinate).
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-from pipeline import pipeline
-
-from mlmol.data import atomic_write
+from pipeline import pipeline, write_results
 
 ROOT = Path(__file__).resolve().parent.parent
 SYSTEMS = {
@@ -40,8 +37,6 @@ def main() -> None:
             print(f"{name:40s} seed {seed}: train {result['train_s']:.0f} s, ESS {100 * m['ess_fraction']:.1f}%, "
                   f"ΔF error {m['delta_f']['error']:+.3f} kT, profile RMSE "
                   + ", ".join(f"{k} {v['rmse']:.3f}" for k, v in m["profiles"].items()), flush=True)
-    results = Path(__file__).parent / "results"
-    atomic_write(results / "acceptance.json", json.dumps(rows, indent=2))
     lines = ["| system | seed | train (s) | ESS | ΔF (kT) | exact ΔF | ΔF error | profile RMSE (kT, bins F < 5 kT) |",
              "|---|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
@@ -49,8 +44,7 @@ def main() -> None:
         profiles = ", ".join(f"{k}: {v['rmse']:.3f}" for k, v in m["profiles"].items())
         lines.append(f"| {r['system']} | {r['seed']} | {r['train_s']:.0f} | {100 * m['ess_fraction']:.1f}% "
                      f"| {d['value']:.3f} ± {d['stderr']:.3f} | {d['exact']:.3f} | {d['error']:+.3f} | {profiles} |")
-    atomic_write(results / "acceptance.md", "\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_results("acceptance", rows, lines)
 
 
 if __name__ == "__main__":

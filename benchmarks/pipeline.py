@@ -9,6 +9,10 @@ import sys
 import time
 from pathlib import Path
 
+from mlmol.data import atomic_write
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
 MLMOL = [sys.executable, "-m", "mlmol"]
 
 
@@ -29,3 +33,10 @@ def pipeline(train_args: list[str], out: Path, n: int = 100_000) -> dict:
     metrics = json.loads((out / "metrics.json").read_text())
     return {"command": "mlmol train " + " ".join(train_args) + f" --out {out}",
             "train_s": t_train, "sample_s": t_sample, "metrics": metrics}
+
+
+def write_results(name: str, rows: list[dict], table: list[str]) -> None:
+    """benchmarks/results/NAME.json (the rows) and NAME.md (the table), both atomically; prints the table."""
+    atomic_write(RESULTS / f"{name}.json", json.dumps(rows, indent=2))
+    atomic_write(RESULTS / f"{name}.md", "\n".join(table) + "\n")
+    print("\n".join(table))
