@@ -112,7 +112,7 @@ class FunctionEnergy(Energy):
             self.bounds = tuple((float(lo), float(hi)) for lo, hi in bounds)
         if states is not None:
             self.states = tuple(states)
-        elif dim >= 1:
+        else:
             self.states = ("x0 < 0", "x0 > 0")
         self.profile_coords = tuple(range(min(dim, 2)))
         check_energy_function(self)
