@@ -141,3 +141,9 @@ def test_process_exit_code_and_help():
     assert result.returncode == 2 and "Traceback" not in result.stderr and "Known systems" in result.stderr
     result = subprocess.run([sys.executable, "-m", "mlmol", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "mlmol train double-well" in result.stdout
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="CUDA is present")
+def test_cuda_request_without_cuda_is_a_clear_error(capsys, tmp_path):
+    err = _error(capsys, ["train", "double-well", "--device", "cuda", "--out", str(tmp_path / "r")])
+    assert "CUDA is not available" in err and "--device cpu" in err

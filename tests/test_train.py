@@ -81,3 +81,29 @@ def test_training_data_regularised_energies_are_logged():
     kl_records = [r for r in history.records if "kl" in r]
     assert kl_records and all("n_high_energy" in r and "n_nonfinite_energy" in r for r in kl_records)
     assert history["step"][-1] == recipe.total_steps
+
+
+def test_ctrl_c_writes_a_checkpoint_that_resumes(tmp_path):
+    class Interrupt(mlmol.losses.Loss):
+        def __init__(self, inner, at):
+            self.inner, self.at, self.calls = inner, at, 0
+
+        def __call__(self, batch):
+            self.calls += 1
+            if self.calls == self.at:  # interrupted mid-step, after this step's samples were drawn
+                batch.generated()
+                raise KeyboardInterrupt
+            return self.inner(batch)
+
+    straight, recipe = _setup()
+    mlmol.fit(straight, recipe, seed=2)
+    flow, recipe = _setup()
+    stage = recipe.stages[1]
+    stage.loss = Interrupt(stage.loss, at=7)
+    ckpt = tmp_path / "checkpoint.pt"
+    with pytest.raises(KeyboardInterrupt):
+        mlmol.fit(flow, recipe, seed=2, checkpoint=ckpt, checkpoint_every=1000)
+    assert torch.load(ckpt, weights_only=False)["step"] == 30 + 6
+    stage.loss = stage.loss.inner
+    mlmol.fit(flow, recipe, seed=2, checkpoint=ckpt, resume=True)
+    assert torch.equal(_weights(straight), _weights(flow))

@@ -122,10 +122,12 @@ def fit(flow: Flow, recipe: Recipe, seed: int = 0, checkpoint: str | Path | None
     elif metrics_path is not None:
         atomic_write(metrics_path, "")
 
+    step_start_rng = generator.get_state()  # an interrupted step is redone from here on resume
+
     def save() -> None:
         if checkpoint is not None:
             save_torch({"flow": flow.state_dict(), "optimizer": optimizer.state_dict() if optimizer else None,
-                        "generator": generator.get_state(), "step": step, "stage": stage_index,
+                        "generator": step_start_rng, "step": step, "stage": stage_index,
                         "spec": flow.spec}, checkpoint)
 
     total = recipe.total_steps
@@ -155,6 +157,7 @@ def fit(flow: Flow, recipe: Recipe, seed: int = 0, checkpoint: str | Path | None
                 if not skipped:
                     optimizer.step()
             step += 1
+            step_start_rng = generator.get_state()
             if step % log_every == 0 or step == total or skipped:
                 record = {"step": step, "stage": stage.name or str(index), "loss": float(loss.detach()),
                           **record, "skipped": skipped, "time_s": round(time.perf_counter() - started, 3)}
