@@ -73,9 +73,11 @@ def energy_histograms(energies: dict[str, np.ndarray], ax=None, weights: dict[st
     return ax
 
 
-def training_curves(records: list[dict], ax=None, keys=("ml", "kl", "loss")):
-    """Loss terms against the step, from metrics.jsonl records."""
+def training_curves(records: list[dict], ax=None, keys=("ml", "kl", "loss"), log_z: float | None = None):
+    """Loss terms against the step, from metrics.jsonl records; −log Z (the KL term's floor) if known."""
     ax = _ax(ax)
+    if log_z is not None:
+        ax.axhline(-log_z, color="k", ls=":", label="−log Z (exact): floor of kl")
     for key in keys:
         pts = [(r["step"], r[key]) for r in records if key in r]
         if pts:

@@ -14,6 +14,7 @@ import torch
 from . import estimators, plots
 from .data import atomic_write
 from .run import Run, evaluate_run
+from .systems import log_partition
 
 
 def _png(fig) -> str:
@@ -84,7 +85,7 @@ def write_report(run: Run, n: int = 20_000, seed: int = 0) -> str:
 
     if run.history is not None and len(run.history):
         fig, ax = plt.subplots(figsize=(6, 4))
-        plots.training_curves(run.history.records, ax=ax)
+        plots.training_curves(run.history.records, ax=ax, log_z=log_partition(system) if exact else None)
         figures.append(("Training curves", _png(fig)))
 
     body = "".join(f"<h2>{html.escape(title)}</h2><img src='data:image/png;base64,{data}'/>"
