@@ -49,7 +49,7 @@ class Profile:
 def ess(log_weights: torch.Tensor) -> float:
     """Kish effective sample size (Σw)² / Σw², computed stably from log weights."""
     lw = torch.as_tensor(log_weights, dtype=torch.float64)
-    lw = lw[torch.isfinite(lw)] if not torch.isfinite(lw).all() else lw
+    lw = lw[torch.isfinite(lw)]  # -inf is a zero weight; NaN counts as zero too
     if lw.numel() == 0:
         return 0.0
     return float(torch.exp(2 * torch.logsumexp(lw, 0) - torch.logsumexp(2 * lw, 0)))

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .errors import MlmolError
 from .flows import Flow
 from .systems import Energy
 
@@ -42,7 +43,6 @@ class Batch:
     def data_x(self) -> torch.Tensor:
         if self._data_x is None:
             if self.data is None or len(self.data) == 0:
-                from .errors import MlmolError
                 raise MlmolError("the ML loss needs training data; pass data or drop the ML term")
             m = self.data_batch_size or self.batch_size
             idx = torch.randint(len(self.data), (m,), generator=self.generator, device=self.generator.device)
