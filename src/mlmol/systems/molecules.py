@@ -1,0 +1,114 @@
+"""Molecules through OpenMM: any PDB with OpenMM force-field files, and alanine dipeptide."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import MlmolError
+from .openmm import OpenMMEnergy, require_openmm
+
+DATA = Path(__file__).with_name("data")
+ALANINE_DIPEPTIDE_PDB = DATA / "alanine-dipeptide.pdb"
+IMPLICIT_SOLVENT = {"obc1": "implicit/obc1.xml", "obc2": "implicit/obc2.xml", "gbn": "implicit/gbn.xml",
+                    "gbn2": "implicit/gbn2.xml", "hct": "implicit/hct.xml"}
+
+
+def read_pdb(path: str | Path):
+    """An ``openmm.app.PDBFile`` with finite coordinates, or a clear error naming the file."""
+    require_openmm()
+    from openmm import app
+
+    path = Path(path)
+    if not path.is_file():
+        raise MlmolError(f"PDB file {path} does not exist")
+    try:
+        pdb = app.PDBFile(str(path))
+    except Exception as error:
+        raise MlmolError(f"cannot read PDB file {path}: {type(error).__name__}: {error}") from None
+    xyz = np.array(pdb.positions.value_in_unit(pdb.positions.unit))
+    if pdb.topology.getNumAtoms() == 0:
+        raise MlmolError(f"PDB file {path} has no atoms")
+    if not np.all(np.isfinite(xyz)):
+        bad = int(np.flatnonzero(~np.isfinite(xyz).all(-1))[0])
+        raise MlmolError(f"PDB file {path} has non-finite coordinates (first at atom {bad + 1})")
+    return pdb
+
+
+def from_pdb(path: str | Path, forcefield: Sequence[str] = ("amber14-all.xml",), implicit_solvent: str | None = None,
+             temperature: float = 300.0, add_hydrogens: bool = True, platform: str = "auto", workers: int = 1,
+             name: str | None = None) -> OpenMMEnergy:
+    """An :class:`OpenMMEnergy` for the molecule in ``path`` (no cutoff, no constraints).
+
+    ``forcefield`` lists OpenMM force-field XML files; ``implicit_solvent`` is one of
+    obc1, obc2, gbn, gbn2, hct (OpenMM's ``implicit/*.xml``) or an XML file. Missing
+    hydrogens are added with OpenMM's Modeller (``add_hydrogens=False`` refuses instead).
+    Coordinates are flat nm in the atom order of ``.topology``; ``.positions`` [3N] holds the
+    PDB's (possibly completed) structure.
+    """
+    from openmm import app
+
+    pdb = read_pdb(path)
+    files = list(forcefield)
+    if implicit_solvent is not None:
+        files.append(IMPLICIT_SOLVENT.get(implicit_solvent, implicit_solvent))
+    try:
+        ff = app.ForceField(*files)
+    except Exception as error:
+        raise MlmolError(f"cannot load force field {files}: {error}. OpenMM ships e.g. amber14-all.xml, "
+                         "amber99sbildn.xml, charmm36.xml") from None
+    topology, positions = pdb.topology, pdb.positions
+    try:
+        system = ff.createSystem(topology, nonbondedMethod=app.NoCutoff, constraints=None, rigidWater=False)
+    except ValueError as error:
+        if "template" not in str(error).lower():
+            raise MlmolError(f"{path}: OpenMM cannot build the system: {error}") from None
+        modeller = app.Modeller(topology, positions)
+        try:
+            added = modeller.addHydrogens(ff)
+        except Exception:
+            added = None
+        try:
+            system = ff.createSystem(modeller.topology, nonbondedMethod=app.NoCutoff, constraints=None,
+                                     rigidWater=False)
+        except ValueError as second:
+            raise MlmolError(f"{path}: {second} Residues the force field {files} does not know need their "
+                             "own force-field XML (pass it in forcefield=...)") from None
+        if not add_hydrogens:
+            raise MlmolError(f"{path} lacks hydrogens ({sum(added or [])} missing); add them (e.g. with pdbfixer "
+                             "or add_hydrogens=True)")
+        topology, positions = modeller.topology, modeller.positions
+    energy = OpenMMEnergy(system, topology, temperature=temperature, platform=platform, workers=workers,
+                          name=name or Path(path).stem)
+    energy.positions = np.array(positions.value_in_unit(positions.unit), dtype=np.float64).reshape(-1)
+    return energy
+
+
+def alanine_dipeptide(implicit_solvent: bool = False, temperature: float = 300.0, platform: str = "auto",
+                      workers: int = 1) -> OpenMMEnergy:
+    """Capped alanine (Ace-Ala-Nme, 22 atoms) with amber99sbildn (+ amber99_obc.xml implicit solvent).
+
+    Vacuum: no cutoff, no constraints; 300 K by default. The PDB ships with mlmol (built by
+    tools/build_alanine_dipeptide.py from ideal geometry and minimised).
+    """
+    return from_pdb(ALANINE_DIPEPTIDE_PDB, forcefield=("amber99sbildn.xml",),
+                    implicit_solvent="amber99_obc.xml" if implicit_solvent else None, temperature=temperature,
+                    add_hydrogens=False, platform=platform, workers=workers,
+                    name="alanine-dipeptide" + ("-implicit" if implicit_solvent else ""))
+
+
+def dihedral(x, i: int, j: int, k: int, m: int):
+    """Torsion angle (radians, in (−π, π]) of atoms i-j-k-m for flat coordinates ``[*batch, 3N]``."""
+    import torch
+
+    p = x.reshape(*x.shape[:-1], -1, 3)
+    b0, b1, b2 = p[..., i, :] - p[..., j, :], p[..., k, :] - p[..., j, :], p[..., m, :] - p[..., k, :]
+    b1 = b1 / torch.linalg.norm(b1, dim=-1, keepdim=True)
+    v = b0 - (b0 * b1).sum(-1, keepdim=True) * b1
+    w = b2 - (b2 * b1).sum(-1, keepdim=True) * b1
+    return torch.atan2((torch.cross(b1, v, dim=-1) * w).sum(-1), (v * w).sum(-1))
+
+
+__all__ = ["from_pdb", "alanine_dipeptide", "read_pdb", "dihedral", "ALANINE_DIPEPTIDE_PDB"]
