@@ -9,6 +9,8 @@ spline itself is zuko's.
 
 from .bijections import AffineCoupling, Bijection, Chain, SplineCoupling, Standardize
 from .flow import FAMILIES, Flow, NeuralSpline, RealNVP, build
+from .internal import InternalCoordinates, zmatrix
 
 __all__ = ["Bijection", "Chain", "Standardize", "AffineCoupling", "SplineCoupling", "Flow",
-           "RealNVP", "NeuralSpline", "FAMILIES", "build"]
+           "RealNVP", "NeuralSpline", "FAMILIES", "build",
+           "InternalCoordinates", "zmatrix"]

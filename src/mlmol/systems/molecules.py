@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import MlmolError
+from ..flows.internal import dihedral_from_points
 from .openmm import OpenMMEnergy, require_openmm
 
 DATA = Path(__file__).with_name("data")
@@ -101,14 +102,8 @@ def alanine_dipeptide(implicit_solvent: bool = False, temperature: float = 300.0
 
 def dihedral(x, i: int, j: int, k: int, m: int):
     """Torsion angle (radians, in (−π, π]) of atoms i-j-k-m for flat coordinates ``[*batch, 3N]``."""
-    import torch
-
     p = x.reshape(*x.shape[:-1], -1, 3)
-    b0, b1, b2 = p[..., i, :] - p[..., j, :], p[..., k, :] - p[..., j, :], p[..., m, :] - p[..., k, :]
-    b1 = b1 / torch.linalg.norm(b1, dim=-1, keepdim=True)
-    v = b0 - (b0 * b1).sum(-1, keepdim=True) * b1
-    w = b2 - (b2 * b1).sum(-1, keepdim=True) * b1
-    return torch.atan2((torch.cross(b1, v, dim=-1) * w).sum(-1), (v * w).sum(-1))
+    return dihedral_from_points(p[..., i, :], p[..., j, :], p[..., k, :], p[..., m, :])
 
 
 __all__ = ["from_pdb", "alanine_dipeptide", "read_pdb", "dihedral", "ALANINE_DIPEPTIDE_PDB"]

@@ -1,0 +1,138 @@
+"""Internal coordinates: Cartesian (nm) <-> bond lengths, angles and torsions of a Z-matrix.
+
+The Z-matrix is built from the bond graph. Its first three atoms fix the frame (atom 0 at the
+origin, atom 1 on +x, atom 2 in the xy-plane), which removes the 6 rigid-body degrees of
+freedom: ``3N`` Cartesians map to ``3N − 6`` internal coordinates, laid out as
+``[bonds (N−1), angles (N−2), torsions (N−3)]``. The log-det is exact:
+log|det ∂x/∂ic| = log b₂ + Σ_{i≥3} log(bᵢ² sin θᵢ) (b₁ enters linearly).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+
+import numpy as np
+import torch
+
+from ..errors import MlmolError
+from .bijections import Bijection
+
+
+def dihedral_from_points(a, b, c, d):
+    """Torsion angle a-b-c-d in radians, (−π, π], for points of shape ``[*batch, 3]``."""
+    b1 = c - b
+    b1 = b1 / torch.linalg.norm(b1, dim=-1, keepdim=True)
+    v = (a - b) - ((a - b) * b1).sum(-1, keepdim=True) * b1
+    w = (d - c) - ((d - c) * b1).sum(-1, keepdim=True) * b1
+    return torch.atan2((torch.cross(b1, v, dim=-1) * w).sum(-1), (v * w).sum(-1))
+
+
+def _angle(a, b, c):
+    u, v = a - b, c - b
+    cos = (u * v).sum(-1) / (torch.linalg.norm(u, dim=-1) * torch.linalg.norm(v, dim=-1))
+    return torch.acos(cos.clamp(-1.0, 1.0))
+
+
+def zmatrix(n_atoms: int, bonds: Iterable[tuple[int, int]]) -> np.ndarray:
+    """Rows (atom, bond partner, angle partner, torsion partner), each partner placed earlier.
+
+    Breadth-first from the atom with most neighbours; partners follow the bond graph where
+    it allows. The graph must be connected.
+    """
+    neighbours: list[list[int]] = [[] for _ in range(n_atoms)]
+    for i, j in bonds:
+        neighbours[i].append(j)
+        neighbours[j].append(i)
+    root = max(range(n_atoms), key=lambda i: (len(neighbours[i]), -i))
+    order, parent, queue = [root], {root: -1}, deque([root])
+    while queue:
+        atom = queue.popleft()
+        for nb in sorted(neighbours[atom], key=lambda j: (-len(neighbours[j]), j)):
+            if nb not in parent:
+                parent[nb] = atom
+                order.append(nb)
+                queue.append(nb)
+    if len(order) != n_atoms:
+        missing = sorted(set(range(n_atoms)) - set(order))[:5]
+        raise MlmolError(f"the bond graph is not connected (atoms {missing} ... are not bonded to the rest); "
+                         "internal coordinates need one molecule")
+    placed: list[int] = []
+    rows = []
+    for atom in order:
+        p = parent[atom]
+        if p == -1:
+            rows.append((atom, -1, -1, -1))
+        else:
+            candidates = [parent[p]] + neighbours[p] + placed
+            q = next((c for c in candidates if c not in (-1, atom, p) and c in placed), -1)
+            r = -1
+            if q != -1:
+                candidates = [parent[q]] + neighbours[q] + neighbours[p] + placed
+                r = next((c for c in candidates if c not in (-1, atom, p, q) and c in placed), -1)
+            rows.append((atom, p, q, r))
+        placed.append(atom)
+    return np.array(rows, dtype=np.int64)
+
+
+class InternalCoordinates(Bijection):
+    """Maps internal coordinates ``[*batch, 3N−6]`` (forward) to Cartesians ``[*batch, 3N]`` in nm.
+
+    ``inverse`` accepts Cartesians in any frame (the internal coordinates are invariant);
+    ``forward`` rebuilds them in the canonical frame of the Z-matrix's first three atoms.
+    """
+
+    def __init__(self, n_atoms: int, bonds: Iterable[tuple[int, int]]):
+        super().__init__()
+        if n_atoms < 4:
+            raise MlmolError(f"internal coordinates need at least 4 atoms, got {n_atoms}")
+        z = zmatrix(n_atoms, bonds)
+        self.n_atoms = n_atoms
+        self.register_buffer("rows", torch.as_tensor(z))
+        self.n_bonds, self.n_angles, self.n_torsions = n_atoms - 1, n_atoms - 2, n_atoms - 3
+
+    @property
+    def dim(self) -> int:
+        return 3 * self.n_atoms - 6
+
+    @property
+    def torsion_slice(self) -> slice:
+        return slice(self.n_bonds + self.n_angles, self.dim)
+
+    def inverse(self, x):
+        p = x.reshape(*x.shape[:-1], self.n_atoms, 3)
+        a, b, c, d = (self.rows[:, k] for k in range(4))
+        at = lambda idx: p[..., idx, :]  # noqa: E731
+        bonds = torch.linalg.norm(at(a[1:]) - at(b[1:]), dim=-1)
+        angles = _angle(at(a[2:]), at(b[2:]), at(c[2:]))
+        torsions = dihedral_from_points(at(a[3:]), at(b[3:]), at(c[3:]), at(d[3:]))
+        ladj = -(torch.log(bonds[..., 1]) + (2 * torch.log(bonds[..., 2:]) + torch.log(torch.sin(angles[..., 1:]))).sum(-1))
+        return torch.cat([bonds, angles, torsions], dim=-1), ladj
+
+    def forward(self, ic):
+        bonds = ic[..., :self.n_bonds]
+        angles = ic[..., self.n_bonds:self.n_bonds + self.n_angles]
+        torsions = ic[..., self.torsion_slice]
+        batch = ic.shape[:-1]
+        positions: list[torch.Tensor | None] = [None] * self.n_atoms
+        zeros = torch.zeros(*batch, dtype=ic.dtype, device=ic.device)
+        rows = self.rows.tolist()
+        positions[rows[0][0]] = torch.stack([zeros, zeros, zeros], -1)
+        positions[rows[1][0]] = torch.stack([bonds[..., 0], zeros, zeros], -1) + positions[rows[1][1]]
+        atom, p, q, _ = rows[2]
+        u = positions[q] - positions[p]
+        u = u / torch.linalg.norm(u, dim=-1, keepdim=True)
+        y = torch.stack([zeros, zeros + 1, zeros], -1)
+        b, theta = bonds[..., 1:2], angles[..., 0:1]
+        positions[atom] = positions[p] + b * (torch.cos(theta) * u + torch.sin(theta) * y)
+        for i, (atom, p, q, r) in enumerate(rows[3:]):
+            b, theta, phi = bonds[..., i + 2:i + 3], angles[..., i + 1:i + 2], torsions[..., i:i + 1]
+            bc = positions[p] - positions[q]
+            bc = bc / torch.linalg.norm(bc, dim=-1, keepdim=True)
+            n = torch.cross(positions[q] - positions[r], bc, dim=-1)
+            n = n / torch.linalg.norm(n, dim=-1, keepdim=True)
+            m = torch.cross(n, bc, dim=-1)
+            positions[atom] = positions[p] + b * (-torch.cos(theta) * bc + torch.sin(theta) * torch.cos(phi) * m
+                                                  + torch.sin(theta) * torch.sin(phi) * n)
+        ladj = torch.log(bonds[..., 1]) + (2 * torch.log(bonds[..., 2:]) + torch.log(torch.sin(angles[..., 1:]))).sum(-1)
+        return torch.stack(positions, dim=-2).reshape(*batch, 3 * self.n_atoms), ladj
