@@ -16,7 +16,7 @@ def sample(flow: Flow, system: Energy, n: int, temperature: float = 1.0, seed: i
 
     log w = −u(x)/τ − log q_τ(x), with τ the latent temperature; energies are reduced at τ·kT.
     """
-    device = next(iter(flow.buffers())).device
+    device = flow.device
     generator = torch.Generator(device=device).manual_seed(seed)
     xs, log_qs, us = [], [], []
     for start in range(0, n, batch_size):

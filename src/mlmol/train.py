@@ -93,10 +93,10 @@ def fit(flow: Flow, recipe: Recipe, seed: int = 0, checkpoint: str | Path | None
     at the end, and on Ctrl-C; ``resume=True`` continues from it bit for bit. ``until`` stops
     early at a global step (the schedule is unchanged). Metrics go to ``metrics`` as JSON lines.
     """
-    device = next(iter(flow.buffers())).device
+    device = flow.device
     generator = torch.Generator(device=device).manual_seed(seed)
     torch.manual_seed(seed)
-    data = None if recipe.data is None else recipe.data.to(device=device, dtype=next(flow.buffers()).dtype)
+    data = None if recipe.data is None else recipe.data.to(device=device, dtype=flow.dtype)
     step, stage_index, optimizer = 0, -1, None
     metrics_path = None if metrics is None else Path(metrics)
     history = History()

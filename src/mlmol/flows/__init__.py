@@ -7,10 +7,11 @@ latent temperature scaling, seeded generators for bit-for-bit resume, and fixed 
 spline itself is zuko's.
 """
 
-from .bijections import AffineCoupling, Bijection, Chain, SplineCoupling, Standardize
+from .bijections import AffineCoupling, Bijection, Chain, CircularShift, SplineCoupling, Standardize
 from .flow import FAMILIES, Flow, NeuralSpline, RealNVP, build
 from .internal import InternalCoordinates, zmatrix
+from .molecular import MolecularFlow
 
-__all__ = ["Bijection", "Chain", "Standardize", "AffineCoupling", "SplineCoupling", "Flow",
+__all__ = ["Bijection", "Chain", "CircularShift", "Standardize", "AffineCoupling", "SplineCoupling", "Flow",
            "RealNVP", "NeuralSpline", "FAMILIES", "build",
-           "InternalCoordinates", "zmatrix"]
+           "InternalCoordinates", "zmatrix", "MolecularFlow"]

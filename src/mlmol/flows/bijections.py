@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -71,21 +72,34 @@ def mlp(n_in: int, n_out: int, hidden: Sequence[int], activation=nn.SiLU) -> nn.
 
 
 class Coupling(Bijection):
-    """Transforms coordinates ``transformed`` elementwise, conditioned on ``conditioner_idx``.
+    """Transforms coordinates ``transformed`` elementwise, conditioned on ``conditioning``.
 
-    Subclasses define the elementwise map from conditioner outputs (``params_per_dim`` each).
+    Conditioning coordinates listed in ``angles`` enter the network as (cos, sin), so the
+    map is continuous on the circle. Subclasses define the elementwise map from the
+    conditioner outputs (``params_per_dim`` each).
     """
 
     params_per_dim = 2
 
-    def __init__(self, transformed: Sequence[int], conditioning: Sequence[int], hidden: Sequence[int]):
+    def __init__(self, transformed: Sequence[int], conditioning: Sequence[int], hidden: Sequence[int],
+                 angles: Sequence[int] = ()):
         super().__init__()
+        angles = set(angles)
+        linear = [i for i in conditioning if i not in angles]
+        circular = [i for i in conditioning if i in angles]
         self.register_buffer("transformed", torch.as_tensor(transformed, dtype=torch.long))
-        self.register_buffer("conditioning", torch.as_tensor(conditioning, dtype=torch.long))
-        self.net = mlp(len(conditioning), len(transformed) * self.params_per_dim, hidden)
+        self.register_buffer("conditioning", torch.as_tensor(linear, dtype=torch.long))
+        self.register_buffer("conditioning_angles", torch.as_tensor(circular, dtype=torch.long))
+        self.net = mlp(len(linear) + 2 * len(circular), len(transformed) * self.params_per_dim, hidden)
+
+    def _features(self, x: torch.Tensor) -> torch.Tensor:
+        if len(self.conditioning_angles) == 0:
+            return x[..., self.conditioning]
+        angles = x[..., self.conditioning_angles]
+        return torch.cat([x[..., self.conditioning], torch.cos(angles), torch.sin(angles)], dim=-1)
 
     def _params(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.net(x[..., self.conditioning])
+        out = self.net(self._features(x))
         return out.reshape(*out.shape[:-1], len(self.transformed), self.params_per_dim)
 
     def _couple(self, x: torch.Tensor, inverse: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -110,8 +124,8 @@ class AffineCoupling(Coupling):
 
     params_per_dim = 2
 
-    def __init__(self, transformed, conditioning, hidden, clamp: float = 5.0):
-        super().__init__(transformed, conditioning, hidden)
+    def __init__(self, transformed, conditioning, hidden, clamp: float = 5.0, angles=()):
+        super().__init__(transformed, conditioning, hidden, angles)
         self.clamp = clamp
 
     def elementwise(self, v, params, inverse):
@@ -125,12 +139,13 @@ class AffineCoupling(Coupling):
 class SplineCoupling(Coupling):
     """Rational-quadratic spline coupling (Durkan et al. 2019) on [−bound, bound], identity outside.
 
-    The spline itself is zuko's :class:`~zuko.transforms.MonotonicRQSTransform`.
+    The spline itself is zuko's :class:`~zuko.transforms.MonotonicRQSTransform`; its slope is 1
+    at ±bound, so with ``bound = π`` it is a smooth map of the circle onto itself (for angles).
     """
 
-    def __init__(self, transformed, conditioning, hidden, bins: int = 8, bound: float = 5.0):
+    def __init__(self, transformed, conditioning, hidden, bins: int = 8, bound: float = 5.0, angles=()):
         self.params_per_dim = 3 * bins - 1
-        super().__init__(transformed, conditioning, hidden)
+        super().__init__(transformed, conditioning, hidden, angles)
         self.bins, self.bound = bins, bound
 
     def elementwise(self, v, params, inverse):
@@ -141,3 +156,26 @@ class SplineCoupling(Coupling):
             u = spline.inv(v)
             return u, -spline.call_and_ladj(u)[1]
         return spline.call_and_ladj(v)
+
+
+class CircularShift(Bijection):
+    """Rotates angles ``indices`` by a fixed ``shift`` (radians), wrapped to [−π, π); log-det 0.
+
+    Moves the seam of circular splines between blocks.
+    """
+
+    def __init__(self, indices: Sequence[int], shift: float):
+        super().__init__()
+        self.register_buffer("indices", torch.as_tensor(indices, dtype=torch.long))
+        self.shift = float(shift)
+
+    def _rotate(self, x, shift):
+        out = x.clone()
+        out[..., self.indices] = torch.remainder(x[..., self.indices] + shift + math.pi, 2 * math.pi) - math.pi
+        return out, torch.zeros(x.shape[:-1], dtype=x.dtype, device=x.device)
+
+    def forward(self, z):
+        return self._rotate(z, self.shift)
+
+    def inverse(self, x):
+        return self._rotate(x, -self.shift)

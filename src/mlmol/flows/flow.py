@@ -13,37 +13,63 @@ from .bijections import AffineCoupling, Bijection, Chain, SplineCoupling, Standa
 
 
 class Flow(nn.Module):
-    """Density q(x) = N(z; 0, τ I) |det dz/dx| with x = transform(z).
+    """Density q(x) = p_base(z) |det dz/dx| with x = transform(z).
 
-    ``temperature`` τ scales the latent variance: τ > 1 samples a broader, "hotter"
-    distribution (Noé et al. 2019, latent temperature scaling).
+    The base is N(0, τ I) on the latent coordinates, except those listed in ``circular``
+    (angles), which are uniform on [−π, π). ``temperature`` τ scales the Gaussian variance:
+    τ > 1 samples a broader, "hotter" distribution (Noé et al. 2019, latent temperature
+    scaling). ``dim`` is the latent dimension; ``event_dim`` that of x (larger when the
+    transform adds fixed coordinates, e.g. internal → Cartesian).
     """
 
-    def __init__(self, transform: Bijection, dim: int, spec: dict | None = None):
+    def __init__(self, transform: Bijection, dim: int, spec: dict | None = None, event_dim: int | None = None,
+                 circular: Sequence[int] = ()):
         super().__init__()
         self.transform = transform
         self.dim = dim
+        self.event_dim = dim if event_dim is None else event_dim
         self.spec = dict(spec or {})
+        mask = torch.zeros(dim, dtype=torch.bool)
+        mask[list(circular)] = True
+        self.register_buffer("_circular", mask)
         self.register_buffer("_anchor", torch.zeros(()))  # follows .to(device, dtype)
 
+    @property
+    def device(self) -> torch.device:
+        return self._anchor.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self._anchor.dtype
+
     def base_log_prob(self, z: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-        return -0.5 * (z**2).sum(-1) / temperature - 0.5 * self.dim * math.log(2 * math.pi * temperature)
+        n_gauss = self.dim - int(self._circular.sum())
+        gauss = torch.where(self._circular, torch.zeros_like(z), z)
+        return (-0.5 * (gauss**2).sum(-1) / temperature - 0.5 * n_gauss * math.log(2 * math.pi * temperature)
+                - (self.dim - n_gauss) * math.log(2 * math.pi))
+
+    def _base_sample(self, n: int, temperature: float, generator) -> torch.Tensor:
+        z = math.sqrt(temperature) * torch.randn(n, self.dim, generator=generator, dtype=self._anchor.dtype,
+                                                 device=self._anchor.device)
+        if self._circular.any():
+            u = torch.rand(n, self.dim, generator=generator, dtype=self._anchor.dtype, device=self._anchor.device)
+            z = torch.where(self._circular, (2 * u - 1) * math.pi, z)
+        return z
 
     def sample_with_log_prob(
         self, n: int, temperature: float = 1.0, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``n`` samples x and their log q(x), shapes ``[n, dim]`` and ``[n]``."""
-        z = torch.randn(n, self.dim, generator=generator, dtype=self._anchor.dtype,
-                        device=self._anchor.device)
-        x, ladj = self.transform(math.sqrt(temperature) * z)
-        return x, self.base_log_prob(math.sqrt(temperature) * z, temperature) - ladj
+        z = self._base_sample(n, temperature, generator)
+        x, ladj = self.transform(z)
+        return x, self.base_log_prob(z, temperature) - ladj
 
     def sample(self, n: int, temperature: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
         return self.sample_with_log_prob(n, temperature, generator)[0]
 
     def log_prob(self, x: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-        if x.shape[-1] != self.dim:
-            raise MlmolError(f"the flow has dim {self.dim} but got x of shape {tuple(x.shape)}")
+        if x.shape[-1] != self.event_dim:
+            raise MlmolError(f"the flow has dim {self.event_dim} but got x of shape {tuple(x.shape)}")
         z, ladj = self.transform.inverse(x)
         return self.base_log_prob(z, temperature) + ladj
 
@@ -92,7 +118,14 @@ def NeuralSpline(dim: int, blocks: int = 4, hidden: Sequence[int] = (64, 64), bi
                           loc, scale, {"hidden": list(hidden), "bins": bins, "bound": bound})
 
 
-FAMILIES = {"realnvp": RealNVP, "spline": NeuralSpline}
+def _molecular(**spec) -> Flow:
+    from .molecular import MolecularFlow
+
+    spec.pop("loc", None), spec.pop("scale", None)  # its standardisation lives in the state dict
+    return MolecularFlow(**spec)
+
+
+FAMILIES = {"realnvp": RealNVP, "spline": NeuralSpline, "molecular": _molecular}
 
 
 def build(spec: dict, loc=None, scale=None) -> Flow:
