@@ -170,3 +170,23 @@ def test_workers_end_with_their_parent(ending):
                 alive.discard(pid)
         time.sleep(0.1)
     assert not alive, f"workers {alive} outlived their parent ({ending})"
+
+
+def test_molecular_dynamics_is_seeded_and_stays_in_the_basin():
+    from mlmol.samplers import molecular_dynamics
+
+    energy = alanine_dipeptide()
+    a = molecular_dynamics(energy, 50, interval=100, equilibration=500, seed=3)
+    b = molecular_dynamics(energy, 50, interval=100, equilibration=500, seed=3)
+    c = molecular_dynamics(energy, 50, interval=100, equilibration=500, seed=4)
+    assert a.shape == (50, 66) and a.dtype == torch.float64
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    u = energy.energy(a)
+    assert torch.all(torch.isfinite(u))
+    # thermal fluctuations at 300 K: 60 unconstrained degrees of freedom give std(U)/kT ≈ sqrt(60/2) ≈ 5.5
+    assert 3.0 < u.std().item() < 9.0
+    phi = dihedral(a, 4, 6, 8, 10)
+    assert torch.all(phi < 0)  # 5 ps never cross to the rare φ > 0 basin
+    with pytest.raises(MlmolError, match="positive"):
+        molecular_dynamics(energy, 0)
+    energy.bridge.close()
