@@ -190,3 +190,25 @@ def test_molecular_dynamics_is_seeded_and_stays_in_the_basin():
     with pytest.raises(MlmolError, match="positive"):
         molecular_dynamics(energy, 0)
     energy.bridge.close()
+
+
+@pytest.mark.parametrize("suffix", [".dcd", ".pdb"])
+def test_trajectory_round_trip_and_atom_count_mismatch(tmp_path, suffix):
+    from mlmol.data import load_trajectory, save_trajectory
+
+    energy = alanine_dipeptide()
+    x = _configurations(energy, 5)
+    path = save_trajectory(tmp_path / f"t{suffix}", x, energy.topology)
+    back = load_trajectory(path, energy.topology)
+    assert back.shape == (5, 66)
+    assert torch.allclose(back, x, atol=1e-3)  # single precision / PDB's 3 decimals in Å
+    before = path.read_bytes()
+    with pytest.raises(MlmolError, match="21 atoms per frame"):
+        save_trajectory(path, x[:, :63], energy.topology)
+    assert path.read_bytes() == before  # a failed write leaves the old file intact
+    import mdtraj
+
+    other = mdtraj.Topology.from_openmm(energy.topology).subset(range(20))
+    with pytest.raises(MlmolError, match=f"t{suffix}"):
+        load_trajectory(path, other)
+    energy.bridge.close()

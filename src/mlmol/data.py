@@ -102,3 +102,41 @@ def save_array(path: str | Path, **arrays) -> Path:
     buffer = io.BytesIO()
     np.savez(buffer, **{k: np.asarray(v) for k, v in arrays.items()})
     return atomic_write(path, buffer.getvalue())
+
+
+def save_trajectory(path: str | Path, x: torch.Tensor, topology) -> Path:
+    """Write frames ``[n, 3N]`` (nm) with an OpenMM or mdtraj topology; format from the suffix
+    (.dcd, .h5, .xtc, .pdb — whatever mdtraj writes). Atomic: temp file, then rename."""
+    import mdtraj
+
+    path = Path(path)
+    top = topology if isinstance(topology, mdtraj.Topology) else mdtraj.Topology.from_openmm(topology)
+    xyz = torch.as_tensor(x).detach().cpu().double().numpy().reshape(len(x), -1, 3)
+    if xyz.shape[1] != top.n_atoms:
+        raise MlmolError(f"{path}: {xyz.shape[1]} atoms per frame but the topology has {top.n_atoms}")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
+    os.close(fd)
+    try:
+        mdtraj.Trajectory(xyz, top).save(tmp, force_overwrite=True)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_trajectory(path: str | Path, topology) -> torch.Tensor:
+    """Frames ``[n, 3N]`` (nm, float64) of a trajectory file; the atom count must match ``topology``."""
+    import mdtraj
+
+    path = Path(path)
+    if not path.is_file():
+        raise MlmolError(f"trajectory {path} does not exist")
+    top = topology if isinstance(topology, mdtraj.Topology) else mdtraj.Topology.from_openmm(topology)
+    try:
+        traj = mdtraj.load(str(path), top=top)
+    except ValueError as error:
+        raise MlmolError(f"trajectory {path} does not match the topology ({top.n_atoms} atoms): {error}") from None
+    except Exception as error:
+        raise MlmolError(f"cannot read trajectory {path}: {type(error).__name__}: {error}") from None
+    return torch.from_numpy(traj.xyz.astype(np.float64).reshape(traj.n_frames, -1))
