@@ -212,3 +212,20 @@ def test_trajectory_round_trip_and_atom_count_mismatch(tmp_path, suffix):
     with pytest.raises(MlmolError, match=f"t{suffix}"):
         load_trajectory(path, other)
     energy.bridge.close()
+
+
+def test_md_checkpoint_continues_the_same_trajectory():
+    from mlmol.samplers import MolecularDynamics
+
+    energy = alanine_dipeptide()
+    straight = MolecularDynamics(energy, seed=5, equilibration=100).run(20, interval=50)
+    first = MolecularDynamics(energy, seed=5, equilibration=100)
+    head = first.run(10, interval=50)
+    state = first.checkpoint()
+    second = MolecularDynamics(energy, seed=99, equilibration=0, minimize=False)
+    second.restore(state)
+    tail = second.run(10, interval=50)
+    assert torch.equal(torch.cat([head, tail]), straight)
+    with pytest.raises(MlmolError, match="checkpoint"):
+        second.restore(b"garbage")
+    energy.bridge.close()
