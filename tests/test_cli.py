@@ -147,3 +147,17 @@ def test_process_exit_code_and_help():
 def test_cuda_request_without_cuda_is_a_clear_error(capsys, tmp_path):
     err = _error(capsys, ["train", "double-well", "--device", "cuda", "--out", str(tmp_path / "r")])
     assert "CUDA is not available" in err and "--device cpu" in err
+
+
+def test_simulate_cli(capsys, tmp_path):
+    pytest.importorskip("openmm")
+    out = tmp_path / "md.dcd"
+    assert main(["simulate", "alanine-dipeptide", "--out", str(out), "--frames", "5", "--interval", "10"]) == 0
+    assert out.is_file() and (tmp_path / "md.dcd.chk").is_file()
+    assert "already exists" in _error(capsys, ["simulate", "alanine-dipeptide", "--out", str(out), "--frames", "9"])
+    assert main(["simulate", "alanine-dipeptide", "--out", str(out), "--frames", "8", "--interval", "10",
+                 "--resume"]) == 0
+    assert "wrote 8 frames" in capsys.readouterr().out
+    assert "unknown molecule" in _error(capsys, ["simulate", "ala", "--out", str(tmp_path / "x.dcd"), "--frames", "2"])
+    assert "does not exist" in _error(capsys, ["simulate", "--pdb", str(tmp_path / "no.pdb"), "--out",
+                                               str(tmp_path / "y.dcd"), "--frames", "2"])

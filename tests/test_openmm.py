@@ -229,3 +229,22 @@ def test_md_checkpoint_continues_the_same_trajectory():
     with pytest.raises(MlmolError, match="checkpoint"):
         second.restore(b"garbage")
     energy.bridge.close()
+
+
+def test_simulate_writes_atomically_and_resumes(tmp_path):
+    from mlmol.data import load_trajectory
+    from mlmol.run import simulate
+
+    energy = alanine_dipeptide()
+    straight = simulate(energy, tmp_path / "a.dcd", 30, interval=20, seed=1, chunk=10, equilibration=100)
+    out = tmp_path / "b.dcd"
+    simulate(energy, out, 20, interval=20, seed=1, chunk=10, equilibration=100)
+    with pytest.raises(MlmolError, match="already exists"):
+        simulate(energy, out, 30, interval=20, seed=1, equilibration=100)
+    assert len(load_trajectory(out, energy.topology)) == 20  # nothing lost
+    with pytest.raises(MlmolError, match="same options"):
+        simulate(energy, out, 30, interval=10, seed=1, resume=True, equilibration=100)
+    resumed = simulate(energy, out, 30, interval=20, seed=1, chunk=10, resume=True, equilibration=100)
+    assert torch.allclose(resumed, straight, atol=1e-4)  # DCD stores single precision
+    assert len(load_trajectory(out, energy.topology)) == 30
+    energy.bridge.close()

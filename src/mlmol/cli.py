@@ -17,6 +17,7 @@ A typical session:
   mlmol sample runs/dw --n 100000 --out s.npz      draw reweightable samples
   mlmol evaluate runs/dw --samples s.npz           ESS, ΔF and profiles vs exact
   mlmol report runs/dw                             runs/dw/report.html with figures
+  mlmol simulate alanine-dipeptide --out md.dcd --frames 10000   reference MD (OpenMM)
 
 Your own energy: a Python function of a [batch, D] torch tensor returning reduced
 energies (units of kT) of shape [batch]:
@@ -60,6 +61,22 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--n", type=int, help="number of fresh samples (default from config: 100000)")
     evaluate.add_argument("--samples", metavar="FILE.npz", help="evaluate these samples instead of fresh ones")
     evaluate.add_argument("--seed", type=int, default=0)
+
+    simulate = sub.add_parser("simulate", help="Langevin MD of a molecule into a trajectory file",
+                              description="Langevin MD (OpenMM) of a built-in molecule or a PDB file. Writes "
+                                          "the trajectory (format from the suffix: .dcd, .h5, .xtc, ...) and "
+                                          "OUT.chk atomically every 500 frames; --resume continues it.")
+    simulate.add_argument("molecule", nargs="?", help="alanine-dipeptide or alanine-dipeptide-implicit")
+    simulate.add_argument("--pdb", help="your own molecule (instead of a built-in one)")
+    simulate.add_argument("--forcefield", nargs="+", default=["amber14-all.xml"], help="OpenMM force-field files")
+    simulate.add_argument("--implicit-solvent", help="obc1, obc2, gbn, gbn2, hct or an XML file")
+    simulate.add_argument("--temperature", type=float, default=300.0, help="kelvin (default 300)")
+    simulate.add_argument("--out", required=True, metavar="TRAJ.dcd")
+    simulate.add_argument("--frames", type=int, required=True, help="total number of frames")
+    simulate.add_argument("--interval", type=int, default=250, help="MD steps between frames (default 250)")
+    simulate.add_argument("--timestep-fs", type=float, default=1.0, help="femtoseconds (default 1; no constraints)")
+    simulate.add_argument("--seed", type=int, default=0)
+    simulate.add_argument("--resume", action="store_true", help="continue OUT from OUT.chk")
 
     report = sub.add_parser("report", help="write RUN/report.html with figures")
     report.add_argument("run", metavar="RUN")
@@ -157,7 +174,26 @@ def _cmd_report(args) -> None:
     print(f"wrote {path}")
 
 
-COMMANDS = {"systems": _cmd_systems, "train": _cmd_train, "sample": _cmd_sample,
+def _cmd_simulate(args) -> None:
+    from . import run as runs
+    from .errors import MlmolError
+    from .systems import molecules
+
+    if (args.molecule is None) == (args.pdb is None):
+        raise MlmolError("name a built-in molecule (" + ", ".join(molecules.MOLECULES) + ") or give --pdb FILE")
+    if args.pdb:
+        system = molecules.from_pdb(args.pdb, forcefield=args.forcefield, implicit_solvent=args.implicit_solvent,
+                                    temperature=args.temperature)
+    else:
+        system = molecules.molecule(args.molecule, temperature=args.temperature)
+    started = time.perf_counter()
+    frames = runs.simulate(system, args.out, args.frames, interval=args.interval, seed=args.seed,
+                           resume=args.resume, progress=True, timestep_fs=args.timestep_fs)
+    system.bridge.close()
+    print(f"wrote {len(frames)} frames of {system.name} to {args.out} in {time.perf_counter() - started:.1f} s")
+
+
+COMMANDS = {"systems": _cmd_systems, "simulate": _cmd_simulate, "train": _cmd_train, "sample": _cmd_sample,
             "evaluate": _cmd_evaluate, "report": _cmd_report}
 
 

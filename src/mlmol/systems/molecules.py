@@ -106,4 +106,18 @@ def dihedral(x, i: int, j: int, k: int, m: int):
     return dihedral_from_points(p[..., i, :], p[..., j, :], p[..., k, :], p[..., m, :])
 
 
-__all__ = ["from_pdb", "alanine_dipeptide", "read_pdb", "dihedral", "ALANINE_DIPEPTIDE_PDB"]
+MOLECULES = {
+    "alanine-dipeptide": lambda **kw: alanine_dipeptide(implicit_solvent=False, **kw),
+    "alanine-dipeptide-implicit": lambda **kw: alanine_dipeptide(implicit_solvent=True, **kw),
+}
+
+
+def molecule(name: str, **kwargs) -> OpenMMEnergy:
+    """A built-in molecule by name (see ``MOLECULES``)."""
+    if name not in MOLECULES:
+        raise MlmolError(f"unknown molecule {name!r}. Known molecules: {', '.join(MOLECULES)}; "
+                         "for your own use --pdb FILE")
+    return MOLECULES[name](**kwargs)
+
+
+__all__ = ["from_pdb", "alanine_dipeptide", "molecule", "MOLECULES", "read_pdb", "dihedral", "ALANINE_DIPEPTIDE_PDB"]
