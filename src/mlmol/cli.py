@@ -106,6 +106,9 @@ def _cmd_systems(args) -> None:
         s = factory()
         print(f"  {name:15s} dim={s.dim}  {(s.__doc__ or '').strip().splitlines()[0]}")
     print("your own: mlmol train --energy FILE.py:FUNCTION --dim D --out RUN")
+    print("molecules (OpenMM; for mlmol simulate, training comes next):")
+    print("  alanine-dipeptide          dim=66  Ace-Ala-Nme, amber99sbildn, vacuum, 300 K")
+    print("  alanine-dipeptide-implicit dim=66  Ace-Ala-Nme, amber99sbildn + amber99_obc.xml, 300 K")
 
 
 def _cmd_train(args) -> None:
