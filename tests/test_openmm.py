@@ -248,3 +248,18 @@ def test_simulate_writes_atomically_and_resumes(tmp_path):
     assert torch.allclose(resumed, straight, atol=1e-4)  # DCD stores single precision
     assert len(load_trajectory(out, energy.topology)) == 30
     energy.bridge.close()
+
+
+def test_missing_hydrogens_are_added_or_refused(tmp_path):
+    from mlmol.systems.molecules import ALANINE_DIPEPTIDE_PDB
+
+    heavy = [line for line in ALANINE_DIPEPTIDE_PDB.read_text().splitlines()
+             if line.startswith(("ATOM", "HETATM")) and line[76:78].strip() != "H"]
+    path = tmp_path / "heavy.pdb"
+    path.write_text("\n".join(heavy) + "\nEND\n")
+    energy = from_pdb(path, forcefield=("amber99sbildn.xml",))
+    assert energy.dim == 66 and energy.topology.getNumAtoms() == 22
+    assert torch.isfinite(energy.energy(torch.as_tensor(energy.positions))).all()
+    energy.bridge.close()
+    with pytest.raises(MlmolError, match="heavy.pdb lacks hydrogens"):
+        from_pdb(path, forcefield=("amber99sbildn.xml",), add_hydrogens=False)

@@ -64,22 +64,22 @@ def from_pdb(path: str | Path, forcefield: Sequence[str] = ("amber14-all.xml",),
     try:
         system = ff.createSystem(topology, nonbondedMethod=app.NoCutoff, constraints=None, rigidWater=False)
     except ValueError as error:
-        if "template" not in str(error).lower():
-            raise MlmolError(f"{path}: OpenMM cannot build the system: {error}") from None
-        modeller = app.Modeller(topology, positions)
-        try:
-            added = modeller.addHydrogens(ff)
-        except Exception:
-            added = None
-        try:
-            system = ff.createSystem(modeller.topology, nonbondedMethod=app.NoCutoff, constraints=None,
-                                     rigidWater=False)
-        except ValueError as second:
-            raise MlmolError(f"{path}: {second} Residues the force field {files} does not know need their "
+        message = str(error).split("  For more information")[0]
+        if "H atoms" not in message:
+            raise MlmolError(f"{path}: {message} Residues the force field {files} does not know need their "
                              "own force-field XML (pass it in forcefield=...)") from None
         if not add_hydrogens:
-            raise MlmolError(f"{path} lacks hydrogens ({sum(added or [])} missing); add them (e.g. with pdbfixer "
-                             "or add_hydrogens=True)")
+            raise MlmolError(f"{path} lacks hydrogens ({message}); add them with add_hydrogens=True "
+                             "(OpenMM's Modeller) or with pdbfixer") from None
+        modeller = app.Modeller(topology, positions)
+        try:
+            modeller.addHydrogens(ff)
+            system = ff.createSystem(modeller.topology, nonbondedMethod=app.NoCutoff, constraints=None,
+                                     rigidWater=False)
+        except Exception:
+            raise MlmolError(f"{path}: {message} Adding hydrogens did not help: residues the force field "
+                             f"{files} does not know need their own force-field XML, and missing heavy atoms "
+                             "can be added with pdbfixer") from None
         topology, positions = modeller.topology, modeller.positions
     energy = OpenMMEnergy(system, topology, temperature=temperature, platform=platform, workers=workers,
                           name=name or Path(path).stem)
