@@ -13,11 +13,12 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import time
 from pathlib import Path
 
 import torch
 import zuko
+
+from pipeline import median_time
 
 import mlmol
 from mlmol.data import atomic_write
@@ -47,16 +48,6 @@ def models(dim: int) -> dict:
     }
 
 
-def _median_time(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]
-
-
 def bench(model, dim: int, repeats: int, n_sample: int, kl_batch: int) -> dict:
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     data = torch.randn(256, dim)
@@ -76,8 +67,8 @@ def bench(model, dim: int, repeats: int, n_sample: int, kl_batch: int) -> dict:
     def draw():
         model.sample_with_log_prob(n_sample)
 
-    t_sample = _median_time(draw, repeats)
-    return {"ml_step_ms": 1e3 * _median_time(ml_step, repeats), "kl_step_ms": 1e3 * _median_time(kl_step, repeats),
+    t_sample = median_time(draw, repeats)
+    return {"ml_step_ms": 1e3 * median_time(ml_step, repeats), "kl_step_ms": 1e3 * median_time(kl_step, repeats),
             "samples_per_s": n_sample / t_sample, "n_sample": n_sample, "kl_batch": kl_batch,
             "parameters": sum(p.numel() for p in model.parameters())}
 

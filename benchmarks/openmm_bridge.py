@@ -11,24 +11,13 @@ benchmarks/results/openmm_bridge.json and .md.
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 import openmm
-from pipeline import write_results
+from pipeline import median_time, write_results
 
 from mlmol.systems.molecules import alanine_dipeptide
 from mlmol.systems.openmm import OpenMMBridge
-
-
-def _rate(fn, n: int, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return n / sorted(times)[len(times) // 2]
 
 
 def main() -> None:
@@ -55,11 +44,11 @@ def main() -> None:
                     state = context.getState(getEnergy=True, getForces=True)
                     state.getPotentialEnergy()._value, state.getForces(asNumpy=True)._value
 
-            results[f"single context in process ({platform})"] = _rate(loop, args.batch, args.repeats)
+            results[f"single context in process ({platform})"] = args.batch / median_time(loop, args.repeats)
         for workers in (1, 2):
             with OpenMMBridge(system, platform="Reference", workers=workers) as bridge:
-                results[f"bridge, {workers} worker(s) (Reference)"] = _rate(lambda: bridge.compute(x), args.batch,
-                                                                            args.repeats)
+                results[f"bridge, {workers} worker(s) (Reference)"] = args.batch / median_time(
+                    lambda: bridge.compute(x), args.repeats)
         base = results["single context in process (Reference)"]
         for method, rate in results.items():
             rows.append({"system": name, "method": method, "evaluations_per_s": rate, "ratio": rate / base,

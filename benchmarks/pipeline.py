@@ -35,6 +35,18 @@ def pipeline(train_args: list[str], out: Path, n: int = 100_000) -> dict:
             "train_s": t_train, "sample_s": t_sample, "metrics": metrics}
 
 
+def median_time(fn, repeats: int, warmup: int = 1) -> float:
+    """Median wall time of ``fn()`` in seconds over ``repeats`` calls, after ``warmup`` calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
+
+
 def write_results(name: str, rows: list[dict], table: list[str]) -> None:
     """benchmarks/results/NAME.json (the rows) and NAME.md (the table), both atomically; prints the table."""
     atomic_write(RESULTS / f"{name}.json", json.dumps(rows, indent=2))

@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 import torch
-from pipeline import write_results
+from pipeline import median_time, write_results
 
 import mlmol
 from mlmol.systems.molecules import alanine_dipeptide
@@ -24,15 +24,13 @@ from mlmol.systems.molecules import alanine_dipeptide
 
 def step_time_ms(flow, data, steps: int) -> float:
     optimizer = torch.optim.Adam(flow.parameters(), lr=1e-4)
-    times = []
-    for i in range(steps + 3):
-        start = time.perf_counter()
+
+    def step():
         optimizer.zero_grad()
         (-flow.log_prob(data[torch.randint(len(data), (256,))]).mean()).backward()
         optimizer.step()
-        if i >= 3:
-            times.append(time.perf_counter() - start)
-    return 1e3 * float(np.median(times))
+
+    return 1e3 * median_time(step, steps, warmup=3)
 
 
 def main() -> None:
