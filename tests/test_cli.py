@@ -161,3 +161,42 @@ def test_simulate_cli(capsys, tmp_path):
     assert "unknown molecule" in _error(capsys, ["simulate", "ala", "--out", str(tmp_path / "x.dcd"), "--frames", "2"])
     assert "does not exist" in _error(capsys, ["simulate", "--pdb", str(tmp_path / "no.pdb"), "--out",
                                                str(tmp_path / "y.dcd"), "--frames", "2"])
+
+
+def test_molecule_pipeline_end_to_end(tmp_path):
+    """alanine dipeptide through train (MD data, internal-coordinate flow), sample, evaluate, report."""
+    pytest.importorskip("openmm")
+    config = tmp_path / "ala2.yaml"
+    config.write_text(yaml.safe_dump({"system": {"molecule": "alanine-dipeptide"},
+                                      "data": {"n": 200, "interval": 20, "equilibration": 100},
+                                      "flow": {"blocks": 1, "hidden": [16]}, "recipe": {"steps": 20}}))
+    run = tmp_path / "run"
+    assert main(["train", str(config), "--out", str(run)]) == 0
+    resolved = yaml.safe_load((run / "config.yaml").read_text())
+    assert resolved["system"] == {"temperature": 300.0, "workers": 1, "molecule": "alanine-dipeptide"}
+    assert resolved["flow"]["kind"] == "molecular" and resolved["data"]["sampler"] == "md"
+    assert main(["sample", str(run), "--n", "500", "--out", str(tmp_path / "s.npz")]) == 0
+    with np.load(tmp_path / "s.npz") as f:
+        assert f["x"].shape == (500, 66) and "ALA" in str(f["topology"])
+        assert float(f["kT"]) == pytest.approx(0.008314462618 * 300)
+    assert main(["evaluate", str(run), "--samples", str(tmp_path / "s.npz")]) == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["delta_f"]["states"] == ["phi > 0", "phi < 0"] and "profiles" not in metrics
+    assert main(["report", str(run), "--n", "500"]) == 0
+    assert "Ramachandran" in (run / "report.html").read_text()
+
+
+def test_train_from_a_pdb_with_another_force_field(tmp_path):
+    pytest.importorskip("openmm")
+    from mlmol.systems.molecules import ALANINE_DIPEPTIDE_PDB
+
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump({"data": {"n": 100, "interval": 10, "equilibration": 50},
+                                      "flow": {"kind": "molecular", "blocks": 1, "hidden": [8]},
+                                      "recipe": {"steps": 10}}))
+    run = tmp_path / "run"
+    assert main(["train", str(config), "--pdb", str(ALANINE_DIPEPTIDE_PDB), "--forcefield", "amber14-all.xml",
+                 "--implicit-solvent", "obc2", "--out", str(run)]) == 0
+    system = yaml.safe_load((run / "config.yaml").read_text())["system"]
+    assert system["forcefield"] == ["amber14-all.xml"] and system["implicit_solvent"] == "obc2"
+    assert main(["evaluate", str(run), "--n", "200"]) == 0

@@ -40,6 +40,9 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--out", required=True, metavar="RUN", help="run directory to write")
     train.add_argument("--energy", metavar="FILE.py:FUNCTION", help="your own energy function")
     train.add_argument("--dim", type=int, help="number of coordinates (with --energy)")
+    train.add_argument("--pdb", help="your own molecule: a PDB file (OpenMM builds the system)")
+    train.add_argument("--forcefield", nargs="+", help="OpenMM force-field files for --pdb (default amber14-all.xml)")
+    train.add_argument("--implicit-solvent", help="obc1, obc2, gbn, gbn2, hct or an XML file (with --pdb)")
     train.add_argument("--seed", type=int, help="random seed (default 0)")
     train.add_argument("--steps", type=int, help="total optimisation steps (default from the recipe)")
     train.add_argument("--losses", help="ml, ml+kl, ml+kl+rc (default) or kl")
@@ -127,6 +130,11 @@ def _cmd_train(args) -> None:
         system, base = args.target, None
         if args.target is not None and args.target.endswith((".yaml", ".yml")):
             base, system = runs.read_config(args.target), None
+        if args.pdb is not None:
+            molecule = {"pdb": args.pdb, "implicit_solvent": args.implicit_solvent}
+            if args.forcefield:
+                molecule["forcefield"] = args.forcefield
+            base = {**(base or {}), "system": molecule}
         if system is None and base is None and args.energy is None:
             raise MlmolError("name a system (see mlmol systems), a CONFIG.yaml, or --energy FILE.py:FUNCTION --dim D")
         if system is not None and args.energy is not None:

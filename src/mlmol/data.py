@@ -140,3 +140,13 @@ def load_trajectory(path: str | Path, topology) -> torch.Tensor:
     except Exception as error:
         raise MlmolError(f"cannot read trajectory {path}: {type(error).__name__}: {error}") from None
     return torch.from_numpy(traj.xyz.astype(np.float64).reshape(traj.n_frames, -1))
+
+
+def pdb_text(topology, x: torch.Tensor) -> str:
+    """PDB text of an OpenMM topology at flat coordinates ``x`` [3N] (nm)."""
+    from openmm import app, unit
+
+    buffer = io.StringIO()
+    xyz = torch.as_tensor(x).detach().double().cpu().numpy().reshape(-1, 3)
+    app.PDBFile.writeFile(topology, xyz * unit.nanometer, buffer)
+    return buffer.getvalue()

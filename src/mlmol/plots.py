@@ -87,3 +87,21 @@ def training_curves(records: list[dict], ax=None, keys=("ml", "kl", "loss"), log
     ax.set_ylabel("loss")
     ax.legend()
     return ax
+
+
+def ramachandran(phi: np.ndarray, psi: np.ndarray, weights: np.ndarray | None = None, ax=None, bins: int = 60,
+                 max_f: float = 10.0, title: str = ""):
+    """Free energy (kT, minimum 0) of the (φ, ψ) histogram, torsions in radians, shown in degrees."""
+    ax = _ax(ax)
+    edges = np.linspace(-180, 180, bins + 1)
+    hist, _, _ = np.histogram2d(np.degrees(phi), np.degrees(psi), bins=[edges, edges], weights=weights)
+    with np.errstate(divide="ignore"):
+        f = -np.log(hist / hist.sum())
+    f = f - np.min(f[np.isfinite(f)])
+    image = ax.imshow(np.where(np.isfinite(f), np.minimum(f, max_f), np.nan).T, origin="lower",
+                      extent=(-180, 180, -180, 180), cmap="viridis", vmin=0, vmax=max_f)
+    plt.colorbar(image, ax=ax, label="free energy (kT)")
+    ax.set_xlabel("φ (degrees)")
+    ax.set_ylabel("ψ (degrees)")
+    ax.set_title(title)
+    return ax

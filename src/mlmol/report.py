@@ -56,20 +56,32 @@ def write_report(run: Run, n: int = 20_000, seed: int = 0) -> str:
         axes[1].set_title("generator samples")
         figures.append(("Samples over the energy", _png(fig)))
 
+    if {"phi", "psi"} <= set(system.variables):
+        fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+        phi, psi = (system.variables[k](samples.x).numpy() for k in ("phi", "psi"))
+        w = torch.exp(samples.log_weights - samples.log_weights.max()).numpy()
+        if run.data is not None:
+            plots.ramachandran(system.variables["phi"](run.data).numpy(), system.variables["psi"](run.data).numpy(),
+                               ax=axes[0], title="training data (MD)")
+        plots.ramachandran(phi, psi, ax=axes[1], title="generator")
+        plots.ramachandran(phi, psi, weights=w, ax=axes[2], title="generator, reweighted")
+        figures.append(("Ramachandran free energy", _png(fig)))
+
     coords = system.profile_coords
-    fig, axes = plt.subplots(1, len(coords), figsize=(5 * len(coords), 4), squeeze=False)
-    for ax, c in zip(axes[0], coords):
-        if exact:
-            edges = estimators.default_edges(system, c, run.config["evaluate"]["bins"])
-        else:
-            lo, hi = np.percentile(samples.x[:, c].numpy(), [0.05, 99.95])
-            edges = np.linspace(lo, hi, run.config["evaluate"]["bins"] + 1)
-        profile = estimators.free_energy_profile(samples, c, edges)
-        raw = estimators.free_energy_profile(
-            type(samples)(samples.x, torch.zeros_like(samples.log_weights), samples.energy), c, edges, n_bootstrap=1)
-        reference = estimators.exact_profile(system, c, edges) if exact else None
-        plots.free_energy_profile(profile, reference, ax=ax, coordinate=f"x{c}", raw=raw)
-    figures.append(("Free-energy profiles", _png(fig)))
+    if coords:
+        fig, axes = plt.subplots(1, len(coords), figsize=(5 * len(coords), 4), squeeze=False)
+        for ax, c in zip(axes[0], coords):
+            if exact:
+                edges = estimators.default_edges(system, c, run.config["evaluate"]["bins"])
+            else:
+                lo, hi = np.percentile(samples.x[:, c].numpy(), [0.05, 99.95])
+                edges = np.linspace(lo, hi, run.config["evaluate"]["bins"] + 1)
+            profile = estimators.free_energy_profile(samples, c, edges)
+            unweighted = type(samples)(samples.x, torch.zeros_like(samples.log_weights), samples.energy)
+            raw = estimators.free_energy_profile(unweighted, c, edges, n_bootstrap=1)
+            reference = estimators.exact_profile(system, c, edges) if exact else None
+            plots.free_energy_profile(profile, reference, ax=ax, coordinate=f"x{c}", raw=raw)
+        figures.append(("Free-energy profiles", _png(fig)))
 
     energies = {"generator": samples.energy.numpy()}
     weights = {}

@@ -15,7 +15,7 @@ import torch
 import yaml
 
 from . import __version__, estimators, experiments, flows, samplers, systems
-from .data import Samples, atomic_write, load_torch, save_array, save_torch
+from .data import Samples, atomic_write, load_torch, pdb_text, save_array, save_torch
 from .errors import MlmolError
 from .flows import Flow
 from .systems import Energy
@@ -32,6 +32,21 @@ DEFAULTS: dict = {
     "recipe": {"name": "noe2019"},
     "evaluate": {"n": 100_000, "bins": 60, "max_f": 5.0},
 }
+
+
+MOLECULE_DEFAULTS: dict = {
+    **DEFAULTS,
+    "system": {"molecule": "alanine-dipeptide", "temperature": 300.0, "workers": 1},
+    "data": {"sampler": "md", "n": 10_000, "interval": 250, "timestep_fs": 1.0, "equilibration": 5_000},
+    "flow": {"kind": "molecular", "blocks": 4, "hidden": [128, 128], "bins": 8},
+    "recipe": {"name": "noe2019", "steps": 5_000, "ml_fraction": 0.6, "ml_batch": 256, "batch": 256,
+               "lr": 2e-4, "w_kl": 0.1, "w_rc": 0.0, "high": 1e4, "cap": 1e8},
+    "evaluate": {"n": 20_000, "bins": 60, "max_f": 5.0},
+}
+
+
+def is_molecule(spec: dict) -> bool:
+    return "molecule" in spec or "pdb" in spec
 
 
 def _merge(base: dict, update: dict, where: str = "config") -> dict:
@@ -62,7 +77,20 @@ def read_config(path: str | Path) -> dict:
 def make_config(system: str | None = None, energy: str | None = None, dim: int | None = None,
                 base: dict | None = None, **overrides) -> dict:
     """A fully resolved config from a system name or an energy file, a base config and overrides."""
-    config = _merge(DEFAULTS, base or {})
+    from .systems.molecules import MOLECULES
+
+    base = dict(base or {})
+    if system in MOLECULES:
+        base["system"] = {**MOLECULE_DEFAULTS["system"], "molecule": system}
+        system = None
+    molecular = is_molecule(base.get("system", {}))
+    config = _merge(MOLECULE_DEFAULTS if molecular else DEFAULTS, base)
+    if molecular:
+        defaults = {"temperature": 300.0, "workers": 1}
+        if "pdb" in config["system"]:
+            defaults.update(forcefield=["amber14-all.xml"], implicit_solvent=None)
+            config["system"]["pdb"] = str(Path(config["system"]["pdb"]).resolve())
+        config["system"] = {**defaults, **config["system"]}
     if energy is not None:
         if dim is None:
             raise MlmolError("--energy needs --dim D, the number of coordinates the function takes")
@@ -104,8 +132,17 @@ def build_system(config: dict) -> Energy:
     if "energy" in spec:
         return systems.from_file(spec["energy"], int(spec["dim"]), bounds=spec.get("bounds"),
                                  states=spec.get("states"))
+    if is_molecule(spec):
+        from .systems import molecules
+
+        options = {"temperature": spec.get("temperature", 300.0), "workers": spec.get("workers", 1)}
+        if "pdb" in spec:
+            return molecules.from_pdb(spec["pdb"], forcefield=spec.get("forcefield", ["amber14-all.xml"]),
+                                      implicit_solvent=spec.get("implicit_solvent"), **options)
+        return molecules.molecule(spec["molecule"], **options)
     if "name" not in spec:
-        raise MlmolError("config.system needs a 'name' (a built-in system) or 'energy' and 'dim'")
+        raise MlmolError("config.system needs a 'name' (a built-in system), 'energy' and 'dim', "
+                         "'molecule' or 'pdb'")
     return systems.get(spec["name"])
 
 
@@ -117,14 +154,15 @@ def device_of(config: dict) -> torch.device:
     return device
 
 
-def make_data(system: Energy, config: dict) -> torch.Tensor:
+def make_data(system: Energy, config: dict, progress: bool = False) -> torch.Tensor:
     options = dict(config["data"])
-    sampler = samplers.SAMPLERS.get(options.pop("sampler"))
+    if options.pop("sampler") == "md":
+        return samplers.molecular_dynamics(system, options.pop("n"), seed=config["seed"], progress=progress,
+                                           **options)
+    sampler = samplers.SAMPLERS.get(config["data"]["sampler"])
     if sampler is None:
         raise MlmolError(f"unknown sampler; choose one of {', '.join(samplers.SAMPLERS)}")
-    data = sampler(system, seed=config["seed"], **options)
-    systems.check_finite(system, data, "training samples")
-    return data
+    return sampler(system, seed=config["seed"], **options)
 
 
 def _data_bounds(data: torch.Tensor) -> list[list[float]]:
@@ -133,8 +171,13 @@ def _data_bounds(data: torch.Tensor) -> list[list[float]]:
     return [[float(a), float(b)] for a, b in zip(lo - 0.75 * span, hi + 0.75 * span)]
 
 
-def build_flow(config: dict, dim: int, data: torch.Tensor | None) -> Flow:
+def build_flow(config: dict, system: Energy, data: torch.Tensor | None) -> Flow:
     torch.manual_seed(config["seed"])
+    if config["flow"]["kind"] == "molecular":
+        options = {k: v for k, v in config["flow"].items() if k != "kind"}
+        bonds = [(a.index, b.index) for a, b in system.topology.bonds()]
+        return flows.MolecularFlow(system.dim // 3, bonds, data=None if data is None else data.float(), **options)
+    dim = system.dim
     loc = scale = None
     if data is not None:
         loc, scale = data.mean(0).float(), data.std(0).float().clamp(min=1e-3)
@@ -155,7 +198,10 @@ class Run:
     def sample(self, n: int, seed: int = 0, temperature: float = 1.0) -> Samples:
         from .generate import sample
 
-        return sample(self.flow, self.system, n, temperature=temperature, seed=seed)
+        samples = sample(self.flow, self.system, n, temperature=temperature, seed=seed)
+        if getattr(self.system, "topology", None) is not None:
+            samples.topology = pdb_text(self.system.topology, samples.x[0])
+        return samples
 
 
 def write_config(config: dict, path: Path) -> None:
@@ -183,14 +229,15 @@ def train(config: dict, out: str | Path, resume: bool = False, progress: bool = 
         with np.load(data_file) as f:
             data = torch.from_numpy(f["x"])
     else:
-        data = make_data(system, config)
+        data = make_data(system, config, progress)
+        systems.check_finite(system, data, "training samples")
         if "energy" in config["system"] and config["system"].get("bounds") is None:
             config["system"]["bounds"] = _data_bounds(data)
             system = build_system(config).to(device)
         out.mkdir(parents=True, exist_ok=True)
         save_array(data_file, x=data.numpy())
         write_config(config, out / "config.yaml")
-    flow = build_flow(config, system.dim, data).to(device)
+    flow = build_flow(config, system, data).to(device)
     recipe_options = {k: v for k, v in config["recipe"].items() if k != "name"}
     recipe = experiments.RECIPES[config["recipe"]["name"]](system, data.float(), **recipe_options)
     history = fit(flow, recipe, seed=config["seed"], checkpoint=checkpoint, metrics=out / "metrics.jsonl",
@@ -233,7 +280,7 @@ def evaluate(system: Energy, samples: Samples, bins: int = 60, max_f: float = 5.
                     "ess_fraction": estimators.ess_fraction(samples.log_weights)}
     if system.states is not None:
         a, b = system.states
-        estimate = estimators.delta_f(samples, a, b)
+        estimate = estimators.delta_f(samples, systems.State(a, system.variables), systems.State(b, system.variables))
         entry = {"states": [a, b], "value": estimate.value, "stderr": estimate.stderr}
         if exact:
             entry["exact"] = estimators.exact_delta_f(system, a, b)

@@ -12,29 +12,35 @@ from ..errors import MlmolError
 
 Bounds = tuple[tuple[float, float], ...]
 
-_STATE = re.compile(r"^\s*x(\d+)\s*(<=|>=|<|>)\s*([-+0-9.eE]+)\s*$")
+_STATE = re.compile(r"^\s*([A-Za-z_]\w*)\s*(<=|>=|<|>)\s*([-+0-9.eE]+)\s*$")
+_COORDINATE = re.compile(r"^x(\d+)$")
 
 
 class State:
-    """A region of configuration space given as ``"x0 < 0.5"`` (coordinate, comparison, value).
+    """A region of configuration space given as ``"x0 < 0.5"`` or ``"phi > 0"``.
 
-    Calling it on ``x`` of shape ``[*batch, dim]`` gives a boolean mask ``[*batch]``.
+    The left side is a coordinate ``x<i>`` or the name of one of ``variables`` (functions of
+    x, e.g. a torsion in radians). Calling it on ``x`` ``[*batch, dim]`` gives a mask ``[*batch]``.
     """
 
-    def __init__(self, spec: str):
+    def __init__(self, spec: str, variables: dict | None = None):
         match = _STATE.match(spec)
-        if match is None:
+        variables = variables or {}
+        if match is None or not (_COORDINATE.match(match.group(1)) or match.group(1) in variables):
+            known = ", ".join(["x0, x1, ...", *variables])
             raise MlmolError(
-                f"cannot read the state {spec!r}: write a coordinate, a comparison and a "
-                "number, for example 'x0 < 0' or 'x1 >= 0.75'"
+                f"cannot read the state {spec!r}: write a coordinate or variable ({known}), a comparison "
+                "and a number, for example 'x0 < 0' or 'x1 >= 0.75'"
             )
         self.spec = spec.strip()
-        self.index = int(match.group(1))
+        name = match.group(1)
+        coordinate = _COORDINATE.match(name)
+        self.variable = (lambda x, i=int(coordinate.group(1)): x[..., i]) if coordinate else variables[name]
         self.op = match.group(2)
         self.value = float(match.group(3))
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        c = x[..., self.index]
+        c = self.variable(x)
         return {"<": c < self.value, ">": c > self.value,
                 "<=": c <= self.value, ">=": c >= self.value}[self.op]
 
@@ -49,13 +55,15 @@ class Energy(torch.nn.Module):
 
     - ``bounds``: a box ``((lo, hi), ...)`` holding essentially all the Boltzmann mass; with
       ``dim <= 2`` it gives exact references by quadrature.
-    - ``states``: two state specs (``"x0 < 0"``) whose free-energy difference is reported.
+    - ``states``: two state specs (``"x0 < 0"``, ``"phi > 0"``) whose ΔF is reported.
+    - ``variables``: named functions of x usable in state specs.
     - ``profile_coords``: coordinate indices along which free-energy profiles are reported.
     - ``rc``: ``(index, lo, hi)`` of the reaction coordinate used by the RC loss.
     - ``minima``: points in the metastable states where reference sampling starts.
     """
 
     name: str = "energy"
+    variables: dict = {}  # named collective variables, functions of x (e.g. torsions), for states
     bounds: Bounds | None = None
     states: tuple[str, str] | None = None
     profile_coords: tuple[int, ...] = (0,)

@@ -94,10 +94,17 @@ def alanine_dipeptide(implicit_solvent: bool = False, temperature: float = 300.0
     Vacuum: no cutoff, no constraints; 300 K by default. The PDB ships with mlmol (built by
     tools/build_alanine_dipeptide.py from ideal geometry and minimised).
     """
-    return from_pdb(ALANINE_DIPEPTIDE_PDB, forcefield=("amber99sbildn.xml",),
-                    implicit_solvent="amber99_obc.xml" if implicit_solvent else None, temperature=temperature,
-                    add_hydrogens=False, platform=platform, workers=workers,
-                    name="alanine-dipeptide" + ("-implicit" if implicit_solvent else ""))
+    energy = from_pdb(ALANINE_DIPEPTIDE_PDB, forcefield=("amber99sbildn.xml",),
+                      implicit_solvent="amber99_obc.xml" if implicit_solvent else None, temperature=temperature,
+                      add_hydrogens=False, platform=platform, workers=workers,
+                      name="alanine-dipeptide" + ("-implicit" if implicit_solvent else ""))
+    energy.variables = {"phi": lambda x: dihedral(x, *PHI), "psi": lambda x: dihedral(x, *PSI)}
+    energy.states = ("phi > 0", "phi < 0")  # ΔF(φ > 0 − φ < 0), radians
+    energy.profile_coords = ()
+    return energy
+
+
+PHI, PSI = (4, 6, 8, 10), (6, 8, 10, 16)  # backbone torsions of the shipped alanine dipeptide
 
 
 def dihedral(x, i: int, j: int, k: int, m: int):
