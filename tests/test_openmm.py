@@ -263,3 +263,18 @@ def test_missing_hydrogens_are_added_or_refused(tmp_path):
     energy.bridge.close()
     with pytest.raises(MlmolError, match="heavy.pdb lacks hydrogens"):
         from_pdb(path, forcefield=("amber99sbildn.xml",), add_hydrogens=False)
+
+
+def test_chirality_of_samples():
+    from mlmol.systems.molecules import chiral_centres, handedness, wrong_handed_fraction
+
+    energy = alanine_dipeptide()
+    centres = chiral_centres(energy.topology)
+    assert centres == [(6, 8, 10, 12)]  # N, CA, C, CB of the alanine
+    x = _configurations(energy, 10, scale=0.005)
+    reference = torch.as_tensor(energy.positions)
+    assert torch.all(handedness(reference, centres) == 1)  # L-alanine
+    assert wrong_handed_fraction(x, reference, centres) == 0.0
+    mirrored = -x  # a reflection turns L into D
+    assert wrong_handed_fraction(torch.cat([x, mirrored[:5]]), reference, centres) == pytest.approx(5 / 15)
+    energy.bridge.close()

@@ -97,6 +97,9 @@ def _print_metrics(m: dict) -> None:
         if "exact" in d:
             line += f"   exact {d['exact']:+.3f}, error {d['error']:+.3f}"
         print(line)
+    if "wrong_handed_fraction" in m:
+        print(f"  wrong-handed Cα     {100 * m['wrong_handed_fraction']:.2f}% of samples "
+              f"({m['chiral_centres']} stereocentre(s))")
     for name, p in m.get("profiles", {}).items():
         print(f"  profile RMSE {name:5s}  {p['rmse']:.3f} kT  ({p['bins_compared']} bins with F < {p['max_f']:g} kT)")
 

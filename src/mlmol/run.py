@@ -286,6 +286,13 @@ def evaluate(system: Energy, samples: Samples, bins: int = 60, max_f: float = 5.
             entry["exact"] = estimators.exact_delta_f(system, a, b)
             entry["error"] = estimate.value - entry["exact"]
         result["delta_f"] = entry
+    if getattr(system, "topology", None) is not None:
+        from .systems.molecules import chiral_centres, wrong_handed_fraction
+
+        centres = chiral_centres(system.topology)
+        reference = torch.as_tensor(system.positions, dtype=samples.x.dtype)
+        result["wrong_handed_fraction"] = wrong_handed_fraction(samples.x, reference, centres)
+        result["chiral_centres"] = len(centres)
     if exact:
         result["profiles"] = {}
         for coordinate in system.profile_coords:

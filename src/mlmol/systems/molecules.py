@@ -113,6 +113,34 @@ def dihedral(x, i: int, j: int, k: int, m: int):
     return dihedral_from_points(p[..., i, :], p[..., j, :], p[..., k, :], p[..., m, :])
 
 
+def chiral_centres(topology) -> list[tuple[int, int, int, int]]:
+    """(N, CA, C, CB) atom indices of every residue that has all four (the Cα stereocentres)."""
+    centres = []
+    for residue in topology.residues():
+        names = {atom.name: atom.index for atom in residue.atoms()}
+        if all(k in names for k in ("N", "CA", "C", "CB")):
+            centres.append((names["N"], names["CA"], names["C"], names["CB"]))
+    return centres
+
+
+def handedness(x, centres: list[tuple[int, int, int, int]]):
+    """Sign of (N − CA)·[(C − CA) × (CB − CA)] per centre, ``[*batch, n_centres]``; +1 is L for amino acids."""
+    import torch
+
+    p = x.reshape(*x.shape[:-1], -1, 3)
+    idx = torch.as_tensor(centres, dtype=torch.long)
+    n, ca, c, cb = (p[..., idx[:, k], :] for k in range(4))
+    return torch.sign((torch.cross(c - ca, cb - ca, dim=-1) * (n - ca)).sum(-1))
+
+
+def wrong_handed_fraction(x, reference, centres) -> float:
+    """Fraction of configurations with at least one Cα of the other hand than in ``reference``."""
+    if not centres:
+        return 0.0
+    flipped = handedness(x, centres) != handedness(reference, centres)
+    return float(flipped.any(-1).double().mean())
+
+
 MOLECULES = {
     "alanine-dipeptide": lambda **kw: alanine_dipeptide(implicit_solvent=False, **kw),
     "alanine-dipeptide-implicit": lambda **kw: alanine_dipeptide(implicit_solvent=True, **kw),
@@ -127,4 +155,4 @@ def molecule(name: str, **kwargs) -> OpenMMEnergy:
     return MOLECULES[name](**kwargs)
 
 
-__all__ = ["from_pdb", "alanine_dipeptide", "molecule", "MOLECULES", "read_pdb", "dihedral", "ALANINE_DIPEPTIDE_PDB"]
+__all__ = ["from_pdb", "alanine_dipeptide", "molecule", "chiral_centres", "handedness", "wrong_handed_fraction", "MOLECULES", "read_pdb", "dihedral", "ALANINE_DIPEPTIDE_PDB"]
