@@ -58,7 +58,7 @@ def umbrella_torsion(system: OpenMMEnergy, atoms: Sequence[int], centres_deg: Se
     context.setPositions(np.asarray(system.positions).reshape(-1, 3))
     openmm.LocalEnergyMinimizer.minimize(context, 1.0, 1000)
     context.setVelocitiesToTemperature(system.temperature * unit.kelvin, seed + 1)
-    order = np.argsort(_periodic(centres - np.radians(-80.0)))  # start near the C7eq minimum, sweep both ways
+    order = np.argsort(_periodic(centres - np.radians(-80.0)))  # one sweep around the circle, from opposite C7eq
     traces: list[np.ndarray | None] = [None] * len(centres)
     windows = range(len(centres))
     if progress:
