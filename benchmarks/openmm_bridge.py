@@ -14,7 +14,7 @@ import argparse
 
 import numpy as np
 import openmm
-from pipeline import median_time, write_results
+from pipeline import markdown_table, median_time, write_results
 
 from mlmol.systems.molecules import alanine_dipeptide
 from mlmol.systems.openmm import OpenMMBridge
@@ -54,11 +54,12 @@ def main() -> None:
             rows.append({"system": name, "method": method, "evaluations_per_s": rate, "ratio": rate / base,
                          "batch": args.batch})
             print(f"{name:28s} {method:40s} {rate:10.0f} /s  ({rate / base:.2f}x)", flush=True)
-    table = [f"Energy+force evaluations per second, batches of {args.batch} configurations "
-             f"(`python benchmarks/openmm_bridge.py --batch {args.batch} --repeats {args.repeats}`; "
-             f"openmm {openmm.__version__}). Ratio against one in-process Reference context.", "",
-             "| system | method | evaluations/s | ratio |", "|---|---|---:|---:|"]
-    table += [f"| {r['system']} | {r['method']} | {r['evaluations_per_s']:,.0f} | {r['ratio']:.2f}x |" for r in rows]
+    caption = (f"Energy+force evaluations per second, batches of {args.batch} configurations "
+               f"(`python benchmarks/openmm_bridge.py --batch {args.batch} --repeats {args.repeats}`; "
+               f"openmm {openmm.__version__}). Ratio against one in-process Reference context.")
+    table = markdown_table(caption, ["system", "method", "evaluations/s", "ratio"],
+                           [[r["system"], r["method"], f"{r['evaluations_per_s']:,.0f}", f"{r['ratio']:.2f}x"]
+                            for r in rows], text_columns=2)
     write_results("openmm_bridge", rows, table)
 
 

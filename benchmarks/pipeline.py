@@ -47,6 +47,13 @@ def median_time(fn, repeats: int, warmup: int = 1) -> float:
     return sorted(times)[len(times) // 2]
 
 
+def markdown_table(caption: str, headers: list[str], cells: list[list[str]], text_columns: int = 1) -> list[str]:
+    """Lines of a Markdown table under a caption; the first ``text_columns`` left-aligned, the rest right."""
+    align = ["---"] * text_columns + ["---:"] * (len(headers) - text_columns)
+    return [caption, "", "| " + " | ".join(headers) + " |", "|" + "|".join(align) + "|",
+            *("| " + " | ".join(row) + " |" for row in cells)]
+
+
 def write_results(name: str, rows: list[dict], table: list[str]) -> None:
     """benchmarks/results/NAME.json (the rows) and NAME.md (the table), both atomically; prints the table."""
     atomic_write(RESULTS / f"{name}.json", json.dumps(rows, indent=2))

@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 import torch
-from pipeline import median_time, write_results
+from pipeline import markdown_table, median_time, write_results
 
 import mlmol
 from mlmol.systems.molecules import alanine_dipeptide
@@ -64,10 +64,11 @@ def main() -> None:
             busy.join()
     energy.bridge.close()
     base = rows[0]["step_ms"]
-    table = [f"ML step of the alanine-dipeptide MolecularFlow, batch 256, median of {args.steps} steps "
-             f"(`python benchmarks/threads.py --steps {args.steps}`), 2-core machine.", "",
-             "| load | PyTorch threads | ms/step | vs idle, 1 thread |", "|---|---:|---:|---:|"]
-    table += [f"| {r['load']} | {r['threads']} | {r['step_ms']:.1f} | {r['step_ms'] / base:.2f}x |" for r in rows]
+    caption = (f"ML step of the alanine-dipeptide MolecularFlow, batch 256, median of {args.steps} steps "
+               f"(`python benchmarks/threads.py --steps {args.steps}`), 2-core machine.")
+    table = markdown_table(caption, ["load", "PyTorch threads", "ms/step", "vs idle, 1 thread"],
+                           [[r["load"], str(r["threads"]), f"{r['step_ms']:.1f}", f"{r['step_ms'] / base:.2f}x"]
+                            for r in rows])
     write_results("threads", rows, table)
 
 

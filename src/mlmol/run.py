@@ -81,7 +81,7 @@ def make_config(system: str | None = None, energy: str | None = None, dim: int |
 
     base = dict(base or {})
     if system in MOLECULES:
-        base["system"] = {**MOLECULE_DEFAULTS["system"], "molecule": system}
+        base["system"] = {"molecule": system}
         system = None
     molecular = is_molecule(base.get("system", {}))
     config = _merge(MOLECULE_DEFAULTS if molecular else DEFAULTS, base)
@@ -123,7 +123,6 @@ def make_config(system: str | None = None, energy: str | None = None, dim: int |
                          f"{', '.join(experiments.recipe_defaults(name))}")
     if config["device"] not in ("cpu", "cuda") and not str(config["device"]).startswith("cuda:"):
         raise MlmolError(f"unknown device {config['device']!r}; use cpu or cuda")
-    build_system(config)  # fail early on a bad system
     return config
 
 
@@ -135,10 +134,10 @@ def build_system(config: dict) -> Energy:
     if is_molecule(spec):
         from .systems import molecules
 
-        options = {"temperature": spec.get("temperature", 300.0), "workers": spec.get("workers", 1)}
+        options = {"temperature": spec["temperature"], "workers": spec["workers"]}  # filled by make_config
         if "pdb" in spec:
-            return molecules.from_pdb(spec["pdb"], forcefield=spec.get("forcefield", ["amber14-all.xml"]),
-                                      implicit_solvent=spec.get("implicit_solvent"), **options)
+            return molecules.from_pdb(spec["pdb"], forcefield=spec["forcefield"],
+                                      implicit_solvent=spec["implicit_solvent"], **options)
         return molecules.molecule(spec["molecule"], **options)
     if "name" not in spec:
         raise MlmolError("config.system needs a 'name' (a built-in system), 'energy' and 'dim', "
@@ -156,10 +155,11 @@ def device_of(config: dict) -> torch.device:
 
 def make_data(system: Energy, config: dict, progress: bool = False) -> torch.Tensor:
     options = dict(config["data"])
-    if options.pop("sampler") == "md":
+    name = options.pop("sampler")
+    if name == "md":
         return samplers.molecular_dynamics(system, options.pop("n"), seed=config["seed"], progress=progress,
                                            **options)
-    sampler = samplers.SAMPLERS.get(config["data"]["sampler"])
+    sampler = samplers.SAMPLERS.get(name)
     if sampler is None:
         raise MlmolError(f"unknown sampler; choose one of {', '.join(samplers.SAMPLERS)}")
     return sampler(system, seed=config["seed"], **options)
@@ -332,7 +332,6 @@ def simulate(system, out: str | Path, n_frames: int, interval: int = 250, seed: 
     checkpoint = out.with_name(out.name + ".chk")
     settings = {"interval": interval, "seed": seed, "system": system.name, **md_options}
     frames = torch.zeros(0, system.dim, dtype=torch.float64)
-    md = None
     if resume:
         state = load_torch(checkpoint, "MD checkpoint")
         if state.get("settings") != settings:

@@ -15,11 +15,12 @@ class MolecularDynamics:
     Starts from ``positions`` (default: the system's own structure), minimises, draws
     velocities and equilibrates for ``equilibration`` steps. :meth:`checkpoint` and
     :meth:`restore` save and load the full state (positions, velocities, random state), so
-    a resumed run continues the same trajectory.
+    a resumed run continues the same trajectory. ``bias`` is an extra OpenMM force added to a
+    copy of the system.
     """
 
     def __init__(self, system: OpenMMEnergy, timestep_fs: float = 1.0, friction_per_ps: float = 1.0, seed: int = 0,
-                 positions=None, minimize: bool = True, equilibration: int = 5_000):
+                 positions=None, minimize: bool = True, equilibration: int = 5_000, bias=None):
         openmm = require_openmm()
         unit = openmm.unit
         start = getattr(system, "positions", None) if positions is None else positions
@@ -31,7 +32,11 @@ class MolecularDynamics:
                                                      friction_per_ps / unit.picosecond, timestep_fs * unit.femtosecond)
         integrator.setRandomNumberSeed(seed + 1)  # OpenMM treats 0 as "pick a random seed"
         properties = {"Threads": "1"} if system.bridge.platform == "CPU" else {}
-        self.context = openmm.Context(system.system, integrator,
+        openmm_system = system.system
+        if bias is not None:  # an extra force (e.g. an umbrella restraint) on a copy of the system
+            openmm_system = openmm.XmlSerializer.deserialize(openmm.XmlSerializer.serialize(system.system))
+            openmm_system.addForce(bias)
+        self.context = openmm.Context(openmm_system, integrator,
                                       openmm.Platform.getPlatformByName(system.bridge.platform), properties)
         self.integrator = integrator
         self.context.setPositions(np.asarray(start, dtype=np.float64).reshape(-1, 3))
@@ -80,7 +85,5 @@ def molecular_dynamics(system: OpenMMEnergy, n_frames: int, interval: int = 250,
                        friction_per_ps: float = 1.0, equilibration: int = 5_000, seed: int = 0,
                        positions=None, minimize: bool = True, progress: bool = False) -> torch.Tensor:
     """``n_frames`` frames ``[n_frames, 3N]`` (nm, float64) of Langevin MD; see :class:`MolecularDynamics`."""
-    if n_frames < 1 or interval < 1:
-        raise MlmolError(f"n_frames and interval must be positive (got {n_frames}, {interval})")
     md = MolecularDynamics(system, timestep_fs, friction_per_ps, seed, positions, minimize, equilibration)
     return md.run(n_frames, interval, progress)

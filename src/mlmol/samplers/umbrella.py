@@ -15,7 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import MlmolError
+from ..systems.molecules import dihedral
 from ..systems.openmm import OpenMMEnergy, require_openmm
+from .md import MolecularDynamics
 
 
 @dataclass
@@ -38,52 +40,28 @@ def umbrella_torsion(system: OpenMMEnergy, atoms: Sequence[int], centres_deg: Se
                      seed: int = 0, progress: bool = False) -> UmbrellaTraces:
     """Run one restrained MD per window (in order, each starting where the previous ended)."""
     openmm = require_openmm()
-    unit = openmm.unit
     centres = np.radians(np.asarray(centres_deg, dtype=float))
     ks = np.broadcast_to(np.asarray(force_constants, dtype=float), centres.shape).copy()
     if np.any(ks <= 0):
         raise MlmolError("umbrella force constants must be positive")
-    system_copy = openmm.XmlSerializer.deserialize(openmm.XmlSerializer.serialize(system.system))
     bias = openmm.CustomTorsionForce("0.5*k*d^2; d=dt-2*pi*floor((dt+pi)/(2*pi)); dt=theta-theta0; pi=3.141592653589793")
     bias.addGlobalParameter("k", float(ks[0]))
     bias.addGlobalParameter("theta0", float(centres[0]))
     bias.addTorsion(*[int(a) for a in atoms], [])
-    system_copy.addForce(bias)
-    integrator = openmm.LangevinMiddleIntegrator(system.temperature * unit.kelvin, 1.0 / unit.picosecond,
-                                                 timestep_fs * unit.femtosecond)
-    integrator.setRandomNumberSeed(seed + 1)
-    properties = {"Threads": "1"} if system.bridge.platform == "CPU" else {}
-    context = openmm.Context(system_copy, integrator, openmm.Platform.getPlatformByName(system.bridge.platform),
-                             properties)
-    context.setPositions(np.asarray(system.positions).reshape(-1, 3))
-    openmm.LocalEnergyMinimizer.minimize(context, 1.0, 1000)
-    context.setVelocitiesToTemperature(system.temperature * unit.kelvin, seed + 1)
+    md = MolecularDynamics(system, timestep_fs=timestep_fs, seed=seed, equilibration=0, bias=bias)
     order = np.argsort(_periodic(centres - np.radians(-80.0)))  # one sweep around the circle, from opposite C7eq
     traces: list[np.ndarray | None] = [None] * len(centres)
     windows = range(len(centres))
     if progress:
         from tqdm.auto import tqdm
         windows = tqdm(windows, desc="umbrella windows", disable=None)
-    a, b, c, d = (int(i) for i in atoms)
     for w in windows:
         i = order[w]
-        context.setParameter("k", float(ks[i]))
-        context.setParameter("theta0", float(centres[i]))
-        integrator.step(equilibration)
-        trace = np.empty(steps // interval)
-        for j in range(len(trace)):
-            integrator.step(interval)
-            xyz = context.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(unit.nanometer)
-            trace[j] = _dihedral(xyz[a], xyz[b], xyz[c], xyz[d])
-        traces[i] = trace
+        md.context.setParameter("k", float(ks[i]))
+        md.context.setParameter("theta0", float(centres[i]))
+        md.integrator.step(equilibration)
+        traces[i] = dihedral(md.run(steps // interval, interval), *atoms).numpy()
     return UmbrellaTraces(centres, ks, traces, system.kT)
-
-
-def _dihedral(p0, p1, p2, p3) -> float:
-    b1 = (p2 - p1) / np.linalg.norm(p2 - p1)
-    v = (p0 - p1) - np.dot(p0 - p1, b1) * b1
-    w = (p3 - p2) - np.dot(p3 - p2, b1) * b1
-    return math.atan2(np.dot(np.cross(b1, v), w), np.dot(v, w))
 
 
 def mbar_torsion_delta_f(data: UmbrellaTraces, low: float = 0.0, high: float = math.pi,
