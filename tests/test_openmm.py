@@ -89,6 +89,7 @@ def test_killed_or_hung_worker_is_replaced_and_the_call_errors_cleanly():
     reference, _ = bridge.compute(x)
     victim = bridge.workers[0].process.pid
     os.kill(victim, signal.SIGKILL)
+    bridge.workers[0].process.wait(5)  # fully dead: sending to it now fails with a broken pipe
     with pytest.raises(OpenMMWorkerError, match="worker 0 died"):
         bridge.compute(x)
     assert bridge.workers[0].process.pid != victim

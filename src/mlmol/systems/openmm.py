@@ -145,11 +145,18 @@ class OpenMMBridge:
     def compute(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         positions = np.ascontiguousarray(positions, dtype=np.float64).reshape(-1, self.n_atoms, 3)
         chunks = np.array_split(positions, min(len(self.workers), max(len(positions), 1)))
+        sent = []
         for worker, chunk in zip(self.workers, chunks):
-            worker.send(chunk)
+            try:
+                worker.send(chunk)
+                sent.append(True)
+            except OSError:  # a dead worker's pipe is closed (BrokenPipeError)
+                sent.append(False)
         energies, forces, error = [], [], None
         for index, _ in enumerate(chunks):
             try:
+                if not sent[index]:
+                    raise EOFError
                 status, e, f, failed = self.workers[index].receive(self.timeout)
                 energies.append(e)
                 forces.append(f)
