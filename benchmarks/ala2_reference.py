@@ -1,68 +1,89 @@
-"""Reference ΔF(φ > 0 − φ < 0) of alanine dipeptide by umbrella sampling along φ and MBAR.
+"""Reference ΔF(φ > 0 − φ < 0) of alanine dipeptide: 2D umbrella sampling on (φ, ψ) and MBAR.
 
-    python benchmarks/ala2_reference.py --solvent implicit --repeats 3 [--steps 100000]
+    python benchmarks/ala2_reference.py --solvent implicit --seeds 0 1 2 [--jobs 2]
 
-Windows every 10° with K = 200 kJ/mol/rad², plus windows every 5° with K = 800 on the steep
-flank 50°–170° where soft windows drift and leave gaps (see ../shared/REFERENCES.md).
-Each window: 10 ps equilibration, then `--steps` 1-fs steps, φ saved every 100 steps and
-subsampled by its statistical inefficiency. Independent repeats (seeds 0, 1, ...) give the
-spread, reported next to MBAR's own error. Writes
-benchmarks/results/ala2_reference_<solvent>.json and .md after every repeat.
+Independent of any Boltzmann generator. Windows on a periodic (φ, ψ) grid (default 15°,
+K = 250 kJ/mol/rad² on both torsions); restraining ψ as well as φ removes the ψ
+hysteresis that made φ-only windows disagree by several kT between repeats. Each window:
+`--equilibration` then `--steps` 1-fs Langevin steps at 300 K, torsions saved every 100
+steps and subsampled by their statistical inefficiency. Each seed is an independent
+repeat (its own sweep through the grid); the spread of the repeats, not MBAR's own error,
+is the error bar quoted. Traces go to runs/ala2_reference/ (a repeat already run with the
+same settings is reused, so repeats can be added later);
+results to benchmarks/results/ala2_reference_<solvent>.json and .md.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
 import numpy as np
-from pipeline import write_results
+from pipeline import markdown_table, write_results
 
-from mlmol.samplers.umbrella import mbar_torsion_delta_f, umbrella_torsion
-from mlmol.systems.molecules import PHI, alanine_dipeptide
+TRACES = Path(__file__).resolve().parent.parent / "runs" / "ala2_reference"
 
 
-def windows() -> tuple[np.ndarray, np.ndarray]:
-    soft = np.arange(-180.0, 180.0, 10.0)
-    stiff = np.arange(50.0, 171.0, 5.0)
-    centres = np.concatenate([soft[(soft < 50) | (soft > 170)], stiff])
-    ks = np.where((centres >= 50) & (centres <= 170), 800.0, 200.0)
-    return centres, ks
+def one_repeat(solvent: str, seed: int, step_deg: float, k: float, steps: int, equilibration: int) -> dict:
+    import torch
+
+    from mlmol.samplers.umbrella import UmbrellaTraces, grid, mbar_delta_f, umbrella
+    from mlmol.systems.molecules import PHI, PSI, alanine_dipeptide
+
+    torch.set_num_threads(1)
+    path = TRACES / f"{solvent}_grid{step_deg:g}_k{k:g}_steps{steps}_eq{equilibration}_seed{seed}.npz"
+    if path.is_file():  # this repeat was run before with the same settings: reuse its traces
+        data, wall = UmbrellaTraces.load(path), float("nan")
+    else:
+        energy = alanine_dipeptide(implicit_solvent=solvent == "implicit", workers=1)
+        start = time.perf_counter()
+        data = umbrella(energy, [PHI, PSI], grid(step_deg, 2), k, steps=steps, equilibration=equilibration,
+                        interval=100, seed=seed, progress=seed == 0)
+        wall = time.perf_counter() - start
+        energy.bridge.close()
+        TRACES.mkdir(parents=True, exist_ok=True)
+        data.save(path)
+    value, stderr, details = mbar_delta_f(data)
+    return {"seed": seed, "delta_f": value, "mbar_stderr": stderr, "wall_s": wall,
+            "min_neighbour_overlap": details["min_neighbour_overlap"],
+            "samples": int(sum(details["samples_per_window"])), "windows": len(data.centres)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--solvent", choices=["vacuum", "implicit"], default="implicit")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=100_000, help="production steps per window (1 fs)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--jobs", type=int, default=1, help="repeats run in parallel (one core each)")
+    parser.add_argument("--step-deg", type=float, default=15.0, help="grid spacing in φ and ψ (degrees)")
+    parser.add_argument("--k", type=float, default=250.0, help="force constant (kJ/mol/rad²)")
+    parser.add_argument("--steps", type=int, default=20_000, help="production steps per window (1 fs)")
+    parser.add_argument("--equilibration", type=int, default=5_000, help="steps per window before saving")
     args = parser.parse_args()
-    energy = alanine_dipeptide(implicit_solvent=args.solvent == "implicit")
-    centres, ks = windows()
-    rows = []
-    for seed in range(args.repeats):
-        start = time.perf_counter()
-        data = umbrella_torsion(energy, PHI, centres, ks, steps=args.steps, equilibration=10_000, interval=100,
-                                seed=seed, progress=True)
-        value, stderr, details = mbar_torsion_delta_f(data)
-        rows.append({"seed": seed, "delta_f": value, "mbar_stderr": stderr, "wall_s": time.perf_counter() - start,
-                     **details, "windows": len(centres), "steps_per_window": args.steps})
-        print(f"seed {seed}: ΔF(φ>0 − φ<0) = {value:.3f} ± {stderr:.3f} kT (MBAR), min neighbour overlap "
-              f"{details['min_neighbour_overlap']:.3f}, {rows[-1]['wall_s']:.0f} s", flush=True)
-        values = np.array([r["delta_f"] for r in rows])
-        table = [f"Alanine dipeptide ({args.solvent}, 300 K, amber99sbildn): umbrella sampling along φ + MBAR, "
-                 f"{len(centres)} windows x {args.steps / 1000:g} ps "
-                 f"(`python benchmarks/ala2_reference.py --solvent {args.solvent} --repeats {args.repeats} "
-                 f"--steps {args.steps}`).", "",
-                 "| seed | ΔF(φ>0 − φ<0) (kT) | MBAR stderr | min neighbour overlap | wall (s) |",
-                 "|---:|---:|---:|---:|---:|"]
-        table += [f"| {r['seed']} | {r['delta_f']:.3f} | {r['mbar_stderr']:.3f} | {r['min_neighbour_overlap']:.3f} "
-                  f"| {r['wall_s']:.0f} |" for r in rows]
-        sem = values.std(ddof=1) / np.sqrt(len(values)) if len(values) > 1 else float("nan")
-        table += ["", f"Mean over {len(values)} repeat(s): {values.mean():.3f} kT; spread (sd) "
-                      f"{values.std(ddof=1) if len(values) > 1 else float('nan'):.3f} kT; standard error of the mean "
-                      f"{sem:.3f} kT."]
-        write_results(f"ala2_reference_{args.solvent}", rows, table)
-    energy.bridge.close()
+    settings = (args.step_deg, args.k, args.steps, args.equilibration)
+    with ProcessPoolExecutor(args.jobs) as pool:
+        rows = list(pool.map(one_repeat, [args.solvent] * len(args.seeds), args.seeds,
+                             *[[s] * len(args.seeds) for s in settings]))
+    values = np.array([r["delta_f"] for r in rows])
+    sd = values.std(ddof=1) if len(values) > 1 else float("nan")
+    sem = sd / np.sqrt(len(values))
+    command = (f"python benchmarks/ala2_reference.py --solvent {args.solvent} --seeds "
+               f"{' '.join(map(str, args.seeds))} --step-deg {args.step_deg:g} --k {args.k:g} --steps {args.steps} "
+               f"--equilibration {args.equilibration}")
+    caption = (f"Alanine dipeptide ({args.solvent}, 300 K, amber99sbildn): 2D umbrella sampling on (φ, ψ) + MBAR, "
+               f"{rows[0]['windows']} windows ({args.step_deg:g}° grid, K = {args.k:g} kJ/mol/rad²) x "
+               f"{args.steps / 1000:g} ps (`{command}`).")
+    table = markdown_table(caption, ["seed", "ΔF(φ>0 − φ<0) (kT)", "MBAR stderr", "min window overlap",
+                                     "uncorrelated samples", "wall (s)"],
+                           [[str(r["seed"]), f"{r['delta_f']:.3f}", f"{r['mbar_stderr']:.3f}",
+                             f"{r['min_neighbour_overlap']:.3f}", str(r["samples"]), f"{r['wall_s']:.0f}"]
+                            for r in rows])
+    table += ["", f"Reference: ΔF = {values.mean():.3f} ± {sem:.3f} kT (mean ± standard error over "
+                  f"{len(values)} independent repeats; spread sd {sd:.3f} kT)."]
+    summary = {"solvent": args.solvent, "delta_f": float(values.mean()), "stderr": float(sem), "sd": float(sd),
+               "repeats": len(values), "command": command}
+    write_results(f"ala2_reference_{args.solvent}", [summary, *rows], table)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -200,3 +201,52 @@ def test_train_from_a_pdb_with_another_force_field(tmp_path):
     system = yaml.safe_load((run / "config.yaml").read_text())["system"]
     assert system["forcefield"] == ["amber14-all.xml"] and system["implicit_solvent"] == "obc2"
     assert main(["evaluate", str(run), "--n", "200"]) == 0
+
+
+def test_bad_molecular_inputs_leave_everything_written_intact(capsys, tmp_path):
+    """Each bad input fails with a message naming the problem; trajectories, checkpoints and
+    metrics already on disk keep their exact bytes."""
+    pytest.importorskip("openmm")
+    from mlmol.systems.molecules import ALANINE_DIPEPTIDE_PDB
+
+    md = tmp_path / "md.dcd"
+    assert main(["simulate", "alanine-dipeptide", "--out", str(md), "--frames", "4", "--interval", "10"]) == 0
+    run = tmp_path / "run"
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump({"system": {"molecule": "alanine-dipeptide"},
+                                      "data": {"n": 50, "interval": 10, "equilibration": 50},
+                                      "flow": {"blocks": 1, "hidden": [8]}, "recipe": {"steps": 5},
+                                      "evaluate": {"n": 100}}))
+    assert main(["train", str(config), "--out", str(run)]) == 0
+    assert main(["evaluate", str(run)]) == 0
+    written = [md, md.with_name("md.dcd.chk"), run / "checkpoint.pt", run / "data.npz", run / "config.yaml",
+               run / "metrics.json"]
+    before = {path: path.read_bytes() for path in written}
+
+    unknown = tmp_path / "unknown.pdb"
+    unknown.write_text("HETATM    1  C1  XYZ A   1       0.000   0.000   0.000  1.00  0.00           C\n"
+                       "HETATM    2  C2  XYZ A   1       1.500   0.000   0.000  1.00  0.00           C\nEND\n")
+    nonfinite = tmp_path / "nonfinite.pdb"
+    nonfinite.write_text(ALANINE_DIPEPTIDE_PDB.read_text().replace("   0.064   0.048", "     nan   0.048"))
+    other = tmp_path / "other.dcd"
+    assert main(["simulate", "--pdb", str(Path(__file__).parent / "data" / "glycine-dipeptide.pdb"), "--out",
+                 str(other), "--frames", "2", "--interval", "10"]) == 0
+    npz = tmp_path / "wrong.npz"
+    np.savez(npz, x=np.zeros((3, 57)), log_weights=np.zeros(3), energy=np.zeros(3), kT=2.49)
+
+    assert "XYZ" in _error(capsys, ["simulate", "--pdb", str(unknown), "--out", str(md), "--frames", "8",
+                                    "--resume"])
+    assert "nonfinite.pdb" in _error(capsys, ["simulate", "--pdb", str(nonfinite), "--out", str(md), "--frames",
+                                              "8", "--resume"])
+    assert "drop the other options --pdb" in _error(capsys, ["train", "--pdb", str(nonfinite), "--out", str(run),
+                                                             "--resume"])
+    assert "nonfinite.pdb" in _error(capsys, ["train", "--pdb", str(nonfinite), "--out", str(tmp_path / "new")])
+    assert "already holds a trained run" in _error(capsys, ["train", "--pdb", str(unknown), "--out", str(run)])
+    # a trajectory of another molecule (19 atoms) resumed as alanine dipeptide (22 atoms)
+    other.with_name("other.dcd.chk").write_bytes(md.with_name("md.dcd.chk").read_bytes())
+    err = _error(capsys, ["simulate", "alanine-dipeptide", "--out", str(other), "--frames", "8", "--interval",
+                          "10", "--resume"])
+    assert "other.dcd" in err and "atoms" in err
+    assert "dim 57" in _error(capsys, ["evaluate", str(run), "--samples", str(npz)])
+    for path, content in before.items():
+        assert path.read_bytes() == content, f"{path} changed"

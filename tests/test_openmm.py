@@ -193,6 +193,22 @@ def test_molecular_dynamics_is_seeded_and_stays_in_the_basin():
     energy.bridge.close()
 
 
+def test_md_from_several_starts_reaches_the_rare_basin():
+    from mlmol.samplers import molecular_dynamics
+    from mlmol.systems.molecules import PHI, PSI, backbone_torsions
+
+    energy = alanine_dipeptide()
+    assert backbone_torsions(energy.topology) == {"phi": PHI, "psi": PSI} == energy.torsions
+    x = molecular_dynamics(energy, 40, interval=50, equilibration=500, starts=[{"phi": -80, "psi": 150},
+                                                                               {"phi": 60, "psi": 40}])
+    phi = energy.variables["phi"](x)
+    assert x.shape == (40, 66) and torch.all(phi[:20] < 0) and torch.all(phi[20:] > 0)
+    assert torch.all(torch.isfinite(energy.energy(x)))
+    with pytest.raises(MlmolError, match="no torsions named \\['omega'\\]; known: phi, psi"):
+        molecular_dynamics(energy, 4, starts=[{"omega": 180}])
+    energy.bridge.close()
+
+
 @pytest.mark.parametrize("suffix", [".dcd", ".pdb"])
 def test_trajectory_round_trip_and_atom_count_mismatch(tmp_path, suffix):
     from mlmol.data import load_trajectory, save_trajectory

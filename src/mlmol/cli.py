@@ -126,8 +126,11 @@ def _cmd_train(args) -> None:
     overrides = dict(seed=args.seed, steps=args.steps, losses=args.losses, flow_kind=args.flow_kind,
                      device=args.device, threads=args.threads)
     if args.resume:
-        if any(v is not None for v in overrides.values()) or args.energy or args.target:
-            raise MlmolError("--resume continues RUN with its own config.yaml; drop the other options")
+        given = [f"--{k.replace('_', '-')}" for k in ("energy", "dim", "pdb", "forcefield", "implicit_solvent")
+                 if getattr(args, k) is not None]
+        if any(v is not None for v in overrides.values()) or args.target or given:
+            raise MlmolError(f"--resume continues RUN with its own config.yaml; drop the other options "
+                             f"{' '.join(given)}".rstrip())
         config = None
     else:
         system, base = args.target, None

@@ -37,7 +37,8 @@ DEFAULTS: dict = {
 MOLECULE_DEFAULTS: dict = {
     **DEFAULTS,
     "system": {"molecule": "alanine-dipeptide", "temperature": 300.0, "workers": 1},
-    "data": {"sampler": "md", "n": 10_000, "interval": 250, "timestep_fs": 1.0, "equilibration": 5_000},
+    "data": {"sampler": "md", "n": 10_000, "interval": 250, "timestep_fs": 1.0, "equilibration": 5_000,
+             "starts": None},
     "flow": {"kind": "molecular", "blocks": 4, "hidden": [128, 128], "bins": 8},
     "recipe": {"name": "noe2019", "steps": 5_000, "ml_fraction": 0.6, "ml_batch": 256, "batch": 256,
                "lr": 2e-4, "w_kl": 0.1, "w_rc": 0.0, "high": 1e4, "cap": 1e8},
@@ -157,6 +158,8 @@ def make_data(system: Energy, config: dict, progress: bool = False) -> torch.Ten
     options = dict(config["data"])
     name = options.pop("sampler")
     if name == "md":
+        if options.get("starts") is None:  # a built-in molecule's own starts (see molecules.py), else one MD
+            options["starts"] = getattr(system, "starts", None)
         return samplers.molecular_dynamics(system, options.pop("n"), seed=config["seed"], progress=progress,
                                            **options)
     sampler = samplers.SAMPLERS.get(name)

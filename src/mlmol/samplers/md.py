@@ -15,8 +15,8 @@ class MolecularDynamics:
     Starts from ``positions`` (default: the system's own structure), minimises, draws
     velocities and equilibrates for ``equilibration`` steps. :meth:`checkpoint` and
     :meth:`restore` save and load the full state (positions, velocities, random state), so
-    a resumed run continues the same trajectory. ``bias`` is an extra OpenMM force added to a
-    copy of the system.
+    a resumed run continues the same trajectory. ``bias`` is an extra OpenMM force (or a list
+    of them) added to a copy of the system.
     """
 
     def __init__(self, system: OpenMMEnergy, timestep_fs: float = 1.0, friction_per_ps: float = 1.0, seed: int = 0,
@@ -33,9 +33,10 @@ class MolecularDynamics:
         integrator.setRandomNumberSeed(seed + 1)  # OpenMM treats 0 as "pick a random seed"
         properties = {"Threads": "1"} if system.bridge.platform == "CPU" else {}
         openmm_system = system.system
-        if bias is not None:  # an extra force (e.g. an umbrella restraint) on a copy of the system
+        if bias is not None:  # extra forces (e.g. umbrella restraints) on a copy of the system
             openmm_system = openmm.XmlSerializer.deserialize(openmm.XmlSerializer.serialize(system.system))
-            openmm_system.addForce(bias)
+            for force in bias if isinstance(bias, (list, tuple)) else [bias]:
+                openmm_system.addForce(force)
         self.context = openmm.Context(openmm_system, integrator,
                                       openmm.Platform.getPlatformByName(system.bridge.platform), properties)
         self.integrator = integrator
@@ -44,6 +45,11 @@ class MolecularDynamics:
             openmm.LocalEnergyMinimizer.minimize(self.context, 1.0, 1000)
         self.context.setVelocitiesToTemperature(system.temperature * unit.kelvin, seed + 1)
         integrator.step(equilibration)
+
+    def positions(self) -> torch.Tensor:
+        """The current positions ``[1, 3N]`` (nm, float64)."""
+        state = self.context.getState(getPositions=True)
+        return torch.from_numpy(state.getPositions(asNumpy=True).value_in_unit(self.unit.nanometer).reshape(1, -1))
 
     def run(self, n_frames: int, interval: int = 250, progress: bool = False) -> torch.Tensor:
         """``n_frames`` frames ``[n_frames, 3N]`` (nm, float64), one every ``interval`` steps."""
@@ -57,18 +63,23 @@ class MolecularDynamics:
         try:
             for i in range(n_frames):
                 self.integrator.step(interval)
-                state = self.context.getState(getPositions=True)
-                xyz = state.getPositions(asNumpy=True).value_in_unit(self.unit.nanometer)
-                if not np.all(np.isfinite(xyz)):
-                    raise MlmolError(f"MD of {self.system.name} blew up at frame {i} (non-finite positions); "
-                                     "lower timestep_fs or check the system")
-                frames[i] = xyz.reshape(-1)
+                xyz = self.positions().numpy()
+                self.check(xyz, f"frame {i}")
+                frames[i] = xyz[0]
                 if bar is not None:
                     bar.update(1)
         finally:
             if bar is not None:
                 bar.close()
         return torch.from_numpy(frames)
+
+    def check(self, xyz: np.ndarray, where: str) -> None:
+        """Raise if the simulation blew up: non-finite positions or an absurd energy (> 1e8 kJ/mol)."""
+        energy = self.context.getState(getEnergy=True).getPotentialEnergy().value_in_unit(
+            self.unit.kilojoule_per_mole)
+        if not (np.all(np.isfinite(xyz)) and abs(energy) < 1e8):
+            raise MlmolError(f"MD of {self.system.name} blew up at {where} (energy {energy:.3g} kJ/mol); "
+                             "lower timestep_fs, minimise the structure or check the system")
 
     def checkpoint(self) -> bytes:
         return self.context.createCheckpoint()
@@ -81,9 +92,65 @@ class MolecularDynamics:
                              "start the simulation again without --resume") from None
 
 
+def torsion_restraint(name: str, atoms) -> object:
+    """An OpenMM force ½ k_NAME d(θ, θ0_NAME)² on one torsion (periodic d), parameters set on the context."""
+    openmm = require_openmm()
+    force = openmm.CustomTorsionForce(f"0.5*k_{name}*d^2; d=dt-2*pi*floor((dt+pi)/(2*pi)); dt=theta-theta0_{name}; "
+                                      "pi=3.141592653589793")
+    force.addGlobalParameter(f"k_{name}", 0.0)
+    force.addGlobalParameter(f"theta0_{name}", 0.0)
+    force.addTorsion(*[int(a) for a in atoms], [])
+    return force
+
+
+def pulled_positions(system: OpenMMEnergy, targets: dict[str, float], seed: int = 0, steps: int = 20_000,
+                     force_constant: float = 1000.0, stages: int = 100) -> np.ndarray:
+    """Positions ``[3N]`` (nm) after restrained MD pulls the named torsions to ``targets`` (degrees).
+
+    The restraint centres move from the current torsions to the targets in ``stages`` even
+    steps along the shorter arc (a sudden stiff restraint far from the structure tears it
+    apart), then hold there for the last fifth of ``steps``.
+    """
+    from ..systems.molecules import dihedral
+
+    torsions = getattr(system, "torsions", {})
+    unknown = set(targets) - set(torsions)
+    if unknown:
+        raise MlmolError(f"{system.name} has no torsions named {sorted(unknown)}; known: "
+                         f"{', '.join(torsions) or 'none'}")
+    md = MolecularDynamics(system, seed=seed, equilibration=0,
+                           bias=[torsion_restraint(name, torsions[name]) for name in targets])
+    now = {name: float(dihedral(md.positions(), *torsions[name])[0]) for name in targets}
+    arc = {name: (np.radians(degrees) - now[name] + np.pi) % (2 * np.pi) - np.pi for name, degrees in targets.items()}
+    for name in targets:
+        md.context.setParameter(f"k_{name}", force_constant)
+    for stage in range(1, stages + 1):
+        for name in targets:
+            md.context.setParameter(f"theta0_{name}", now[name] + arc[name] * stage / stages)
+        md.integrator.step(int(0.8 * steps) // stages)
+    md.integrator.step(steps - int(0.8 * steps) // stages * stages)
+    md.check(md.positions().numpy(), "the pull to the start")
+    return md.positions().numpy()[0]
+
+
 def molecular_dynamics(system: OpenMMEnergy, n_frames: int, interval: int = 250, timestep_fs: float = 1.0,
                        friction_per_ps: float = 1.0, equilibration: int = 5_000, seed: int = 0,
-                       positions=None, minimize: bool = True, progress: bool = False) -> torch.Tensor:
-    """``n_frames`` frames ``[n_frames, 3N]`` (nm, float64) of Langevin MD; see :class:`MolecularDynamics`."""
-    md = MolecularDynamics(system, timestep_fs, friction_per_ps, seed, positions, minimize, equilibration)
-    return md.run(n_frames, interval, progress)
+                       positions=None, minimize: bool = True, progress: bool = False,
+                       starts: list[dict[str, float]] | None = None) -> torch.Tensor:
+    """``n_frames`` frames ``[n_frames, 3N]`` (nm, float64) of Langevin MD; see :class:`MolecularDynamics`.
+
+    ``starts`` (e.g. ``[{"phi": -80, "psi": 150}, {"phi": 60, "psi": 40}]``, degrees of the
+    system's named torsions) runs one unbiased MD from each start, pulled there first by
+    restrained MD, and splits the frames equally: data from metastable states that one
+    plain trajectory would not reach.
+    """
+    if not starts:
+        md = MolecularDynamics(system, timestep_fs, friction_per_ps, seed, positions, minimize, equilibration)
+        return md.run(n_frames, interval, progress)
+    counts = [n_frames // len(starts) + (j < n_frames % len(starts)) for j in range(len(starts))]
+    parts = []
+    for j, (targets, count) in enumerate(zip(starts, counts)):
+        start = pulled_positions(system, targets, seed=seed + 1000 * j)
+        md = MolecularDynamics(system, timestep_fs, friction_per_ps, seed + 1000 * j, start, False, equilibration)
+        parts.append(md.run(count, interval, progress))
+    return torch.cat(parts)

@@ -84,7 +84,35 @@ def from_pdb(path: str | Path, forcefield: Sequence[str] = ("amber14-all.xml",),
     energy = OpenMMEnergy(system, topology, temperature=temperature, platform=platform, workers=workers,
                           name=name or Path(path).stem)
     energy.positions = np.array(positions.value_in_unit(positions.unit), dtype=np.float64).reshape(-1)
+    set_torsions(energy, backbone_torsions(topology))
+    if "phi" in energy.torsions:  # a capped amino acid: ΔF between the φ basins, as for alanine dipeptide
+        energy.states = ("phi > 0", "phi < 0")
     return energy
+
+
+def backbone_torsions(topology) -> dict[str, tuple[int, int, int, int]]:
+    """Backbone φ (C−N−CA−C) and ψ (N−CA−C−N) of every residue that has both, by atom index.
+
+    Named ``phi``/``psi`` when one residue has them (a capped dipeptide), else ``phi1``,
+    ``psi1``, ... by residue number in the chain (from 1).
+    """
+    found = []
+    for chain in topology.chains():
+        residues = [{a.name: a.index for a in r.atoms()} for r in chain.residues()]
+        for i in range(1, len(residues) - 1):
+            before, here, after = residues[i - 1], residues[i], residues[i + 1]
+            if "C" in before and {"N", "CA", "C"} <= set(here) and "N" in after:
+                found.append((i + 1, (before["C"], here["N"], here["CA"], here["C"]),
+                              (here["N"], here["CA"], here["C"], after["N"])))
+    if len(found) == 1:
+        return {"phi": found[0][1], "psi": found[0][2]}
+    return {f"{kind}{number}": atoms for number, phi, psi in found for kind, atoms in (("phi", phi), ("psi", psi))}
+
+
+def set_torsions(energy: OpenMMEnergy, torsions: dict[str, tuple[int, int, int, int]]) -> None:
+    """Name torsions of ``energy``: usable in states ("phi > 0"), data starts and plots (radians)."""
+    energy.torsions = dict(torsions)
+    energy.variables = {name: (lambda x, atoms=atoms: dihedral(x, *atoms)) for name, atoms in torsions.items()}
 
 
 def alanine_dipeptide(implicit_solvent: bool = False, temperature: float = 300.0, platform: str = "auto",
@@ -98,8 +126,11 @@ def alanine_dipeptide(implicit_solvent: bool = False, temperature: float = 300.0
                       implicit_solvent="amber99_obc.xml" if implicit_solvent else None, temperature=temperature,
                       add_hydrogens=False, platform=platform, workers=workers,
                       name="alanine-dipeptide" + ("-implicit" if implicit_solvent else ""))
-    energy.variables = {"phi": lambda x: dihedral(x, *PHI), "psi": lambda x: dihedral(x, *PSI)}
+    if energy.torsions != {"phi": PHI, "psi": PSI}:
+        raise MlmolError(f"the shipped alanine dipeptide PDB gave backbone torsions {energy.torsions}; reinstall mlmol")
     energy.states = ("phi > 0", "phi < 0")  # ΔF(φ > 0 − φ < 0), radians
+    # training MD starts in β, αL and C7ax: one plain trajectory never reaches φ > 0 (REFERENCES.md)
+    energy.starts = [{"phi": -80.0, "psi": 150.0}, {"phi": 60.0, "psi": 40.0}, {"phi": 70.0, "psi": -70.0}]
     energy.profile_coords = ()
     return energy
 
@@ -155,4 +186,4 @@ def molecule(name: str, **kwargs) -> OpenMMEnergy:
     return MOLECULES[name](**kwargs)
 
 
-__all__ = ["from_pdb", "alanine_dipeptide", "molecule", "chiral_centres", "handedness", "wrong_handed_fraction", "MOLECULES", "read_pdb", "dihedral", "ALANINE_DIPEPTIDE_PDB"]
+__all__ = ["from_pdb", "alanine_dipeptide", "molecule", "chiral_centres", "handedness", "wrong_handed_fraction", "MOLECULES", "read_pdb", "dihedral", "backbone_torsions", "set_torsions", "ALANINE_DIPEPTIDE_PDB"]
