@@ -18,6 +18,8 @@ def _randomise(module: torch.nn.Module, scale: float = 0.5) -> None:
 
 BIJECTIONS = {
     "standardize": lambda d: Standardize(torch.linspace(-1, 2, d), torch.linspace(0.3, 2.0, d)),
+    "standardize-periodic": lambda d: Standardize(torch.tensor([0.5, 3.0, -1.0, -3.1][:d]), torch.full((d,), 0.1),
+                                                  periodic=[1, 3]),
     "affine": lambda d: AffineCoupling([0, 2], [1, 3], hidden=(16, 16)),
     "spline": lambda d: SplineCoupling([1, 3], [0, 2], hidden=(16,), bins=6, bound=3.0),
     "chain": lambda d: Chain([AffineCoupling([0, 2], [1, 3], (8,)), SplineCoupling([1, 3], [0, 2], (8,), bound=3.0),
@@ -121,7 +123,8 @@ def test_molecular_flow_density_and_round_trip():
     z, _ = flow.transform.inverse(x)
     torch.testing.assert_close(flow.transform(z)[0], x, atol=1e-10, rtol=1e-10)
     torsions = z[:, flow._circular]
-    assert torsions.shape[1] == 6 and torch.all(torsions.abs() <= math.pi)
+    assert torsions.shape[1] + len(flow.spec["narrow"]) == 6 and torch.all(torsions.abs() <= math.pi)
+    assert 0 < len(flow.spec["narrow"]) < 6  # both kinds of torsion are exercised
     rebuilt = flows.build(flow.spec).double()
     rebuilt.load_state_dict(flow.state_dict())
     torch.testing.assert_close(rebuilt.log_prob(x), log_q, atol=1e-8, rtol=1e-8)

@@ -201,6 +201,9 @@ def test_train_from_a_pdb_with_another_force_field(tmp_path):
     system = yaml.safe_load((run / "config.yaml").read_text())["system"]
     assert system["forcefield"] == ["amber14-all.xml"] and system["implicit_solvent"] == "obc2"
     assert main(["evaluate", str(run), "--n", "200"]) == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["delta_f"]["states"] == ["phi > 0", "phi < 0"]  # a peptide PDB gets the φ states
+    assert "value" in metrics["delta_f"] or "no weighted samples" in metrics["delta_f"]["unavailable"]
 
 
 def test_bad_molecular_inputs_leave_everything_written_intact(capsys, tmp_path):

@@ -35,7 +35,7 @@ def _setup(seed=0):
     data = samplers.metropolis(system, 2000, seed=0).float()
     torch.manual_seed(seed)
     flow = flows.RealNVP(2, blocks=2, hidden=(16, 16), loc=data.mean(0), scale=data.std(0))
-    return flow, noe2019(system, data, steps=60, ml_fraction=0.5, batch=128, ml_batch=64)
+    return flow, noe2019(system, data, steps=60, ml_fraction=0.5, batch=128, ml_batch=64, lr_end=1e-5)
 
 
 def _weights(flow):
@@ -107,3 +107,10 @@ def test_ctrl_c_writes_a_checkpoint_that_resumes(tmp_path):
     stage.loss = stage.loss.inner
     mlmol.fit(flow, recipe, seed=2, checkpoint=ckpt, resume=True)
     assert torch.equal(_weights(straight), _weights(flow))
+
+
+def test_cosine_learning_rate_runs_from_lr_to_lr_end():
+    stage = Stage(101, ReverseKL(systems.Gaussian()), lr=1e-3, lr_end=1e-5)
+    assert stage.lr_at(0) == pytest.approx(1e-3) and stage.lr_at(100) == pytest.approx(1e-5)
+    assert stage.lr_at(50) == pytest.approx(0.5 * (1e-3 + 1e-5))
+    assert Stage(10, ReverseKL(systems.Gaussian()), lr=1e-3).lr_at(7) == 1e-3

@@ -93,7 +93,8 @@ def _print_metrics(m: dict) -> None:
     print(f"  ESS (Kish)         {m['ess']:.0f}  ({100 * m['ess_fraction']:.1f}% of samples)")
     if "delta_f" in m:
         d = m["delta_f"]
-        line = f"  ΔF = F({d['states'][0]}) − F({d['states'][1]})  {d['value']:+.3f} ± {d['stderr']:.3f} kT"
+        line = f"  ΔF = F({d['states'][0]}) − F({d['states'][1]})  " + (
+            f"{d['value']:+.3f} ± {d['stderr']:.3f} kT" if "value" in d else f"not estimated: {d['unavailable']}")
         if "exact" in d:
             line += f"   exact {d['exact']:+.3f}, error {d['error']:+.3f}"
         print(line)

@@ -30,7 +30,7 @@ def _metrics_table(metrics: dict) -> str:
             ("ESS (Kish)", f"{metrics['ess']:.0f} ({100 * metrics['ess_fraction']:.1f}%)")]
     if "delta_f" in metrics:
         d = metrics["delta_f"]
-        text = f"{d['value']:.3f} ± {d['stderr']:.3f} kT"
+        text = f"{d['value']:.3f} ± {d['stderr']:.3f} kT" if "value" in d else f"not estimated: {d['unavailable']}"
         if "exact" in d:
             text += f" (exact {d['exact']:.3f}, error {d['error']:+.3f})"
         rows.append((f"ΔF = F({d['states'][0]}) − F({d['states'][1]})", text))

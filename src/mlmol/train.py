@@ -23,7 +23,8 @@ class Stage:
     """``steps`` optimisation steps of ``loss`` with Adam at learning rate ``lr``.
 
     ``batch_size`` flow samples per step (for energy-based terms); ``data_batch_size``
-    data points per step (for ML; defaults to ``batch_size``).
+    data points per step (for ML; defaults to ``batch_size``). ``lr_end`` (optional) anneals
+    the learning rate from ``lr`` to ``lr_end`` over the stage on a cosine.
     """
 
     steps: int
@@ -32,6 +33,13 @@ class Stage:
     batch_size: int = 1000
     data_batch_size: int | None = None
     name: str = ""
+    lr_end: float | None = None
+
+    def lr_at(self, step: int) -> float:
+        """Learning rate at ``step`` steps into the stage."""
+        if self.lr_end is None or self.steps <= 1:
+            return self.lr
+        return self.lr_end + 0.5 * (self.lr - self.lr_end) * (1 + math.cos(math.pi * step / (self.steps - 1)))
 
 
 @dataclass
@@ -142,10 +150,12 @@ def fit(flow: Flow, recipe: Recipe, seed: int = 0, checkpoint: str | Path | None
     try:
         flow.train()
         while step < stop:
-            index, stage, _ = _stage_at(recipe, step)
+            index, stage, start = _stage_at(recipe, step)
             if index != stage_index:
                 stage_index = index
                 optimizer = torch.optim.Adam(flow.parameters(), lr=stage.lr)
+            for group in optimizer.param_groups:
+                group["lr"] = stage.lr_at(step - start)
             batch = Batch(flow, recipe.system, data, generator, stage.batch_size, stage.data_batch_size)
             loss, record = stage.loss(batch)
             optimizer.zero_grad(set_to_none=True)

@@ -43,19 +43,31 @@ class Chain(Bijection):
 
 
 class Standardize(Bijection):
-    """Fixed affine map x = loc + scale · z (e.g. the mean and std of the training data)."""
+    """Fixed affine map x = loc + scale · z (e.g. the mean and std of the training data).
 
-    def __init__(self, loc: torch.Tensor, scale: torch.Tensor):
+    Coordinates listed in ``periodic`` are angles (radians): x is wrapped to [−π, π) and z is
+    read from the periodic difference x − loc, a bijection while |scale · z| < π.
+    """
+
+    def __init__(self, loc: torch.Tensor, scale: torch.Tensor, periodic: Sequence[int] = ()):
         super().__init__()
         self.register_buffer("loc", torch.as_tensor(loc, dtype=torch.get_default_dtype()))
         self.register_buffer("log_scale", torch.as_tensor(scale, dtype=torch.get_default_dtype()).log())
+        self.periodic = [int(i) for i in periodic]
+
+    def _wrap(self, x):
+        if not self.periodic:
+            return x
+        x = x.clone()
+        x[..., self.periodic] = torch.remainder(x[..., self.periodic] + math.pi, 2 * math.pi) - math.pi
+        return x
 
     def forward(self, z):
-        x = self.loc + self.log_scale.exp() * z
+        x = self._wrap(self.loc + self.log_scale.exp() * z)
         return x, self.log_scale.sum().expand(z.shape[:-1])
 
     def inverse(self, x):
-        z = (x - self.loc) * (-self.log_scale).exp()
+        z = self._wrap(x - self.loc) * (-self.log_scale).exp()
         return z, (-self.log_scale.sum()).expand(x.shape[:-1])
 
 

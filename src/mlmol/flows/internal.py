@@ -38,7 +38,10 @@ def zmatrix(n_atoms: int, bonds: Iterable[tuple[int, int]]) -> np.ndarray:
     """Rows (atom, bond partner, angle partner, torsion partner), each partner placed earlier.
 
     Breadth-first from the atom with most neighbours; partners follow the bond graph where
-    it allows. The graph must be connected.
+    it allows. The torsion partner is an already placed sibling (another neighbour of the
+    bond partner) when there is one, so that only the first atom around each bond carries
+    the free rotation and the others a narrow offset from it (as in bgflow's hand-made
+    alanine Z-matrix). The graph must be connected.
     """
     neighbours: list[list[int]] = [[] for _ in range(n_atoms)]
     for i, j in bonds:
@@ -67,8 +70,8 @@ def zmatrix(n_atoms: int, bonds: Iterable[tuple[int, int]]) -> np.ndarray:
             candidates = [parent[p]] + neighbours[p] + placed
             q = next((c for c in candidates if c not in (-1, atom, p) and c in placed), -1)
             r = -1
-            if q != -1:
-                candidates = [parent[q]] + neighbours[q] + neighbours[p] + placed
+            if q != -1:  # a placed sibling first: its torsion is then a near-rigid offset (e.g. methyl Hs, ±120°)
+                candidates = neighbours[p] + [parent[q]] + neighbours[q] + placed
                 r = next((c for c in candidates if c not in (-1, atom, p, q) and c in placed), -1)
             rows.append((atom, p, q, r))
         placed.append(atom)

@@ -1,11 +1,14 @@
 """A Boltzmann-generator flow for molecules: couplings on internal coordinates.
 
-Latent z = [bonds, angles | torsions]: Gaussian for bonds and angles, uniform on [−π, π)
-for torsions. Couplings alternate between halves of each group: spline couplings on the
-standardised bonds and angles, circular spline couplings (bound π) on the torsions, with
-circular shifts in between; every conditioner sees torsions as (cos, sin). A fixed
-standardisation of bonds and angles (from the data) and the Z-matrix bijection then
-give Cartesian coordinates (nm) in the canonical frame.
+Latent z = [bonds, angles, narrow torsions | free torsions]. Free torsions (those that
+rotate: backbone φ, ψ, methyl groups) are uniform on [−π, π) and transformed by circular
+spline couplings (bound π); bonds, angles and narrow torsions (circular std in the data
+below ``narrow_std``: peptide ω, offsets of Hs from their siblings, planar groups) are
+Gaussian, standardised by the data (narrow torsions periodically, about their circular
+mean) and transformed by spline couplings. Couplings alternate between halves of each
+group, with circular shifts of the free torsions in between; every conditioner sees the
+free torsions as (cos, sin). The Z-matrix bijection then gives Cartesian coordinates (nm)
+in the canonical frame.
 """
 
 from __future__ import annotations
@@ -21,21 +24,33 @@ from .internal import InternalCoordinates
 
 
 def MolecularFlow(n_atoms: int, bonds: Iterable[tuple[int, int]], data: torch.Tensor | None = None,
-                  blocks: int = 4, hidden: Sequence[int] = (128, 128), bins: int = 8) -> Flow:
+                  blocks: int = 4, hidden: Sequence[int] = (128, 128), bins: int = 8,
+                  narrow: Sequence[int] | None = None, narrow_std: float = 0.5) -> Flow:
     """A flow on Cartesians ``[*batch, 3N]`` through internal coordinates built from ``bonds``.
 
-    ``data`` (Cartesian training samples) sets the standardisation of bonds and angles.
+    ``data`` (Cartesian training samples) sets the standardisation and, unless ``narrow``
+    (indices among the torsions) is given, which torsions are narrow (circular std < ``narrow_std`` rad).
     """
     bonds = [tuple(map(int, b)) for b in bonds]
     ic = InternalCoordinates(n_atoms, bonds)
     dim, start = ic.dim, ic.torsion_slice.start
-    ordinary, torsions = list(range(start)), list(range(start, dim))
     loc, scale = torch.zeros(dim), torch.ones(dim)
+    found: list[int] = []
     if data is not None:
         with torch.no_grad():
             values, _ = ic.inverse(torch.as_tensor(data, dtype=torch.get_default_dtype()))
         loc[:start] = values[:, :start].mean(0)
         scale[:start] = values[:, :start].std(0).clamp(min=1e-4)
+        cos, sin = values[:, start:].cos().mean(0), values[:, start:].sin().mean(0)
+        circular_std = torch.sqrt(-2 * torch.log(torch.sqrt(cos ** 2 + sin ** 2).clamp(1e-12, 1.0)))
+        found = [i for i in range(dim - start) if circular_std[i] < narrow_std]
+        for i in found:
+            loc[start + i] = torch.atan2(sin[i], cos[i])
+            scale[start + i] = circular_std[i].clamp(min=1e-3)
+    narrow = sorted(int(i) for i in (found if narrow is None else narrow))
+    narrow_dims = [start + i for i in narrow]
+    ordinary = list(range(start)) + narrow_dims
+    torsions = [i for i in range(start, dim) if i not in narrow_dims]
     hidden = tuple(int(h) for h in hidden)
     groups = [(ordinary[0::2], ordinary[1::2]), (torsions[0::2], torsions[1::2])]
     layers: list[Bijection] = []
@@ -48,7 +63,7 @@ def MolecularFlow(n_atoms: int, bonds: Iterable[tuple[int, int]], data: torch.Te
                 layers.append(SplineCoupling(transformed, conditioning, hidden, bins=bins,
                                              bound=math.pi if is_angle else 5.0, angles=torsions))
         layers.append(CircularShift(torsions, shift=math.pi * (0.5 if block % 2 == 0 else -0.25)))
-    layers += [Standardize(loc, scale), ic]
+    layers += [Standardize(loc, scale, periodic=narrow_dims), ic]
     spec = {"kind": "molecular", "n_atoms": n_atoms, "bonds": [list(b) for b in bonds], "blocks": blocks,
-            "hidden": list(hidden), "bins": bins}
+            "hidden": list(hidden), "bins": bins, "narrow": narrow}
     return Flow(Chain(layers), dim, spec=spec, event_dim=3 * n_atoms, circular=torsions)

@@ -1,0 +1,52 @@
+"""Boltzmann generator for alanine dipeptide against the umbrella-sampling reference.
+
+    python benchmarks/ala2_bg.py --solvent implicit [--seed 0]
+
+Runs the documented commands with the built-in defaults: `mlmol train
+alanine-dipeptide[-implicit] --seed S` (MD data, training), `mlmol sample --n 100000`,
+`mlmol evaluate`; compares the reweighted ΔF(φ>0 − φ<0) with
+benchmarks/results/ala2_reference_<solvent>.json (run benchmarks/ala2_reference.py first).
+Writes benchmarks/results/ala2_bg_<solvent>.json and .md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from pipeline import RESULTS, markdown_table, pipeline, write_results
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--solvent", choices=["vacuum", "implicit"], default="implicit")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--runs", default=str(ROOT / "runs" / "ala2_bg"))
+    args = parser.parse_args()
+    molecule = "alanine-dipeptide" + ("-implicit" if args.solvent == "implicit" else "")
+    result = pipeline([molecule, "--seed", str(args.seed)], Path(args.runs) / f"{args.solvent}-{args.seed}")
+    reference_file = RESULTS / f"ala2_reference_{args.solvent}.json"
+    if not reference_file.is_file():
+        raise SystemExit(f"{reference_file} is missing: run benchmarks/ala2_reference.py --solvent {args.solvent}")
+    reference = json.loads(reference_file.read_text())[0]
+    m = result["metrics"]
+    d = m["delta_f"]
+    row = {"solvent": args.solvent, "seed": args.seed, **result, "reference": reference,
+           "difference": d["value"] - reference["delta_f"]}
+    caption = (f"Alanine dipeptide ({args.solvent}, 300 K): Boltzmann generator with the built-in defaults "
+               f"(`python benchmarks/ala2_bg.py --solvent {args.solvent} --seed {args.seed}`; "
+               f"training = `{result['command']}` including its MD data; 100,000 samples).")
+    table = markdown_table(caption, ["solvent", "train (min)", "ESS", "BG ΔF(φ>0 − φ<0) (kT)", "reference (kT)",
+                                     "difference (kT)", "wrong-handed Cα"],
+                           [[args.solvent, f"{result['train_s'] / 60:.1f}", f"{100 * m['ess_fraction']:.1f}%",
+                             f"{d['value']:.3f} ± {d['stderr']:.3f}",
+                             f"{reference['delta_f']:.3f} ± {reference['stderr']:.3f}", f"{row['difference']:+.3f}",
+                             f"{100 * m['wrong_handed_fraction']:.2f}%"]])
+    write_results(f"ala2_bg_{args.solvent}", [row], table)
+
+
+if __name__ == "__main__":
+    main()
