@@ -1,6 +1,6 @@
 """Boltzmann generator for alanine dipeptide against the umbrella-sampling reference.
 
-    python benchmarks/ala2_bg.py --solvent implicit [--seed 0]
+    python benchmarks/ala2_bg.py --solvent implicit [--seed 0] [--steps N]
 
 Runs the documented commands with the built-in defaults: `mlmol train
 alanine-dipeptide[-implicit] --seed S` (MD data, training), `mlmol sample --n 100000`,
@@ -24,10 +24,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--solvent", choices=["vacuum", "implicit"], default="implicit")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--steps", type=int, help="training steps (default: the built-in schedule)")
     parser.add_argument("--runs", default=str(ROOT / "runs" / "ala2_bg"))
     args = parser.parse_args()
     molecule = "alanine-dipeptide" + ("-implicit" if args.solvent == "implicit" else "")
-    result = pipeline([molecule, "--seed", str(args.seed)], Path(args.runs) / f"{args.solvent}-{args.seed}")
+    extra = [] if args.steps is None else ["--steps", str(args.steps)]
+    result = pipeline([molecule, "--seed", str(args.seed), *extra], Path(args.runs) / f"{args.solvent}-{args.seed}")
     reference_file = RESULTS / f"ala2_reference_{args.solvent}.json"
     if not reference_file.is_file():
         raise SystemExit(f"{reference_file} is missing: run benchmarks/ala2_reference.py --solvent {args.solvent}")
@@ -37,7 +39,8 @@ def main() -> None:
     row = {"solvent": args.solvent, "seed": args.seed, **result, "reference": reference,
            "difference": d["value"] - reference["delta_f"]}
     caption = (f"Alanine dipeptide ({args.solvent}, 300 K): Boltzmann generator with the built-in defaults "
-               f"(`python benchmarks/ala2_bg.py --solvent {args.solvent} --seed {args.seed}`; "
+               f"(`python benchmarks/ala2_bg.py --solvent {args.solvent} --seed {args.seed}"
+               f"{'' if args.steps is None else f' --steps {args.steps}'}`; "
                f"training = `{result['command']}` including its MD data; 100,000 samples).")
     table = markdown_table(caption, ["solvent", "train (min)", "ESS", "BG ΔF(φ>0 − φ<0) (kT)", "reference (kT)",
                                      "difference (kT)", "wrong-handed Cα"],

@@ -40,8 +40,9 @@ MOLECULE_DEFAULTS: dict = {  # the alanine dipeptide schedule of benchmarks/ala2
     "data": {"sampler": "md", "n": 20_000, "interval": 250, "timestep_fs": 1.0, "equilibration": 5_000,
              "starts": None},
     "flow": {"kind": "molecular", "blocks": 4, "hidden": [128, 128], "bins": 8, "narrow_std": 0.5},
-    "recipe": {"name": "noe2019", "losses": "ml+kl", "steps": 11_000, "ml_fraction": 10 / 11, "ml_batch": 256, "ml_lr": 1e-3,
-               "ml_lr_end": 1e-5, "batch": 256, "lr": 1e-4, "lr_end": 1e-6, "w_kl": 0.1, "high": 1e4, "cap": 1e8},
+    "recipe": {"name": "noe2019", "losses": "ml+kl", "steps": 11_000, "ml_fraction": 10 / 11, "ml_batch": 256,
+               "ml_lr": 1e-3, "ml_lr_end": 1e-5, "batch": 256, "lr": 1e-4, "lr_end": 1e-6, "w_kl": 0.1,
+               "high": 1e4, "cap": 1e8},
     "evaluate": {"n": 100_000, "bins": 60, "max_f": 5.0},
 }
 

@@ -81,7 +81,8 @@ def umbrella(system: OpenMMEnergy, torsions: Sequence[Sequence[int]], centres_de
     ks = np.broadcast_to(ks[:, None] if ks.ndim == 1 else ks, centres.shape).copy()  # per window, or [W, T]
     if np.any(ks <= 0):
         raise MlmolError("umbrella force constants must be positive")
-    md = MolecularDynamics(system, timestep_fs=timestep_fs, seed=seed, equilibration=0, bias=[torsion_restraint(str(t), atoms) for t, atoms in enumerate(torsions)])
+    restraints = [torsion_restraint(str(t), atoms) for t, atoms in enumerate(torsions)]
+    md = MolecularDynamics(system, timestep_fs=timestep_fs, seed=seed, equilibration=0, bias=restraints)
     start = np.stack([dihedral(md.positions(), *atoms).numpy()[0] for atoms in torsions])
     order = sweep_order(centres, start)
     traces: list[np.ndarray | None] = [None] * len(centres)
