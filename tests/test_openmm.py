@@ -148,7 +148,7 @@ def test_workers_end_with_their_parent(ending):
               "from mlmol.systems.molecules import alanine_dipeptide\n"
               "e = alanine_dipeptide(workers=2)\n"
               "print(' '.join(str(w.process.pid) for w in e.bridge.workers), flush=True)\n"
-              + ("" if ending == "exit" else "time.sleep(60)\n"))
+              + ("" if ending == "exit" else "time.sleep(600)\n"))
     parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     pids = [int(p) for p in parent.stdout.readline().split()]
     assert len(pids) == 2
@@ -156,7 +156,7 @@ def test_workers_end_with_their_parent(ending):
         parent.kill()
     elif ending == "sigint":
         parent.send_signal(signal.SIGINT)
-    parent.wait(30)
+    parent.wait(120)  # generous: a loaded CI machine once needed more than 30 s here
     deadline = time.monotonic() + 10
     alive = set(pids)
     while alive and time.monotonic() < deadline:
