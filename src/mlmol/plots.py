@@ -41,7 +41,8 @@ def free_energy_profile(estimate: Profile, exact: Profile | None = None, ax=None
                         coordinate: str = "x0", max_f: float = 12.0, raw: Profile | None = None):
     """Reweighted profile with bootstrap error bars, against the exact one when given (min set to 0)."""
     ax = _ax(ax)
-    shift = np.nanmin(estimate.f[np.isfinite(estimate.f)])
+    finite = estimate.f[np.isfinite(estimate.f)]
+    shift = finite.min() if finite.size else 0.0
     if exact is not None:
         ref_shift = np.nanmin(exact.f[np.isfinite(exact.f)])
         ax.plot(exact.centres, exact.f - ref_shift, "k-", lw=2, label="exact (quadrature)")

@@ -85,6 +85,7 @@ def from_pdb(path: str | Path, forcefield: Sequence[str] = ("amber14-all.xml",),
                           name=name or Path(path).stem)
     energy.positions = np.array(positions.value_in_unit(positions.unit), dtype=np.float64).reshape(-1)
     set_torsions(energy, backbone_torsions(topology))
+    energy.profile_coords = ()  # Cartesian profiles mean nothing for a molecule; the report shows Ramachandran
     if "phi" in energy.torsions:  # a capped amino acid: ΔF between the φ basins, as for alanine dipeptide
         energy.states = ("phi > 0", "phi < 0")
     return energy
