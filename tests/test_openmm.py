@@ -144,11 +144,12 @@ def test_workers_end_with_their_parent(ending):
     """Workers stop when the parent exits normally, is killed, or gets Ctrl-C."""
     import sys
 
-    script = ("import sys, time\n"
+    script = ("import signal, sys, time\n"
+              "signal.signal(signal.SIGINT, signal.default_int_handler)\n"  # a shell's background job ignores it
               "from mlmol.systems.molecules import alanine_dipeptide\n"
               "e = alanine_dipeptide(workers=2)\n"
               "print(' '.join(str(w.process.pid) for w in e.bridge.workers), flush=True)\n"
-              + ("" if ending == "exit" else "time.sleep(600)\n"))
+              + ("" if ending == "exit" else "time.sleep(60)\n"))
     parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     pids = [int(p) for p in parent.stdout.readline().split()]
     assert len(pids) == 2
@@ -156,7 +157,7 @@ def test_workers_end_with_their_parent(ending):
         parent.kill()
     elif ending == "sigint":
         parent.send_signal(signal.SIGINT)
-    parent.wait(120)  # generous: a loaded CI machine once needed more than 30 s here
+    parent.wait(30)
     deadline = time.monotonic() + 10
     alive = set(pids)
     while alive and time.monotonic() < deadline:
