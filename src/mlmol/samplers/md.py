@@ -51,6 +51,17 @@ class MolecularDynamics:
         state = self.context.getState(getPositions=True)
         return torch.from_numpy(state.getPositions(asNumpy=True).value_in_unit(self.unit.nanometer).reshape(1, -1))
 
+    def checked_positions(self, where: str) -> np.ndarray:
+        """Current positions ``[3N]`` (nm) from one state read; raises if the simulation blew up
+        (non-finite positions or an energy above 1e8 kJ/mol)."""
+        state = self.context.getState(getPositions=True, getEnergy=True)
+        xyz = state.getPositions(asNumpy=True).value_in_unit(self.unit.nanometer).reshape(-1)
+        energy = state.getPotentialEnergy().value_in_unit(self.unit.kilojoule_per_mole)
+        if not (np.all(np.isfinite(xyz)) and abs(energy) < 1e8):
+            raise MlmolError(f"MD of {self.system.name} blew up at {where} (energy {energy:.3g} kJ/mol); "
+                             "lower timestep_fs, minimise the structure or check the system")
+        return xyz
+
     def run(self, n_frames: int, interval: int = 250, progress: bool = False) -> torch.Tensor:
         """``n_frames`` frames ``[n_frames, 3N]`` (nm, float64), one every ``interval`` steps."""
         if n_frames < 1 or interval < 1:
@@ -63,23 +74,13 @@ class MolecularDynamics:
         try:
             for i in range(n_frames):
                 self.integrator.step(interval)
-                xyz = self.positions().numpy()
-                self.check(xyz, f"frame {i}")
-                frames[i] = xyz[0]
+                frames[i] = self.checked_positions(f"frame {i}")
                 if bar is not None:
                     bar.update(1)
         finally:
             if bar is not None:
                 bar.close()
         return torch.from_numpy(frames)
-
-    def check(self, xyz: np.ndarray, where: str) -> None:
-        """Raise if the simulation blew up: non-finite positions or an absurd energy (> 1e8 kJ/mol)."""
-        energy = self.context.getState(getEnergy=True).getPotentialEnergy().value_in_unit(
-            self.unit.kilojoule_per_mole)
-        if not (np.all(np.isfinite(xyz)) and abs(energy) < 1e8):
-            raise MlmolError(f"MD of {self.system.name} blew up at {where} (energy {energy:.3g} kJ/mol); "
-                             "lower timestep_fs, minimise the structure or check the system")
 
     def checkpoint(self) -> bytes:
         return self.context.createCheckpoint()
@@ -129,8 +130,7 @@ def pulled_positions(system: OpenMMEnergy, targets: dict[str, float], seed: int 
             md.context.setParameter(f"theta0_{name}", now[name] + arc[name] * stage / stages)
         md.integrator.step(int(0.8 * steps) // stages)
     md.integrator.step(steps - int(0.8 * steps) // stages * stages)
-    md.check(md.positions().numpy(), "the pull to the start")
-    return md.positions().numpy()[0]
+    return md.checked_positions("the pull to the start")
 
 
 def molecular_dynamics(system: OpenMMEnergy, n_frames: int, interval: int = 250, timestep_fs: float = 1.0,
