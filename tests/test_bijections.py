@@ -74,7 +74,7 @@ def test_coupling_needs_two_dimensions():
 
 
 def test_internal_coordinates_round_trip_and_log_det():
-    """Z-matrix bijection: exact round trips, invariance to rigid motions, log-det vs autograd (float64)."""
+    """Z-matrix bijection: exact round trips, invariance to rigid motions, full 3N log-det vs autograd (float64)."""
     from mlmol.flows.internal import InternalCoordinates
 
     bonds = [(0, 1), (1, 2), (2, 3), (1, 4), (4, 5), (4, 6), (3, 7)]  # a branched 8-atom tree
@@ -91,11 +91,27 @@ def test_internal_coordinates_round_trip_and_log_det():
     q = q * torch.sign(torch.linalg.det(q))
     moved = (x.reshape(6, 8, 3) @ q.T + torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)).reshape(6, 24)
     torch.testing.assert_close(ic.inverse(moved)[0], z)
-    rows = ic.rows.tolist()
-    free = [3 * rows[1][0]] + [3 * rows[2][0], 3 * rows[2][0] + 1] + [3 * r[0] + k for r in rows[3:] for k in range(3)]
+    # log-det of the full map (translation t, ZYZ Euler angles, internal coordinates) -> 3N Cartesians,
+    # whose Haar measure is sin(beta): ladj must equal log|det| - log sin(beta)
+    def rotation(a, b, c):
+        def rz(t):
+            one, zero = torch.ones_like(t), torch.zeros_like(t)
+            return torch.stack([torch.stack([t.cos(), -t.sin(), zero]), torch.stack([t.sin(), t.cos(), zero]),
+                                torch.stack([zero, zero, one])])
+
+        cb, sb, one, zero = b.cos(), b.sin(), torch.ones_like(b), torch.zeros_like(b)
+        ry = torch.stack([torch.stack([cb, zero, sb]), torch.stack([zero, one, zero]), torch.stack([-sb, zero, cb])])
+        return rz(a) @ ry @ rz(c)
+
+    def full(v):
+        y = ic(v[6:][None])[0][0].reshape(8, 3)
+        return (y @ rotation(*v[3:6]).T + v[:3]).reshape(24)
+
     for i in range(len(z)):
-        jac = torch.autograd.functional.jacobian(lambda v: ic(v[None])[0][0], z[i])[free]
-        assert math.isclose(torch.linalg.slogdet(jac)[1].item(), ladj[i].item(), abs_tol=1e-8)
+        pose = torch.tensor([0.3, -0.2, 0.1, 0.7, 1.1, -0.4], dtype=torch.float64)
+        jac = torch.autograd.functional.jacobian(full, torch.cat([pose, z[i]]))
+        assert math.isclose(torch.linalg.slogdet(jac)[1].item() - math.log(math.sin(1.1)), ladj[i].item(),
+                            abs_tol=1e-8)
 
 
 def test_circular_shift_is_a_rotation_of_the_circle():

@@ -74,7 +74,7 @@ def energy_histograms(energies: dict[str, np.ndarray], ax=None, weights: dict[st
     return ax
 
 
-def training_curves(records: list[dict], ax=None, keys=("ml", "kl", "loss"), log_z: float | None = None):
+def training_curves(records: list[dict], ax=None, keys=("ml", "val_ml", "kl", "loss"), log_z: float | None = None):
     """Loss terms against the step, from metrics.jsonl records; −log Z (the KL term's floor) if known."""
     ax = _ax(ax)
     if log_z is not None:
@@ -83,7 +83,7 @@ def training_curves(records: list[dict], ax=None, keys=("ml", "kl", "loss"), log
         pts = [(r["step"], r[key]) for r in records if key in r]
         if pts:
             s, v = zip(*pts)
-            ax.plot(s, v, label=key)
+            ax.plot(s, v, label="ml (validation)" if key == "val_ml" else key, marker="o" if key == "val_ml" else None)
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
     ax.legend()

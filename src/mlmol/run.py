@@ -34,15 +34,17 @@ DEFAULTS: dict = {
 }
 
 
-MOLECULE_DEFAULTS: dict = {  # the alanine dipeptide schedule of benchmarks/ala2_bg.py (about 50 min on 2 cores)
+MOLECULE_DEFAULTS: dict = {  # the alanine dipeptide schedule of benchmarks/ala2_bg.py (about 25 min on 2 cores)
     **DEFAULTS,
     "system": {"molecule": "alanine-dipeptide", "temperature": 300.0, "workers": 1},
-    "data": {"sampler": "md", "n": 20_000, "interval": 250, "timestep_fs": 1.0, "equilibration": 5_000,
+    # many frames matter more than long training: on 20,000 frames the flow memorised the data
+    # (validation NLL 70 nats above training, ESS < 0.01%); on 100,000 it generalises
+    "data": {"sampler": "md", "n": 100_000, "interval": 100, "timestep_fs": 1.0, "equilibration": 5_000,
              "starts": None},
     "flow": {"kind": "molecular", "blocks": 4, "hidden": [128, 128], "bins": 8, "narrow_std": 0.5},
-    "recipe": {"name": "noe2019", "losses": "ml+kl", "steps": 11_000, "ml_fraction": 10 / 11, "ml_batch": 256,
-               "ml_lr": 1e-3, "ml_lr_end": 1e-5, "batch": 256, "lr": 1e-4, "lr_end": 1e-6, "w_kl": 0.1,
-               "high": 1e4, "cap": 1e8},
+    "recipe": {"name": "noe2019", "losses": "ml", "steps": 1_000, "ml_fraction": 1.0, "ml_batch": 1024,
+               "ml_lr": 1e-3, "ml_lr_end": 1e-4, "batch": 256, "lr": 1e-5, "high": 1e4, "cap": 1e8,
+               "validation": 0.05},
     "evaluate": {"n": 100_000, "bins": 60, "max_f": 5.0},
 }
 

@@ -3,8 +3,15 @@
 The Z-matrix is built from the bond graph. Its first three atoms fix the frame (atom 0 at the
 origin, atom 1 on +x, atom 2 in the xy-plane), which removes the 6 rigid-body degrees of
 freedom: ``3N`` Cartesians map to ``3N − 6`` internal coordinates, laid out as
-``[bonds (N−1), angles (N−2), torsions (N−3)]``. The log-det is exact:
-log|det ∂x/∂ic| = log b₂ + Σ_{i≥3} log(bᵢ² sin θᵢ) (b₁ enters linearly).
+``[bonds (N−1), angles (N−2), torsions (N−3)]``.
+
+The log-det is that of the full change of variables x ↔ (position, orientation, internal
+coordinates), per unit of rigid-body volume (translation d³t, rotation by its Haar measure):
+log J = log(b₁² b₂² sin θ₂) + Σ_{i≥3} log(bᵢ² sin θᵢ). A flow density divided by J is then a
+density on Cartesian space with the rigid-body motions integrated out, so that
+exp(−u(x)) / q(x) are exact Boltzmann importance weights. (The Jacobian of the canonical frame
+alone, log b₂ + Σ_{i≥3} log(bᵢ² sin θᵢ), misses the factor b₁² b₂ sin θ₂ from orienting the first
+three atoms and would bias the weights by it.)
 """
 
 from __future__ import annotations
@@ -32,6 +39,11 @@ def _angle(a, b, c):
     u, v = a - b, c - b
     cos = (u * v).sum(-1) / (torch.linalg.norm(u, dim=-1) * torch.linalg.norm(v, dim=-1))
     return torch.acos(cos.clamp(-1.0, 1.0))
+
+
+def _log_jacobian(bonds: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
+    """log J = Σ_{i≥1} 2 log bᵢ + Σ_{i≥2} log sin θᵢ: spherical coordinates of every atom but the first."""
+    return (2 * torch.log(bonds)).sum(-1) + torch.log(torch.sin(angles)).sum(-1)
 
 
 def zmatrix(n_atoms: int, bonds: Iterable[tuple[int, int]]) -> np.ndarray:
@@ -109,8 +121,7 @@ class InternalCoordinates(Bijection):
         bonds = torch.linalg.norm(at(a[1:]) - at(b[1:]), dim=-1)
         angles = _angle(at(a[2:]), at(b[2:]), at(c[2:]))
         torsions = dihedral_from_points(at(a[3:]), at(b[3:]), at(c[3:]), at(d[3:]))
-        ladj = -(torch.log(bonds[..., 1]) + (2 * torch.log(bonds[..., 2:]) + torch.log(torch.sin(angles[..., 1:]))).sum(-1))
-        return torch.cat([bonds, angles, torsions], dim=-1), ladj
+        return torch.cat([bonds, angles, torsions], dim=-1), -_log_jacobian(bonds, angles)
 
     def forward(self, ic):
         bonds = ic[..., :self.n_bonds]
@@ -137,5 +148,4 @@ class InternalCoordinates(Bijection):
             m = torch.cross(n, bc, dim=-1)
             positions[atom] = positions[p] + b * (-torch.cos(theta) * bc + torch.sin(theta) * torch.cos(phi) * m
                                                   + torch.sin(theta) * torch.sin(phi) * n)
-        ladj = torch.log(bonds[..., 1]) + (2 * torch.log(bonds[..., 2:]) + torch.log(torch.sin(angles[..., 1:]))).sum(-1)
-        return torch.stack(positions, dim=-2).reshape(*batch, 3 * self.n_atoms), ladj
+        return torch.stack(positions, dim=-2).reshape(*batch, 3 * self.n_atoms), _log_jacobian(bonds, angles)
