@@ -4,7 +4,9 @@
 
 Independent of any Boltzmann generator. Windows on a periodic (φ, ψ) grid (default 15°,
 K = 250 kJ/mol/rad² on both torsions); restraining ψ as well as φ removes the ψ
-hysteresis that made φ-only windows disagree by several kT between repeats. Each window:
+hysteresis that made φ-only windows disagree by several kT between repeats. Both peptide
+bonds are held trans by a flat-bottom restraint (zero within 90° of trans): in vacuum a
+strained window flipped ω to cis and the sweep carried cis through 50 later windows. Each window:
 `--equilibration` then `--steps` 1-fs Langevin steps at 300 K, torsions saved every 100
 steps and subsampled by their statistical inefficiency. Each seed is an independent
 repeat (its own sweep through the grid); the spread of the repeats, not MBAR's own error,
@@ -30,17 +32,17 @@ def one_repeat(solvent: str, seed: int, step_deg: float, k: float, steps: int, e
     import torch
 
     from mlmol.samplers.umbrella import UmbrellaTraces, grid, mbar_delta_f, umbrella
-    from mlmol.systems.molecules import PHI, PSI, alanine_dipeptide
+    from mlmol.systems.molecules import PHI, PSI, alanine_dipeptide, peptide_bonds
 
     torch.set_num_threads(1)
-    path = TRACES / f"{solvent}_grid{step_deg:g}_k{k:g}_steps{steps}_eq{equilibration}_seed{seed}.npz"
+    path = TRACES / f"{solvent}_grid{step_deg:g}_k{k:g}_steps{steps}_eq{equilibration}_trans_seed{seed}.npz"
     if path.is_file():  # this repeat was run before with the same settings: reuse its traces
         data, wall = UmbrellaTraces.load(path), float("nan")
     else:
         energy = alanine_dipeptide(implicit_solvent=solvent == "implicit", workers=1)
         start = time.perf_counter()
         data = umbrella(energy, [PHI, PSI], grid(step_deg, 2), k, steps=steps, equilibration=equilibration,
-                        interval=100, seed=seed, progress=seed == 0)
+                        interval=100, seed=seed, progress=seed == 0, hold_trans=peptide_bonds(energy.topology))
         wall = time.perf_counter() - start
         energy.bridge.close()
         TRACES.mkdir(parents=True, exist_ok=True)

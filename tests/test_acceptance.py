@@ -67,7 +67,7 @@ def test_a_second_molecule_given_only_as_a_pdb_runs_end_to_end(tmp_path):
     config = tmp_path / "short.yaml"
     config.write_text(yaml.safe_dump({"data": {"n": 3000, "interval": 100, "equilibration": 2000},
                                       "flow": {"blocks": 2, "hidden": [64, 64]},
-                                      "recipe": {"steps": 800, "ml_fraction": 0.75, "ml_lr": 2e-3},
+                                      "recipe": {"steps": 600, "ml_batch": 256, "ml_lr": 2e-3},
                                       "evaluate": {"n": 5000}}))
     run = tmp_path / "gly"
     assert main(["train", str(config), "--pdb", pdb, "--forcefield", "amber14-all.xml", "--implicit-solvent",

@@ -69,12 +69,31 @@ def test_traces_round_trip_through_a_file(tmp_path):
 def test_short_umbrella_run_on_alanine_dipeptide():
     pytest.importorskip("openmm")
     from mlmol.samplers.umbrella import umbrella
-    from mlmol.systems.molecules import PHI, PSI, alanine_dipeptide
+    from mlmol.systems.molecules import PHI, PSI, alanine_dipeptide, peptide_bonds
 
     energy = alanine_dipeptide()
+    assert peptide_bonds(energy.topology) == [(0, 4, 6, 8), (8, 10, 16, 18)]  # ACE CH3-C-N-CA, CA-C-N-NME C
     centres = [[-80.0, 150.0], [60.0, -70.0]]
-    data = umbrella(energy, [PHI, PSI], centres, force_constants=500.0, steps=2000, equilibration=500, interval=50)
+    data = umbrella(energy, [PHI, PSI], centres, force_constants=500.0, steps=2000, equilibration=500, interval=50,
+                    hold_trans=peptide_bonds(energy.topology))
     energy.bridge.close()
     assert [t.shape for t in data.traces] == [(40, 2), (40, 2)]
     for centre, trace in zip(data.centres, data.traces):  # restrained near their centres, in both torsions
         assert np.degrees(np.abs(_periodic(trace - centre))).mean(0).max() < 25
+
+
+@pytest.mark.parametrize("omega_deg, expected", [(180.0, 0.0), (-100.0, 0.0), (95.0, 0.0), (60.0, 30.0), (-10.0, 80.0)])
+def test_flat_bottom_restraint_is_zero_in_the_trans_well_and_harmonic_outside(omega_deg, expected):
+    """½ k (|ω − 180°| − 90°)² outside ±90° of trans, in kJ/mol; ``expected`` is the excess in degrees."""
+    openmm = pytest.importorskip("openmm")
+    from mlmol.samplers.md import flat_bottom_restraint
+
+    system = openmm.System()
+    for _ in range(4):
+        system.addParticle(1.0)
+    system.addForce(flat_bottom_restraint([(0, 1, 2, 3)], force_constant=1000.0))
+    context = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
+    w = math.radians(omega_deg)  # a-b-c-d with torsion ω: a in the xy-plane, d rotated about the b-c axis (x)
+    context.setPositions([[0.0, 1.0, 0.0], [0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [1.0, math.cos(w), math.sin(w)]])
+    energy = context.getState(getEnergy=True).getPotentialEnergy()._value
+    assert math.isclose(energy, 0.5 * 1000.0 * math.radians(expected) ** 2, abs_tol=1e-9)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
@@ -101,6 +103,19 @@ def torsion_restraint(name: str, atoms) -> object:
     force.addGlobalParameter(f"k_{name}", 0.0)
     force.addGlobalParameter(f"theta0_{name}", 0.0)
     force.addTorsion(*[int(a) for a in atoms], [])
+    return force
+
+
+def flat_bottom_restraint(torsions, centre_deg: float = 180.0, half_width_deg: float = 90.0,
+                          force_constant: float = 1000.0) -> object:
+    """An OpenMM force ½ k (|d(θ, centre)| − w)² where |d| > w, zero inside: it holds each torsion
+    within ``half_width_deg`` of ``centre_deg`` (e.g. peptide ω trans) without biasing it there."""
+    openmm = require_openmm()
+    force = openmm.CustomTorsionForce(
+        f"0.5*{float(force_constant)}*max(0, abs(d)-{math.radians(half_width_deg)})^2; "
+        f"d=dt-2*pi*floor((dt+pi)/(2*pi)); dt=theta-{math.radians(centre_deg)}; pi=3.141592653589793")
+    for atoms in torsions:
+        force.addTorsion(*[int(a) for a in atoms], [])
     return force
 
 

@@ -110,6 +110,29 @@ def backbone_torsions(topology) -> dict[str, tuple[int, int, int, int]]:
     return {f"{kind}{number}": atoms for number, phi, psi in found for kind, atoms in (("phi", phi), ("psi", psi))}
 
 
+def peptide_bonds(topology) -> list[tuple[int, int, int, int]]:
+    """ω torsions (X−C−N−Y) of every peptide bond C(i)−N(i+1), by atom index; X and Y are the
+    heavy atoms bonded to C and N along the chain (CA, or the methyl C of ACE/NME caps)."""
+    heavy: dict[int, list[int]] = {}
+    for a, b in topology.bonds():
+        for one, other in ((a, b), (b, a)):
+            if other.element is not None and other.element.symbol != "H":
+                heavy.setdefault(one.index, []).append(other.index)
+    names = {a.index: a.name for a in topology.atoms()}
+    found = []
+    for chain in topology.chains():
+        residues = [{a.name: a.index for a in r.atoms()} for r in chain.residues()]
+        for before, after in zip(residues[:-1], residues[1:]):
+            c, n = before.get("C"), after.get("N")
+            if c is None or n is None or n not in heavy.get(c, []):
+                continue
+            x = [i for i in heavy[c] if i != n and not names[i].startswith("O")]
+            y = [i for i in heavy.get(n, []) if i != c]
+            if x and y:
+                found.append((x[0], c, n, y[0]))
+    return found
+
+
 def set_torsions(energy: OpenMMEnergy, torsions: dict[str, tuple[int, int, int, int]]) -> None:
     """Name torsions of ``energy``: usable in states ("phi > 0"), data starts and plots (radians)."""
     energy.torsions = dict(torsions)
