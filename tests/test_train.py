@@ -114,3 +114,22 @@ def test_cosine_learning_rate_runs_from_lr_to_lr_end():
     assert stage.lr_at(0) == pytest.approx(1e-3) and stage.lr_at(100) == pytest.approx(1e-5)
     assert stage.lr_at(50) == pytest.approx(0.5 * (1e-3 + 1e-5))
     assert Stage(10, ReverseKL(systems.Gaussian()), lr=1e-3).lr_at(7) == 1e-3
+
+
+def test_validation_split_is_held_out_and_its_loss_logged():
+    """noe2019(validation=f) keeps a fixed subset out of training; fit logs its NLL as val_ml."""
+    system = systems.get("double-well")
+    data = torch.randn(1000, 2, generator=torch.Generator().manual_seed(0))
+    recipe = noe2019(system, data, losses="ml", steps=40, ml_fraction=1.0, ml_batch=64, validation=0.1)
+    assert len(recipe.data) == 900 and len(recipe.validation) == 100
+    rows = {tuple(r.tolist()) for r in data}
+    assert {tuple(r.tolist()) for r in recipe.validation} | {tuple(r.tolist()) for r in recipe.data} == rows
+    assert not {tuple(r.tolist()) for r in recipe.validation} & {tuple(r.tolist()) for r in recipe.data}
+    flow = flows.RealNVP(2, blocks=2, hidden=(16,))
+    history = mlmol.fit(flow, recipe, seed=0, validate_every=20)
+    assert [r["step"] for r in history.records if "val_ml" in r] == [20, 40]
+    with torch.no_grad():
+        expected = -flow.log_prob(recipe.validation).mean().item()
+    assert history["val_ml"][-1] == pytest.approx(expected, rel=1e-6)
+    with pytest.raises(MlmolError, match="validation must be a fraction"):
+        noe2019(system, data, validation=1.5)

@@ -83,7 +83,8 @@ def training_curves(records: list[dict], ax=None, keys=("ml", "val_ml", "kl", "l
         pts = [(r["step"], r[key]) for r in records if key in r]
         if pts:
             s, v = zip(*pts)
-            ax.plot(s, v, label="ml (validation)" if key == "val_ml" else key, marker="o" if key == "val_ml" else None)
+            style = {"val_ml": {"marker": "o", "label": "ml (validation)"}, "loss": {"ls": "--", "lw": 1}}
+            ax.plot(s, v, **{"label": key, **style.get(key, {})})  # loss dashed: it can coincide with one term
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
     ax.legend()
