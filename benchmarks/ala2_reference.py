@@ -18,6 +18,7 @@ results to benchmarks/results/ala2_reference_<solvent>.json and .md.
 from __future__ import annotations
 
 import argparse
+import math
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -80,7 +81,7 @@ def main() -> None:
                                      "uncorrelated samples", "wall (s)"],
                            [[str(r["seed"]), f"{r['delta_f']:.3f}", f"{r['mbar_stderr']:.3f}",
                              f"{r['min_neighbour_overlap']:.3f}", str(r["samples"]),
-                             "(reused traces)" if r["wall_s"] != r["wall_s"] else f"{r['wall_s']:.0f}"]
+                             "(reused traces)" if math.isnan(r["wall_s"]) else f"{r['wall_s']:.0f}"]
                             for r in rows])
     table += ["", f"Reference: ΔF = {values.mean():.3f} ± {sem:.3f} kT (mean ± standard error over "
                   f"{len(values)} independent repeats; spread sd {sd:.3f} kT)."]

@@ -79,12 +79,13 @@ def training_curves(records: list[dict], ax=None, keys=("ml", "val_ml", "kl", "l
     ax = _ax(ax)
     if log_z is not None:
         ax.axhline(-log_z, color="k", ls=":", label="−log Z (exact): floor of kl")
+    style = {"val_ml": {"marker": "o", "label": "ml (validation)"},
+             "loss": {"ls": "--", "lw": 1}}  # loss dashed: it can coincide with one term
     for key in keys:
         pts = [(r["step"], r[key]) for r in records if key in r]
         if pts:
             s, v = zip(*pts)
-            style = {"val_ml": {"marker": "o", "label": "ml (validation)"}, "loss": {"ls": "--", "lw": 1}}
-            ax.plot(s, v, **{"label": key, **style.get(key, {})})  # loss dashed: it can coincide with one term
+            ax.plot(s, v, **{"label": key, **style.get(key, {})})
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
     ax.legend()

@@ -95,11 +95,15 @@ class MolecularDynamics:
                              "start the simulation again without --resume") from None
 
 
+def _periodic_difference(centre: str) -> str:
+    """OpenMM expression defining d, the torsion θ minus ``centre`` wrapped to [−π, π)."""
+    return f"d=dt-2*pi*floor((dt+pi)/(2*pi)); dt=theta-{centre}; pi=3.141592653589793"
+
+
 def torsion_restraint(name: str, atoms) -> object:
     """An OpenMM force ½ k_NAME d(θ, θ0_NAME)² on one torsion (periodic d), parameters set on the context."""
     openmm = require_openmm()
-    force = openmm.CustomTorsionForce(f"0.5*k_{name}*d^2; d=dt-2*pi*floor((dt+pi)/(2*pi)); dt=theta-theta0_{name}; "
-                                      "pi=3.141592653589793")
+    force = openmm.CustomTorsionForce(f"0.5*k_{name}*d^2; {_periodic_difference(f'theta0_{name}')}")
     force.addGlobalParameter(f"k_{name}", 0.0)
     force.addGlobalParameter(f"theta0_{name}", 0.0)
     force.addTorsion(*[int(a) for a in atoms], [])
@@ -111,9 +115,8 @@ def flat_bottom_restraint(torsions, centre_deg: float = 180.0, half_width_deg: f
     """An OpenMM force ½ k (|d(θ, centre)| − w)² where |d| > w, zero inside: it holds each torsion
     within ``half_width_deg`` of ``centre_deg`` (e.g. peptide ω trans) without biasing it there."""
     openmm = require_openmm()
-    force = openmm.CustomTorsionForce(
-        f"0.5*{float(force_constant)}*max(0, abs(d)-{math.radians(half_width_deg)})^2; "
-        f"d=dt-2*pi*floor((dt+pi)/(2*pi)); dt=theta-{math.radians(centre_deg)}; pi=3.141592653589793")
+    force = openmm.CustomTorsionForce(f"0.5*{float(force_constant)}*max(0, abs(d)-{math.radians(half_width_deg)})^2; "
+                                      f"{_periodic_difference(str(math.radians(centre_deg)))}")
     for atoms in torsions:
         force.addTorsion(*[int(a) for a in atoms], [])
     return force

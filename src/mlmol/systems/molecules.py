@@ -91,6 +91,11 @@ def from_pdb(path: str | Path, forcefield: Sequence[str] = ("amber14-all.xml",),
     return energy
 
 
+def _residue_atoms(chain) -> list[dict[str, int]]:
+    """Atom indices by atom name, one dict per residue of ``chain`` in order."""
+    return [{a.name: a.index for a in r.atoms()} for r in chain.residues()]
+
+
 def backbone_torsions(topology) -> dict[str, tuple[int, int, int, int]]:
     """Backbone φ (C−N−CA−C) and ψ (N−CA−C−N) of every residue that has both, by atom index.
 
@@ -99,7 +104,7 @@ def backbone_torsions(topology) -> dict[str, tuple[int, int, int, int]]:
     """
     found = []
     for chain in topology.chains():
-        residues = [{a.name: a.index for a in r.atoms()} for r in chain.residues()]
+        residues = _residue_atoms(chain)
         for i in range(1, len(residues) - 1):
             before, here, after = residues[i - 1], residues[i], residues[i + 1]
             if "C" in before and {"N", "CA", "C"} <= set(here) and "N" in after:
@@ -121,7 +126,7 @@ def peptide_bonds(topology) -> list[tuple[int, int, int, int]]:
     names = {a.index: a.name for a in topology.atoms()}
     found = []
     for chain in topology.chains():
-        residues = [{a.name: a.index for a in r.atoms()} for r in chain.residues()]
+        residues = _residue_atoms(chain)
         for before, after in zip(residues[:-1], residues[1:]):
             c, n = before.get("C"), after.get("N")
             if c is None or n is None or n not in heavy.get(c, []):
@@ -210,4 +215,6 @@ def molecule(name: str, **kwargs) -> OpenMMEnergy:
     return MOLECULES[name](**kwargs)
 
 
-__all__ = ["from_pdb", "alanine_dipeptide", "molecule", "chiral_centres", "handedness", "wrong_handed_fraction", "MOLECULES", "read_pdb", "dihedral", "backbone_torsions", "set_torsions", "ALANINE_DIPEPTIDE_PDB"]
+__all__ = ["from_pdb", "alanine_dipeptide", "molecule", "chiral_centres", "handedness", "wrong_handed_fraction",
+           "MOLECULES", "read_pdb", "dihedral", "backbone_torsions", "peptide_bonds", "set_torsions",
+           "ALANINE_DIPEPTIDE_PDB"]
