@@ -37,8 +37,8 @@ DEFAULTS: dict = {
 MOLECULE_DEFAULTS: dict = {  # the alanine dipeptide schedule of benchmarks/ala2_bg.py (about 25 min on 2 cores)
     **DEFAULTS,
     "system": {"molecule": "alanine-dipeptide", "temperature": 300.0, "workers": 1},
-    # many frames matter more than long training: on 20,000 frames the flow memorised the data
-    # (validation NLL 70 nats above training, ESS < 0.01%); on 100,000 it generalises
+    # many frames matter more than long training: 20,000 frames were memorised (fresh MD frames about
+    # 70 nats less likely than training frames, ESS 0.002%); 100,000 generalise (benchmarks/ala2_data_size.py)
     "data": {"sampler": "md", "n": 100_000, "interval": 100, "timestep_fs": 1.0, "equilibration": 5_000,
              "starts": None},
     "flow": {"kind": "molecular", "blocks": 4, "hidden": [128, 128], "bins": 8, "narrow_std": 0.5},
