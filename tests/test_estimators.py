@@ -83,3 +83,17 @@ def test_samples_npz_round_trip(tmp_path):
         assert f["log_weights"].shape == (100,) and f["energy"].shape == (100,) and f["kT"].shape == ()
     back = Samples.load(path)
     torch.testing.assert_close(back.log_weights, s.log_weights)
+
+
+def test_histogram_tv_distance():
+    from mlmol.estimators import histogram_tv
+
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=200_000), rng.normal(size=200_000)
+    edges = np.linspace(-4, 4, 41)
+    assert histogram_tv(a, b, edges) < 0.01
+    assert histogram_tv(a + 100, a, edges) == pytest.approx(1.0, abs=1e-3)  # all in the overflow bin
+    # N(0, 1) against N(1, 1): TV = 2 Φ(1/2) − 1 = 0.3829 (binning lowers it slightly)
+    assert histogram_tv(a, b + 1, np.linspace(-5, 6, 221)) == pytest.approx(0.3829, abs=0.01)
+    # importance weights turn N(0, 1) samples into N(1, 1): w ∝ exp(x − 1/2)
+    assert histogram_tv(a, b + 1, edges, weights=np.exp(a)) < 0.02

@@ -97,3 +97,24 @@ def test_flat_bottom_restraint_is_zero_in_the_trans_well_and_harmonic_outside(om
     context.setPositions([[0.0, 1.0, 0.0], [0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [1.0, math.cos(w), math.sin(w)]])
     energy = context.getState(getEnergy=True).getPotentialEnergy()._value
     assert math.isclose(energy, 0.5 * 1000.0 * math.radians(expected) ** 2, abs_tol=1e-9)
+
+
+def test_mcmc_umbrella_and_mbar_recover_the_exact_double_well_free_energy():
+    import torch
+
+    from mlmol.estimators import exact_delta_f, exact_profile
+    from mlmol.samplers.umbrella import mbar_delta_f, mbar_profile, umbrella_mcmc
+    from mlmol.systems import DoubleWell
+
+    system = DoubleWell()
+    centres = np.linspace(-2.6, 2.6, 27)
+    data = umbrella_mcmc(system, lambda x: x[..., 0], centres, 25.0, lambda c: torch.tensor([c, 0.0]),
+                         steps=10_000, burn=500, interval=10, chains=8, step=0.3, seed=0)
+    value, stderr, details = mbar_delta_f(data, lambda theta: theta[:, 0] < 0)
+    exact = exact_delta_f(system, "x0 < 0", "x0 > 0")
+    assert 0 < stderr < 0.06 and abs(value - exact) < 4 * stderr + 0.02, (value, stderr, exact)
+    edges = np.linspace(-2.4, 2.4, 25)
+    profile, reference = mbar_profile(data, edges), exact_profile(system, 0, edges)
+    low = reference.f - reference.f.min() < 8
+    shift = np.nanmean((profile.f - reference.f)[low])
+    assert np.nanmax(np.abs(profile.f - reference.f - shift)[low]) < 0.3

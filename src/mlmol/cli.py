@@ -46,7 +46,8 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, help="random seed (default 0)")
     train.add_argument("--steps", type=int, help="total optimisation steps (default from the recipe)")
     train.add_argument("--losses", help="ml, ml+kl, ml+kl+rc (default) or kl")
-    train.add_argument("--flow", dest="flow_kind", choices=["realnvp", "spline"], help="flow family")
+    train.add_argument("--flow", dest="flow_kind", choices=["realnvp", "spline", "equivariant"],
+                       help="flow family (equivariant: identical particles, e.g. dw4, lj13)")
     train.add_argument("--device", help="cpu (default) or cuda")
     train.add_argument("--threads", type=int, help="PyTorch CPU threads (default 1)")
     train.add_argument("--resume", action="store_true", help="continue RUN from its checkpoint")

@@ -60,6 +60,18 @@ def ess_fraction(log_weights: torch.Tensor) -> float:
     return ess(log_weights) / max(len(log_weights), 1)
 
 
+def histogram_tv(values: np.ndarray, reference: np.ndarray, edges, weights: np.ndarray | None = None) -> float:
+    """Total-variation distance ½ Σ |p_k − r_k| between the histograms of two samples on ``edges``.
+
+    0 for identical histograms, 1 for disjoint ones. ``weights`` (e.g. importance weights) apply
+    to ``values``; mass outside the edges counts as one extra bin on each side.
+    """
+    edges = np.concatenate([[-np.inf], np.asarray(edges, dtype=float), [np.inf]])
+    p, _ = np.histogram(np.asarray(values, dtype=float), bins=edges, weights=weights)
+    r, _ = np.histogram(np.asarray(reference, dtype=float), bins=edges)
+    return float(0.5 * np.abs(p / p.sum() - r / r.sum()).sum())
+
+
 def _as_state(state: StateLike) -> Callable[[torch.Tensor], torch.Tensor]:
     return State(state) if isinstance(state, str) else state
 

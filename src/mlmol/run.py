@@ -49,6 +49,22 @@ MOLECULE_DEFAULTS: dict = {  # the alanine dipeptide schedule of benchmarks/ala2
 }
 
 
+def _particle_defaults(step: float, cutoff: float) -> dict:
+    """Identical particles: Metropolis data, an equivariant flow, equivariant flow matching (about 2-15 min)."""
+    return {**DEFAULTS,
+            "data": {"sampler": "metropolis", "n": 100_000, "step": step, "chains_per_start": 1000,
+                     "burn": 20_000, "thin": 500, "starts": None},
+            "flow": {"kind": "equivariant", "hidden": 64, "layers": 3, "basis": 16, "cutoff": cutoff, "steps": 20},
+            "recipe": {"name": "klein2023"},
+            "evaluate": {"n": 20_000, "bins": 60, "max_f": 5.0}}
+
+
+SYSTEM_DEFAULTS: dict = {  # the settings of benchmarks/particles_bg.py
+    "dw4": _particle_defaults(step=0.25, cutoff=8.0),
+    "lj13": _particle_defaults(step=0.04, cutoff=4.0),
+}
+
+
 def is_molecule(spec: dict) -> bool:
     return "molecule" in spec or "pdb" in spec
 
@@ -88,7 +104,8 @@ def make_config(system: str | None = None, energy: str | None = None, dim: int |
         base["system"] = {"molecule": system}
         system = None
     molecular = is_molecule(base.get("system", {}))
-    config = _merge(MOLECULE_DEFAULTS if molecular else DEFAULTS, base)
+    name = system if system is not None and energy is None else base.get("system", {}).get("name")
+    config = _merge(MOLECULE_DEFAULTS if molecular else SYSTEM_DEFAULTS.get(name, DEFAULTS), base)
     if molecular:
         defaults = {"temperature": 300.0, "workers": 1}
         if "pdb" in config["system"]:
@@ -113,7 +130,8 @@ def make_config(system: str | None = None, energy: str | None = None, dim: int |
         if key in ("steps", "losses"):
             config["recipe"][key] = value
         elif key == "flow_kind":
-            config["flow"]["kind"] = value
+            if value != config["flow"].get("kind"):  # another family: its own default options
+                config["flow"] = {"kind": value}
         else:
             config[key] = value
     name = config["recipe"].get("name", "noe2019")
@@ -183,6 +201,11 @@ def build_flow(config: dict, system: Energy, data: torch.Tensor | None) -> Flow:
         options = {k: v for k, v in config["flow"].items() if k != "kind"}
         bonds = [(a.index, b.index) for a, b in system.topology.bonds()]
         return flows.MolecularFlow(system.dim // 3, bonds, data=None if data is None else data.float(), **options)
+    if config["flow"]["kind"] == "equivariant":
+        if not hasattr(system, "n_particles"):
+            raise MlmolError(f"the equivariant flow needs a system of identical particles; {system.name} is not one. "
+                             "Use flow kind realnvp or spline")
+        return flows.build({**config["flow"], "n_particles": system.n_particles, "spatial_dim": system.spatial_dim})
     dim = system.dim
     loc = scale = None
     if data is not None:

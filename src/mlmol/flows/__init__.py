@@ -9,9 +9,10 @@ spline itself is zuko's.
 
 from .bijections import AffineCoupling, Bijection, Chain, CircularShift, SplineCoupling, Standardize
 from .flow import FAMILIES, Flow, NeuralSpline, RealNVP, build
+from .equivariant import EquivariantFlow, PairVelocity
 from .internal import InternalCoordinates, zmatrix
 from .molecular import MolecularFlow
 
 __all__ = ["Bijection", "Chain", "CircularShift", "Standardize", "AffineCoupling", "SplineCoupling", "Flow",
            "RealNVP", "NeuralSpline", "FAMILIES", "build",
-           "InternalCoordinates", "zmatrix", "MolecularFlow"]
+           "InternalCoordinates", "zmatrix", "MolecularFlow", "PairVelocity", "EquivariantFlow"]

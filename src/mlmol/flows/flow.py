@@ -125,7 +125,14 @@ def _molecular(**spec) -> Flow:
     return MolecularFlow(**spec)
 
 
-FAMILIES = {"realnvp": RealNVP, "spline": NeuralSpline, "molecular": _molecular}
+def _equivariant(**spec):
+    from .equivariant import EquivariantFlow
+
+    spec.pop("loc", None), spec.pop("scale", None)  # centred coordinates need no standardisation
+    return EquivariantFlow(**spec)
+
+
+FAMILIES = {"realnvp": RealNVP, "spline": NeuralSpline, "molecular": _molecular, "equivariant": _equivariant}
 
 
 def build(spec: dict, loc=None, scale=None) -> Flow:

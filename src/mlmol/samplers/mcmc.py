@@ -56,7 +56,7 @@ def starting_points(system: Energy, starts=None, seed: int = 0) -> torch.Tensor:
 
 
 def _run(system: Energy, n: int, seed: int, starts, chains_per_start: int, burn: int, thin: int,
-         propose) -> torch.Tensor:
+         propose, progress: bool = False) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     x0 = starting_points(system, starts, seed)
     x = x0.repeat_interleave(chains_per_start, dim=0)
@@ -65,7 +65,11 @@ def _run(system: Energy, n: int, seed: int, starts, chains_per_start: int, burn:
     with torch.no_grad():
         u = system.energy(x).double()
     out = []
-    for step in range(burn + kept_per_chain * thin):
+    steps = range(burn + kept_per_chain * thin)
+    if progress:
+        from tqdm.auto import tqdm
+        steps = tqdm(steps, desc=f"{type(system).__name__} MCMC", unit="step", mininterval=2.0, disable=None)
+    for step in steps:
         x, u = propose(x, u, g)
         if step >= burn and (step - burn) % thin == thin - 1:
             out.append(x.clone())
@@ -73,7 +77,7 @@ def _run(system: Energy, n: int, seed: int, starts, chains_per_start: int, burn:
 
 
 def metropolis(system: Energy, n: int, seed: int = 0, starts=None, step: float = 0.1,
-               chains_per_start: int = 50, burn: int = 100, thin: int = 10) -> torch.Tensor:
+               chains_per_start: int = 50, burn: int = 100, thin: int = 10, progress: bool = False) -> torch.Tensor:
     """``n`` samples (float64, ``[n, dim]``) from random-walk Metropolis chains (Gaussian steps)."""
 
     def propose(x, u, g):
@@ -84,11 +88,11 @@ def metropolis(system: Energy, n: int, seed: int = 0, starts=None, step: float =
         accept &= torch.isfinite(v)
         return torch.where(accept[:, None], y, x), torch.where(accept, v, u)
 
-    return _run(system, n, seed, starts, chains_per_start, burn, thin, propose)
+    return _run(system, n, seed, starts, chains_per_start, burn, thin, propose, progress)
 
 
 def langevin(system: Energy, n: int, seed: int = 0, starts=None, step: float = 0.01,
-             chains_per_start: int = 50, burn: int = 100, thin: int = 10) -> torch.Tensor:
+             chains_per_start: int = 50, burn: int = 100, thin: int = 10, progress: bool = False) -> torch.Tensor:
     """``n`` samples from Metropolis-adjusted overdamped Langevin chains (MALA, time step ``step``)."""
 
     def log_proposal(to, frm, force):
@@ -104,4 +108,4 @@ def langevin(system: Energy, n: int, seed: int = 0, starts=None, step: float = 0
         accept = (torch.log(torch.rand(len(x), generator=g, dtype=x.dtype)) < log_ratio) & torch.isfinite(v)
         return torch.where(accept[:, None], y, x), torch.where(accept, v, u)
 
-    return _run(system, n, seed, starts, chains_per_start, burn, thin, propose)
+    return _run(system, n, seed, starts, chains_per_start, burn, thin, propose, progress)

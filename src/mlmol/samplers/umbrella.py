@@ -1,10 +1,11 @@
-"""Umbrella sampling on torsions with OpenMM, and MBAR free energies of torsion states (pymbar).
+"""Umbrella sampling and MBAR free energies (pymbar): torsions with OpenMM, any variable with MCMC.
 
 A reference for Boltzmann generators that does not use them: window k restrains the T
-torsions with u_k = Σ_t ½ K_kt d(θ_t, θ_kt)² (d the periodic difference), each window runs
-Langevin MD, traces are subsampled by their statistical inefficiency, and MBAR reweights
-all windows to the unbiased ensemble. Restraining φ and ψ together (a 2D grid) removes the
-ψ hysteresis that makes φ-only windows of alanine dipeptide disagree between repeats.
+variables with u_k = Σ_t ½ K_kt d(θ_t, θ_kt)² (d the periodic difference for torsions),
+each window runs Langevin MD (molecules) or Metropolis chains (any energy), traces are
+subsampled by their statistical inefficiency, and MBAR reweights all windows to the
+unbiased ensemble. Restraining φ and ψ together (a 2D grid) removes the ψ hysteresis that
+makes φ-only windows of alanine dipeptide disagree between repeats.
 """
 
 from __future__ import annotations
@@ -14,8 +15,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from ..errors import MlmolError
+from ..estimators import Profile
+from ..systems.base import Energy
 from ..systems.molecules import dihedral
 from ..systems.openmm import OpenMMEnergy
 from .md import MolecularDynamics, flat_bottom_restraint, torsion_restraint
@@ -23,25 +27,32 @@ from .md import MolecularDynamics, flat_bottom_restraint, torsion_restraint
 
 @dataclass
 class UmbrellaTraces:
-    """Torsion traces per window ``[n_k, T]`` (radians), window centres ``[W, T]`` (radians),
-    force constants ``[W, T]`` (kJ/mol/rad²) and kT (kJ/mol)."""
+    """Traces of the restrained variables per window ``[n_k, T]``, window centres ``[W, T]``, force
+    constants ``[W, T]`` (energy / unit²) and kT (same energy unit). Torsions (``periodic``) are in
+    radians with kJ/mol; reduced energies use kT = 1."""
 
     centres: np.ndarray
     force_constants: np.ndarray
     traces: list[np.ndarray]
     kT: float
+    periodic: bool = True
 
     def save(self, path) -> None:
         from ..data import save_array
 
         arrays = {f"trace_{k}": t for k, t in enumerate(self.traces)}
-        save_array(path, centres=self.centres, force_constants=self.force_constants, kT=np.array(self.kT), **arrays)
+        save_array(path, centres=self.centres, force_constants=self.force_constants, kT=np.array(self.kT),
+                   periodic=np.array(self.periodic), **arrays)
 
     @classmethod
     def load(cls, path) -> UmbrellaTraces:
         with np.load(path) as f:
             traces = [f[f"trace_{k}"] for k in range(len(f["centres"]))]
-            return cls(f["centres"], f["force_constants"], traces, float(f["kT"]))
+            periodic = bool(f["periodic"]) if "periodic" in f.files else True
+            return cls(f["centres"], f["force_constants"], traces, float(f["kT"]), periodic)
+
+    def difference(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return _periodic(a - b) if self.periodic else a - b
 
 
 def _periodic(d):
@@ -112,7 +123,7 @@ def _bias(data: UmbrellaTraces, theta: np.ndarray) -> np.ndarray:
     ks = data.force_constants.reshape(centres.shape)
     u = np.zeros((len(centres), len(theta)))
     for t in range(centres.shape[1]):
-        u += 0.5 * ks[:, t, None] * _periodic(theta[None, :, t] - centres[:, t, None]) ** 2 / data.kT
+        u += 0.5 * ks[:, t, None] * data.difference(theta[None, :, t], centres[:, t, None]) ** 2 / data.kT
     return u
 
 
@@ -122,11 +133,12 @@ def _wham_f_k(data: UmbrellaTraces, theta: np.ndarray, n_k: np.ndarray, bins: in
     from scipy.optimize import minimize
     from scipy.special import logsumexp, softmax
 
-    width = 2 * np.pi / bins
-    index = np.floor((theta + np.pi) / width).astype(int).clip(0, bins - 1)
+    lo = np.full(theta.shape[1], -np.pi) if data.periodic else theta.min(0)
+    width = (np.full(theta.shape[1], 2 * np.pi) if data.periodic else theta.max(0) - lo + 1e-12) / bins
+    index = np.floor((theta - lo) / width).astype(int).clip(0, bins - 1)
     flat = np.ravel_multi_index(index.T, (bins,) * theta.shape[1])
     occupied, counts = np.unique(flat, return_counts=True)
-    centres = np.stack(np.unravel_index(occupied, (bins,) * theta.shape[1]), -1) * width - np.pi + width / 2
+    centres = np.stack(np.unravel_index(occupied, (bins,) * theta.shape[1]), -1) * width + lo + width / 2
     log_n_minus_u = np.log(n_k)[:, None] - _bias(data, centres)  # [W, B]
 
     def objective(f):  # −log-likelihood: Σ_b c_b log Σ_k N_k e^{f_k − u_kb} − Σ_k N_k f_k
@@ -142,28 +154,34 @@ def in_first_torsion(low: float = 0.0, high: float = math.pi) -> Callable[[np.nd
     return lambda theta: (theta[:, 0] > low) & (theta[:, 0] < high)
 
 
-def mbar_delta_f(data: UmbrellaTraces, inside: Callable[[np.ndarray], np.ndarray] | None = None,
-                 subsample: bool = True) -> tuple[float, float, dict]:
-    """F(inside) − F(rest) in kT by MBAR over all windows; returns (value, stderr, details).
+def _subsampled(data: UmbrellaTraces, subsample: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All windows' kept samples ``[N, T]``, samples per window ``[W]`` and biases ``u_kn`` ``[W, N]``."""
+    from pymbar import timeseries
 
-    ``inside`` maps torsions ``[n, T]`` to a boolean mask (default: 0 < θ_0 < π). ``details``
-    holds the samples kept per window and the smallest, over windows, of a window's largest
-    overlap with any other window (near 0 means an isolated window: add windows around it).
-    """
-    from pymbar import MBAR, timeseries
-
-    inside = inside or in_first_torsion()
     kept = []
     for trace in data.traces:
         trace = trace.reshape(len(trace), -1)
         if subsample and len(trace) > 10:
-            signal = np.concatenate([np.cos(trace), np.sin(trace)], -1).sum(-1)
-            kept.append(trace[timeseries.subsample_correlated_data(signal)])
+            signal = np.concatenate([np.cos(trace), np.sin(trace)], -1) if data.periodic else trace
+            kept.append(trace[timeseries.subsample_correlated_data(signal.sum(-1))])
         else:
             kept.append(trace)
     theta = np.concatenate(kept)
-    n_k = np.array([len(t) for t in kept])
-    u_kn = _bias(data, theta)
+    return theta, np.array([len(t) for t in kept]), _bias(data, theta)
+
+
+def mbar_delta_f(data: UmbrellaTraces, inside: Callable[[np.ndarray], np.ndarray] | None = None,
+                 subsample: bool = True) -> tuple[float, float, dict]:
+    """F(inside) − F(rest) in kT by MBAR over all windows; returns (value, stderr, details).
+
+    ``inside`` maps traces ``[n, T]`` to a boolean mask (default: 0 < θ_0 < π). ``details``
+    holds the samples kept per window and the smallest, over windows, of a window's largest
+    overlap with any other window (near 0 means an isolated window: add windows around it).
+    """
+    from pymbar import MBAR
+
+    inside = inside or in_first_torsion()
+    theta, n_k, u_kn = _subsampled(data, subsample)
     mbar = MBAR(u_kn, n_k, initial_f_k=_wham_f_k(data, theta, n_k))
     mask = inside(theta)
     if mask.all() or not mask.any():
@@ -175,3 +193,63 @@ def mbar_delta_f(data: UmbrellaTraces, inside: Callable[[np.ndarray], np.ndarray
     overlap = mbar.compute_overlap()["matrix"].copy()
     np.fill_diagonal(overlap, 0.0)
     return value, stderr, {"samples_per_window": n_k.tolist(), "min_neighbour_overlap": float(overlap.max(1).min())}
+
+
+def mbar_profile(data: UmbrellaTraces, edges, subsample: bool = True) -> Profile:
+    """Free-energy profile (kT, lowest bin 0) along the first variable by MBAR (pymbar's FES), with
+    its analytical uncertainties; empty bins are NaN."""
+    from pymbar import FES
+
+    edges = np.asarray(edges, dtype=float)
+    theta, n_k, u_kn = _subsampled(data, subsample)
+    fes = FES(u_kn, n_k, mbar_options={"initial_f_k": _wham_f_k(data, theta, n_k)})
+    x = theta[:, 0]
+    inside = (x >= edges[0]) & (x < edges[-1])
+    fes.generate_fes(np.zeros(len(x)), x, fes_type="histogram", histogram_parameters={"bin_edges": [edges]})
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    filled = np.histogram(x[inside], bins=edges)[0] > 0
+    result = fes.get_fes(centres[filled], reference_point="from-lowest", uncertainty_method="analytical")
+    f, stderr = np.full(len(centres), np.nan), np.full(len(centres), np.nan)
+    f[filled] = result["f_i"] - np.log(np.diff(edges)[filled])  # −log density, as Profile defines it
+    stderr[filled] = result["df_i"]
+    return Profile(edges, f - np.nanmin(f), stderr)
+
+
+class _Restrained(Energy):
+    """``system`` plus ½ K (θ(x) − θ_c)² with one centre θ_c per chain (rows of x)."""
+
+    def __init__(self, system: Energy, variable: Callable[[torch.Tensor], torch.Tensor], centres: torch.Tensor,
+                 force_constant: float):
+        super().__init__(system.dim)
+        self.system, self.variable, self.force_constant = system, variable, force_constant
+        self.register_buffer("centres", centres)
+
+    def energy(self, x: torch.Tensor) -> torch.Tensor:
+        return self.system.energy(x) + 0.5 * self.force_constant * (self.variable(x) - self.centres) ** 2
+
+
+def umbrella_mcmc(system: Energy, variable: Callable[[torch.Tensor], torch.Tensor], centres, force_constant: float,
+                  start: Callable[[float], torch.Tensor], steps: int = 50_000, burn: int = 10_000,
+                  interval: int = 50, chains: int = 8, step: float = 0.02, seed: int = 0,
+                  progress: bool = False) -> UmbrellaTraces:
+    """Umbrella sampling of any energy along ``variable(x)`` with Metropolis chains, all windows at once.
+
+    ``chains`` independent chains per window centre start at ``start(centre)`` (a configuration
+    ``[dim]``), run ``burn`` then ``steps`` Gaussian random-walk steps (``step`` per coordinate)
+    under u(x) + ½ K (θ(x) − θ_k)² (K = ``force_constant`` in kT / unit²), and record θ every
+    ``interval`` steps. Returns traces in reduced units (kT = 1) for :func:`mbar_delta_f` and
+    :func:`mbar_profile`.
+    """
+    from .mcmc import metropolis
+
+    centres = np.asarray(centres, dtype=float).reshape(-1)
+    per_chain = torch.as_tensor(np.repeat(centres, chains))
+    starts = torch.stack([torch.as_tensor(start(float(c)), dtype=torch.float64) for c in per_chain.tolist()])
+    biased = _Restrained(system, variable, per_chain, force_constant)
+    kept = steps // interval
+    x = metropolis(biased, kept * len(starts), seed=seed, starts=starts, step=step, chains_per_start=1, burn=burn,
+                   thin=interval, progress=progress)
+    theta = variable(x).reshape(kept, len(centres), chains).numpy()
+    traces = [theta[:, k, :].T.reshape(-1, 1) for k in range(len(centres))]  # chain after chain
+    ks = np.full((len(centres), 1), float(force_constant))
+    return UmbrellaTraces(centres[:, None], ks, traces, 1.0, periodic=False)

@@ -9,15 +9,20 @@ from pathlib import Path
 
 from ..errors import MlmolError
 from .base import Energy, FunctionEnergy, State, check_finite, log_partition
+from .particles import LennardJones, MultiDoubleWell, SolvatedDimer
 from .toy import DoubleWell, Gaussian, MuellerBrown
 
 BUILTIN: dict[str, Callable[[], Energy]] = {
     "double-well": DoubleWell,
     "mueller-brown": MuellerBrown,
     "gaussian": Gaussian,
+    "dw4": MultiDoubleWell,
+    "lj13": LennardJones,
+    "solvated-dimer": SolvatedDimer,
 }
 
 __all__ = ["Energy", "FunctionEnergy", "State", "DoubleWell", "MuellerBrown", "Gaussian",
+           "MultiDoubleWell", "LennardJones", "SolvatedDimer",
            "BUILTIN", "get", "from_file", "check_finite", "log_partition"]
 
 

@@ -1,0 +1,161 @@
+"""Equivariant Boltzmann generators for DW-4 and LJ-13: train by flow matching, reweight, compare with MCMC.
+
+    python benchmarks/particles_reference.py          # once: the MCMC data
+    python benchmarks/particles_bg.py --system dw4
+    python benchmarks/particles_bg.py --system lj13
+
+Trains an :class:`~mlmol.flows.EquivariantFlow` by equivariant flow matching on the MCMC
+training split, then draws samples with exact log densities and reports: training time and
+peak memory (resident set size of this process), the Kish ESS fraction of the importance
+weights, the negative log-likelihood of the held-out MCMC test split (nats, on the
+centre-of-mass-free subspace, the papers' convention), and total-variation distances between
+histograms of the energy and of all interparticle distances of generator samples (raw and
+reweighted) and the MCMC test split. Rows are kept per system in
+benchmarks/results/particles_bg.json/.md; figures go to benchmarks/results/particles_bg_<system>.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import time
+
+import numpy as np
+import torch
+from particles_reference import load_reference
+from pipeline import RESULTS, markdown_table, write_results
+
+from mlmol import fit
+from mlmol.estimators import ess_fraction, histogram_tv
+from mlmol.flows import EquivariantFlow
+from mlmol.generate import sample
+from mlmol.losses import FlowMatching
+from mlmol.systems import get
+from mlmol.train import Recipe, Stage
+
+SETTINGS = {  # flow, training schedule and number of generated samples per system
+    "dw4": {"flow": {"hidden": 64, "layers": 3, "basis": 16, "cutoff": 8.0, "steps": 20},
+            "train_steps": 3000, "batch": 256, "lr": 1e-3, "lr_end": 1e-5, "samples": 100_000},
+    "lj13": {"flow": {"hidden": 64, "layers": 3, "basis": 16, "cutoff": 4.0, "steps": 20},
+             "train_steps": 4000, "batch": 256, "lr": 1e-3, "lr_end": 1e-5, "samples": 20_000},
+}
+
+# Published results on the same systems (different data sets of the same distributions; see README)
+PUBLISHED: dict[str, list[dict]] = {"dw4": [], "lj13": []}
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def plot(system, generated, log_weights, test, name: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    w = torch.exp(log_weights - log_weights.max()).numpy()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for ax, values, label in ((axes[0], lambda x: system.energy(x).numpy(), "reduced energy u (kT)"),
+                              (axes[1], lambda x: system.distances(x).numpy(), "interparticle distance")):
+        ref, gen = values(test), values(generated)
+        k = gen.shape[1] if gen.ndim > 1 else 1
+        lo, hi = np.percentile(ref, [0.05, 99.95])
+        bins = np.linspace(lo - 0.1 * (hi - lo), hi + 0.1 * (hi - lo), 80)
+        ax.hist(ref.ravel(), bins=bins, density=True, histtype="stepfilled", alpha=0.3, color="k", label="MCMC (test)")
+        ax.hist(gen.ravel(), bins=bins, density=True, histtype="step", lw=1.5, label="generator")
+        ax.hist(gen.ravel(), bins=bins, weights=np.repeat(w, k), density=True, histtype="step", lw=1.5,
+                label="generator, reweighted")
+        ax.set_xlabel(label)
+        ax.set_ylabel("density")
+    axes[0].legend()
+    fig.suptitle(name)
+    fig.tight_layout()
+    fig.savefig(RESULTS / f"particles_bg_{name}.png", dpi=110)
+    plt.close(fig)
+
+
+def run(name: str, seed: int, train_steps: int | None, n_samples: int | None) -> dict:
+    s = SETTINGS[name]
+    system, data = get(name), load_reference(name)
+    torch.manual_seed(seed)
+    flow = EquivariantFlow(system.n_particles, system.spatial_dim, **s["flow"])
+    steps = train_steps or s["train_steps"]
+    recipe = Recipe([Stage(steps, FlowMatching(), lr=s["lr"], lr_end=s["lr_end"], batch_size=s["batch"], name="fm")],
+                    system, data["train"].float())
+    started = time.perf_counter()
+    history = fit(flow, recipe, seed=seed, progress=True, log_every=100)
+    train_s = time.perf_counter() - started
+    train_rss = peak_rss_mib()
+
+    started = time.perf_counter()
+    generated = sample(flow, system, n_samples or s["samples"], seed=seed, batch_size=2_000)
+    sample_s = time.perf_counter() - started
+    started = time.perf_counter()
+    test = data["test"]
+    nll = -float(torch.cat([flow.log_prob(c.float()) for c in test.split(2_000)]).double().mean())
+    nll_s = time.perf_counter() - started
+
+    x, lw = generated.x, generated.log_weights
+    energy_edges = np.linspace(*np.percentile(system.energy(test).numpy(), [0.1, 99.9]), 61)
+    distance_edges = np.linspace(0.0, float(system.distances(test).max()), 61)
+    w = torch.exp(lw - lw.max()).numpy()
+    distances, distances_test = system.distances(x).numpy(), system.distances(test).numpy()
+    k = distances.shape[1]
+    tv = {
+        "tv_energy": histogram_tv(generated.energy.numpy(), system.energy(test).numpy(), energy_edges),
+        "tv_energy_reweighted": histogram_tv(generated.energy.numpy(), system.energy(test).numpy(), energy_edges, w),
+        "tv_distance": histogram_tv(distances.ravel(), distances_test.ravel(), distance_edges),
+        "tv_distance_reweighted": histogram_tv(distances.ravel(), distances_test.ravel(), distance_edges,
+                                               np.repeat(w, k)),
+    }
+    # the same statistic between two independent MCMC splits: the floor set by finite samples
+    validation = data["validation"]
+    tv_floor = {"tv_energy_mcmc": histogram_tv(system.energy(validation).numpy(), system.energy(test).numpy(),
+                                               energy_edges),
+                "tv_distance_mcmc": histogram_tv(system.distances(validation).numpy().ravel(), distances_test.ravel(),
+                                                 distance_edges)}
+    plot(system, x, lw, test, name)
+    return {"system": name, "seed": seed, "train_steps": steps, "flow": s["flow"], "batch": s["batch"],
+            "n_train": len(data["train"]), "n_test": len(test), "samples": len(x),
+            "train_min": round(train_s / 60, 2), "train_peak_rss_mib": round(train_rss),
+            "sample_s": round(sample_s, 1), "nll_s": round(nll_s, 1), "peak_rss_mib": round(peak_rss_mib()),
+            "final_fm": history["fm"][-1], "ess_fraction": ess_fraction(lw), "nll_test": nll,
+            **{key: round(v, 4) for key, v in {**tv, **tv_floor}.items()}, "threads": torch.get_num_threads()}
+
+
+def table(rows: list[dict]) -> list[str]:
+    cells = []
+    for r in rows:
+        cells.append([r["system"], str(r["seed"]), f"{r['train_min']:.1f}", f"{r['train_peak_rss_mib']:,}",
+                      f"{r['sample_s'] / r['samples'] * 1e3:.1f}", f"{100 * r['ess_fraction']:.1f}%",
+                      f"{r['nll_test']:.2f}", f"{r['tv_energy']:.3f} / {r['tv_energy_reweighted']:.3f} "
+                      f"({r['tv_energy_mcmc']:.3f})",
+                      f"{r['tv_distance']:.3f} / {r['tv_distance_reweighted']:.3f} ({r['tv_distance_mcmc']:.3f})"])
+    return markdown_table(
+        "Equivariant flow matching on 2 CPU cores (`python benchmarks/particles_bg.py --system S`). TV distances "
+        "to the MCMC test split: generator / reweighted (two independent MCMC splits):",
+        ["system", "seed", "training (min)", "peak memory (MiB)", "sampling (ms/sample)", "ESS",
+         "test NLL (nats)", "TV energy", "TV distances"], cells, text_columns=2)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--system", choices=list(SETTINGS), required=True)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--steps", type=int, help="training steps (default: the system's setting)")
+    parser.add_argument("--samples", type=int, help="generated samples (default: the system's setting)")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    row = run(args.system, args.seed, args.steps, args.samples)
+    path = RESULTS / "particles_bg.json"
+    rows = json.loads(path.read_text()) if path.is_file() else []
+    rows = [r for r in rows if (r["system"], r["seed"]) != (row["system"], row["seed"])] + [row]
+    rows.sort(key=lambda r: (r["system"], r["seed"]))
+    write_results("particles_bg", rows, table(rows))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,91 @@
+"""MCMC reference data for DW-4 and LJ-13: long random-walk Metropolis runs, independent splits.
+
+    python benchmarks/particles_reference.py [--systems dw4 lj13]
+
+Each split (train, validation, test) comes from its own set of independent chains with its
+own seed, started from random configurations (N(0, spread²) per coordinate) and burnt in for
+``burn`` steps. Validation and test take one sample per chain (fully independent samples);
+training takes 10 per chain, ``thin`` steps apart. Writes runs/particles/<system>_mcmc.npz
+(train, validation, test, all centred) and benchmarks/results/particles_reference.json/.md
+with the mean energy of each split (independent splits must agree).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from pipeline import markdown_table, write_results
+
+from mlmol.data import atomic_write
+from mlmol.samplers import metropolis
+from mlmol.systems import get
+from mlmol.systems.particles import remove_mean
+
+DATA = Path(__file__).resolve().parent.parent / "runs" / "particles"
+
+# step: Metropolis step (acceptance about 25-45%); spread: random starts
+SETTINGS = {
+    "dw4": {"step": 0.25, "spread": 2.0, "burn": 20_000, "thin": 500,
+            "sizes": {"train": 100_000, "validation": 10_000, "test": 10_000}},
+    "lj13": {"step": 0.04, "spread": 0.8, "burn": 20_000, "thin": 500,
+             "sizes": {"train": 100_000, "validation": 10_000, "test": 10_000}},
+}
+PER_CHAIN = {"train": 10, "validation": 1, "test": 1}
+
+
+def reference_path(name: str) -> Path:
+    return DATA / f"{name}_mcmc.npz"
+
+
+def load_reference(name: str) -> dict[str, torch.Tensor]:
+    """The splits written by this script, float64 tensors ``[n, dim]``."""
+    path = reference_path(name)
+    if not path.is_file():
+        raise SystemExit(f"{path} is missing: run python benchmarks/particles_reference.py --systems {name}")
+    with np.load(path) as f:
+        return {k: torch.from_numpy(f[k]) for k in ("train", "validation", "test")}
+
+
+def run(name: str) -> dict:
+    system, s = get(name), SETTINGS[name]
+    splits, energies, started = {}, {}, time.perf_counter()
+    for seed, (split, n) in enumerate(s["sizes"].items()):
+        g = torch.Generator().manual_seed(1000 + seed)
+        chains = n // PER_CHAIN[split]
+        starts = s["spread"] * torch.randn(chains, system.dim, generator=g, dtype=torch.float64)
+        x = metropolis(system, n, seed=seed, starts=starts, step=s["step"], chains_per_start=1, burn=s["burn"],
+                       thin=s["thin"])
+        x = remove_mean(x, system.n_particles, system.spatial_dim)
+        splits[split] = x.numpy()
+        energies[split] = float(system.energy(x).mean())
+    DATA.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    np.savez(buffer, **splits)
+    atomic_write(reference_path(name), buffer.getvalue())
+    return {"system": name, "wall_s": round(time.perf_counter() - started, 1), **{k: v for k, v in s.items()
+            if k != "sizes"}, **{f"n_{k}": v for k, v in s["sizes"].items()},
+            **{f"mean_energy_{k}": round(v, 3) for k, v in energies.items()}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--systems", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    rows = [run(name) for name in args.systems]
+    cells = [[r["system"], f"{r['n_train']:,}", f"{r['n_test']:,}", f"{r['burn']:,}", str(r["thin"]),
+              f"{r['mean_energy_train']:.3f}", f"{r['mean_energy_validation']:.3f}", f"{r['mean_energy_test']:.3f}",
+              f"{r['wall_s']:.0f}"] for r in rows]
+    table = markdown_table("MCMC reference data (`python benchmarks/particles_reference.py`), mean reduced energy per split:",
+                           ["system", "train", "test", "burn-in", "thin (train)", "⟨u⟩ train", "⟨u⟩ validation",
+                            "⟨u⟩ test", "wall (s)"], cells)
+    write_results("particles_reference", rows, table)
+
+
+if __name__ == "__main__":
+    main()

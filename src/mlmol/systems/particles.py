@@ -1,0 +1,211 @@
+"""Systems of identical particles: DW-4, LJ-13 (Köhler et al. 2020) and the solvated dimer (Noé et al. 2019).
+
+Coordinates are flat, particle-major: ``x[..., i * d + k]`` is coordinate k of particle i in
+``d`` spatial dimensions. All energies are reduced (units of kT, kT = 1) and lengths are in
+the papers' dimensionless units.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from scipy.optimize import linear_sum_assignment
+
+from ..errors import MlmolError
+from .base import Energy
+
+
+def particle_view(x: torch.Tensor, n_particles: int, spatial_dim: int) -> torch.Tensor:
+    """``[*batch, n * d]`` → ``[*batch, n, d]``."""
+    return x.reshape(*x.shape[:-1], n_particles, spatial_dim)
+
+
+def pair_distances(x: torch.Tensor, n_particles: int, spatial_dim: int) -> torch.Tensor:
+    """Distances of all pairs i < j, ``[*batch, n (n − 1) / 2]`` in the order of ``torch.triu_indices``."""
+    r = particle_view(x, n_particles, spatial_dim)
+    i, j = torch.triu_indices(n_particles, n_particles, 1, device=x.device)
+    return torch.linalg.vector_norm(r[..., i, :] - r[..., j, :], dim=-1)
+
+
+def remove_mean(x: torch.Tensor, n_particles: int, spatial_dim: int) -> torch.Tensor:
+    """Coordinates relative to the centre of mass (equal masses), same shape as ``x``."""
+    r = particle_view(x, n_particles, spatial_dim)
+    return (r - r.mean(-2, keepdim=True)).reshape(x.shape)
+
+
+def icosahedron(radius: float = 1.0) -> torch.Tensor:
+    """A particle at the origin and 12 on a regular icosahedron of circumradius ``radius``, ``[13, 3]``."""
+    golden = (1 + math.sqrt(5)) / 2
+    vertices = []
+    for a in (-1.0, 1.0):
+        for b in (-golden, golden):
+            vertices += [(0.0, a, b), (a, b, 0.0), (b, 0.0, a)]
+    v = torch.tensor(vertices, dtype=torch.float64)
+    return torch.cat([torch.zeros(1, 3, dtype=torch.float64), radius * v / v.norm(dim=-1, keepdim=True)])
+
+
+class ParticleSystem(Energy):
+    """An energy of ``n_particles`` identical particles in ``spatial_dim`` dimensions.
+
+    ``symmetric`` says which symmetries leave the energy unchanged: permutations of all
+    particles, rotations and translations (the latter two for systems without walls).
+    """
+
+    n_particles: int
+    spatial_dim: int
+    profile_coords = ()  # profiles along Cartesian coordinates mean nothing for identical particles
+
+    def __init__(self, n_particles: int, spatial_dim: int, kT: float = 1.0):
+        super().__init__(n_particles * spatial_dim, kT)
+        self.n_particles, self.spatial_dim = int(n_particles), int(spatial_dim)
+
+    def distances(self, x: torch.Tensor) -> torch.Tensor:
+        """All pair distances i < j, ``[*batch, n (n − 1) / 2]``."""
+        return pair_distances(x, self.n_particles, self.spatial_dim)
+
+    def extra_repr(self) -> str:
+        return f"n_particles={self.n_particles}, spatial_dim={self.spatial_dim}, kT={self.kT}"
+
+
+class MultiDoubleWell(ParticleSystem):
+    """DW-4: particles with the pairwise double well of Köhler, Klein & Noé, ICML 2020.
+
+    u(x) = Σ_{i<j} a (d_ij − d₀)⁴ + b (d_ij − d₀)² + c with (a, b, c, d₀) = (0.9, −4, 0, 4),
+    4 particles in 2D, kT = 1. Each pair prefers d₀ ± √(−b / 2a) ≈ 4 ± 1.49. The energy is
+    invariant to permutations, rotations, reflections and translations; densities are
+    reported on centre-of-mass-free coordinates.
+    """
+
+    name = "dw4"
+
+    def __init__(self, n_particles: int = 4, spatial_dim: int = 2, a: float = 0.9, b: float = -4.0,
+                 c: float = 0.0, d0: float = 4.0):
+        super().__init__(n_particles, spatial_dim)
+        self.a, self.b, self.c, self.d0 = a, b, c, d0
+
+        if (n_particles, spatial_dim) == (4, 2):  # a start for reference chains: a square near the pair minima
+            self.minima = (tuple((3.9 / 2 * torch.tensor([-1.0, -1, 1, -1, 1, 1, -1, 1])).tolist()),)
+
+    def energy(self, x: torch.Tensor) -> torch.Tensor:
+        self.check_input(x)
+        s = self.distances(x) - self.d0
+        return (self.a * s**4 + self.b * s**2 + self.c).sum(-1)
+
+
+class LennardJones(ParticleSystem):
+    """LJ-13: Lennard-Jones particles in 3D with a harmonic centre-of-mass oscillator (Köhler et al. 2020).
+
+    u(x) = f Σ_{i<j} ε [(r_m / r_ij)¹² − 2 (r_m / r_ij)⁶] + (k/2) Σ_i |x_i − x̄|², with ε = r_m = 1,
+    k = 1, kT = 1. The pair well has depth ε at r_m.
+
+    The factor ``f``: the original code (bgflow's ``LennardJonesPotential``) sums over ordered
+    pairs, counting every pair twice, and the published LJ-13 datasets and likelihoods use that
+    energy. We follow it: ``pair_factor = 2`` (equivalently ε = 2 per unordered pair). Set
+    ``pair_factor=1`` for the textbook convention.
+    """
+
+    name = "lj13"
+
+    def __init__(self, n_particles: int = 13, spatial_dim: int = 3, epsilon: float = 1.0, r_min: float = 1.0,
+                 oscillator: float = 1.0, pair_factor: float = 2.0):
+        super().__init__(n_particles, spatial_dim)
+        self.epsilon, self.r_min, self.oscillator, self.pair_factor = epsilon, r_min, oscillator, pair_factor
+        if (n_particles, spatial_dim) == (13, 3):  # a start for reference chains: a centred icosahedron
+            self.minima = (tuple(icosahedron(r_min).reshape(-1).tolist()),)
+
+    def energy(self, x: torch.Tensor) -> torch.Tensor:
+        self.check_input(x)
+        q6 = (self.r_min / self.distances(x)) ** 6
+        lj = self.pair_factor * self.epsilon * (q6**2 - 2 * q6).sum(-1)
+        centred = remove_mean(x, self.n_particles, self.spatial_dim)
+        return lj + 0.5 * self.oscillator * (centred**2).sum(-1)
+
+
+def dimer_distance(x: torch.Tensor) -> torch.Tensor:
+    """Distance between particles 0 and 1 (the dimer) of a 2D particle system, ``[*batch]``."""
+    return torch.linalg.vector_norm(x[..., 0:2] - x[..., 2:4], dim=-1)
+
+
+class SolvatedDimer(ParticleSystem):
+    """The bistable dimer in a box of repulsive solvent of Noé et al., Science 2019 (Fig. 3), kT = 1.
+
+    Particles 0 and 1 form the dimer; 36 solvent particles, all in 2D (76 coordinates). With
+    s = 2 (d − 1.5), d the dimer distance,
+
+    - dimer bond:  c s − a s² + b s⁴ with a = 25, b = 10 and c = 2 (closed d ≈ 0.93 favoured by
+      about 4.4 kT in bare energy, open d ≈ 2.05, barrier ≈ 18 kT above closed);
+    - repulsion: ε Σ (r_m / r_ij)¹² over all pairs except the dimer pair, ε = 1, r_m = 1.1;
+    - walls: k_w δ² per particle and axis for δ the distance beyond |x| = 3 (box half-width),
+      k_w = 200;
+    - restraint holding the dimer centred on the x axis: k_d [(x₀ + x₁)² + y₀² + y₁²], k_d = 20.
+
+    Constants are those of the paper's code (``ParticleDimer`` in noegroup/paper_boltzmann_generators)
+    with the parameters its runs loaded: the supplement's table lists c = −0.5 but the runs used
+    c = 2, and its code puts 2 × box_k = 200 on the walls. The energy is invariant to permutations
+    of the solvent only.
+    """
+
+    name = "solvated-dimer"
+    variables = {"d": dimer_distance}
+    states = ("d > 1.5", "d < 1.5")  # ΔF reported: open − closed
+
+    def __init__(self, n_solvent: int = 36, epsilon: float = 1.0, r_min: float = 1.1, slope: float = 2.0,
+                 a: float = 25.0, b: float = 10.0, d_mid: float = 1.5, k_dimer: float = 20.0,
+                 box_half: float = 3.0, k_wall: float = 200.0):
+        super().__init__(n_solvent + 2, 2)
+        self.epsilon, self.r_min, self.slope, self.a, self.b, self.d_mid = epsilon, r_min, slope, a, b, d_mid
+        self.k_dimer, self.box_half, self.k_wall = k_dimer, box_half, k_wall
+        i, j = torch.triu_indices(self.n_particles, self.n_particles, 1)
+        keep = ~((i == 0) & (j == 1))
+        self.register_buffer("_i", i[keep], persistent=False)
+        self.register_buffer("_j", j[keep], persistent=False)
+        self.minima = (tuple(self.lattice(1.0).tolist()), tuple(self.lattice(2.0).tolist()))
+
+    def lattice(self, d: float) -> torch.Tensor:
+        """A start: the dimer at (±d/2, 0), the solvent on a 6 × 6 grid, everything scaled by 1.05 (the paper's)."""
+        n_side = math.isqrt(self.n_particles - 2)
+        if n_side**2 != self.n_particles - 2:
+            raise MlmolError(f"lattice starts need a square number of solvent particles, got {self.n_particles - 2}")
+        grid = torch.linspace(-self.box_half - 1, self.box_half + 1, n_side + 2, dtype=torch.float64)[1:-1]
+        gx, gy = torch.meshgrid(grid, grid, indexing="xy")
+        solvent = torch.stack([gx.reshape(-1), gy.reshape(-1)], -1)
+        dimer = torch.tensor([[-d / 2, 0.0], [d / 2, 0.0]], dtype=torch.float64)
+        return 1.05 * torch.cat([dimer, solvent]).reshape(-1)
+
+    def dimer_energy(self, d: torch.Tensor) -> torch.Tensor:
+        s = 2 * (d - self.d_mid)
+        return self.slope * s - self.a * s**2 + self.b * s**4
+
+    def energy(self, x: torch.Tensor) -> torch.Tensor:
+        self.check_input(x)
+        r = particle_view(x, self.n_particles, 2)
+        q = self.r_min**2 / ((r[..., self._i, :] - r[..., self._j, :]) ** 2).sum(-1)
+        q = q * q * q
+        repulsion = self.epsilon * (q * q).sum(-1)
+        outside = torch.clamp(r.abs() - self.box_half, min=0.0)
+        walls = self.k_wall * (outside**2).sum((-1, -2))
+        restraint = self.k_dimer * ((x[..., 0] + x[..., 2]) ** 2 + x[..., 1] ** 2 + x[..., 3] ** 2)
+        return self.dimer_energy(dimer_distance(x)) + repulsion + walls + restraint
+
+
+def hungarian_relabel(x: torch.Tensor, reference: torch.Tensor, first: int = 2, spatial_dim: int = 2) -> torch.Tensor:
+    """Relabel the identical particles ``first, first + 1, ...`` of each configuration to a reference.
+
+    Solves the assignment that minimises Σ |x_π(i) − ref_i|² (Hungarian algorithm, scipy) and
+    reorders the particles accordingly; earlier particles keep their labels. The images of all
+    configurations form one permutation sector: a fundamental domain of the permutation group.
+    """
+    r = x.detach().reshape(*x.shape[:-1], -1, spatial_dim).clone()
+    ref = reference.reshape(-1, spatial_dim)[first:].to(r)
+    flat = r.reshape(-1, *r.shape[-2:])
+    cost = torch.cdist(ref.expand(len(flat), -1, -1), flat[:, first:]).pow(2).cpu().numpy()
+    order = torch.as_tensor(np.stack([linear_sum_assignment(c)[1] for c in cost]), device=r.device) + first
+    flat[:, first:] = torch.gather(flat, 1, order[..., None].expand(-1, -1, spatial_dim))
+    return flat.reshape(x.shape).to(x.dtype)
+
+
+def in_sector(x: torch.Tensor, reference: torch.Tensor, first: int = 2, spatial_dim: int = 2) -> torch.Tensor:
+    """True where relabelling to ``reference`` leaves the configuration unchanged, ``[*batch]``."""
+    return (hungarian_relabel(x, reference, first, spatial_dim) == x).all(-1)
