@@ -3,9 +3,9 @@
     python benchmarks/particles_reference.py [--systems dw4 lj13]
 
 Each split (train, validation, test) comes from its own set of independent chains with its
-own seed, started from random configurations (N(0, spread²) per coordinate) and burnt in for
-``burn`` steps. Validation and test take one sample per chain (fully independent samples);
-training takes 10 per chain, ``thin`` steps apart. Writes runs/particles/<system>_mcmc.npz
+own seed: 1,000 chains started from random configurations (N(0, spread²) per coordinate),
+burnt in for ``burn`` steps, then sampled every ``thin`` steps (validation and test) or every
+``thin`` / 5 steps (training, 100 samples per chain). Writes runs/particles/<system>_mcmc.npz
 (train, validation, test, all centred) and benchmarks/results/particles_reference.json/.md
 with the mean energy of each split (independent splits must agree).
 """
@@ -30,12 +30,12 @@ DATA = Path(__file__).resolve().parent.parent / "runs" / "particles"
 
 # step: Metropolis step (acceptance about 25-45%); spread: random starts
 SETTINGS = {
-    "dw4": {"step": 0.25, "spread": 2.0, "burn": 20_000, "thin": 500,
+    "dw4": {"step": 0.25, "spread": 2.0, "burn": 20_000, "thin": 1000,
             "sizes": {"train": 100_000, "validation": 10_000, "test": 10_000}},
-    "lj13": {"step": 0.04, "spread": 0.8, "burn": 20_000, "thin": 500,
+    "lj13": {"step": 0.04, "spread": 0.8, "burn": 20_000, "thin": 1000,
              "sizes": {"train": 100_000, "validation": 10_000, "test": 10_000}},
 }
-PER_CHAIN = {"train": 10, "validation": 1, "test": 1}
+CHAINS = 1000
 
 
 def reference_path(name: str) -> Path:
@@ -56,10 +56,10 @@ def run(name: str) -> dict:
     splits, energies, started = {}, {}, time.perf_counter()
     for seed, (split, n) in enumerate(s["sizes"].items()):
         g = torch.Generator().manual_seed(1000 + seed)
-        chains = n // PER_CHAIN[split]
-        starts = s["spread"] * torch.randn(chains, system.dim, generator=g, dtype=torch.float64)
+        starts = s["spread"] * torch.randn(CHAINS, system.dim, generator=g, dtype=torch.float64)
+        thin = s["thin"] // 5 if split == "train" else s["thin"]
         x = metropolis(system, n, seed=seed, starts=starts, step=s["step"], chains_per_start=1, burn=s["burn"],
-                       thin=s["thin"])
+                       thin=thin, progress=True)
         x = remove_mean(x, system.n_particles, system.spatial_dim)
         splits[split] = x.numpy()
         energies[split] = float(system.energy(x).mean())
@@ -82,7 +82,7 @@ def main() -> None:
               f"{r['mean_energy_train']:.3f}", f"{r['mean_energy_validation']:.3f}", f"{r['mean_energy_test']:.3f}",
               f"{r['wall_s']:.0f}"] for r in rows]
     table = markdown_table("MCMC reference data (`python benchmarks/particles_reference.py`), mean reduced energy per split:",
-                           ["system", "train", "test", "burn-in", "thin (train)", "⟨u⟩ train", "⟨u⟩ validation",
+                           ["system", "train", "test", "burn-in", "thin (test)", "⟨u⟩ train", "⟨u⟩ validation",
                             "⟨u⟩ test", "wall (s)"], cells)
     write_results("particles_reference", rows, table)
 

@@ -71,10 +71,8 @@ def test_divergence_is_the_trace_of_the_jacobian(n, d):
     x = flow.base_sample(4)
     for t in (torch.tensor(0.3, dtype=torch.float64), torch.rand(4, dtype=torch.float64)):
         v, div = flow.velocity.with_divergence(t, x)
-        if t.dim() == 0:
-            jacobian = torch.func.vmap(torch.func.jacrev(lambda xi: flow.velocity(t, xi)))(x)
-        else:
-            jacobian = torch.func.vmap(torch.func.jacrev(lambda xi, ti: flow.velocity(ti, xi)))(x, t)
+        times = t.expand(4)
+        jacobian = torch.func.vmap(torch.func.jacrev(lambda xi, ti: flow.velocity(ti, xi)))(x, times)
         torch.testing.assert_close(v, flow.velocity(t, x))
         torch.testing.assert_close(div, jacobian.diagonal(dim1=-2, dim2=-1).sum(-1), rtol=1e-10, atol=1e-10)
         assert v.reshape(4, n, d).sum(1).abs().max() < 1e-12  # the centre of mass does not move

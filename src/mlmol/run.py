@@ -49,19 +49,19 @@ MOLECULE_DEFAULTS: dict = {  # the alanine dipeptide schedule of benchmarks/ala2
 }
 
 
-def _particle_defaults(step: float, cutoff: float) -> dict:
-    """Identical particles: Metropolis data, an equivariant flow, equivariant flow matching (about 2-15 min)."""
+def _particle_defaults(step: float, cutoff: float, steps: int) -> dict:
+    """Identical particles: Metropolis data, an equivariant flow, equivariant flow matching."""
     return {**DEFAULTS,
             "data": {"sampler": "metropolis", "n": 100_000, "step": step, "chains_per_start": 1000,
                      "burn": 20_000, "thin": 500, "starts": None},
             "flow": {"kind": "equivariant", "hidden": 64, "layers": 3, "basis": 16, "cutoff": cutoff, "steps": 20},
-            "recipe": {"name": "klein2023"},
+            "recipe": {"name": "klein2023", "steps": steps, "batch": 256, "lr": 1e-3, "lr_end": 1e-5},
             "evaluate": {"n": 20_000, "bins": 60, "max_f": 5.0}}
 
 
-SYSTEM_DEFAULTS: dict = {  # the settings of benchmarks/particles_bg.py
-    "dw4": _particle_defaults(step=0.25, cutoff=8.0),
-    "lj13": _particle_defaults(step=0.04, cutoff=4.0),
+SYSTEM_DEFAULTS: dict = {  # flows and schedules used by benchmarks/particles_bg.py
+    "dw4": _particle_defaults(step=0.25, cutoff=8.0, steps=20_000),
+    "lj13": _particle_defaults(step=0.04, cutoff=4.0, steps=10_000),
 }
 
 

@@ -3,16 +3,21 @@
 Why this model (DW-4, LJ-13): the Boltzmann density of identical particles is invariant to
 permutations, rotations and translations. A continuous normalizing flow whose velocity field is
 equivariant to those maps, started from an invariant base, has an invariant density (Köhler et
-al. 2020). The velocity is an E(n)-equivariant graph network (EGNN, Satorras et al. 2021). It
-trains by flow matching (Lipman et al. 2023) on straight paths between aligned pairs of base
-and data samples (equivariant optimal transport, Klein et al. 2023), so training needs no ODE
-solves. Exact likelihoods come from the divergence, the trace of the full Jacobian by automatic
-differentiation: cheap enough for up to a few hundred coordinates, and it keeps the importance
-weights exact, unlike a stochastic trace estimate.
+al. 2020). It trains by flow matching (Lipman et al. 2023) on straight paths between base and
+data samples aligned by permutation and rotation (equivariant optimal transport, Klein et al.
+2023), so training needs no ODE solves.
+
+The velocity (:class:`PairVelocity`) moves each pair of particles along their separation by an
+MLP of their distance and of both particles' surroundings (a radial density descriptor), the
+many-body kernel flow of Köhler et al. 2020 widened by the environments. We chose it over an
+EGNN (Satorras et al. 2021) for its divergence: exact likelihoods need the trace of the
+Jacobian, which for an EGNN costs n·d backward passes (about 40× a forward pass for LJ-13,
+too slow for 10⁴–10⁵ weighted samples on a CPU); here it has a closed form computed with one
+backward pass. The importance weights stay exact, unlike with a stochastic trace estimate.
 
 The ODE is integrated by classical fourth-order Runge–Kutta with a fixed number of steps:
 every step is an equivariant map, so the invariances hold to rounding; ``steps`` sets the
-discretisation error (checked against twice the steps in the tests).
+discretisation error (the forward and backward solves agree to 1e-4 nats in the tests).
 
 Coordinates live in the centre-of-mass-free subspace of dimension (n − 1) d. The base is the
 standard Gaussian there, log p(z) = −|z|² / (2τ) − (n − 1) d / 2 · log(2πτ); every density is
@@ -21,6 +26,7 @@ with respect to Lebesgue measure on that subspace, as in the published likelihoo
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -33,7 +39,7 @@ from ..errors import MlmolError
 
 def _mlp(sizes: list[int]) -> nn.Sequential:
     layers: list[nn.Module] = []
-    for a, b in zip(sizes[:-1], sizes[1:]):
+    for a, b in itertools.pairwise(sizes):
         layers += [nn.Linear(a, b), nn.SiLU()]
     return nn.Sequential(*layers[:-1])
 

@@ -8,6 +8,7 @@ the papers' dimensionless units.
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -148,7 +149,7 @@ class SolvatedDimer(ParticleSystem):
     """
 
     name = "solvated-dimer"
-    variables = {"d": dimer_distance}
+    variables: ClassVar[dict] = {"d": dimer_distance}
     states = ("d > 1.5", "d < 1.5")  # ΔF reported: open − closed
 
     def __init__(self, n_solvent: int = 36, epsilon: float = 1.0, r_min: float = 1.1, slope: float = 2.0,
