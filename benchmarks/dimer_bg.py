@@ -32,7 +32,7 @@ from pipeline import RESULTS, markdown_table, write_results
 
 from mlmol import fit, sample
 from mlmol.data import atomic_write
-from mlmol.estimators import delta_f, ess_fraction, free_energy_profile
+from mlmol.estimators import Profile, delta_f, ess_fraction, free_energy_profile
 from mlmol.experiments import noe2019
 from mlmol.flows import NeuralSpline, RealNVP
 from mlmol.samplers import metropolis
@@ -95,10 +95,13 @@ def main() -> None:
     parser.add_argument("--temperatures", type=float, nargs="+", default=[1.0, 2.0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--data-only", action="store_true", help="only make (and cache) the training data")
+    parser.add_argument("--tabulate", action="store_true",
+                        help="train nothing: redraw the table and plot from stored rows against the current reference")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     system = SolvatedDimer()
-    data, data_s = training_data(system)
+    if not args.tabulate:
+        data, data_s = training_data(system)
     if args.data_only:
         return
     reference_file = RESULTS / "dimer_reference.json"
@@ -107,6 +110,9 @@ def main() -> None:
     reference = json.loads(reference_file.read_text())[-1]
     with np.load(DATA / "reference_profile.npz") as f:
         reference_profile = {k: f[k] for k in ("edges", "f", "stderr")}
+    if args.tabulate:
+        render(json.loads((RESULTS / "dimer_bg.json").read_text()), reference, reference_profile)
+        return
 
     torch.manual_seed(args.seed)
     loc, scale = data.mean(0).float(), data.std(0).float().clamp(min=1e-3)
@@ -118,14 +124,15 @@ def main() -> None:
                      else 0.5, ml_batch=512, ml_lr=1e-3, ml_lr_end=1e-5, batch=512, lr=1e-4, lr_end=1e-5,
                      validation=0.05, high=1e3, cap=1e6)
     started = time.perf_counter()
-    history = fit(flow, recipe, seed=args.seed, progress=True, log_every=100)
+    history = fit(flow, recipe, seed=args.seed, progress=True, log_every=100,
+                  checkpoint=DATA / f"bg_{args.flow}_{args.losses}_seed{args.seed}.pt")
     train_s = time.perf_counter() - started
 
     reference_sector = system.lattice(1.5)
     row = {"seed": args.seed, "steps": args.steps, "losses": args.losses, "flow": args.flow, "n_data": len(data),
            "data_min": round(data_s / 60, 2), "train_min": round(train_s / 60, 2),
            "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-           "val_ml": history["val_ml"][-1], "reference": reference, "temperatures": {}}
+           "val_ml": history["val_ml"][-1], "samples": args.samples, "temperatures": {}}
     for tau in args.temperatures:
         samples = sample(flow, system, args.samples, temperature=tau, seed=args.seed, batch_size=20_000)
         inside = in_sector(samples.x, reference_sector)
@@ -136,30 +143,39 @@ def main() -> None:
                                          "in_sector": float(inside.double().mean())}
         if tau == 1.0:
             profile = free_energy_profile(samples, dimer_distance, reference_profile["edges"])
-            plot(profile, reference_profile, RESULTS / "dimer_bg.png")
-    one = row["temperatures"].get("1.0")
-    if one is not None:
-        row["difference"] = one["delta_f"] - reference["delta_f"]
+            row["profile"] = {"edges": profile.edges.tolist(), "f": profile.f.tolist(),
+                              "stderr": profile.stderr.tolist()}
     path = RESULTS / "dimer_bg.json"
     rows = [r for r in (json.loads(path.read_text()) if path.is_file() else []) if r["seed"] != args.seed] + [row]
-    rows.sort(key=lambda r: r["seed"])
-    ref_error = max(reference["repeat_stderr"], reference["mbar_stderr"])
+    render(sorted(rows, key=lambda r: r["seed"]), reference, reference_profile)
+
+
+def render(rows: list[dict], reference: dict, reference_profile: dict) -> None:
+    """The table and the profile plot of stored rows against the current reference."""
+    ref_error = float(np.nanmax([reference["repeat_stderr"], reference["mbar_stderr"]]))
     cells = []
     for r in rows:
+        r["reference"] = reference
+        one = r["temperatures"].get("1.0")
+        if one is not None:
+            r["difference"] = one["delta_f"] - reference["delta_f"]
         for tau, t in r["temperatures"].items():
             ref = f"{reference['delta_f']:.2f} ± {ref_error:.2f}" if tau == "1.0" else "—"
             diff = f"{r['difference']:+.2f}" if tau == "1.0" else "—"
             cells.append([str(r["seed"]), tau, f"{r['train_min']:.1f}", f"{r['peak_rss_mib']:,}",
                           f"{100 * t['ess_fraction']:.2f}%", f"{100 * t['in_sector']:.0f}%",
                           f"{t['delta_f']:.2f} ± {t['stderr']:.2f}", ref, diff])
+    last = rows[-1]
+    if "profile" in last:
+        profile = Profile(*(np.asarray(last["profile"][k], dtype=float) for k in ("edges", "f", "stderr")))
+        plot(profile, reference_profile, RESULTS / "dimer_bg.png")
     table = markdown_table(
-        f"Solvated dimer: Boltzmann generator (`python benchmarks/dimer_bg.py --seed S`; {args.flow} flow, "
-        f"{args.losses} on {len(data):,} relabelled Metropolis frames, {args.samples:,} samples per temperature τ) against "
-        "umbrella sampling + MBAR at kT = 1:",
+        f"Solvated dimer: Boltzmann generator (`python benchmarks/dimer_bg.py --seed S`; {last['flow']} flow, "
+        f"{last['losses']} on {last['n_data']:,} relabelled Metropolis frames, {last.get('samples', 200_000):,} samples per "
+        "temperature τ) against umbrella sampling + MBAR at kT = 1:",
         ["seed", "τ", "training (min)", "peak memory (MiB)", "ESS", "in sector", "BG ΔF(open − closed) (kT)",
          "reference (kT)", "difference (kT)"], cells, text_columns=2)
     write_results("dimer_bg", rows, table)
-
 
 if __name__ == "__main__":
     main()

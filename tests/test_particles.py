@@ -169,3 +169,22 @@ def test_hungarian_relabelling_is_a_fundamental_domain_of_solvent_permutations()
     torch.testing.assert_close(y, hungarian_relabel(x, reference))  # every copy maps to one representative
     torch.testing.assert_close(y[:, :4], x[:, :4])  # the dimer keeps its labels
     assert in_sector(y, reference).all() and not in_sector(permuted, reference).all()
+
+
+def test_single_particle_moves_change_the_energy_by_the_particle_terms():
+    from mlmol.samplers.mcmc import particle_sweep
+    from mlmol.systems import SolvatedDimer
+
+    system = SolvatedDimer()
+    g = torch.Generator().manual_seed(9)
+    x = system.lattice(1.5)[None] + 0.1 * torch.randn(6, 76, generator=g, dtype=torch.float64)
+    for i in (0, 1, 2, 37):
+        y = x.clone()
+        y[:, 2 * i:2 * i + 2] += 0.2 * torch.randn(6, 2, generator=g, dtype=torch.float64)
+        torch.testing.assert_close(system.particle_energy(y, i) - system.particle_energy(x, i),
+                                   system.energy(y) - system.energy(x))
+    u = system.energy(x)
+    for _ in range(3):
+        x, u, rate = particle_sweep(system, x, u, g, step=0.1)
+    torch.testing.assert_close(u, system.energy(x))  # the running energy stays exact
+    assert 0.05 < rate < 0.95

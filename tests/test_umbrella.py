@@ -118,3 +118,18 @@ def test_mcmc_umbrella_and_mbar_recover_the_exact_double_well_free_energy():
     low = reference.f - reference.f.min() < 8
     shift = np.nanmean((profile.f - reference.f)[low])
     assert np.nanmax(np.abs(profile.f - reference.f - shift)[low]) < 0.3
+
+
+def test_mcmc_umbrella_with_single_particle_sweeps():
+    from mlmol.errors import MlmolError
+    from mlmol.samplers.umbrella import umbrella_mcmc
+    from mlmol.systems import DoubleWell, SolvatedDimer
+    from mlmol.systems.particles import dimer_distance
+
+    system = SolvatedDimer()
+    data = umbrella_mcmc(system, dimer_distance, [1.0, 2.0], 500.0, system.lattice, steps=40, burn=10, interval=10,
+                         chains=3, step=0.1, moves="particle")
+    assert [len(t) for t in data.traces] == [12, 12] and not data.periodic
+    assert abs(data.traces[0].mean() - 1.0) < 0.1 and abs(data.traces[1].mean() - 2.0) < 0.1
+    with pytest.raises(MlmolError, match="particle_energy"):
+        umbrella_mcmc(DoubleWell(), lambda x: x[..., 0], [0.0], 1.0, lambda c: [c, 0.0], steps=10, moves="particle")

@@ -109,3 +109,29 @@ def langevin(system: Energy, n: int, seed: int = 0, starts=None, step: float = 0
         return torch.where(accept[:, None], y, x), torch.where(accept, v, u)
 
     return _run(system, n, seed, starts, chains_per_start, burn, thin, propose, progress)
+
+
+def particle_sweep(system: Energy, x: torch.Tensor, u: torch.Tensor, g: torch.Generator, step: float,
+                   bias=None) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """One sweep of single-particle Metropolis moves over all chains ``x`` ``[chains, dim]``.
+
+    Particles are visited in a random order; each move displaces one particle by N(0, step²)
+    per coordinate and is accepted on the change of ``system.particle_energy(x, i)`` (the terms
+    that involve particle i) plus that of ``bias(x)`` (optional, per chain). ``u`` (the total
+    reduced energy per chain) is kept up to date. Returns x, u and the acceptance rate. Far
+    cheaper than moving all particles at once: each move costs O(n) and is accepted often.
+    """
+    n, d = system.n_particles, system.spatial_dim
+    accepted = 0.0
+    for i in torch.randperm(n, generator=g).tolist():
+        y = x.clone()
+        y[:, i * d:(i + 1) * d] += step * torch.randn(len(x), d, generator=g, dtype=x.dtype)
+        with torch.no_grad():
+            du = system.particle_energy(y, i) - system.particle_energy(x, i)
+            if bias is not None:
+                du = du + bias(y) - bias(x)
+        accept = (torch.log(torch.rand(len(x), generator=g, dtype=x.dtype)) < -du) & torch.isfinite(du)
+        x = torch.where(accept[:, None], y, x)
+        u = torch.where(accept, u + du, u)
+        accepted += float(accept.double().mean())
+    return x, u, accepted / n

@@ -19,7 +19,7 @@ import torch
 
 from ..errors import MlmolError
 from ..estimators import Profile
-from ..systems.base import Energy
+from ..systems.base import Energy, check_finite
 from ..systems.molecules import dihedral
 from ..systems.openmm import OpenMMEnergy
 from .md import MolecularDynamics, flat_bottom_restraint, torsion_restraint
@@ -231,25 +231,50 @@ class _Restrained(Energy):
 def umbrella_mcmc(system: Energy, variable: Callable[[torch.Tensor], torch.Tensor], centres, force_constant: float,
                   start: Callable[[float], torch.Tensor], steps: int = 50_000, burn: int = 10_000,
                   interval: int = 50, chains: int = 8, step: float = 0.02, seed: int = 0,
-                  progress: bool = False) -> UmbrellaTraces:
+                  progress: bool = False, moves: str = "all") -> UmbrellaTraces:
     """Umbrella sampling of any energy along ``variable(x)`` with Metropolis chains, all windows at once.
 
     ``chains`` independent chains per window centre start at ``start(centre)`` (a configuration
-    ``[dim]``), run ``burn`` then ``steps`` Gaussian random-walk steps (``step`` per coordinate)
-    under u(x) + ½ K (θ(x) − θ_k)² (K = ``force_constant`` in kT / unit²), and record θ every
-    ``interval`` steps. Returns traces in reduced units (kT = 1) for :func:`mbar_delta_f` and
-    :func:`mbar_profile`.
+    ``[dim]``), run ``burn`` then ``steps`` Metropolis steps under u(x) + ½ K (θ(x) − θ_k)² (K =
+    ``force_constant`` in kT / unit²) and record θ every ``interval`` steps. ``moves="all"``: a
+    step moves every coordinate by N(0, ``step``²); ``moves="particle"`` (particle systems with
+    ``particle_energy``): a step is a sweep of single-particle moves (:func:`particle_sweep`).
+    Returns traces in reduced units (kT = 1) for :func:`mbar_delta_f` and :func:`mbar_profile`.
     """
-    from .mcmc import metropolis
+    from .mcmc import metropolis, particle_sweep
 
     centres = np.asarray(centres, dtype=float).reshape(-1)
     per_chain = torch.as_tensor(np.repeat(centres, chains))
     starts = torch.stack([torch.as_tensor(start(float(c)), dtype=torch.float64) for c in per_chain.tolist()])
     biased = _Restrained(system, variable, per_chain, force_constant)
     kept = steps // interval
-    x = metropolis(biased, kept * len(starts), seed=seed, starts=starts, step=step, chains_per_start=1, burn=burn,
-                   thin=interval, progress=progress)
-    theta = variable(x).reshape(kept, len(centres), chains).numpy()
+    if moves == "all":
+        x = metropolis(biased, kept * len(starts), seed=seed, starts=starts, step=step, chains_per_start=1,
+                       burn=burn, thin=interval, progress=progress)
+        theta = variable(x).reshape(kept, len(centres), chains).numpy()
+    elif moves == "particle":
+        if not hasattr(system, "particle_energy"):
+            raise MlmolError(f"{system.name} has no particle_energy: use moves='all'")
+        g = torch.Generator().manual_seed(seed)
+        check_finite(biased, starts, "umbrella starting points")
+        x = starts
+        u = biased.energy(x)
+
+        def bias(y):
+            return 0.5 * force_constant * (variable(y) - per_chain) ** 2
+
+        sweeps = range(burn + steps)
+        if progress:
+            from tqdm.auto import tqdm
+            sweeps = tqdm(sweeps, desc="umbrella sweeps", mininterval=2.0, disable=None)
+        recorded = []
+        for k in sweeps:
+            x, u, _ = particle_sweep(system, x, u, g, step, bias)
+            if k >= burn and (k - burn) % interval == interval - 1:
+                recorded.append(variable(x))
+        theta = torch.stack(recorded).reshape(kept, len(centres), chains).numpy()
+    else:
+        raise MlmolError(f"unknown moves {moves!r}: use 'all' or 'particle'")
     traces = [theta[:, k, :].T.reshape(-1, 1) for k in range(len(centres))]  # chain after chain
     ks = np.full((len(centres), 1), float(force_constant))
     return UmbrellaTraces(centres[:, None], ks, traces, 1.0, periodic=False)

@@ -179,6 +179,24 @@ class SolvatedDimer(ParticleSystem):
         s = 2 * (d - self.d_mid)
         return self.slope * s - self.a * s**2 + self.b * s**4
 
+    def particle_energy(self, x: torch.Tensor, i: int) -> torch.Tensor:
+        """The terms of u that involve particle ``i``, ``[*batch]``: moving only particle i changes u
+        by exactly the change of this (used by single-particle Monte Carlo moves)."""
+        r = particle_view(x, self.n_particles, 2)
+        r2 = ((r - r[..., i : i + 1, :]) ** 2).sum(-1)
+        skip = torch.zeros(self.n_particles, dtype=torch.bool, device=x.device)
+        skip[i] = True
+        if i < 2:
+            skip[1 - i] = True  # the dimer pair has its own bond instead of the repulsion
+        q = self.r_min**2 / torch.where(skip, torch.ones_like(r2), r2)
+        q = q * q * q
+        u = self.epsilon * torch.where(skip, torch.zeros_like(q), q * q).sum(-1)
+        u = u + self.k_wall * (torch.clamp(r[..., i, :].abs() - self.box_half, min=0.0) ** 2).sum(-1)
+        if i < 2:
+            u = u + self.dimer_energy(dimer_distance(x))
+            u = u + self.k_dimer * ((x[..., 0] + x[..., 2]) ** 2 + x[..., 1] ** 2 + x[..., 3] ** 2)
+        return u
+
     def energy(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input(x)
         r = particle_view(x, self.n_particles, 2)
