@@ -35,6 +35,7 @@ from scipy.optimize import linear_sum_assignment
 from torch import nn
 
 from ..errors import MlmolError
+from .flow import DeviceAware
 
 
 def _mlp(sizes: list[int]) -> nn.Sequential:
@@ -135,7 +136,7 @@ def _centre(x: torch.Tensor, n: int, d: int) -> torch.Tensor:
     return (r - r.mean(-2, keepdim=True)).reshape(x.shape)
 
 
-class EquivariantFlow(nn.Module):
+class EquivariantFlow(DeviceAware):
     """A continuous normalizing flow x = φ₁(z) with a :class:`PairVelocity` (see the module notes).
 
     Offers the flow contract: ``sample_with_log_prob(n, temperature, generator)``, ``sample``,
@@ -156,15 +157,6 @@ class EquivariantFlow(nn.Module):
         self.spec = {"kind": "equivariant", "n_particles": self.n_particles, "spatial_dim": self.spatial_dim,
                      "hidden": hidden, "layers": layers, "basis": basis, "cutoff": cutoff, "steps": self.steps,
                      "chunk": self.chunk}
-        self.register_buffer("_anchor", torch.zeros(()))
-
-    @property
-    def device(self) -> torch.device:
-        return self._anchor.device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self._anchor.dtype
 
     def centre(self, x: torch.Tensor) -> torch.Tensor:
         return _centre(x, self.n_particles, self.spatial_dim)

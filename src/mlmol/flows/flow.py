@@ -12,7 +12,23 @@ from ..errors import MlmolError
 from .bijections import AffineCoupling, Bijection, Chain, SplineCoupling, Standardize
 
 
-class Flow(nn.Module):
+class DeviceAware(nn.Module):
+    """A module that knows its device and dtype (from a scalar buffer that follows ``.to``)."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("_anchor", torch.zeros(()))
+
+    @property
+    def device(self) -> torch.device:
+        return self._anchor.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self._anchor.dtype
+
+
+class Flow(DeviceAware):
     """Density q(x) = p_base(z) |det dz/dx| with x = transform(z).
 
     The base is N(0, τ I) on the latent coordinates, except those listed in ``circular``
@@ -32,15 +48,6 @@ class Flow(nn.Module):
         mask = torch.zeros(dim, dtype=torch.bool)
         mask[list(circular)] = True
         self.register_buffer("_circular", mask)
-        self.register_buffer("_anchor", torch.zeros(()))  # follows .to(device, dtype)
-
-    @property
-    def device(self) -> torch.device:
-        return self._anchor.device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self._anchor.dtype
 
     def base_log_prob(self, z: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
         n_gauss = self.dim - int(self._circular.sum())
