@@ -16,6 +16,7 @@ benchmarks/results/dimer_reference.json/.md, the profile to runs/dimer/reference
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
@@ -23,7 +24,7 @@ import numpy as np
 import torch
 from pipeline import markdown_table, write_results
 
-from mlmol.data import save_array
+from mlmol.data import atomic_write, save_array
 from mlmol.samplers.umbrella import UmbrellaTraces, mbar_delta_f, mbar_profile, umbrella_mcmc
 from mlmol.systems.particles import SolvatedDimer, dimer_distance
 
@@ -41,8 +42,10 @@ def repeat(seed: int, steps: int, burn: int, chains: int, step: float, moves: st
     tag = "" if moves == "all" else f"_{moves}"
     path = TRACES / f"umbrella{tag}_k{K:g}_steps{steps}_burn{burn}_chains{chains}_step{step:g}_seed{seed}.npz"
     wall = float("nan")
+    timing = path.with_suffix(".json")  # the wall time of the run that made the cached traces
     if path.is_file():
         data = UmbrellaTraces.load(path)
+        wall = json.loads(timing.read_text())["wall_s"] if timing.is_file() else wall
     else:
         system = SolvatedDimer()
         started = time.perf_counter()
@@ -52,6 +55,7 @@ def repeat(seed: int, steps: int, burn: int, chains: int, step: float, moves: st
         wall = time.perf_counter() - started
         TRACES.mkdir(parents=True, exist_ok=True)
         data.save(path)
+        atomic_write(timing, json.dumps({"wall_s": wall}))
     value, stderr, details = mbar_delta_f(data, is_open)
     return {"seed": seed, "delta_f": value, "mbar_stderr": stderr, "wall_s": wall,
             "min_neighbour_overlap": details["min_neighbour_overlap"],
