@@ -8,8 +8,8 @@ spline itself is zuko's.
 """
 
 from .bijections import AffineCoupling, Bijection, Chain, CircularShift, SplineCoupling, Standardize
-from .flow import FAMILIES, Flow, NeuralSpline, RealNVP, build
 from .equivariant import EquivariantFlow, PairVelocity
+from .flow import FAMILIES, Flow, NeuralSpline, RealNVP, build
 from .internal import InternalCoordinates, zmatrix
 from .molecular import MolecularFlow
 
