@@ -44,23 +44,26 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
-def plot(system, generated, log_weights, test, name: str) -> None:
+def observables(system, x: torch.Tensor) -> dict[str, np.ndarray]:
+    """Reduced energies ``[n]`` and all pair distances ``[n, pairs]`` of configurations."""
+    return {"energy": system.energy(x).numpy(), "distance": system.distances(x).numpy()}
+
+
+def plot(generated: dict, weights: np.ndarray, test: dict, name: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    w = torch.exp(log_weights - log_weights.max()).numpy()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    for ax, values, label in ((axes[0], lambda x: system.energy(x).numpy(), "reduced energy u (kT)"),
-                              (axes[1], lambda x: system.distances(x).numpy(), "interparticle distance")):
-        ref, gen = values(test), values(generated)
+    for ax, key, label in ((axes[0], "energy", "reduced energy u (kT)"), (axes[1], "distance", "interparticle distance")):
+        ref, gen = test[key], generated[key]
         k = gen.shape[1] if gen.ndim > 1 else 1
         lo, hi = np.percentile(ref, [0.05, 99.95])
         bins = np.linspace(lo - 0.1 * (hi - lo), hi + 0.1 * (hi - lo), 80)
         ax.hist(ref.ravel(), bins=bins, density=True, histtype="stepfilled", alpha=0.3, color="k", label="MCMC (test)")
         ax.hist(gen.ravel(), bins=bins, density=True, histtype="step", lw=1.5, label="generator")
-        ax.hist(gen.ravel(), bins=bins, weights=np.repeat(w, k), density=True, histtype="step", lw=1.5,
+        ax.hist(gen.ravel(), bins=bins, weights=np.repeat(weights, k), density=True, histtype="step", lw=1.5,
                 label="generator, reweighted")
         ax.set_xlabel(label)
         ax.set_ylabel("density")
@@ -95,31 +98,24 @@ def run(name: str, seed: int, train_steps: int | None, n_samples: int | None) ->
     nll_s = time.perf_counter() - started
 
     x, lw = generated.x, generated.log_weights
-    energy_edges = np.linspace(*np.percentile(system.energy(test).numpy(), [0.1, 99.9]), 61)
-    distance_edges = np.linspace(0.0, float(system.distances(test).max()), 61)
     w = torch.exp(lw - lw.max()).numpy()
-    distances, distances_test = system.distances(x).numpy(), system.distances(test).numpy()
-    k = distances.shape[1]
-    tv = {
-        "tv_energy": histogram_tv(generated.energy.numpy(), system.energy(test).numpy(), energy_edges),
-        "tv_energy_reweighted": histogram_tv(generated.energy.numpy(), system.energy(test).numpy(), energy_edges, w),
-        "tv_distance": histogram_tv(distances.ravel(), distances_test.ravel(), distance_edges),
-        "tv_distance_reweighted": histogram_tv(distances.ravel(), distances_test.ravel(), distance_edges,
-                                               np.repeat(w, k)),
-    }
-    # the same statistic between two independent MCMC splits: the floor set by finite samples
-    validation = data["validation"]
-    tv_floor = {"tv_energy_mcmc": histogram_tv(system.energy(validation).numpy(), system.energy(test).numpy(),
-                                               energy_edges),
-                "tv_distance_mcmc": histogram_tv(system.distances(validation).numpy().ravel(), distances_test.ravel(),
-                                                 distance_edges)}
-    plot(system, x, lw, test, name)
+    gen, ref, validation = (observables(system, y) for y in (x, test, data["validation"]))
+    edges = {"energy": np.linspace(*np.percentile(ref["energy"], [0.1, 99.9]), 61),
+             "distance": np.linspace(0.0, float(ref["distance"].max()), 61)}
+    k = gen["distance"].shape[1]
+    tv = {}
+    for key, weights in (("energy", w), ("distance", np.repeat(w, k))):
+        tv[f"tv_{key}"] = histogram_tv(gen[key].ravel(), ref[key].ravel(), edges[key])
+        tv[f"tv_{key}_reweighted"] = histogram_tv(gen[key].ravel(), ref[key].ravel(), edges[key], weights)
+        # the same statistic between two independent MCMC splits: the floor set by finite samples
+        tv[f"tv_{key}_mcmc"] = histogram_tv(validation[key].ravel(), ref[key].ravel(), edges[key])
+    plot(gen, w, ref, name)
     return {"system": name, "seed": seed, "train_steps": steps, "flow": options, "batch": schedule["batch"],
             "n_train": len(data["train"]), "n_test": len(test), "samples": len(x),
             "train_min": round(train_s / 60, 2), "train_peak_rss_mib": round(train_rss),
             "sample_s": round(sample_s, 1), "nll_s": round(nll_s, 1), "peak_rss_mib": round(peak_rss_mib()),
             "final_fm": history["fm"][-1], "ess_fraction": ess_fraction(lw), "nll_test": nll,
-            **{key: round(v, 4) for key, v in {**tv, **tv_floor}.items()}, "threads": torch.get_num_threads()}
+            **{key: round(v, 4) for key, v in tv.items()}, "threads": torch.get_num_threads()}
 
 
 def table(rows: list[dict]) -> list[str]:

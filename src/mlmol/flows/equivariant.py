@@ -29,12 +29,11 @@ from __future__ import annotations
 import itertools
 import math
 
-import numpy as np
 import torch
-from scipy.optimize import linear_sum_assignment
 from torch import nn
 
 from ..errors import MlmolError
+from ..systems.particles import hungarian_relabel, remove_mean
 from .flow import DeviceAware
 
 
@@ -131,11 +130,6 @@ class PairVelocity(nn.Module):
         return self._velocity(diff, phi, x.shape), pair_terms.sum(-1) + environment
 
 
-def _centre(x: torch.Tensor, n: int, d: int) -> torch.Tensor:
-    r = x.reshape(*x.shape[:-1], n, d)
-    return (r - r.mean(-2, keepdim=True)).reshape(x.shape)
-
-
 class EquivariantFlow(DeviceAware):
     """A continuous normalizing flow x = φ₁(z) with a :class:`PairVelocity` (see the module notes).
 
@@ -159,7 +153,7 @@ class EquivariantFlow(DeviceAware):
                      "chunk": self.chunk}
 
     def centre(self, x: torch.Tensor) -> torch.Tensor:
-        return _centre(x, self.n_particles, self.spatial_dim)
+        return remove_mean(x, self.n_particles, self.spatial_dim)
 
     def base_sample(self, n: int, temperature: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
         z = torch.randn(n, self.event_dim, generator=generator, dtype=self.dtype, device=self.device)
@@ -225,12 +219,9 @@ def align(x0: torch.Tensor, x1: torch.Tensor, n: int, d: int, rounds: int = 2) -
     Alternates the optimal permutation (Hungarian assignment of particles) and the optimal
     orthogonal map (Kabsch, by SVD) ``rounds`` times. Both ``[batch, n d]``, centred.
     """
-    a = x0.reshape(-1, n, d).clone()
-    b = x1.reshape(-1, n, d)
+    a, b = x0.reshape(-1, n, d), x1.reshape(-1, n, d)
     for _ in range(rounds):
-        cost = torch.cdist(b, a).pow(2).detach().cpu().numpy()
-        order = np.stack([linear_sum_assignment(c)[1] for c in cost])
-        a = torch.gather(a, 1, torch.as_tensor(order, device=a.device)[..., None].expand(-1, -1, d))
+        a = hungarian_relabel(a.reshape(-1, n * d), b.reshape(-1, n * d), first=0, spatial_dim=d).reshape(a.shape)
         u, _, vh = torch.linalg.svd(a.transpose(-1, -2) @ b)
         a = a @ (u @ vh)
     return a.reshape(x0.shape)

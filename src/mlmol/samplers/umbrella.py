@@ -224,8 +224,12 @@ class _Restrained(Energy):
         self.system, self.variable, self.force_constant = system, variable, force_constant
         self.register_buffer("centres", centres)
 
+    def bias(self, x: torch.Tensor) -> torch.Tensor:
+        """½ K (θ(x) − θ_c)² per chain."""
+        return 0.5 * self.force_constant * (self.variable(x) - self.centres) ** 2
+
     def energy(self, x: torch.Tensor) -> torch.Tensor:
-        return self.system.energy(x) + 0.5 * self.force_constant * (self.variable(x) - self.centres) ** 2
+        return self.system.energy(x) + self.bias(x)
 
 
 def umbrella_mcmc(system: Energy, variable: Callable[[torch.Tensor], torch.Tensor], centres, force_constant: float,
@@ -260,16 +264,13 @@ def umbrella_mcmc(system: Energy, variable: Callable[[torch.Tensor], torch.Tenso
         x = starts
         u = biased.energy(x)
 
-        def bias(y):
-            return 0.5 * force_constant * (variable(y) - per_chain) ** 2
-
         sweeps = range(burn + steps)
         if progress:
             from tqdm.auto import tqdm
             sweeps = tqdm(sweeps, desc="umbrella sweeps", mininterval=2.0, disable=None)
         recorded = []
         for k in sweeps:
-            x, u, _ = particle_sweep(system, x, u, g, step, bias)
+            x, u, _ = particle_sweep(system, x, u, g, step, biased.bias)
             if k >= burn and (k - burn) % interval == interval - 1:
                 recorded.append(variable(x))
         theta = torch.stack(recorded).reshape(kept, len(centres), chains).numpy()

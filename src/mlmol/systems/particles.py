@@ -179,6 +179,11 @@ class SolvatedDimer(ParticleSystem):
         s = 2 * (d - self.d_mid)
         return self.slope * s - self.a * s**2 + self.b * s**4
 
+    def _dimer_terms(self, x: torch.Tensor) -> torch.Tensor:
+        """The dimer bond and the restraint holding the dimer centred on the x axis, ``[*batch]``."""
+        restraint = self.k_dimer * ((x[..., 0] + x[..., 2]) ** 2 + x[..., 1] ** 2 + x[..., 3] ** 2)
+        return self.dimer_energy(dimer_distance(x)) + restraint
+
     def particle_energy(self, x: torch.Tensor, i: int) -> torch.Tensor:
         """The terms of u that involve particle ``i``, ``[*batch]``: moving only particle i changes u
         by exactly the change of this (used by single-particle Monte Carlo moves)."""
@@ -192,10 +197,7 @@ class SolvatedDimer(ParticleSystem):
         q = q * q * q
         u = self.epsilon * torch.where(skip, torch.zeros_like(q), q * q).sum(-1)
         u = u + self.k_wall * (torch.clamp(r[..., i, :].abs() - self.box_half, min=0.0) ** 2).sum(-1)
-        if i < 2:
-            u = u + self.dimer_energy(dimer_distance(x))
-            u = u + self.k_dimer * ((x[..., 0] + x[..., 2]) ** 2 + x[..., 1] ** 2 + x[..., 3] ** 2)
-        return u
+        return u + self._dimer_terms(x) if i < 2 else u
 
     def energy(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input(x)
@@ -205,21 +207,22 @@ class SolvatedDimer(ParticleSystem):
         repulsion = self.epsilon * (q * q).sum(-1)
         outside = torch.clamp(r.abs() - self.box_half, min=0.0)
         walls = self.k_wall * (outside**2).sum((-1, -2))
-        restraint = self.k_dimer * ((x[..., 0] + x[..., 2]) ** 2 + x[..., 1] ** 2 + x[..., 3] ** 2)
-        return self.dimer_energy(dimer_distance(x)) + repulsion + walls + restraint
+        return self._dimer_terms(x) + repulsion + walls
 
 
 def hungarian_relabel(x: torch.Tensor, reference: torch.Tensor, first: int = 2, spatial_dim: int = 2) -> torch.Tensor:
     """Relabel the identical particles ``first, first + 1, ...`` of each configuration to a reference.
 
     Solves the assignment that minimises Σ |x_π(i) − ref_i|² (Hungarian algorithm, scipy) and
-    reorders the particles accordingly; earlier particles keep their labels. The images of all
-    configurations form one permutation sector: a fundamental domain of the permutation group.
+    reorders the particles accordingly; earlier particles keep their labels. ``reference`` is one
+    configuration ``[dim]`` or one per configuration (same shape as ``x``). With one reference the
+    images of all configurations form one permutation sector: a fundamental domain of the
+    permutation group.
     """
     r = x.detach().reshape(*x.shape[:-1], -1, spatial_dim).clone()
-    ref = reference.reshape(-1, spatial_dim)[first:].to(r)
     flat = r.reshape(-1, *r.shape[-2:])
-    cost = torch.cdist(ref.expand(len(flat), -1, -1), flat[:, first:]).pow(2).cpu().numpy()
+    ref = reference.detach().to(r).expand(x.shape).reshape(flat.shape)[:, first:]
+    cost = torch.cdist(ref, flat[:, first:]).pow(2).cpu().numpy()
     order = torch.as_tensor(np.stack([linear_sum_assignment(c)[1] for c in cost]), device=r.device) + first
     flat[:, first:] = torch.gather(flat, 1, order[..., None].expand(-1, -1, spatial_dim))
     return flat.reshape(x.shape).to(x.dtype)
