@@ -39,13 +39,15 @@ from mlmol.samplers import metropolis
 from mlmol.systems.particles import SolvatedDimer, dimer_distance, hungarian_relabel, in_sector
 
 DATA = Path(__file__).resolve().parent.parent / "runs" / "dimer"
-DATA_SETTINGS = {"chains": 1000, "burn": 10_000, "thin": 500, "per_chain": 10, "step": 0.02}  # per state
+# per state; sweeps of single-particle moves (all-particle moves barely rearrange the solvent, and
+# a flow trained on those frames memorised them)
+DATA_SETTINGS = {"chains": 1000, "burn": 1000, "thin": 50, "per_chain": 20, "step": 0.1, "moves": "particle"}
 
 
 def training_data(system: SolvatedDimer) -> tuple[torch.Tensor, float]:
-    """Metropolis frames from the closed (d = 1) and open (d = 2) lattices, relabelled; cached."""
+    """Metropolis frames (particle sweeps) from the closed (d = 1) and open (d = 2) lattices, relabelled; cached."""
     s = DATA_SETTINGS
-    path = DATA / ("data_" + "_".join(f"{k}{v:g}" for k, v in s.items()) + ".npz")
+    path = DATA / ("data_" + "_".join(f"{k}{v}" for k, v in s.items()) + ".npz")
     if path.is_file():
         with np.load(path) as f:
             return torch.from_numpy(f["x"]), float(f["wall_s"])
@@ -54,7 +56,7 @@ def training_data(system: SolvatedDimer) -> tuple[torch.Tensor, float]:
     for seed, d in enumerate((1.0, 2.0)):
         frames.append(metropolis(system, s["chains"] * s["per_chain"], seed=seed, starts=system.lattice(d)[None],
                                  step=s["step"], chains_per_start=s["chains"], burn=s["burn"], thin=s["thin"],
-                                 progress=True))
+                                 progress=True, moves=s["moves"]))
     x = hungarian_relabel(torch.cat(frames), system.lattice(1.5))
     wall = time.perf_counter() - started
     DATA.mkdir(parents=True, exist_ok=True)
@@ -94,6 +96,8 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=200_000)
     parser.add_argument("--temperatures", type=float, nargs="+", default=[1.0, 2.0])
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--no-mirror", dest="mirror", action="store_false",
+                        help="train on the frames only, without their images under the box's reflections")
     parser.add_argument("--data-only", action="store_true", help="only make (and cache) the training data")
     parser.add_argument("--tabulate", action="store_true",
                         help="train nothing: redraw the table and plot from stored rows against the current reference")
@@ -115,6 +119,11 @@ def main() -> None:
         return
 
     torch.manual_seed(args.seed)
+    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))
+    n_held = round(0.05 * len(data))  # held out before augmenting: no mirror image of a held frame is trained on
+    held, data = data[order[:n_held]], data[order[n_held:]]
+    if args.mirror:
+        data = hungarian_relabel(system.mirror_images(data), system.lattice(1.5))
     loc, scale = data.mean(0).float(), data.std(0).float().clamp(min=1e-3)
     if args.flow == "realnvp":  # the paper's network
         flow = RealNVP(system.dim, blocks=8, hidden=(200, 200, 200), loc=loc, scale=scale)
@@ -122,14 +131,17 @@ def main() -> None:
         flow = NeuralSpline(system.dim, blocks=6, hidden=(256, 256), bins=8, bound=5.0, loc=loc, scale=scale)
     recipe = noe2019(system, data.float(), losses=args.losses, steps=args.steps, ml_fraction=1.0 if args.losses == "ml"
                      else 0.5, ml_batch=512, ml_lr=1e-3, ml_lr_end=1e-5, batch=512, lr=1e-4, lr_end=1e-5,
-                     validation=0.05, high=1e3, cap=1e6)
+                     high=1e3, cap=1e6)
+    recipe.validation = held.float()
     started = time.perf_counter()
-    history = fit(flow, recipe, seed=args.seed, progress=True, log_every=100,
-                  checkpoint=DATA / f"bg_{args.flow}_{args.losses}_seed{args.seed}.pt")
+    run_name = f"bg_{args.flow}_{args.losses}_steps{args.steps}{'_mirror' if args.mirror else ''}_seed{args.seed}"
+    history = fit(flow, recipe, seed=args.seed, progress=True, log_every=100, checkpoint=DATA / f"{run_name}.pt",
+                  metrics=DATA / f"{run_name}_metrics.jsonl")
     train_s = time.perf_counter() - started
 
     reference_sector = system.lattice(1.5)
     row = {"seed": args.seed, "steps": args.steps, "losses": args.losses, "flow": args.flow, "n_data": len(data),
+           "mirror": args.mirror,
            "data_min": round(data_s / 60, 2), "train_min": round(train_s / 60, 2),
            "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
            "val_ml": history["val_ml"][-1], "samples": args.samples, "temperatures": {}}

@@ -171,20 +171,37 @@ def test_hungarian_relabelling_is_a_fundamental_domain_of_solvent_permutations()
     assert in_sector(y, reference).all() and not in_sector(permuted, reference).all()
 
 
-def test_single_particle_moves_change_the_energy_by_the_particle_terms():
+@pytest.mark.parametrize("name", ["solvated-dimer", "lj13"])
+def test_single_particle_moves_change_the_energy_by_the_particle_terms(name):
     from mlmol.samplers.mcmc import particle_sweep
-    from mlmol.systems import SolvatedDimer
 
-    system = SolvatedDimer()
+    system = get(name)
+    d = system.spatial_dim
     g = torch.Generator().manual_seed(9)
-    x = system.lattice(1.5)[None] + 0.1 * torch.randn(6, 76, generator=g, dtype=torch.float64)
-    for i in (0, 1, 2, 37):
+    start = system.lattice(1.5) if name == "solvated-dimer" else torch.tensor(system.minima[0], dtype=torch.float64)
+    x = start[None] + 0.1 * torch.randn(6, system.dim, generator=g, dtype=torch.float64)
+    for i in (0, 1, 2, system.n_particles - 1):
         y = x.clone()
-        y[:, 2 * i:2 * i + 2] += 0.2 * torch.randn(6, 2, generator=g, dtype=torch.float64)
+        y[:, d * i:d * i + d] += 0.2 * torch.randn(6, d, generator=g, dtype=torch.float64)
         torch.testing.assert_close(system.particle_energy(y, i) - system.particle_energy(x, i),
                                    system.energy(y) - system.energy(x))
     u = system.energy(x)
     for _ in range(3):
-        x, u, rate = particle_sweep(system, x, u, g, step=0.1)
+        x, u, rate = particle_sweep(system, x, u, g, step=0.1 if name == "solvated-dimer" else 0.05)
     torch.testing.assert_close(u, system.energy(x))  # the running energy stays exact
     assert 0.05 < rate < 0.95
+
+
+def test_dimer_mirror_images_keep_the_energy_and_the_dimer_on_the_left():
+    from mlmol.systems import SolvatedDimer
+
+    system = SolvatedDimer()
+    g = torch.Generator().manual_seed(4)
+    x = system.lattice(1.5)[None] + 0.1 * torch.randn(5, 76, generator=g, dtype=torch.float64)
+    images = system.mirror_images(x)
+    assert images.shape == (20, 76)
+    torch.testing.assert_close(images[:5], x)
+    torch.testing.assert_close(system.energy(images), system.energy(x).repeat(4))
+    assert (images[:, 0] < images[:, 2]).all()  # particle 0 stays left of particle 1
+    flipped = images[5:10].reshape(5, 38, 2)
+    torch.testing.assert_close(flipped[..., 1], -x.reshape(5, 38, 2)[..., 1])  # y → −y

@@ -77,8 +77,22 @@ def _run(system: Energy, n: int, seed: int, starts, chains_per_start: int, burn:
 
 
 def metropolis(system: Energy, n: int, seed: int = 0, starts=None, step: float = 0.1,
-               chains_per_start: int = 50, burn: int = 100, thin: int = 10, progress: bool = False) -> torch.Tensor:
-    """``n`` samples (float64, ``[n, dim]``) from random-walk Metropolis chains (Gaussian steps)."""
+               chains_per_start: int = 50, burn: int = 100, thin: int = 10, progress: bool = False,
+               moves: str = "all") -> torch.Tensor:
+    """``n`` samples (float64, ``[n, dim]``) from random-walk Metropolis chains (Gaussian steps).
+
+    ``moves="all"``: a step moves every coordinate by N(0, ``step``²). ``moves="particle"``
+    (particle systems with ``particle_energy``): a step is a sweep of single-particle moves
+    (:func:`particle_sweep`), far better at decorrelating dense solvent; ``burn`` and ``thin``
+    then count sweeps.
+    """
+    if moves == "particle":
+        if not hasattr(system, "particle_energy"):
+            raise MlmolError(f"{system.name} has no particle_energy: use moves='all'")
+        return _run(system, n, seed, starts, chains_per_start, burn, thin,
+                    lambda x, u, g: particle_sweep(system, x, u, g, step)[:2], progress)
+    if moves != "all":
+        raise MlmolError(f"unknown moves {moves!r}: use 'all' or 'particle'")
 
     def propose(x, u, g):
         y = x + step * torch.randn(x.shape, generator=g, dtype=x.dtype)

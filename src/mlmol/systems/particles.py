@@ -116,6 +116,17 @@ class LennardJones(ParticleSystem):
         if (n_particles, spatial_dim) == (13, 3):  # a start for reference chains: a centred icosahedron
             self.minima = (tuple(icosahedron(r_min).reshape(-1).tolist()),)
 
+    def particle_energy(self, x: torch.Tensor, i: int) -> torch.Tensor:
+        """The pair terms of particle ``i`` plus the whole oscillator (it moves with x̄), ``[*batch]``:
+        moving only particle i changes u by exactly the change of this."""
+        r = particle_view(x, self.n_particles, self.spatial_dim)
+        others = torch.arange(self.n_particles, device=x.device) != i
+        r2 = ((r[..., others, :] - r[..., i : i + 1, :]) ** 2).sum(-1)
+        q6 = (self.r_min**2 / r2) ** 3
+        lj = self.pair_factor * self.epsilon * (q6**2 - 2 * q6).sum(-1)
+        centred = remove_mean(x, self.n_particles, self.spatial_dim)
+        return lj + 0.5 * self.oscillator * (centred**2).sum(-1)
+
     def energy(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input(x)
         q6 = (self.r_min / self.distances(x)) ** 6
@@ -174,6 +185,17 @@ class SolvatedDimer(ParticleSystem):
         solvent = torch.stack([gx.reshape(-1), gy.reshape(-1)], -1)
         dimer = torch.tensor([[-d / 2, 0.0], [d / 2, 0.0]], dtype=torch.float64)
         return 1.05 * torch.cat([dimer, solvent]).reshape(-1)
+
+    def mirror_images(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` and its images under the box's reflections, ``[4 n, 76]``: y → −y; x → −x with the
+        dimer's two particles swapped (so particle 0 stays on the left, as the restraint keeps it);
+        both. The energy is invariant to each (exact data augmentation; relabel the solvent after)."""
+        r = particle_view(x, self.n_particles, 2)
+        flip_y = r * torch.tensor([1.0, -1.0], dtype=r.dtype, device=r.device)
+        order = torch.tensor([1, 0, *range(2, self.n_particles)], device=r.device)
+        flip_x = (-flip_y)[..., order, :]  # both reflections, dimer swapped
+        images = [r, flip_y, flip_x * torch.tensor([1.0, -1.0], dtype=r.dtype, device=r.device), flip_x]
+        return torch.cat([image.reshape(x.shape) for image in images])
 
     def dimer_energy(self, d: torch.Tensor) -> torch.Tensor:
         s = 2 * (d - self.d_mid)
