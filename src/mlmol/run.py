@@ -49,19 +49,20 @@ MOLECULE_DEFAULTS: dict = {  # the alanine dipeptide schedule of benchmarks/ala2
 }
 
 
-def _particle_defaults(step: float, cutoff: float, steps: int) -> dict:
+def _particle_defaults(data: dict, cutoff: float, steps: int) -> dict:
     """Identical particles: Metropolis data, an equivariant flow, equivariant flow matching."""
     return {**DEFAULTS,
-            "data": {"sampler": "metropolis", "n": 100_000, "step": step, "chains_per_start": 1000,
-                     "burn": 20_000, "thin": 500, "starts": None},
+            "data": {"sampler": "metropolis", "n": 100_000, "chains_per_start": 1000, "starts": None, **data},
             "flow": {"kind": "equivariant", "hidden": 64, "layers": 3, "basis": 16, "cutoff": cutoff, "steps": 20},
             "recipe": {"name": "klein2023", "steps": steps, "batch": 256, "lr": 1e-3, "lr_end": 1e-5},
             "evaluate": {"n": 20_000, "bins": 60, "max_f": 5.0}}
 
 
 SYSTEM_DEFAULTS: dict = {  # flows and schedules used by benchmarks/particles_bg.py
-    "dw4": _particle_defaults(step=0.25, cutoff=8.0, steps=20_000),
-    "lj13": _particle_defaults(step=0.04, cutoff=4.0, steps=10_000),
+    "dw4": _particle_defaults({"step": 0.25, "burn": 20_000, "thin": 500}, cutoff=8.0, steps=20_000),
+    # LJ-13: sweeps of single-particle moves relax the cluster (burn and thin count sweeps)
+    "lj13": _particle_defaults({"moves": "particle", "step": 0.1, "burn": 5000, "thin": 100}, cutoff=4.0,
+                               steps=10_000),
 }
 
 
