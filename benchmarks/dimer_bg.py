@@ -8,7 +8,7 @@ transitions: the barrier is about 18 kT; sweeps of single-particle moves, so the
 decorrelates), solvent labels made consistent by Hungarian assignment to a reference lattice,
 the frames' mirror images added (the box's reflections: exact augmentation), the paper's
 RealNVP (8 blocks of 3 × 200) trained by maximum likelihood for half the steps, then by ML +
-KL (the energy), and reweighting. ``--resume`` continues (or only re-evaluates) a run from its
+KL (the energy) + RC (the entropy of samples along x₁ ≈ d/2, weight 5), and reweighting. ``--resume`` continues (or only re-evaluates) a run from its
 checkpoint in runs/dimer/. Density accounting for the
 relabelling: the flow's samples are kept only where relabelling leaves them unchanged (the
 reference sector, one copy of every configuration up to solvent permutations); elsewhere
@@ -68,24 +68,31 @@ def training_data(system: SolvatedDimer) -> tuple[torch.Tensor, float]:
     return x, wall
 
 
-def plot(profile, reference: dict, path: Path) -> None:
+def plot(rows: list[dict], reference: dict, path: Path) -> None:
+    """Each row's reweighted profile along d (kT = 1) against the umbrella reference."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    fig, ax = plt.subplots(figsize=(6, 4))
     centres = 0.5 * (reference["edges"][1:] + reference["edges"][:-1])
     ax.errorbar(centres, reference["f"], yerr=reference["stderr"], color="k", lw=1.2, label="umbrella + MBAR")
-    f = profile.f - np.nanmin(profile.f)
-    ax.errorbar(profile.centres, f, yerr=profile.stderr, fmt="o", ms=3, label="Boltzmann generator, reweighted")
+    for r in rows:
+        profile = Profile(*(np.asarray(r["profile"][k], dtype=float) for k in ("edges", "f", "stderr")))
+        ax.errorbar(profile.centres, profile.f - np.nanmin(profile.f), yerr=profile.stderr, fmt="o", ms=3,
+                    label=f"BG ({label(r)}, seed {r['seed']}), reweighted")
     ax.set_xlabel("dimer distance d")
     ax.set_ylabel("free energy (kT)")
     ax.set_ylim(-0.5, 25)
-    ax.legend()
+    ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def label(row: dict) -> str:
+    return row["losses"] + (f", w_rc {row['w_rc']:g}" if "w_rc" in row else "")
 
 
 def main() -> None:
@@ -95,7 +102,9 @@ def main() -> None:
     parser.add_argument("--flow", choices=["spline", "realnvp"], default="realnvp",
                         help="realnvp: the paper's 8 blocks of 3 × 200; spline: 6 blocks of rational-quadratic "
                              "splines (3× slower per step)")
-    parser.add_argument("--losses", default="ml+kl")
+    parser.add_argument("--losses", default="ml+kl+rc", help="the second stage: ml+kl+rc (the paper's; the RC loss "
+                        "spreads samples along d over the barrier, weight --w-rc) or ml+kl")
+    parser.add_argument("--w-rc", type=float, default=5.0)
     parser.add_argument("--samples", type=int, default=1_000_000)
     parser.add_argument("--resume", action="store_true",
                         help="continue from this run's checkpoint (a finished run is only re-evaluated); the "
@@ -137,16 +146,17 @@ def main() -> None:
         flow = NeuralSpline(system.dim, blocks=6, hidden=(256, 256), bins=8, bound=5.0, loc=loc, scale=scale)
     recipe = noe2019(system, data.float(), losses=args.losses, steps=args.steps, ml_fraction=1.0 if args.losses == "ml"
                      else 0.5, ml_batch=512, ml_lr=1e-3, ml_lr_end=1e-5, batch=512, lr=1e-4, lr_end=1e-5,
-                     high=1e3, cap=1e6)
+                     high=1e3, cap=1e6, w_rc=args.w_rc)
     recipe.validation = held.float()
-    run_name = f"bg_{args.flow}_{args.losses}_steps{args.steps}{'_mirror' if args.mirror else ''}_seed{args.seed}"
+    rc = f"_wrc{args.w_rc:g}" if "rc" in args.losses.split("+") else ""
+    run_name = f"bg_{args.flow}_{args.losses}{rc}_steps{args.steps}{'_mirror' if args.mirror else ''}_seed{args.seed}"
     history = fit(flow, recipe, seed=args.seed, progress=True, log_every=100, checkpoint=DATA / f"{run_name}.pt",
                   metrics=DATA / f"{run_name}_metrics.jsonl", resume=args.resume)
     train_s = history.records[-1]["time_s"]  # the training loop's own clock
 
     reference_sector = system.lattice(1.5)
     row = {"seed": args.seed, "steps": args.steps, "losses": args.losses, "flow": args.flow, "n_data": len(data),
-           "mirror": args.mirror,
+           "mirror": args.mirror, **({"w_rc": args.w_rc} if rc else {}),
            "data_min": round(data_s / 60, 2), "train_min": round(train_s / 60, 2),
            "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
            "val_ml": history["val_ml"][-1], "samples": args.samples, "temperatures": {}}
@@ -163,8 +173,13 @@ def main() -> None:
             row["profile"] = {"edges": profile.edges.tolist(), "f": profile.f.tolist(),
                               "stderr": profile.stderr.tolist()}
     path = RESULTS / "dimer_bg.json"
-    rows = [r for r in (json.loads(path.read_text()) if path.is_file() else []) if r["seed"] != args.seed] + [row]
-    render(sorted(rows, key=lambda r: r["seed"]), reference, reference_profile)
+    rows = [r for r in (json.loads(path.read_text()) if path.is_file() else []) if key(r) != key(row)] + [row]
+    render(sorted(rows, key=key), reference, reference_profile)
+
+
+def key(row: dict) -> tuple:
+    """Rows of the same training setting and seed replace each other."""
+    return row["flow"], row["losses"], row.get("w_rc", 0.0), row["steps"], row.get("mirror", False), row["seed"]
 
 
 def render(rows: list[dict], reference: dict, reference_profile: dict) -> None:
@@ -179,20 +194,20 @@ def render(rows: list[dict], reference: dict, reference_profile: dict) -> None:
         for tau, t in r["temperatures"].items():
             ref = f"{reference['delta_f']:.2f} ± {ref_error:.2f}" if tau == "1.0" else "—"
             diff = f"{r['difference']:+.2f}" if tau == "1.0" else "—"
-            cells.append([str(r["seed"]), tau, f"{r['train_min']:.1f}", f"{r['peak_rss_mib']:,}",
-                          f"{100 * t['ess_fraction']:.2f}%", f"{100 * t['in_sector']:.0f}%",
+            cells.append([f"{r['flow']}, {label(r)}", str(r["seed"]), tau, f"{r['train_min']:.1f}",
+                          f"{r['peak_rss_mib']:,}", f"{100 * t['ess_fraction']:.3f}%", f"{100 * t['in_sector']:.0f}%",
                           f"{t['delta_f']:.2f} ± {t['stderr']:.2f}", ref, diff])
+    plot([r for r in rows if "profile" in r], reference_profile, RESULTS / "dimer_bg.png")
     last = rows[-1]
-    if "profile" in last:
-        profile = Profile(*(np.asarray(last["profile"][k], dtype=float) for k in ("edges", "f", "stderr")))
-        plot(profile, reference_profile, RESULTS / "dimer_bg.png")
     table = markdown_table(
-        f"Solvated dimer: Boltzmann generator (`python benchmarks/dimer_bg.py --seed S`; {last['flow']} flow, "
-        f"{last['losses']} on {last['n_data']:,} relabelled Metropolis frames, {last.get('samples', 200_000):,} samples per "
-        "temperature τ) against umbrella sampling + MBAR at kT = 1:",
-        ["seed", "τ", "training (min)", "peak memory (MiB)", "ESS", "in sector", "BG ΔF(open − closed) (kT)",
-         "reference (kT)", "difference (kT)"], cells, text_columns=2)
+        f"Solvated dimer: Boltzmann generator (`python benchmarks/dimer_bg.py --seed S [--losses L]`; "
+        f"{last['n_data']:,} relabelled Metropolis frames with their mirror images, {last['steps']:,} steps, "
+        f"{last['samples']:,} samples per latent temperature τ, reweighted to kT = τ) against umbrella sampling + "
+        "MBAR at kT = 1:",
+        ["model", "seed", "τ", "training (min)", "peak memory (MiB)", "ESS", "in sector", "BG ΔF(open − closed) (kT)",
+         "reference (kT)", "difference (kT)"], cells, text_columns=3)
     write_results("dimer_bg", rows, table)
+
 
 if __name__ == "__main__":
     main()

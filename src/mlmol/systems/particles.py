@@ -162,6 +162,8 @@ class SolvatedDimer(ParticleSystem):
     name = "solvated-dimer"
     variables: ClassVar[dict] = {"d": dimer_distance}
     states = ("d > 1.5", "d < 1.5")  # ΔF reported: open − closed
+    # the RC loss spreads samples along x₁ ≈ d / 2 (the restraint centres the dimer), d from 0.7 to 2.3
+    rc = (2, 0.35, 1.15)
 
     def __init__(self, n_solvent: int = 36, epsilon: float = 1.0, r_min: float = 1.1, slope: float = 2.0,
                  a: float = 25.0, b: float = 10.0, d_mid: float = 1.5, k_dimer: float = 20.0,
