@@ -122,17 +122,19 @@ class LennardJones(ParticleSystem):
         r = particle_view(x, self.n_particles, self.spatial_dim)
         others = torch.arange(self.n_particles, device=x.device) != i
         r2 = ((r[..., others, :] - r[..., i : i + 1, :]) ** 2).sum(-1)
-        q6 = (self.r_min**2 / r2) ** 3
-        lj = self.pair_factor * self.epsilon * (q6**2 - 2 * q6).sum(-1)
-        centred = remove_mean(x, self.n_particles, self.spatial_dim)
-        return lj + 0.5 * self.oscillator * (centred**2).sum(-1)
+        return self._pair_sum((self.r_min**2 / r2) ** 3) + self._oscillator(x)
 
     def energy(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input(x)
-        q6 = (self.r_min / self.distances(x)) ** 6
-        lj = self.pair_factor * self.epsilon * (q6**2 - 2 * q6).sum(-1)
+        return self._pair_sum((self.r_min / self.distances(x)) ** 6) + self._oscillator(x)
+
+    def _pair_sum(self, q6: torch.Tensor) -> torch.Tensor:
+        """f ε Σ (q⁶² − 2 q⁶) over the last axis, for q⁶ = (r_m / r)⁶ of the pairs."""
+        return self.pair_factor * self.epsilon * (q6**2 - 2 * q6).sum(-1)
+
+    def _oscillator(self, x: torch.Tensor) -> torch.Tensor:
         centred = remove_mean(x, self.n_particles, self.spatial_dim)
-        return lj + 0.5 * self.oscillator * (centred**2).sum(-1)
+        return 0.5 * self.oscillator * (centred**2).sum(-1)
 
 
 def dimer_distance(x: torch.Tensor) -> torch.Tensor:
@@ -193,10 +195,11 @@ class SolvatedDimer(ParticleSystem):
         dimer's two particles swapped (so particle 0 stays on the left, as the restraint keeps it);
         both. The energy is invariant to each (exact data augmentation; relabel the solvent after)."""
         r = particle_view(x, self.n_particles, 2)
-        flip_y = r * torch.tensor([1.0, -1.0], dtype=r.dtype, device=r.device)
+        mirror_y = torch.tensor([1.0, -1.0], dtype=r.dtype, device=r.device)
         order = torch.tensor([1, 0, *range(2, self.n_particles)], device=r.device)
-        flip_x = (-flip_y)[..., order, :]  # both reflections, dimer swapped
-        images = [r, flip_y, flip_x * torch.tensor([1.0, -1.0], dtype=r.dtype, device=r.device), flip_x]
+        flip_y = r * mirror_y
+        flip_xy = (-flip_y)[..., order, :]  # both reflections, dimer swapped
+        images = [r, flip_y, flip_xy * mirror_y, flip_xy]
         return torch.cat([image.reshape(x.shape) for image in images])
 
     def dimer_energy(self, d: torch.Tensor) -> torch.Tensor:
@@ -217,21 +220,25 @@ class SolvatedDimer(ParticleSystem):
         skip[i] = True
         if i < 2:
             skip[1 - i] = True  # the dimer pair has its own bond instead of the repulsion
-        q = self.r_min**2 / torch.where(skip, torch.ones_like(r2), r2)
-        q = q * q * q
-        u = self.epsilon * torch.where(skip, torch.zeros_like(q), q * q).sum(-1)
-        u = u + self.k_wall * (torch.clamp(r[..., i, :].abs() - self.box_half, min=0.0) ** 2).sum(-1)
+        q12 = self._inverse_12(torch.where(skip, torch.ones_like(r2), r2))
+        u = self.epsilon * torch.where(skip, torch.zeros_like(q12), q12).sum(-1) + self._walls(r[..., i, :], -1)
         return u + self._dimer_terms(x) if i < 2 else u
 
     def energy(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input(x)
         r = particle_view(x, self.n_particles, 2)
-        q = self.r_min**2 / ((r[..., self._i, :] - r[..., self._j, :]) ** 2).sum(-1)
+        q12 = self._inverse_12(((r[..., self._i, :] - r[..., self._j, :]) ** 2).sum(-1))
+        return self._dimer_terms(x) + self.epsilon * q12.sum(-1) + self._walls(r, (-1, -2))
+
+    def _inverse_12(self, r2: torch.Tensor) -> torch.Tensor:
+        """(r_m² / r²)⁶ for squared pair distances ``r2``, elementwise (the repulsion over ε)."""
+        q = self.r_min**2 / r2
         q = q * q * q
-        repulsion = self.epsilon * (q * q).sum(-1)
-        outside = torch.clamp(r.abs() - self.box_half, min=0.0)
-        walls = self.k_wall * (outside**2).sum((-1, -2))
-        return self._dimer_terms(x) + repulsion + walls
+        return q * q
+
+    def _walls(self, r: torch.Tensor, dims) -> torch.Tensor:
+        """k_w Σ δ² over ``dims`` of particle positions ``r``, δ the distance beyond the box per coordinate."""
+        return self.k_wall * (torch.clamp(r.abs() - self.box_half, min=0.0) ** 2).sum(dims)
 
 
 def hungarian_relabel(x: torch.Tensor, reference: torch.Tensor, first: int = 2, spatial_dim: int = 2) -> torch.Tensor:
