@@ -187,6 +187,18 @@ def log_partition(system: Energy, points: int = 801) -> float:
     return float(torch.logsumexp(-u, 0)) + math.log(cell)
 
 
+def exact_samples(system: Energy, n: int, seed: int = 0, points: int = 801) -> torch.Tensor:
+    """``n`` samples (float64 ``[n, dim]``) of exp(−u) by quadrature over ``system.bounds``
+    (dim <= 2): a grid cell drawn with its Boltzmann weight, then a uniform point inside it."""
+    axes, x = grid(require_bounds(system), points)
+    with torch.no_grad():
+        u = system.energy(x).double()
+    g = torch.Generator().manual_seed(seed)
+    cells = torch.multinomial(torch.softmax(-u, 0), n, replacement=True, generator=g)
+    spacing = torch.tensor([float(a[1] - a[0]) for a in axes], dtype=torch.float64)
+    return x[cells] + (torch.rand(n, len(axes), generator=g, dtype=torch.float64) - 0.5) * spacing
+
+
 def require_bounds(system: Energy) -> Bounds:
     if system.bounds is None or system.dim > 2:
         raise MlmolError(

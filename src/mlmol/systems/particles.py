@@ -241,21 +241,25 @@ class SolvatedDimer(ParticleSystem):
         return self.k_wall * (torch.clamp(r.abs() - self.box_half, min=0.0) ** 2).sum(dims)
 
 
-def hungarian_relabel(x: torch.Tensor, reference: torch.Tensor, first: int = 2, spatial_dim: int = 2) -> torch.Tensor:
+def hungarian_relabel(x: torch.Tensor, reference: torch.Tensor, first: int = 2, spatial_dim: int = 2,
+                      chunk: int = 10_000) -> torch.Tensor:
     """Relabel the identical particles ``first, first + 1, ...`` of each configuration to a reference.
 
     Solves the assignment that minimises Σ |x_π(i) − ref_i|² (Hungarian algorithm, scipy) and
     reorders the particles accordingly; earlier particles keep their labels. ``reference`` is one
     configuration ``[dim]`` or one per configuration (same shape as ``x``). With one reference the
     images of all configurations form one permutation sector: a fundamental domain of the
-    permutation group.
+    permutation group. Memory: ``chunk`` configurations' cost matrices at a time.
     """
     r = x.detach().reshape(*x.shape[:-1], -1, spatial_dim).clone()
     flat = r.reshape(-1, *r.shape[-2:])
-    ref = reference.detach().to(r).expand(x.shape).reshape(flat.shape)[:, first:]
-    cost = torch.cdist(ref, flat[:, first:]).pow(2).cpu().numpy()
-    order = torch.as_tensor(np.stack([linear_sum_assignment(c)[1] for c in cost]), device=r.device) + first
-    flat[:, first:] = torch.gather(flat, 1, order[..., None].expand(-1, -1, spatial_dim))
+    ref = reference.detach().to(r).expand(x.shape).reshape(flat.shape)
+    for rows in torch.arange(len(flat), device=flat.device).split(chunk):  # cost matrices chunk by chunk
+        part = flat[rows]
+        cost = torch.cdist(ref[rows, first:], part[:, first:]).pow(2).cpu().numpy()
+        order = torch.as_tensor(np.stack([linear_sum_assignment(c)[1] for c in cost]), device=r.device) + first
+        part[:, first:] = torch.gather(part, 1, order[..., None].expand(-1, -1, spatial_dim))
+        flat[rows] = part
     return flat.reshape(x.shape).to(x.dtype)
 
 

@@ -1,0 +1,44 @@
+"""Scoring posteriors: simulation-based calibration and the classifier two-sample test.
+
+- :func:`sbc_ranks` (Talts et al. 2018): for θ* ~ prior, x ~ simulator(θ*), the rank of θ*
+  among L posterior samples given x is uniform on {0, …, L} for every parameter if the
+  posterior is calibrated; :func:`rank_uniformity` tests that (χ² on binned ranks).
+- :func:`c2st`: the accuracy of a classifier telling two sample sets apart (0.5: the same
+  distribution, 1: disjoint), sbi's implementation with sbibm's MLP settings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from scipy import stats
+
+
+def sbc_ranks(sample: Callable[[torch.Tensor, int], torch.Tensor], theta: torch.Tensor, x: torch.Tensor,
+              n_posterior: int = 99, progress: bool = False) -> torch.Tensor:
+    """Ranks ``[N, d]`` of each true θ ``[N, d]`` among ``n_posterior`` draws of ``sample(x_i, n)``."""
+    rows = range(len(theta))
+    if progress:
+        from tqdm.auto import tqdm
+        rows = tqdm(rows, desc="SBC", unit="posterior", disable=None)
+    ranks = [(sample(x[i], n_posterior).double() < theta[i].double()).sum(0) for i in rows]
+    return torch.stack(ranks)
+
+
+def rank_uniformity(ranks: torch.Tensor, n_posterior: int, bins: int = 10) -> np.ndarray:
+    """χ² test p-values (one per parameter) that ranks in {0, …, n_posterior} are uniform,
+    over ``bins`` equal bins (``n_posterior + 1`` must be a multiple of ``bins``)."""
+    if (n_posterior + 1) % bins:
+        raise ValueError(f"n_posterior + 1 = {n_posterior + 1} is not a multiple of bins = {bins}")
+    counts = np.stack([np.bincount(r.numpy() * bins // (n_posterior + 1), minlength=bins) for r in ranks.T.long()])
+    return stats.chisquare(counts, axis=1).pvalue
+
+
+def c2st(a: torch.Tensor, b: torch.Tensor, seed: int = 0) -> float:
+    """Classifier two-sample test accuracy (5-fold cross-validated MLP; z-scored by ``a``)."""
+    from sbi.utils.metrics import c2st as sbi_c2st
+
+    n = min(len(a), len(b))
+    return float(sbi_c2st(a[:n].float(), b[:n].float(), seed=seed, classifier="mlp"))

@@ -1,0 +1,176 @@
+"""Simulators with known posteriors: the tasks for likelihood-free inference.
+
+A task has a ``prior`` (a torch distribution over θ ``[n, d_θ]``), a ``simulate(theta,
+generator)`` that returns data x ``[n, d_x]`` (what the inference methods see), and a
+``reference_posterior(x_obs, n, seed)`` (exact samples, or MCMC on the exact likelihood) that
+only the scoring uses.
+
+- :class:`LinearGaussian`: sbibm's task, θ ~ N(0, 0.1 I₁₀), x ~ N(θ, 0.1 I₁₀); the posterior
+  is N(x / 2, 0.05 I).
+- :class:`TwoMoons`: sbibm's task (Greenberg et al. 2019), θ ~ U[−1, 1]²; a crescent-shaped,
+  bimodal posterior sampled exactly by inverting the simulator.
+- :class:`LangevinDoubleWell`: an overdamped Langevin trajectory in u(y) = h (y² − 1)² + c y
+  (kT = 1), θ = (tilt c, barrier h). Its Euler–Maruyama transition density is Gaussian, so the
+  exact likelihood of the whole trajectory is known; the reference posterior is MCMC on it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch.distributions import Distribution, Independent, MultivariateNormal, Uniform
+
+from .inference import sample_posterior
+
+
+def box_prior(low, high) -> Distribution:
+    """A uniform prior on the box [low, high] (per parameter), shape ``[d]``."""
+    low, high = torch.as_tensor(low, dtype=torch.float64), torch.as_tensor(high, dtype=torch.float64)
+    return Independent(Uniform(low, high), 1)
+
+
+class Task:
+    """A simulator with a prior and a reference posterior; subclasses set the names and shapes."""
+
+    name = "task"
+    parameter_names: tuple[str, ...] = ()
+    prior: Distribution
+
+    def simulate(self, theta: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def reference_posterior(self, x_obs: torch.Tensor, n: int, seed: int = 0) -> torch.Tensor:
+        raise NotImplementedError
+
+    def observation(self, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """A true θ from the prior and its simulated data x_obs ``[d_x]`` (deterministic in ``seed``)."""
+        with torch.random.fork_rng():
+            torch.manual_seed(10_000 + seed)
+            theta = self.prior.sample((1,))
+        return theta[0], self.simulate(theta, torch.Generator().manual_seed(10_000 + seed))[0]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class LinearGaussian(Task):
+    """sbibm's linear Gaussian: θ ~ N(0, 0.1 I_d), x | θ ~ N(θ, 0.1 I_d), d = 10 by default."""
+
+    name = "linear-gaussian"
+
+    def __init__(self, dim: int = 10, prior_var: float = 0.1, noise_var: float = 0.1):
+        self.dim, self.prior_var, self.noise_var = dim, prior_var, noise_var
+        self.parameter_names = tuple(f"θ{i + 1}" for i in range(dim))
+        self.prior = MultivariateNormal(torch.zeros(dim, dtype=torch.float64),
+                                        prior_var * torch.eye(dim, dtype=torch.float64))
+
+    def simulate(self, theta, generator=None):
+        noise = torch.randn(theta.shape, generator=generator, dtype=theta.dtype)
+        return theta + math.sqrt(self.noise_var) * noise
+
+    def reference_posterior(self, x_obs, n, seed=0):
+        """Exact: N(x · v_p / (v_p + v_n), v_p v_n / (v_p + v_n) I)."""
+        v = self.prior_var * self.noise_var / (self.prior_var + self.noise_var)
+        mean = x_obs.double() * self.prior_var / (self.prior_var + self.noise_var)
+        g = torch.Generator().manual_seed(seed)
+        return mean + math.sqrt(v) * torch.randn(n, self.dim, generator=g, dtype=torch.float64)
+
+
+class TwoMoons(Task):
+    """sbibm's two moons: θ ~ U[−1, 1]², α ~ U(−π/2, π/2), r ~ N(0.1, 0.01²),
+    x = (r cos α + 0.25, r sin α) + (−|θ₁ + θ₂| / √2, (−θ₁ + θ₂) / √2)."""
+
+    name = "two-moons"
+    parameter_names = ("θ1", "θ2")
+
+    def __init__(self):
+        self.prior = box_prior([-1.0, -1.0], [1.0, 1.0])
+
+    @staticmethod
+    def _moon(n: int, generator, dtype=torch.float64) -> torch.Tensor:
+        alpha = (torch.rand(n, generator=generator, dtype=dtype) - 0.5) * math.pi
+        r = 0.1 + 0.01 * torch.randn(n, generator=generator, dtype=dtype)
+        return torch.stack([r * torch.cos(alpha) + 0.25, r * torch.sin(alpha)], -1)
+
+    def simulate(self, theta, generator=None):
+        shift = torch.stack([-(theta[:, 0] + theta[:, 1]).abs(), -theta[:, 0] + theta[:, 1]], -1) / math.sqrt(2)
+        return self._moon(len(theta), generator, theta.dtype) + shift
+
+    def reference_posterior(self, x_obs, n, seed=0):
+        """Exact, by inverting the simulator: for a fresh moon point p, |θ₁ + θ₂| = −√2 (x₁ − p₁)
+        and θ₂ − θ₁ = √2 (x₂ − p₂); the sign of θ₁ + θ₂ is ±1 with equal probability; draws
+        outside the prior box (or with x₁ − p₁ > 0) are rejected (the prior is uniform)."""
+        g = torch.Generator().manual_seed(seed)
+        kept, total = [], 0
+        while total < n:
+            p = self._moon(4 * n, g)
+            s = -math.sqrt(2) * (x_obs[0].double() - p[:, 0])  # |θ1 + θ2|
+            d = math.sqrt(2) * (x_obs[1].double() - p[:, 1])  # θ2 − θ1
+            sign = torch.where(torch.rand(4 * n, generator=g) < 0.5, -1.0, 1.0).double()
+            theta = torch.stack([(sign * s - d) / 2, (sign * s + d) / 2], -1)
+            ok = (s >= 0) & (theta.abs() <= 1).all(-1)
+            kept.append(theta[ok])
+            total += int(ok.sum())
+        return torch.cat(kept)[:n]
+
+
+class LangevinDoubleWell(Task):
+    """Overdamped Langevin dynamics in u(y) = h (y² − 1)² + c y, kT = 1, unit friction.
+
+    Euler–Maruyama from y₀ = −1: y_{k+1} = y_k − u'(y_k) Δt + √(2 Δt) ξ_k, ``steps`` steps of
+    ``dt`` (reduced time). θ = (c, h) with prior c ~ U(−1, 1), h ~ U(0.5, 4) (kT).
+
+    The drift −u'(y) = −h g(y) − c with g(y) = 4 y (y² − 1) is linear in θ, so the trajectory's
+    log-likelihood, −Σ (Δy_k + (h g_k + c) Δt)² / (4 Δt) + const, depends on it only through
+    S = (Σ Δy g, Σ Δy, Σ g², Σ g) (sums over the K steps). ``simulate`` returns S (sufficient
+    statistics: the posterior given S equals that given the full path); ``trajectory`` gives the
+    path and ``log_likelihood`` the exact likelihood, the same from S as from the path.
+    A diverged path (|y| > 10⁶ or non-finite) gives NaN statistics.
+    """
+
+    name = "langevin-double-well"
+    parameter_names = ("tilt c", "barrier h")
+
+    def __init__(self, steps: int = 2000, dt: float = 0.005, y0: float = -1.0):
+        self.steps, self.dt, self.y0 = steps, dt, y0
+        self.prior = box_prior([-1.0, 0.5], [1.0, 4.0])
+
+    @staticmethod
+    def force_basis(y: torch.Tensor) -> torch.Tensor:
+        """g(y) = 4 y (y² − 1): the drift is −h g(y) − c."""
+        return 4 * y * (y**2 - 1)
+
+    def trajectory(self, theta: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Paths ``[n, steps + 1]`` for parameters ``[n, 2]``."""
+        c, h = theta[:, 0], theta[:, 1]
+        y = torch.full_like(c, self.y0)
+        path = [y]
+        noise = math.sqrt(2 * self.dt)
+        for _ in range(self.steps):
+            y = y - (h * self.force_basis(y) + c) * self.dt + noise * torch.randn(y.shape, generator=generator,
+                                                                                   dtype=y.dtype)
+            y = torch.where(y.abs() < 1e6, y, torch.nan)
+            path.append(y)
+        return torch.stack(path, -1)
+
+    def statistics(self, path: torch.Tensor) -> torch.Tensor:
+        """The sufficient statistics S ``[n, 4]`` of paths ``[n, steps + 1]``."""
+        step, g = path.diff(dim=-1), self.force_basis(path[:, :-1])
+        return torch.stack([(step * g).sum(-1), step.sum(-1), (g**2).sum(-1), g.sum(-1)], -1)
+
+    def simulate(self, theta, generator=None):
+        return self.statistics(self.trajectory(theta, generator))
+
+    def log_likelihood(self, theta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """The exact log-likelihood of the observed path for θ ``[n, 2]``, up to a θ-independent
+        constant, from its statistics x = S ``[4]``: −[2Δt (h S₁ + c S₂) + Δt² (h² S₃ + 2 h c S₄ + K c²)] / 4Δt."""
+        c, h = theta[:, 0], theta[:, 1]
+        s = x.to(theta.dtype)
+        quadratic = 2 * self.dt * (h * s[0] + c * s[1]) + self.dt**2 * (h**2 * s[2] + 2 * h * c * s[3]
+                                                                         + self.steps * c**2)
+        return -quadratic / (4 * self.dt)
+
+    def reference_posterior(self, x_obs, n, seed=0):
+        """Metropolis on log prior + the exact log-likelihood."""
+        return sample_posterior(lambda theta: self.log_likelihood(theta, x_obs), self.prior, n, seed=seed)
