@@ -150,7 +150,9 @@ def main() -> None:
     recipe.validation = held.float()
     rc = f"_wrc{args.w_rc:g}" if "rc" in args.losses.split("+") else ""
     run_name = f"bg_{args.flow}_{args.losses}{rc}_steps{args.steps}{'_mirror' if args.mirror else ''}_seed{args.seed}"
-    history = fit(flow, recipe, seed=args.seed, progress=True, log_every=100, checkpoint=DATA / f"{run_name}.pt",
+    checkpoint = DATA / f"{run_name}.pt"
+    finished = args.resume and checkpoint.is_file() and torch.load(checkpoint, weights_only=False)["step"] >= args.steps
+    history = fit(flow, recipe, seed=args.seed, progress=True, log_every=100, checkpoint=checkpoint,
                   metrics=DATA / f"{run_name}_metrics.jsonl", resume=args.resume)
     train_s = history.records[-1]["time_s"]  # the training loop's own clock
 
@@ -158,22 +160,33 @@ def main() -> None:
     row = {"seed": args.seed, "steps": args.steps, "losses": args.losses, "flow": args.flow, "n_data": len(data),
            "mirror": args.mirror, **({"w_rc": args.w_rc} if rc else {}),
            "data_min": round(data_s / 60, 2), "train_min": round(train_s / 60, 2),
-           "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+           # training's peak memory; not measured when only evaluating a finished run
+           "peak_rss_mib": None if finished else round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
            "val_ml": history["val_ml"][-1], "samples": args.samples, "temperatures": {}}
     for tau in args.temperatures:
+        started = time.perf_counter()
         samples = sample(flow, system, args.samples, temperature=tau, seed=args.seed, batch_size=20_000)
         inside = in_sector(samples.x, reference_sector)
         samples.log_weights[~inside] = -torch.inf  # outside the reference sector: zero weight
         estimate = delta_f(samples, lambda x: dimer_distance(x) > 1.5, lambda x: dimer_distance(x) < 1.5)
         row["temperatures"][str(tau)] = {"delta_f": estimate.value, "stderr": estimate.stderr,
                                          "ess_fraction": ess_fraction(samples.log_weights),
-                                         "in_sector": float(inside.double().mean())}
+                                         "in_sector": float(inside.double().mean()), "samples": args.samples}
         if tau == 1.0:
             profile = free_energy_profile(samples, dimer_distance, reference_profile["edges"])
             row["profile"] = {"edges": profile.edges.tolist(), "f": profile.f.tolist(),
                               "stderr": profile.stderr.tolist()}
+        row["temperatures"][str(tau)]["evaluate_min"] = round((time.perf_counter() - started) / 60, 2)
     path = RESULTS / "dimer_bg.json"
-    rows = [r for r in (json.loads(path.read_text()) if path.is_file() else []) if key(r) != key(row)] + [row]
+    old_rows = json.loads(path.read_text()) if path.is_file() else []
+    for old in old_rows:  # temperatures not evaluated now keep their earlier evaluation
+        if key(old) == key(row):
+            for t in old["temperatures"].values():
+                t.setdefault("samples", old["samples"])
+            row["temperatures"] = {**old["temperatures"], **row["temperatures"]}
+            row["peak_rss_mib"] = row["peak_rss_mib"] or old.get("peak_rss_mib")
+            row.setdefault("profile", old.get("profile"))
+    rows = [r for r in old_rows if key(r) != key(row)] + [row]
     render(sorted(rows, key=key), reference, reference_profile)
 
 
@@ -194,17 +207,18 @@ def render(rows: list[dict], reference: dict, reference_profile: dict) -> None:
         for tau, t in r["temperatures"].items():
             ref = f"{reference['delta_f']:.2f} ± {ref_error:.2f}" if tau == "1.0" else "—"
             diff = f"{r['difference']:+.2f}" if tau == "1.0" else "—"
-            cells.append([f"{r['flow']}, {label(r)}", str(r["seed"]), tau, f"{r['train_min']:.1f}",
-                          f"{r['peak_rss_mib']:,}", f"{100 * t['ess_fraction']:.3f}%", f"{100 * t['in_sector']:.0f}%",
+            cells.append([f"{r['flow']}, {label(r)}", str(r["seed"]), tau, f"{t.get('samples', r['samples']):,}",
+                          f"{r['train_min']:.1f}",
+                          f"{r['peak_rss_mib']:,}" if r.get("peak_rss_mib") else "—", f"{100 * t['ess_fraction']:.3f}%", f"{100 * t['in_sector']:.0f}%",
                           f"{t['delta_f']:.2f} ± {t['stderr']:.2f}", ref, diff])
     plot([r for r in rows if "profile" in r], reference_profile, RESULTS / "dimer_bg.png")
     last = rows[-1]
     table = markdown_table(
         f"Solvated dimer: Boltzmann generator (`python benchmarks/dimer_bg.py --seed S [--losses L]`; "
         f"{last['n_data']:,} relabelled Metropolis frames with their mirror images, {last['steps']:,} steps, "
-        f"{last['samples']:,} samples per latent temperature τ, reweighted to kT = τ) against umbrella sampling + "
+        "samples per latent temperature τ as listed, reweighted to kT = τ) against umbrella sampling + "
         "MBAR at kT = 1:",
-        ["model", "seed", "τ", "training (min)", "peak memory (MiB)", "ESS", "in sector", "BG ΔF(open − closed) (kT)",
+        ["model", "seed", "τ", "samples", "training (min)", "peak memory (MiB)", "ESS", "in sector", "BG ΔF(open − closed) (kT)",
          "reference (kT)", "difference (kT)"], cells, text_columns=3)
     write_results("dimer_bg", rows, table)
 

@@ -59,3 +59,14 @@ def write_results(name: str, rows: list[dict], table: list[str]) -> None:
     atomic_write(RESULTS / f"{name}.json", json.dumps(rows, indent=2))
     atomic_write(RESULTS / f"{name}.md", "\n".join(table) + "\n")
     print("\n".join(table))
+
+
+def save_figure(fig, name: str, dpi: int = 110) -> None:
+    """benchmarks/results/NAME.png, written atomically (temp file, then rename), and closes the figure."""
+    import matplotlib.pyplot as plt
+
+    path = RESULTS / f"{name}.png"
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=dpi)
+    tmp.replace(path)
+    plt.close(fig)

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from pipeline import RESULTS, markdown_table, write_results
+from pipeline import markdown_table, save_figure, write_results
 from scipy.stats import gaussian_kde
 
 from mlmol.data import atomic_write
@@ -155,11 +155,7 @@ def plot_sbc(rows: list[dict]) -> None:
             ax.set_xlabel("rank of the true θ")
     axes[0, 0].legend(fontsize=8)
     fig.tight_layout()
-    buffer_path = RESULTS / "sbi_sbc.png"
-    tmp = buffer_path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    tmp.replace(buffer_path)
-    plt.close(fig)
+    save_figure(fig, "sbi_sbc", dpi=110)
 
 
 def main() -> None:

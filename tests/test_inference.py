@@ -7,8 +7,15 @@ import torch
 
 from mlmol.errors import MlmolError
 from mlmol.implicit.calibration import c2st, rank_uniformity, sbc_ranks
-from mlmol.implicit.inference import (SimulationWarning, npe, rejection_abc, ratio_posterior, sample_posterior,
-                                      simulations, train_ratio)
+from mlmol.implicit.inference import (
+    SimulationWarning,
+    npe,
+    ratio_posterior,
+    rejection_abc,
+    sample_posterior,
+    simulations,
+    train_ratio,
+)
 from mlmol.implicit.tasks import LangevinDoubleWell, LinearGaussian, TwoMoons, box_prior
 
 

@@ -14,14 +14,43 @@ r(x) = p_data(x) / q_model(x) from samples of both:
 
 from .calibration import c2st, rank_uniformity, sbc_ranks
 from .generator import Critic, train_implicit
-from .inference import (RatioEstimator, SimulationWarning, Simulations, npe, ratio_posterior, rejection_abc,
-                        sample_posterior, simulations, train_ratio)
+from .inference import (
+                        RatioEstimator,
+                        Simulations,
+                        SimulationWarning,
+                        npe,
+                        ratio_posterior,
+                        rejection_abc,
+                        sample_posterior,
+                        simulations,
+                        train_ratio,
+)
 from .principles import ClassProbability, FDivergenceKL, MomentMatching, RatioMatching, mmd2
 from .tasks import LangevinDoubleWell, LinearGaussian, Task, TwoMoons, box_prior
 
-__all__ = ["ClassProbability", "FDivergenceKL", "MomentMatching", "RatioMatching", "mmd2",
-           "Critic", "train_implicit",
-           "Task", "LinearGaussian", "TwoMoons", "LangevinDoubleWell", "box_prior",
-           "Simulations", "SimulationWarning", "simulations", "rejection_abc", "RatioEstimator", "train_ratio",
-           "ratio_posterior", "sample_posterior", "npe",
-           "c2st", "sbc_ranks", "rank_uniformity"]
+__all__ = [
+                        "ClassProbability",
+                        "Critic",
+                        "FDivergenceKL",
+                        "LangevinDoubleWell",
+                        "LinearGaussian",
+                        "MomentMatching",
+                        "RatioEstimator",
+                        "RatioMatching",
+                        "SimulationWarning",
+                        "Simulations",
+                        "Task",
+                        "TwoMoons",
+                        "box_prior",
+                        "c2st",
+                        "mmd2",
+                        "npe",
+                        "rank_uniformity",
+                        "ratio_posterior",
+                        "rejection_abc",
+                        "sample_posterior",
+                        "sbc_ranks",
+                        "simulations",
+                        "train_implicit",
+                        "train_ratio",
+]

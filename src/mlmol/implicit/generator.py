@@ -18,16 +18,22 @@ from ..flows.bijections import mlp
 
 
 class Critic(nn.Module):
-    """An MLP ``[n, dim] → [n]`` on standardised inputs; starts at zero (log r = 0)."""
+    """An MLP ``[n, dim] → [n]`` on standardised inputs; starts at zero (log r = 0).
 
-    def __init__(self, data: torch.Tensor, hidden: Sequence[int] = (64, 64)):
+    The output is softly bounded to (−``bound``, ``bound``) (``bound`` tanh(f / ``bound``)): the
+    f-divergence and LSIF losses exponentiate it, and without a bound one large output
+    overflows and the adversarial game diverges; |log r| < 15 covers every target here.
+    """
+
+    def __init__(self, data: torch.Tensor, hidden: Sequence[int] = (64, 64), bound: float = 15.0):
         super().__init__()
+        self.bound = bound
         self.register_buffer("loc", data.mean(0).float())
         self.register_buffer("scale", data.std(0).float().clamp(min=1e-6))
         self.net = mlp(data.shape[-1], 1, hidden)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net((x.float() - self.loc) / self.scale)[:, 0]
+        return self.bound * torch.tanh(self.net((x.float() - self.loc) / self.scale)[:, 0] / self.bound)
 
 
 def train_implicit(generator: nn.Module, principle, data: torch.Tensor, steps: int = 3000, batch_size: int = 512,

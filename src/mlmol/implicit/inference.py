@@ -64,7 +64,7 @@ def simulations(simulate: Callable[[torch.Tensor], torch.Tensor], prior: Distrib
             attempted += len(theta)
             try:
                 x = simulate(theta)
-            except Exception as error:  # a crashed simulator: the batch counts as failed
+            except Exception as error:  # noqa: BLE001 - any crash of a user's simulator counts as failed
                 first_error = first_error or error
                 failed += len(theta)
             else:
@@ -94,7 +94,7 @@ def _zscore(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def rejection_abc(theta: torch.Tensor, x: torch.Tensor, x_obs: torch.Tensor, n: int = 100) -> torch.Tensor:
     """The ``n`` parameters of ``theta`` whose simulations ``x`` lie nearest ``x_obs`` (Euclidean,
     per-dimension z-scored data: the summary statistics are the data themselves)."""
-    loc, scale = _zscore(x)
+    scale = _zscore(x)[1]
     distance = (((x - x_obs) / scale) ** 2).sum(-1)
     return theta[distance.argsort()[:n]]
 

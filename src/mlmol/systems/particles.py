@@ -253,10 +253,11 @@ def hungarian_relabel(x: torch.Tensor, reference: torch.Tensor, first: int = 2, 
     """
     r = x.detach().reshape(*x.shape[:-1], -1, spatial_dim).clone()
     flat = r.reshape(-1, *r.shape[-2:])
-    ref = reference.detach().to(r).expand(x.shape).reshape(flat.shape)
+    ref = reference.detach().to(r).reshape(-1, *flat.shape[1:])  # one reference, or one per configuration
     for rows in torch.arange(len(flat), device=flat.device).split(chunk):  # cost matrices chunk by chunk
         part = flat[rows]
-        cost = torch.cdist(ref[rows, first:], part[:, first:]).pow(2).cpu().numpy()
+        ref_rows = ref[rows] if len(ref) > 1 else ref.expand(len(rows), -1, -1)
+        cost = torch.cdist(ref_rows[:, first:], part[:, first:]).pow(2).cpu().numpy()
         order = torch.as_tensor(np.stack([linear_sum_assignment(c)[1] for c in cost]), device=r.device) + first
         part[:, first:] = torch.gather(part, 1, order[..., None].expand(-1, -1, spatial_dim))
         flat[rows] = part
