@@ -62,17 +62,21 @@ def bin_probabilities(system, bins: int = 60, sub: int = 5) -> tuple[list[np.nda
 
 def score(flow, system, edges, p_bins: np.ndarray, reference: torch.Tensor, seed: int) -> dict:
     """Binned KL(q ‖ p) of 100,000 generator samples against the exact bin probabilities (the
-    generator is scored as an implicit model: only its samples), the fraction of samples outside
+    generator is scored as an implicit model: only its samples; q is its distribution within the
+    box, NaN when more than half of the samples left the box), the fraction of samples outside
     the box, and MMD² to ``reference``."""
     torch.manual_seed(seed)
     with torch.no_grad():
         x = flow.sample(100_000).double().numpy()
         mmd = float(mmd2(flow.sample(len(reference)).double(), reference))
     counts, _, _ = np.histogram2d(x[:, 0], x[:, 1], bins=edges)
+    outside = 1 - counts.sum() / len(x)
+    if outside > 0.5:  # a generator that left the box has no meaningful binned KL: report it as failed
+        return {"kl_qp_binned": float("nan"), "outside": outside, "mmd2": mmd}
     q = counts / counts.sum()
     seen = q > 0
     kl = float((q[seen] * np.log(q[seen] / p_bins[seen])).sum())
-    return {"kl_qp_binned": kl, "outside": 1 - counts.sum() / len(x), "mmd2": mmd}
+    return {"kl_qp_binned": kl, "outside": outside, "mmd2": mmd}
 
 
 def main() -> None:

@@ -161,3 +161,13 @@ def test_sbi_npe_samples_stay_inside_a_bounded_prior():
     samples = posterior.sample((2000,), x=x_obs.float(), show_progress_bars=False)
     assert samples.shape == (2000, 2)
     assert (samples.abs() <= 1).all()
+
+
+def test_observations_draw_parameter_and_noise_independently():
+    task = LinearGaussian(dim=10)
+    pairs = [task.observation(k) for k in range(200)]
+    theta = torch.stack([t for t, _ in pairs])
+    noise = torch.stack([x for _, x in pairs]) - theta
+    correlation = torch.corrcoef(torch.stack([theta.flatten(), noise.flatten()]))[0, 1]
+    assert abs(float(correlation)) < 0.1  # 2000 pairs: sd of r ≈ 0.02; a shared stream gives r = 1
+    assert noise.var() == pytest.approx(task.noise_var, rel=0.15)

@@ -44,11 +44,14 @@ class Task:
         raise NotImplementedError
 
     def observation(self, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """A true θ from the prior and its simulated data x_obs ``[d_x]`` (deterministic in ``seed``)."""
+        """A true θ from the prior and its simulated data x_obs ``[d_x]`` (deterministic in ``seed``).
+
+        θ and the simulator's noise come from separate random streams: one seed for both would
+        correlate them (for the linear Gaussian, x = 2θ exactly)."""
         with torch.random.fork_rng():
             torch.manual_seed(10_000 + seed)
             theta = self.prior.sample((1,))
-        return theta[0], self.simulate(theta, torch.Generator().manual_seed(10_000 + seed))[0]
+        return theta[0], self.simulate(theta, torch.Generator().manual_seed(20_000 + seed))[0]
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
