@@ -9,6 +9,7 @@
 
 from .estimators import (
     GradientEstimate,
+    alpha_blend,
     alpha_order,
     first_order,
     smoothed_gradient_quadrature,
@@ -22,6 +23,7 @@ __all__ = [
     "LangevinBias",
     "LinearQuadratic",
     "Pushing",
+    "alpha_blend",
     "alpha_order",
     "first_order",
     "smoothed_gradient_quadrature",

@@ -61,6 +61,13 @@ def _check(theta: torch.Tensor, sigma: float, n: int) -> torch.Tensor:
     return theta
 
 
+def _check_alpha(tolerance: float, confidence: float) -> None:
+    if not tolerance > 0:
+        raise MlmolError(f"the bias tolerance must be positive, got {tolerance}")
+    if not 0 < confidence < 1:
+        raise MlmolError(f"confidence must lie in (0, 1), got {confidence}")
+
+
 def perturbations(theta: torch.Tensor, sigma: float, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
     """n Gaussian perturbations w ``[n, d]`` of standard deviation ``sigma`` (θ's dtype)."""
     return sigma * torch.randn(n, theta.shape[-1], generator=generator, dtype=theta.dtype)
@@ -73,11 +80,14 @@ def _values(f: Objective, x: torch.Tensor) -> torch.Tensor:
     return values
 
 
-def zeroth_terms(f: Objective, theta: torch.Tensor, w: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Per-sample ZoBG terms [f(θ + wᵢ) − f(θ)] wᵢ / σ² ``[n, d]``."""
+def zeroth_terms(f: Objective, theta: torch.Tensor, w: torch.Tensor, sigma: float,
+                 baseline: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-sample ZoBG terms [f(θ + wᵢ) − b] wᵢ / σ² ``[n, d]``; the baseline b is f(θ) unless
+    ``baseline`` (a value, or one per sample) is given. Any b independent of w keeps it unbiased."""
     with torch.no_grad():
         values = _values(f, theta + w)
-        baseline = _values(f, theta[None])[0]
+        if baseline is None:
+            baseline = _values(f, theta[None])[0]
     return (values - baseline)[:, None] * w / sigma**2
 
 
@@ -112,27 +122,36 @@ def first_order(f: Objective, theta: torch.Tensor, sigma: float, n: int,
 
 def alpha_order(f: Objective, theta: torch.Tensor, sigma: float, n: int, tolerance: float,
                 confidence: float = 0.95, generator: torch.Generator | None = None) -> GradientEstimate:
-    """The α-order blend α · FoBG + (1 − α) · ZoBG with the bias-constrained α.
+    """The α-order blend α · FoBG + (1 − α) · ZoBG from the same ``n`` samples (one simulation
+    with its gradient each), α by the paper's bias-constrained rule (:func:`alpha_blend`).
 
-    ``tolerance`` γ is the largest bias (in the gradient's norm, the objective's units per unit
-    of θ) the blend may carry; ``confidence`` sets ε, the normal-approximation half-width of the
-    ZoBG's norm at that level (the paper's released code uses 0.95). Both estimates use the same
-    n samples (one simulation with its gradient each), and α minimises the variance of the blend
-    including their covariance before the bias constraint shrinks it.
+    ``tolerance`` γ is the largest bias (in the gradient's norm: the objective's units per unit
+    of θ) the blend may carry; ``confidence`` sets the ZoBG's confidence half-width (the paper's
+    released code uses 0.95).
     """
     theta = _check(theta, sigma, n)
-    if not tolerance > 0:
-        raise MlmolError(f"the bias tolerance must be positive, got {tolerance}")
-    if not 0 < confidence < 1:
-        raise MlmolError(f"confidence must lie in (0, 1), got {confidence}")
+    _check_alpha(tolerance, confidence)
     w = perturbations(theta, sigma, n, generator)
-    zeroth, first = zeroth_terms(f, theta, w, sigma), first_terms(f, theta, w)
+    return alpha_blend(zeroth_terms(f, theta, w, sigma), first_terms(f, theta, w), tolerance, confidence)
+
+
+def alpha_blend(zeroth: torch.Tensor, first: torch.Tensor, tolerance: float, confidence: float = 0.95) -> GradientEstimate:
+    """The bias-constrained α-order estimate from per-sample ZoBG and FoBG terms ``[n, d]`` of the same samples.
+
+    ε = z_{(1+confidence)/2} sqrt(V₀ / n) is the ZoBG's confidence half-width (V₀, V₁ the traces of
+    the two terms' variances, C their covariance). If ε > γ (``tolerance``), α = 0: the ZoBG is too
+    uncertain to vouch for the FoBG. Otherwise α is the variance-optimal weight
+    α* = (V₀ − C) / (V₀ + V₁ − 2C), reduced to (γ − ε) / |FoBG − ZoBG| where α* · |FoBG − ZoBG|
+    would exceed γ − ε.
+    """
+    _check_alpha(tolerance, confidence)
+    n = len(zeroth)
+    v0, v1 = float(zeroth.var(0).sum()), float(first.var(0).sum())
     z = math.sqrt(2) * float(torch.special.erfinv(torch.tensor(confidence, dtype=torch.float64)))
-    epsilon = z * math.sqrt(float(zeroth.var(0).sum()) / n)
+    epsilon = z * math.sqrt(v0 / n)
     if epsilon > tolerance:
         alpha = 0.0
     else:
-        v0, v1 = float(zeroth.var(0).sum()), float(first.var(0).sum())
         c = float(((zeroth - zeroth.mean(0)) * (first - first.mean(0))).sum() / (n - 1))
         denominator = v0 + v1 - 2 * c
         alpha = min(max((v0 - c) / denominator, 0.0), 1.0) if denominator > 0 else 1.0
