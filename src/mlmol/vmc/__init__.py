@@ -1,0 +1,33 @@
+"""Neural-network wavefunctions by variational Monte Carlo (FermiNet, Pfau et al. 2020).
+
+- :mod:`~mlmol.vmc.systems`: atoms and molecules (charges, positions in bohr, electrons per spin).
+- :mod:`~mlmol.vmc.wavefunctions`: FermiNet and a Slater–Jastrow baseline, ``x -> (sign, log|ψ|)``.
+- :mod:`~mlmol.vmc.hamiltonian`: local energies with the exact Laplacian (``torch.func``).
+- :mod:`~mlmol.vmc.sampling`: Metropolis–Hastings walkers and the blocking analysis.
+- :mod:`~mlmol.vmc.optimize`: the VMC gradient step with clipped local energies, and evaluation.
+"""
+
+from .hamiltonian import kinetic_energy, local_energy, potential_energy
+from .optimize import Energy, evaluate, vmc_step
+from .sampling import Walkers, blocking_error, initial_positions
+from .systems import EXACT_ENERGIES, Molecule, get, molecule
+from .wavefunctions import FermiNet, HydrogenGroundState, SlaterJastrow
+
+__all__ = [
+    "EXACT_ENERGIES",
+    "Energy",
+    "FermiNet",
+    "HydrogenGroundState",
+    "Molecule",
+    "SlaterJastrow",
+    "Walkers",
+    "blocking_error",
+    "evaluate",
+    "get",
+    "initial_positions",
+    "kinetic_energy",
+    "local_energy",
+    "molecule",
+    "potential_energy",
+    "vmc_step",
+]

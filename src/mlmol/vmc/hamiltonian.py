@@ -1,0 +1,52 @@
+"""The electronic Hamiltonian in the Born–Oppenheimer approximation (hartree, bohr).
+
+The local energy of a wavefunction ψ at electron positions x is
+E_L(x) = −½ Σᵢ ∇ᵢ² ψ / ψ + V(x) = −½ (∇² log|ψ| + |∇ log|ψ||²) + V(x),
+with the exact Laplacian of log|ψ| by forward-over-reverse automatic differentiation
+(``torch.func``; one Hessian-vector product per electron coordinate).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.func import functional_call, grad, jacfwd, vmap
+
+from .systems import Molecule
+
+
+def potential_energy(x: torch.Tensor, molecule: Molecule) -> torch.Tensor:
+    """V(x) ``[B]`` for electrons ``x`` ``[B, N, 3]``: electron–nucleus attraction, electron–electron
+    and nucleus–nucleus repulsion."""
+    charges, positions = (t.to(x.dtype) for t in molecule.tensors())
+    v = -(charges / (x[:, :, None, :] - positions).norm(dim=-1)).sum((1, 2))
+    n = x.shape[1]
+    if n > 1:
+        i, j = torch.triu_indices(n, n, 1)
+        v = v + (1 / (x[:, i] - x[:, j]).norm(dim=-1)).sum(-1)
+    return v + molecule.nuclear_repulsion()
+
+
+def kinetic_energy(wavefunction: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """−½ ∇²ψ / ψ ``[B]`` by the exact Laplacian of log|ψ| (no gradient to the parameters)."""
+    params = {k: v.detach() for k, v in wavefunction.named_parameters()}
+    buffers = dict(wavefunction.named_buffers())
+    shape = x.shape[1:]
+
+    def log_abs(flat):
+        return functional_call(wavefunction, (params, buffers), (flat.reshape(1, *shape),))[1][0]
+
+    def gradient_with_aux(flat):
+        g = grad(log_abs)(flat)
+        return g, g
+
+    def one(flat):
+        hessian, g = jacfwd(gradient_with_aux, has_aux=True)(flat)
+        return -0.5 * (torch.diagonal(hessian).sum() + (g**2).sum())
+
+    return vmap(one)(x.detach().flatten(1))
+
+
+def local_energy(wavefunction: nn.Module, x: torch.Tensor, molecule: Molecule) -> torch.Tensor:
+    """E_L(x) ``[B]`` in hartree."""
+    return kinetic_energy(wavefunction, x) + potential_energy(x.detach(), molecule)

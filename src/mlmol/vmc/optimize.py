@@ -1,0 +1,80 @@
+"""Variational Monte Carlo: minimise E[ψ] = ⟨E_L⟩_{|ψ|²} over the wavefunction's parameters.
+
+The gradient is the VMC estimator ∇E = 2 ⟨(E_L − ⟨E_L⟩) ∇ log|ψ|⟩ over walkers sampled from
+|ψ|², with local energies clipped as in FermiNet (to the median ± ``clip`` times their mean
+absolute deviation from it) for the gradient only. Non-finite local energies are counted and
+left out of the step; a run whose step has none finite stops with an error (the caller
+restarts from the last checkpoint).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import MlmolError
+from .hamiltonian import local_energy
+from .sampling import Walkers, blocking_error
+from .systems import Molecule
+
+
+def clipped(energies: torch.Tensor, clip: float) -> torch.Tensor:
+    """Local energies clipped to median ± ``clip`` · mean |E − median| (FermiNet's rule)."""
+    median = energies.median()
+    spread = (energies - median).abs().mean()
+    return energies.clamp(median - clip * spread, median + clip * spread)
+
+
+@dataclass
+class Energy:
+    """A VMC energy (hartree) with its blocking standard error, from ``samples`` local energies."""
+
+    value: float
+    stderr: float
+    samples: int
+    block: int
+
+    def __str__(self) -> str:
+        return f"{self.value:.6f} ± {self.stderr:.6f} Ha"
+
+
+def vmc_step(wavefunction: nn.Module, walkers: Walkers, molecule: Molecule, optimizer: torch.optim.Optimizer,
+             mcmc_steps: int = 10, clip: float = 5.0) -> dict:
+    """One optimisation step: move the walkers, evaluate E_L, step along the VMC gradient."""
+    acceptance = walkers.step(mcmc_steps)
+    x = walkers.x
+    energies = local_energy(wavefunction, x, molecule)
+    finite = torch.isfinite(energies)
+    if not finite.any():
+        raise MlmolError("every local energy was non-finite: the wavefunction has diverged; restart from the "
+                         "last checkpoint with a smaller learning rate")
+    e = clipped(energies[finite], clip)
+    optimizer.zero_grad()
+    log_abs = wavefunction(x[finite])[1]
+    (2 * ((e - e.mean()).detach() * log_abs).mean()).backward()
+    optimizer.step()
+    return {"energy": float(energies[finite].mean()), "variance": float(energies[finite].var()),
+            "acceptance": acceptance, "width": walkers.width, "nonfinite": int((~finite).sum())}
+
+
+def evaluate(wavefunction: nn.Module, walkers: Walkers, molecule: Molecule, steps: int = 200,
+             mcmc_steps: int = 10) -> Energy:
+    """The energy ⟨E_L⟩ over ``steps`` × walkers samples, with the blocking standard error of the
+    per-step walker means (successive steps are correlated)."""
+    means = []
+    for _ in range(steps):
+        walkers.step(mcmc_steps)
+        energies = local_energy(wavefunction, walkers.x, molecule)
+        energies = energies[torch.isfinite(energies)]
+        means.append(float(energies.mean()))
+    value, stderr, block = blocking_error(np.asarray(means))
+    return Energy(value, stderr, steps * len(walkers.x), block)
+
+
+def learning_rate(step: int, lr: float, decay: float) -> float:
+    """lr / (1 + step / decay), FermiNet's schedule."""
+    return lr / (1 + step / decay) if math.isfinite(decay) else lr

@@ -1,0 +1,155 @@
+"""Antisymmetric wavefunctions: FermiNet (Pfau et al. 2020) and a Slater–Jastrow baseline.
+
+Both map electron positions ``x`` ``[B, N, 3]`` (bohr; spin-up electrons first) to
+``(sign ψ, log|ψ|)``, each ``[B]``. Exchanging two electrons of the same spin flips the sign
+and leaves log|ψ| unchanged (tested).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from .systems import Molecule
+
+
+def signed_logsumexp(signs: torch.Tensor, logs: torch.Tensor, dim: int = -1) -> tuple[torch.Tensor, torch.Tensor]:
+    """(sign, log|·|) of Σ signs · exp(logs) along ``dim``, computed stably."""
+    top = logs.max(dim, keepdim=True).values.detach()
+    total = (signs * torch.exp(logs - top)).sum(dim)
+    return torch.sign(total), torch.log(total.abs()) + top.squeeze(dim)
+
+
+def spin_slogdet(orbitals: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sign and log|·| of Σ_k Π_spins det(Φ_k^spin) for orbital matrices ``[B, K, n_s, n_s]`` (spins with
+    no electrons are left out: their determinant is 1)."""
+    sign, log = None, None
+    for phi in orbitals:
+        if phi.shape[-1] == 0:
+            continue
+        s, l = torch.linalg.slogdet(phi)
+        sign, log = (s, l) if sign is None else (sign * s, log + l)
+    return signed_logsumexp(sign, log)
+
+
+def _pair_distances(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Electron–electron vectors ``[B, N, N, 3]`` and distances ``[B, N, N]`` (zero on the diagonal,
+    with a finite gradient there)."""
+    n = x.shape[1]
+    eye = torch.eye(n, dtype=x.dtype, device=x.device)
+    vectors = x[:, :, None, :] - x[:, None, :, :]
+    return vectors, (vectors + eye[..., None]).norm(dim=-1) * (1 - eye)
+
+
+class FermiNet(nn.Module):
+    """FermiNet: one- and two-electron streams mixed by permutation-equivariant layers, then
+    ``determinants`` pairs of spin-up and spin-down orbital matrices with exponential envelopes.
+
+    Layer l: fᵢ = [hᵢ, mean_up h, mean_down h, mean_{j up} hᵢⱼ, mean_{j down} hᵢⱼ];
+    hᵢ ← tanh(V fᵢ + b) (+ hᵢ when the width is unchanged); hᵢⱼ ← tanh(W hᵢⱼ + c) (+ hᵢⱼ).
+    Orbital a of determinant k at electron j: (w_ka · hⱼ + g_ka) Σ_I π_kaI exp(−σ_kaI |rⱼ − R_I|).
+    """
+
+    def __init__(self, molecule: Molecule, one: Sequence[int] = (32, 32, 32), two: Sequence[int] = (8, 8, 8),
+                 determinants: int = 4):
+        super().__init__()
+        if len(one) != len(two):
+            raise ValueError("give one width per layer for both streams (len(one) == len(two))")
+        charges, positions = molecule.tensors()
+        self.register_buffer("charges", charges)
+        self.register_buffer("nuclei", positions)
+        self.n_up, self.n_down, self.determinants = molecule.n_up, molecule.n_down, determinants
+        m = len(molecule.charges)
+        width1, width2 = 4 * m, 4
+        self.one, self.two = nn.ModuleList(), nn.ModuleList()
+        for w1, w2 in zip(one, two, strict=True):
+            self.one.append(nn.Linear(3 * width1 + 2 * width2, w1))
+            self.two.append(nn.Linear(width2, w2))
+            width1, width2 = w1, w2
+        self.orbitals = nn.ModuleList(nn.Linear(width1, determinants * n) for n in (self.n_up, self.n_down))
+        # envelopes: per spin, determinant, orbital and nucleus; σ starts at Z (hydrogen-like decay), π at 1
+        self.sigma = nn.ParameterList(
+            nn.Parameter(charges.float().clamp(max=4.0).log().expand(determinants, n, m).clone()) for n in (self.n_up, self.n_down))
+        self.pi = nn.ParameterList(nn.Parameter(torch.ones(determinants, n, m)) for n in (self.n_up, self.n_down))
+
+    def _means(self, h: torch.Tensor, dim: int) -> list[torch.Tensor]:
+        up, down = h.narrow(dim, 0, self.n_up), h.narrow(dim, self.n_up, self.n_down)
+        return [t.mean(dim) if t.shape[dim] else torch.zeros_like(h.select(dim, 0)) for t in (up, down)]
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        nuclei = self.nuclei.to(x.dtype)
+        en = x[:, :, None, :] - nuclei  # [B, N, M, 3]
+        en_distance = en.norm(dim=-1)  # [B, N, M]
+        h1 = torch.cat([en, en_distance[..., None]], -1).flatten(2)
+        ee, ee_distance = _pair_distances(x)
+        h2 = torch.cat([ee, ee_distance[..., None]], -1)
+        n = x.shape[1]
+        for layer1, layer2 in zip(self.one, self.two, strict=True):
+            g_up, g_down = self._means(h1, 1)
+            p_up, p_down = self._means(h2, 2)
+            f = torch.cat([h1, g_up[:, None].expand(-1, n, -1), g_down[:, None].expand(-1, n, -1), p_up, p_down], -1)
+            new1, new2 = torch.tanh(layer1(f)), torch.tanh(layer2(h2))
+            h1 = new1 + h1 if new1.shape == h1.shape else new1
+            h2 = new2 + h2 if new2.shape == h2.shape else new2
+        matrices = []
+        for s, (start, count) in enumerate(((0, self.n_up), (self.n_up, self.n_down))):
+            if count == 0:
+                matrices.append(x.new_zeros(x.shape[0], self.determinants, 0, 0))
+                continue
+            h = h1[:, start:start + count]  # [B, n_s, F]
+            phi = self.orbitals[s](h).reshape(-1, count, self.determinants, count)  # electron j, det k, orbital a
+            d = en_distance[:, start:start + count]  # [B, n_s, M]
+            sigma, pi = torch.exp(self.sigma[s]).to(x.dtype), self.pi[s].to(x.dtype)  # [K, n_s(a), M]
+            envelope = (pi * torch.exp(-sigma * d[:, :, None, None, :])).sum(-1)  # [B, j, K, a]
+            matrices.append((phi * envelope).permute(0, 2, 3, 1))  # [B, K, a, j]
+        return spin_slogdet(matrices)
+
+
+class SlaterJastrow(nn.Module):
+    """One determinant per spin of Slater-type orbitals φ_a(r) = Σ_I Σ_m c_aIm exp(−ζ_Im |r − R_I|)
+    (``exponents`` per nucleus, learnable), times the Jastrow factor exp(Σ_{i<j} a r/(1 + b r)) with
+    the cusp values a = ½ for antiparallel and ¼ for parallel spins (b learnable)."""
+
+    def __init__(self, molecule: Molecule, exponents: int = 4):
+        super().__init__()
+        charges, positions = molecule.tensors()
+        self.register_buffer("nuclei", positions)
+        self.n_up, self.n_down = molecule.n_up, molecule.n_down
+        m = len(molecule.charges)
+        zeta = charges[:, None] * torch.tensor([1.0, 0.5, 0.25, 0.125][:exponents] + [0.1] * max(exponents - 4, 0))
+        self.log_zeta = nn.Parameter(zeta.log().float())  # [M, exponents]
+        g = torch.Generator().manual_seed(0)
+        self.coefficients = nn.ParameterList(
+            nn.Parameter(torch.eye(n, m * exponents)[:, torch.randperm(m * exponents, generator=g)] +
+                         0.1 * torch.randn(n, m * exponents, generator=g)) for n in (self.n_up, self.n_down))
+        self.log_b = nn.Parameter(torch.zeros(()))
+        n = molecule.n_electrons
+        spin = torch.tensor([0] * self.n_up + [1] * self.n_down)
+        i, j = torch.triu_indices(n, n, 1)
+        self.register_buffer("pairs", torch.stack([i, j]))
+        self.register_buffer("cusp", torch.where(spin[i] == spin[j], 0.25, 0.5).double())
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        d = (x[:, :, None, :] - self.nuclei.to(x.dtype)).norm(dim=-1)  # [B, N, M]
+        basis = torch.exp(-torch.exp(self.log_zeta).to(x.dtype) * d[..., None]).flatten(2)  # [B, N, M·exponents]
+        matrices = []
+        for s, (start, count) in enumerate(((0, self.n_up), (self.n_up, self.n_down))):
+            phi = basis[:, start:start + count] @ self.coefficients[s].to(x.dtype).T  # [B, j, a]
+            matrices.append(phi.transpose(1, 2)[:, None])
+        sign, log = spin_slogdet(matrices)
+        if self.pairs.shape[1]:
+            r = (x[:, self.pairs[0]] - x[:, self.pairs[1]]).norm(dim=-1)
+            log = log + (self.cusp.to(x.dtype) * r / (1 + torch.exp(self.log_b) * r)).sum(-1)
+        return sign, log
+
+
+class HydrogenGroundState(nn.Module):
+    """ψ = exp(−r) / √π, the hydrogen atom's ground state at the origin (E = −½ hartree exactly):
+    a reference for the local energy."""
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        r = x[:, 0].norm(dim=-1)
+        return torch.ones_like(r), -r - 0.5 * math.log(math.pi)
