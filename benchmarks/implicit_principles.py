@@ -162,8 +162,14 @@ def plot(samples: dict, systems, names: list[str]) -> None:
     for i, system in enumerate(systems):
         for j, name in enumerate(columns):
             ax = axes[i, j]
-            energy_contours(system, torch.from_numpy(samples[(system.name, name)]), ax=ax, n_points=2000)
-            ax.set_title(name.replace(" (explicit, reference)", "\n(explicit, reference)"), fontsize=8)
+            x = samples[(system.name, name)]
+            (lo0, hi0), (lo1, hi1) = system.bounds
+            inside = (x[:, 0] > lo0) & (x[:, 0] < hi0) & (x[:, 1] > lo1) & (x[:, 1] < hi1)
+            energy_contours(system, torch.from_numpy(x[inside]), ax=ax, n_points=2000)
+            ax.set_xlim(lo0, hi0)
+            ax.set_ylim(lo1, hi1)
+            title = name.replace(" (explicit, reference)", "\n(explicit, reference)")
+            ax.set_title(title + (f"\n{100 * (1 - inside.mean()):.1f}% outside" if not inside.all() else ""), fontsize=8)
     fig.tight_layout()
     save_figure(fig, "implicit_principles", dpi=90)
 
