@@ -1,5 +1,6 @@
 """Variational Monte Carlo: antisymmetry, the exact Laplacian, the hydrogen atom, blocking, bad input."""
 
+import json
 import math
 
 import numpy as np
@@ -91,3 +92,30 @@ def test_blocking_recovers_the_error_of_a_correlated_series():
 def test_bad_systems_are_refused_with_a_clear_message(build, match):
     with pytest.raises(MlmolError, match=match):
         build()
+
+
+def test_a_run_resumes_from_its_checkpoint_and_recovers_from_nan_energies(tmp_path, monkeypatch):
+    from mlmol.vmc import optimize
+    from mlmol.vmc import run as vmc_run
+
+    config = vmc_run.make_config("H", ansatz="slater-jastrow", steps=6, walkers=32, burn_in=10, eval_steps=8,
+                                 checkpoint_every=2)
+    first = vmc_run.train(config, tmp_path / "h")
+    assert first["steps"] == 6 and (tmp_path / "h" / "energy.json").is_file()
+    with pytest.raises(MlmolError, match="--resume"):
+        vmc_run.train(config, tmp_path / "h")
+
+    calls = {"n": 0}
+    real = optimize.local_energy
+
+    def flaky(wf, x, molecule):  # the third step of the resumed run sees only NaN local energies
+        calls["n"] += 1
+        energies = real(wf, x, molecule)
+        return torch.full_like(energies, torch.nan) if calls["n"] == 3 else energies
+
+    monkeypatch.setattr(optimize, "local_energy", flaky)
+    resumed = vmc_run.train(None, tmp_path / "h", resume=True, steps=12)
+    assert resumed["steps"] == 12 and resumed["recoveries"] == 1
+    assert math.isfinite(resumed["value"])
+    lines = (tmp_path / "h" / "metrics.jsonl").read_text().splitlines()
+    assert json.loads(lines[-1])["step"] == 12

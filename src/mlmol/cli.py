@@ -18,6 +18,7 @@ A typical session:
   mlmol evaluate runs/dw --samples s.npz           ESS, ΔF and profiles vs exact
   mlmol report runs/dw                             runs/dw/report.html with figures
   mlmol simulate alanine-dipeptide --out md.dcd --frames 10000   reference MD (OpenMM)
+  mlmol vmc He --out runs/he                       FermiNet energy of helium by VMC
 
 Your own energy: a Python function of a [batch, D] torch tensor returning reduced
 energies (units of kT) of shape [batch]:
@@ -81,6 +82,21 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument("--timestep-fs", type=float, default=1.0, help="femtoseconds (default 1; no constraints)")
     simulate.add_argument("--seed", type=int, default=0)
     simulate.add_argument("--resume", action="store_true", help="continue OUT from OUT.chk")
+
+    vmc = sub.add_parser("vmc", help="variational Monte Carlo of an atom or molecule (FermiNet)",
+                         description="Optimise a neural wavefunction by VMC, then print its energy with the "
+                                     "blocking standard error. Writes RUN/config.json, checkpoint.pt, "
+                                     "metrics.jsonl and energy.json.")
+    vmc.add_argument("system", nargs="?", help="H, He, Li, H2 (R = 1.4 bohr) or LiH (R = 3.015 bohr)")
+    vmc.add_argument("--out", required=True, metavar="RUN")
+    vmc.add_argument("--ansatz", choices=["ferminet", "slater-jastrow"])
+    vmc.add_argument("--steps", type=int, help="optimisation steps (default 5000)")
+    vmc.add_argument("--walkers", type=int, help="Metropolis walkers (default 512)")
+    vmc.add_argument("--lr", type=float, help="Adam learning rate (default 1e-3, decayed as lr / (1 + t / 1000))")
+    vmc.add_argument("--eval-steps", type=int, help="evaluation sweeps after training (default 200)")
+    vmc.add_argument("--seed", type=int)
+    vmc.add_argument("--threads", type=int, default=1, help="PyTorch CPU threads (default 1)")
+    vmc.add_argument("--resume", action="store_true", help="continue RUN from its checkpoint")
 
     report = sub.add_parser("report", help="write RUN/report.html with figures")
     report.add_argument("run", metavar="RUN")
@@ -212,8 +228,32 @@ def _cmd_simulate(args) -> None:
     print(f"wrote {len(frames)} frames of {system.name} to {args.out} in {time.perf_counter() - started:.1f} s")
 
 
+def _cmd_vmc(args) -> None:
+    import torch
+
+    from .errors import MlmolError
+    from .vmc import run as vmc_run
+
+    torch.set_num_threads(args.threads)
+    overrides = dict(ansatz=args.ansatz, steps=args.steps, walkers=args.walkers, lr=args.lr,
+                     eval_steps=args.eval_steps, seed=args.seed)
+    if args.resume:
+        if args.system or any(v is not None for k, v in overrides.items() if k != "steps"):
+            raise MlmolError("--resume continues RUN with its own config.json; only --steps may change")
+        config = None
+    else:
+        if args.system is None:
+            raise MlmolError("name a system: H, He, Li, H2 or LiH")
+        config = vmc_run.make_config(args.system, **overrides)
+    started = time.perf_counter()
+    result = vmc_run.train(config, args.out, resume=args.resume, progress=True, steps=args.steps if args.resume else None)
+    print(f"{result['system']} ({result['ansatz']}, {result['steps']} steps, {time.perf_counter() - started:.0f} s): "
+          + vmc_run.describe(result))
+    print(f"wrote {Path(args.out) / 'energy.json'}")
+
+
 COMMANDS = {"systems": _cmd_systems, "simulate": _cmd_simulate, "train": _cmd_train, "sample": _cmd_sample,
-            "evaluate": _cmd_evaluate, "report": _cmd_report}
+            "evaluate": _cmd_evaluate, "report": _cmd_report, "vmc": _cmd_vmc}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,160 @@
+"""A VMC run directory: train with checkpoints and resume, recover from non-finite steps, evaluate.
+
+RUN/config.json      the system, the ansatz and the optimisation settings
+RUN/checkpoint.pt    wavefunction, optimiser, walkers and step (written atomically)
+RUN/metrics.jsonl    one line per step: energy, variance, acceptance, move width, learning rate (after a
+                     recovery the steps since the checkpoint appear again; the later line counts)
+RUN/energy.json      the final evaluation: energy ± blocking standard error, exact and error
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from ..data import atomic_write
+from ..errors import MlmolError
+from .optimize import evaluate, learning_rate, vmc_step
+from .sampling import Walkers
+from .systems import EXACT_ENERGIES, Molecule, get
+from .wavefunctions import FermiNet, SlaterJastrow
+
+ANSATZE = {"ferminet": FermiNet, "slater-jastrow": SlaterJastrow}
+DEFAULTS = {"ansatz": "ferminet", "steps": 5000, "walkers": 512, "lr": 1e-3, "lr_decay": 1000.0,
+            "mcmc_steps": 10, "burn_in": 200, "clip": 5.0, "eval_steps": 200, "seed": 0, "checkpoint_every": 100,
+            "max_recoveries": 5}
+
+
+def make_config(system: str, **overrides) -> dict:
+    """The run's settings: ``DEFAULTS`` updated by the non-None ``overrides``; checks the system and ansatz."""
+    get(system)
+    config = {"system": system, **DEFAULTS, **{k: v for k, v in overrides.items() if v is not None}}
+    if config["ansatz"] not in ANSATZE:
+        raise MlmolError(f"unknown ansatz {config['ansatz']!r}; choose {', '.join(ANSATZE)}")
+    for key in ("steps", "walkers", "mcmc_steps", "eval_steps"):
+        if int(config[key]) <= 0:
+            raise MlmolError(f"{key} must be positive, got {config[key]}")
+    return config
+
+
+def build(config: dict) -> tuple[Molecule, torch.nn.Module]:
+    molecule = get(config["system"])
+    torch.manual_seed(config["seed"])
+    return molecule, ANSATZE[config["ansatz"]](molecule).double()
+
+
+def _save(path: Path, wavefunction, optimizer, walkers: Walkers, step: int, recoveries: int) -> None:
+    buffer = io.BytesIO()
+    torch.save({"wavefunction": wavefunction.state_dict(), "optimizer": optimizer.state_dict(), "x": walkers.x,
+                "width": walkers.width, "generator": walkers.generator.get_state(), "step": step,
+                "recoveries": recoveries}, buffer)
+    atomic_write(path / "checkpoint.pt", buffer.getvalue())
+
+
+def _restore(path: Path, wavefunction, optimizer, walkers: Walkers) -> tuple[int, int]:
+    state = torch.load(path / "checkpoint.pt", weights_only=False)
+    wavefunction.load_state_dict(state["wavefunction"])
+    optimizer.load_state_dict(state["optimizer"])
+    walkers.x, walkers.width = state["x"], state["width"]
+    walkers.generator.set_state(state["generator"])
+    walkers.log_prob = walkers._log_prob(walkers.x)
+    return state["step"], state["recoveries"]
+
+
+def _finite(module: torch.nn.Module) -> bool:
+    return all(torch.isfinite(p).all() for p in module.parameters())
+
+
+def train(config: dict | None, out: str | Path, resume: bool = False, progress: bool = False,
+          steps: int | None = None) -> dict:
+    """Train (or with ``resume`` continue) a VMC run in ``out``, then evaluate it; returns the evaluation.
+
+    A step whose local energies are all non-finite, or that leaves non-finite parameters, sends the
+    run back to its last checkpoint with the learning rate halved (at most ``max_recoveries`` times).
+    """
+    path = Path(out)
+    if resume:
+        if not (path / "checkpoint.pt").is_file():
+            raise MlmolError(f"{path} has no checkpoint.pt to resume from; start it without --resume")
+        config = json.loads((path / "config.json").read_text())
+        if steps is not None:
+            config["steps"] = int(steps)
+            atomic_write(path / "config.json", json.dumps(config, indent=2))
+    elif config is None:
+        raise MlmolError("give a config or resume an existing run")
+    elif (path / "checkpoint.pt").exists():
+        raise MlmolError(f"{path} already holds a run; continue it with --resume or choose another --out")
+    molecule, wavefunction = build(config)
+    walkers = Walkers(wavefunction, molecule, int(config["walkers"]), seed=int(config["seed"]))
+    optimizer = torch.optim.Adam(wavefunction.parameters(), lr=float(config["lr"]))
+    step, recoveries = 0, 0
+    if resume:
+        step, recoveries = _restore(path, wavefunction, optimizer, walkers)
+    else:
+        path.mkdir(parents=True, exist_ok=True)
+        atomic_write(path / "config.json", json.dumps(config, indent=2))
+        walkers.step(int(config["burn_in"]))
+        _save(path, wavefunction, optimizer, walkers, step, recoveries)
+    lr_scale = 0.5**recoveries
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=int(config["steps"]), initial=step, desc=f"VMC {config['system']}", unit="step")
+    started = time.perf_counter()
+    with open(path / "metrics.jsonl", "a") as log:
+        while step < int(config["steps"]):
+            lr = lr_scale * learning_rate(step, float(config["lr"]), float(config["lr_decay"]))
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            try:
+                record = vmc_step(wavefunction, walkers, molecule, optimizer, int(config["mcmc_steps"]),
+                                  float(config["clip"]))
+                healthy = _finite(wavefunction)
+            except MlmolError:
+                healthy = False
+            if not healthy:
+                recoveries += 1
+                if recoveries > int(config["max_recoveries"]):
+                    raise MlmolError(f"the run diverged {recoveries} times; the last checkpoint is in {path}. "
+                                     "Lower --lr and resume, or restart")
+                step, _ = _restore(path, wavefunction, optimizer, walkers)
+                lr_scale = 0.5**recoveries
+                if bar is not None:
+                    bar.write(f"step {step}: non-finite energies or parameters; back to the checkpoint, "
+                              f"learning rate × {lr_scale:g}")
+                continue
+            step += 1
+            log.write(json.dumps({"step": step, "lr": lr, **record}) + "\n")
+            if bar is not None:
+                bar.update()
+                bar.set_postfix(E=f"{record['energy']:.4f}", acc=f"{record['acceptance']:.2f}")
+            if step % int(config["checkpoint_every"]) == 0 or step == int(config["steps"]):
+                log.flush()
+                _save(path, wavefunction, optimizer, walkers, step, recoveries)
+    if bar is not None:
+        bar.close()
+    train_s = time.perf_counter() - started
+    energy = evaluate(wavefunction, walkers, molecule, int(config["eval_steps"]), int(config["mcmc_steps"]))
+    exact = EXACT_ENERGIES.get(config["system"])
+    result = {"system": config["system"], "ansatz": config["ansatz"], "steps": step, **asdict(energy),
+              "exact": exact, "error": None if exact is None else energy.value - exact,
+              "train_s_this_call": train_s, "recoveries": recoveries,
+              "parameters": sum(p.numel() for p in wavefunction.parameters())}
+    atomic_write(path / "energy.json", json.dumps(result, indent=2))
+    return result
+
+
+def describe(result: dict) -> str:
+    """One line: the energy with its standard error, and the error against the exact energy."""
+    line = f"E = {result['value']:.6f} ± {result['stderr']:.6f} Ha ({result['samples']:,} samples, blocks of {result['block']})"
+    if result.get("exact") is not None:
+        line += f"; exact {result['exact']:.6f}, error {1e3 * result['error']:+.2f} mHa"
+        if abs(result["error"]) <= 1.6e-3:
+            line += " (within chemical accuracy)"
+    return line if math.isfinite(result["value"]) else line + " — not finite"
