@@ -141,8 +141,8 @@ def _cmd_train(args) -> None:
     from . import run as runs
     from .errors import MlmolError
 
-    overrides = dict(seed=args.seed, steps=args.steps, losses=args.losses, flow_kind=args.flow_kind,
-                     device=args.device, threads=args.threads)
+    overrides = {"seed": args.seed, "steps": args.steps, "losses": args.losses, "flow_kind": args.flow_kind,
+                     "device": args.device, "threads": args.threads}
     if args.resume:
         given = [f"--{k.replace('_', '-')}" for k in ("energy", "dim", "pdb", "forcefield", "implicit_solvent")
                  if getattr(args, k) is not None]
@@ -235,8 +235,8 @@ def _cmd_vmc(args) -> None:
     from .vmc import run as vmc_run
 
     torch.set_num_threads(args.threads)
-    overrides = dict(ansatz=args.ansatz, steps=args.steps, walkers=args.walkers, lr=args.lr,
-                     eval_steps=args.eval_steps, seed=args.seed)
+    overrides = {"ansatz": args.ansatz, "steps": args.steps, "walkers": args.walkers, "lr": args.lr,
+                     "eval_steps": args.eval_steps, "seed": args.seed}
     if args.resume:
         if args.system or any(v is not None for k, v in overrides.items() if k != "steps"):
             raise MlmolError("--resume continues RUN with its own config.json; only --steps may change")
