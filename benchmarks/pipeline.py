@@ -62,11 +62,12 @@ def write_results(name: str, rows: list[dict], table: list[str]) -> None:
 
 
 def save_figure(fig, name: str, dpi: int = 110) -> None:
-    """benchmarks/results/NAME.png, written atomically (temp file, then rename), and closes the figure."""
+    """benchmarks/results/NAME.png, written atomically (:func:`atomic_write`), and closes the figure."""
+    import io
+
     import matplotlib.pyplot as plt
 
-    path = RESULTS / f"{name}.png"
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=dpi)
-    tmp.replace(path)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    atomic_write(RESULTS / f"{name}.png", buffer.getvalue())
     plt.close(fig)

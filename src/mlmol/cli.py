@@ -142,7 +142,7 @@ def _cmd_train(args) -> None:
     from .errors import MlmolError
 
     overrides = {"seed": args.seed, "steps": args.steps, "losses": args.losses, "flow_kind": args.flow_kind,
-                     "device": args.device, "threads": args.threads}
+                 "device": args.device, "threads": args.threads}
     if args.resume:
         given = [f"--{k.replace('_', '-')}" for k in ("energy", "dim", "pdb", "forcefield", "implicit_solvent")
                  if getattr(args, k) is not None]
@@ -236,7 +236,7 @@ def _cmd_vmc(args) -> None:
 
     torch.set_num_threads(args.threads)
     overrides = {"ansatz": args.ansatz, "steps": args.steps, "walkers": args.walkers, "lr": args.lr,
-                     "eval_steps": args.eval_steps, "seed": args.seed}
+                 "eval_steps": args.eval_steps, "seed": args.seed}
     if args.resume:
         if args.system or any(v is not None for k, v in overrides.items() if k != "steps"):
             raise MlmolError("--resume continues RUN with its own config.json; only --steps may change")

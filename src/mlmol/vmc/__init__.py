@@ -8,18 +8,18 @@
 """
 
 from .hamiltonian import kinetic_energy, local_energy, potential_energy
-from .optimize import Energy, evaluate, vmc_step
+from .optimize import VMCEnergy, evaluate, vmc_step
 from .sampling import Walkers, blocking_error, initial_positions
 from .systems import EXACT_ENERGIES, Molecule, get, molecule
 from .wavefunctions import FermiNet, HydrogenGroundState, SlaterJastrow
 
 __all__ = [
     "EXACT_ENERGIES",
-    "Energy",
     "FermiNet",
     "HydrogenGroundState",
     "Molecule",
     "SlaterJastrow",
+    "VMCEnergy",
     "Walkers",
     "blocking_error",
     "evaluate",

@@ -30,7 +30,7 @@ def clipped(energies: torch.Tensor, clip: float) -> torch.Tensor:
 
 
 @dataclass
-class Energy:
+class VMCEnergy:
     """A VMC energy (hartree) with its blocking standard error, from ``samples`` local energies."""
 
     value: float
@@ -62,7 +62,7 @@ def vmc_step(wavefunction: nn.Module, walkers: Walkers, molecule: Molecule, opti
 
 
 def evaluate(wavefunction: nn.Module, walkers: Walkers, molecule: Molecule, steps: int = 200,
-             mcmc_steps: int = 10) -> Energy:
+             mcmc_steps: int = 10) -> VMCEnergy:
     """The energy ⟨E_L⟩ over ``steps`` × walkers samples, with the blocking standard error of the
     per-step walker means (successive steps are correlated)."""
     means = []
@@ -72,7 +72,7 @@ def evaluate(wavefunction: nn.Module, walkers: Walkers, molecule: Molecule, step
         energies = energies[torch.isfinite(energies)]
         means.append(float(energies.mean()))
     value, stderr, block = blocking_error(np.asarray(means))
-    return Energy(value, stderr, steps * len(walkers.x), block)
+    return VMCEnergy(value, stderr, steps * len(walkers.x), block)
 
 
 def learning_rate(step: int, lr: float, decay: float) -> float:

@@ -61,9 +61,8 @@ def _restore(path: Path, wavefunction, optimizer, walkers: Walkers) -> tuple[int
     state = torch.load(path / "checkpoint.pt", weights_only=False)
     wavefunction.load_state_dict(state["wavefunction"])
     optimizer.load_state_dict(state["optimizer"])
-    walkers.x, walkers.width = state["x"], state["width"]
+    walkers.place(state["x"], state["width"])
     walkers.generator.set_state(state["generator"])
-    walkers.log_prob = walkers._log_prob(walkers.x)
     return state["step"], state["recoveries"]
 
 

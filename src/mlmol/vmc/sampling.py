@@ -32,9 +32,15 @@ class Walkers:
                  target: float = 0.5):
         self.wavefunction, self.width, self.target = wavefunction, width, target
         self.generator = torch.Generator().manual_seed(seed)
-        self.x = initial_positions(molecule, n, self.generator)
-        self.log_prob = self._log_prob(self.x)
+        self.place(initial_positions(molecule, n, self.generator))
         self.acceptance = float("nan")
+
+    def place(self, x: torch.Tensor, width: float | None = None) -> None:
+        """Put the walkers at ``x`` ``[n, N, 3]`` (e.g. from a checkpoint), optionally with a move width."""
+        self.x = x
+        self.log_prob = self._log_prob(x)
+        if width is not None:
+            self.width = width
 
     @torch.no_grad()
     def _log_prob(self, x: torch.Tensor) -> torch.Tensor:
