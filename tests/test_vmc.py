@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from mlmol.errors import MlmolError
-from mlmol.vmc import FermiNet, HydrogenGroundState, SlaterJastrow, blocking_error, get, local_energy, molecule
+from mlmol.vmc import (FermiNet, HydrogenGroundState, SlaterJastrow, Walkers, blocking_error, get, local_energy,
+                       molecule)
 from mlmol.vmc.hamiltonian import kinetic_energy, potential_energy
 from mlmol.vmc.sampling import initial_positions
 
@@ -119,3 +120,91 @@ def test_a_run_resumes_from_its_checkpoint_and_recovers_from_nan_energies(tmp_pa
     assert math.isfinite(resumed["value"])
     lines = (tmp_path / "h" / "metrics.jsonl").read_text().splitlines()
     assert json.loads(lines[-1])["step"] == 12
+
+
+def test_max_minutes_stops_training_and_checkpoints_where_it_stopped(tmp_path):
+    from mlmol.vmc import run as vmc_run
+
+    config = vmc_run.make_config("H", ansatz="slater-jastrow", steps=10_000, walkers=16, burn_in=5, eval_steps=8,
+                                 max_minutes=1e-4)
+    result = vmc_run.train(config, tmp_path / "h")
+    assert 1 <= result["steps"] < 10_000
+    assert torch.load(tmp_path / "h" / "checkpoint.pt", weights_only=False)["step"] == result["steps"]
+    with pytest.raises(MlmolError, match="max_minutes"):
+        vmc_run.make_config("H", max_minutes=-1)
+
+
+def test_evaluation_is_a_shared_estimate_with_n_eff():
+    from mlmol.estimators import Estimate
+    from mlmol.vmc import evaluate
+
+    system = get("H")
+    walkers = Walkers(HydrogenGroundState(), system, 64, seed=0)
+    walkers.step(50)
+    energy = evaluate(HydrogenGroundState(), walkers, system, steps=8, mcmc_steps=2)
+    assert isinstance(energy, Estimate) and energy.samples == 8 * 64
+    assert energy.value == pytest.approx(-0.5, abs=1e-10)  # the exact eigenfunction: zero variance
+
+
+pyscf = pytest.importorskip("pyscf", reason="Hartree–Fock tests need pyscf (pip install 'mlmol[vmc]')")
+
+
+@pytest.mark.parametrize("name", ["Li", "LiH"])  # unrestricted (open shell) and restricted
+def test_hartree_fock_orbitals_reproduce_the_pyscf_density(name):
+    from pyscf import scf
+    from pyscf.dft import numint
+
+    from mlmol.vmc.hartree_fock import hartree_fock
+
+    system = get(name)
+    hf = hartree_fock(system, "sto-3g")
+    x = initial_positions(system, 20, torch.Generator().manual_seed(4))
+    up, down = hf.orbitals(x)
+    assert up.shape == (20, 1, system.n_up, system.n_up) and down.shape == (20, 1, system.n_down, system.n_down)
+    # ρ(r) = Σ_spin Σ_occupied φ²: evaluate every orbital at every electron's position
+    points = x.reshape(-1, 3)
+    ours = sum((torch.from_numpy(hf.mol.eval_gto("GTOval_sph", points.numpy()) @ c) ** 2).sum(-1)
+               for c in hf.coefficients)
+    ao = numint.eval_ao(hf.mol, points.numpy())
+    solver = (scf.UHF if system.n_up != system.n_down else scf.RHF)(hf.mol)
+    assert solver.kernel() == pytest.approx(hf.energy, abs=1e-8)
+    dm = solver.make_rdm1()
+    rho = numint.eval_rho(hf.mol, ao, dm if dm.ndim == 2 else dm[0] + dm[1])
+    assert ours.numpy() == pytest.approx(rho, rel=1e-6, abs=1e-10)
+    # the orbitals at the electrons, in the [a, j] layout: column j holds electron j
+    direct = torch.from_numpy(hf.mol.eval_gto("GTOval_sph", x[0, :system.n_up].numpy()) @ hf.coefficients[0]).T
+    assert torch.allclose(up[0, 0], direct)
+
+
+def test_pretraining_fits_the_network_to_hartree_fock():
+    from mlmol.vmc.hartree_fock import HartreeFockWavefunction, hartree_fock, pretrain
+
+    system = get("Li")
+    hf = hartree_fock(system, "sto-3g")
+    torch.manual_seed(0)
+    wf = FermiNet(system, one=(16, 16), two=(4, 4), determinants=2).double()
+    reference = HartreeFockWavefunction(hf)
+    sampler = Walkers(reference, system, 256, seed=5)
+    sampler.step(200)
+    x = sampler.x  # held-out samples of |ψ_HF|²
+
+    def spread():  # robust std (interquartile range / 1.349) of log|ψ_net / ψ_HF|: 0 when ψ_net ∝ ψ_HF
+        with torch.no_grad():  # (robust: far out the Gaussian basis decays faster than any envelope)
+            q = torch.quantile(wf(x)[1] - reference(x)[1], torch.tensor([0.25, 0.75], dtype=x.dtype))
+        return float(q[1] - q[0]) / 1.349
+
+    before = spread()
+    _, losses = pretrain(wf, hf, system, steps=300, walkers=64, lr=1e-3)
+    after = spread()
+    assert losses[-1] < 0.1 * losses[0]
+    assert after < 0.6 and after < 0.4 * before, (before, after)
+
+
+def test_hartree_fock_without_pyscf_says_how_to_install_it(monkeypatch):
+    import sys
+
+    from mlmol.vmc.hartree_fock import hartree_fock
+
+    monkeypatch.setitem(sys.modules, "pyscf", None)
+    with pytest.raises(MlmolError, match="pip install pyscf"):
+        hartree_fock(get("He"))

@@ -95,6 +95,10 @@ def _parser() -> argparse.ArgumentParser:
     vmc.add_argument("--lr", type=float, help="Adam learning rate (default 1e-3, decayed as lr / (1 + t / 1000))")
     vmc.add_argument("--eval-steps", type=int, help="evaluation sweeps after training (default 200)")
     vmc.add_argument("--seed", type=int)
+    vmc.add_argument("--pretrain", type=int, metavar="STEPS", dest="pretrain_steps",
+                     help="pre-train the orbitals to Hartree–Fock for STEPS steps first (needs pyscf; default 0)")
+    vmc.add_argument("--basis", help="Gaussian basis for Hartree–Fock pre-training (default cc-pvdz)")
+    vmc.add_argument("--max-minutes", type=float, help="stop training after this many minutes of wall time")
     vmc.add_argument("--threads", type=int, default=1, help="PyTorch CPU threads (default 1)")
     vmc.add_argument("--resume", action="store_true", help="continue RUN from its checkpoint")
 
@@ -236,17 +240,19 @@ def _cmd_vmc(args) -> None:
 
     torch.set_num_threads(args.threads)
     overrides = {"ansatz": args.ansatz, "steps": args.steps, "walkers": args.walkers, "lr": args.lr,
-                 "eval_steps": args.eval_steps, "seed": args.seed}
+                 "eval_steps": args.eval_steps, "seed": args.seed, "pretrain_steps": args.pretrain_steps,
+                 "basis": args.basis, "max_minutes": args.max_minutes}
     if args.resume:
-        if args.system or any(v is not None for k, v in overrides.items() if k != "steps"):
-            raise MlmolError("--resume continues RUN with its own config.json; only --steps may change")
+        if args.system or any(v is not None for k, v in overrides.items() if k not in ("steps", "max_minutes")):
+            raise MlmolError("--resume continues RUN with its own config.json; only --steps and --max-minutes may change")
         config = None
     else:
         if args.system is None:
             raise MlmolError("name a system: H, He, Li, H2 or LiH")
         config = vmc_run.make_config(args.system, **overrides)
     started = time.perf_counter()
-    result = vmc_run.train(config, args.out, resume=args.resume, progress=True, steps=args.steps if args.resume else None)
+    changes = {"steps": args.steps, "max_minutes": args.max_minutes} if args.resume else {}
+    result = vmc_run.train(config, args.out, resume=args.resume, progress=True, **changes)
     print(f"{result['system']} ({result['ansatz']}, {result['steps']} steps, {time.perf_counter() - started:.0f} s): "
           + vmc_run.describe(result))
     print(f"wrote {Path(args.out) / 'energy.json'}")

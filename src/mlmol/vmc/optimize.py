@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from ..errors import MlmolError
+from ..estimators import Estimate
 from .hamiltonian import local_energy
 from .sampling import Walkers, blocking_error
 from .systems import Molecule
@@ -29,14 +30,14 @@ def clipped(energies: torch.Tensor, clip: float) -> torch.Tensor:
     return energies.clamp(median - clip * spread, median + clip * spread)
 
 
-@dataclass
-class VMCEnergy:
-    """A VMC energy (hartree) with its blocking standard error, from ``samples`` local energies."""
+@dataclass(frozen=True)
+class VMCEnergy(Estimate):
+    """A VMC energy (hartree) with its blocking standard error: the shared ``Estimate`` (``n_eff`` is
+    the number of independent samples worth as much, var(E_L) / stderr²) plus the ``samples`` drawn
+    and the blocking level's ``block`` length in steps."""
 
-    value: float
-    stderr: float
-    samples: int
-    block: int
+    samples: int = 0
+    block: int = 1
 
     def __str__(self) -> str:
         return f"{self.value:.6f} ± {self.stderr:.6f} Ha"
@@ -65,14 +66,16 @@ def evaluate(wavefunction: nn.Module, walkers: Walkers, molecule: Molecule, step
              mcmc_steps: int = 10) -> VMCEnergy:
     """The energy ⟨E_L⟩ over ``steps`` × walkers samples, with the blocking standard error of the
     per-step walker means (successive steps are correlated)."""
-    means = []
+    means, squares = [], []
     for _ in range(steps):
         walkers.step(mcmc_steps)
         energies = local_energy(wavefunction, walkers.x, molecule)
         energies = energies[torch.isfinite(energies)]
         means.append(float(energies.mean()))
+        squares.append(float((energies**2).mean()))
     value, stderr, block = blocking_error(np.asarray(means))
-    return VMCEnergy(value, stderr, steps * len(walkers.x), block)
+    variance = float(np.mean(squares)) - value**2
+    return VMCEnergy(value, stderr, variance / stderr**2 if stderr > 0 else math.inf, steps * len(walkers.x), block)
 
 
 def learning_rate(step: int, lr: float, decay: float) -> float:

@@ -28,7 +28,7 @@ from .wavefunctions import FermiNet, SlaterJastrow
 ANSATZE = {"ferminet": FermiNet, "slater-jastrow": SlaterJastrow}
 DEFAULTS = {"ansatz": "ferminet", "steps": 5000, "walkers": 512, "lr": 1e-3, "lr_decay": 1000.0,
             "mcmc_steps": 10, "burn_in": 200, "clip": 5.0, "eval_steps": 200, "seed": 0, "checkpoint_every": 100,
-            "max_recoveries": 5}
+            "max_recoveries": 5, "pretrain_steps": 0, "basis": "cc-pvdz", "max_minutes": None}
 
 
 def make_config(system: str, **overrides) -> dict:
@@ -40,6 +40,10 @@ def make_config(system: str, **overrides) -> dict:
     for key in ("steps", "walkers", "mcmc_steps", "eval_steps"):
         if int(config[key]) <= 0:
             raise MlmolError(f"{key} must be positive, got {config[key]}")
+    if int(config["pretrain_steps"]) < 0:
+        raise MlmolError(f"pretrain_steps must be 0 (no pre-training) or positive, got {config['pretrain_steps']}")
+    if config["max_minutes"] is not None and float(config["max_minutes"]) <= 0:
+        raise MlmolError(f"max_minutes must be positive, got {config['max_minutes']}")
     return config
 
 
@@ -66,15 +70,29 @@ def _restore(path: Path, wavefunction, optimizer, walkers: Walkers) -> tuple[int
     return state["step"], state["recoveries"]
 
 
+def _pretrain(config: dict, path: Path, molecule: Molecule, wavefunction, walkers: Walkers, progress: bool) -> None:
+    """Fit the orbitals to Hartree–Fock (RUN/pretrain.json: HF energy and losses); the walkers start
+    from the Hartree–Fock samples."""
+    from .hartree_fock import hartree_fock, pretrain
+
+    hf = hartree_fock(molecule, config["basis"])
+    x, losses = pretrain(wavefunction, hf, molecule, int(config["pretrain_steps"]), len(walkers.x),
+                         seed=int(config["seed"]), progress=progress)
+    walkers.place(x)
+    atomic_write(path / "pretrain.json", json.dumps({"basis": hf.basis, "hartree_fock_energy": hf.energy,
+                                                     "loss_first": losses[0], "loss_last": losses[-1]}, indent=2))
+
+
 def _finite(module: torch.nn.Module) -> bool:
     return all(torch.isfinite(p).all() for p in module.parameters())
 
 
 def train(config: dict | None, out: str | Path, resume: bool = False, progress: bool = False,
-          steps: int | None = None) -> dict:
+          steps: int | None = None, max_minutes: float | None = None) -> dict:
     """Train (or with ``resume`` continue) a VMC run in ``out``, then evaluate it; returns the evaluation.
 
-    A step whose local energies are all non-finite, or that leaves non-finite parameters, sends the
+    ``max_minutes`` (in the config) stops training after that much wall time in this call; on resume,
+    ``steps`` and ``max_minutes`` replace the run's settings. A step whose local energies are all non-finite, or that leaves non-finite parameters, sends the
     run back to its last checkpoint with the learning rate halved (at most ``max_recoveries`` times).
     """
     path = Path(out)
@@ -82,8 +100,8 @@ def train(config: dict | None, out: str | Path, resume: bool = False, progress: 
         if not (path / "checkpoint.pt").is_file():
             raise MlmolError(f"{path} has no checkpoint.pt to resume from; start it without --resume")
         config = json.loads((path / "config.json").read_text())
-        if steps is not None:
-            config["steps"] = int(steps)
+        if steps is not None or max_minutes is not None:
+            config.update({k: v for k, v in (("steps", steps), ("max_minutes", max_minutes)) if v is not None})
             atomic_write(path / "config.json", json.dumps(config, indent=2))
     elif config is None:
         raise MlmolError("give a config or resume an existing run")
@@ -98,6 +116,8 @@ def train(config: dict | None, out: str | Path, resume: bool = False, progress: 
     else:
         path.mkdir(parents=True, exist_ok=True)
         atomic_write(path / "config.json", json.dumps(config, indent=2))
+        if int(config["pretrain_steps"]):
+            _pretrain(config, path, molecule, wavefunction, walkers, progress)
         walkers.step(int(config["burn_in"]))
         _save(path, wavefunction, optimizer, walkers, step, recoveries)
     lr_scale = 0.5**recoveries
@@ -106,8 +126,9 @@ def train(config: dict | None, out: str | Path, resume: bool = False, progress: 
         from tqdm.auto import tqdm
         bar = tqdm(total=int(config["steps"]), initial=step, desc=f"VMC {config['system']}", unit="step")
     started = time.perf_counter()
+    deadline = math.inf if config.get("max_minutes") is None else started + 60 * float(config["max_minutes"])
     with open(path / "metrics.jsonl", "a") as log:
-        while step < int(config["steps"]):
+        while step < int(config["steps"]) and time.perf_counter() < deadline:
             lr = lr_scale * learning_rate(step, float(config["lr"]), float(config["lr_decay"]))
             for group in optimizer.param_groups:
                 group["lr"] = lr
@@ -136,6 +157,8 @@ def train(config: dict | None, out: str | Path, resume: bool = False, progress: 
             if step % int(config["checkpoint_every"]) == 0 or step == int(config["steps"]):
                 log.flush()
                 _save(path, wavefunction, optimizer, walkers, step, recoveries)
+    if step % int(config["checkpoint_every"]):  # stopped by max_minutes between checkpoints
+        _save(path, wavefunction, optimizer, walkers, step, recoveries)
     if bar is not None:
         bar.close()
     train_s = time.perf_counter() - started

@@ -70,16 +70,26 @@ class FermiNet(nn.Module):
             self.two.append(nn.Linear(width2, w2))
             width1, width2 = w1, w2
         self.orbitals = nn.ModuleList(nn.Linear(width1, determinants * n) for n in (self.n_up, self.n_down))
-        # envelopes: per spin, determinant, orbital and nucleus; σ starts at Z (hydrogen-like decay), π at 1
-        self.sigma = nn.ParameterList(
-            nn.Parameter(charges.float().clamp(max=4.0).log().expand(determinants, n, m).clone()) for n in (self.n_up, self.n_down))
+        # envelopes: per spin, determinant, orbital and nucleus; π starts at 1, σ at Z (a 1s-like decay) for
+        # each spin's first orbital and at 1 (FermiNet's initial value) for the others, whose tails reach out
+        self.sigma = nn.ParameterList(nn.Parameter(self._initial_log_sigma(charges, determinants, n)) for n in (self.n_up, self.n_down))
         self.pi = nn.ParameterList(nn.Parameter(torch.ones(determinants, n, m)) for n in (self.n_up, self.n_down))
+
+    @staticmethod
+    def _initial_log_sigma(charges: torch.Tensor, determinants: int, n: int) -> torch.Tensor:
+        log_sigma = torch.zeros(determinants, n, len(charges))
+        log_sigma[:, :1] = charges.float().clamp(max=4.0).log()
+        return log_sigma
 
     def _means(self, h: torch.Tensor, dim: int) -> list[torch.Tensor]:
         up, down = h.narrow(dim, 0, self.n_up), h.narrow(dim, self.n_up, self.n_down)
         return [t.mean(dim) if t.shape[dim] else torch.zeros_like(h.select(dim, 0)) for t in (up, down)]
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return spin_slogdet(self.orbital_matrices(x))
+
+    def orbital_matrices(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Orbital matrices per spin, ``[B, K, a, j]``: orbital a of determinant k at electron j."""
         nuclei = self.nuclei.to(x.dtype)
         en = x[:, :, None, :] - nuclei  # [B, N, M, 3]
         en_distance = en.norm(dim=-1)  # [B, N, M]
@@ -105,7 +115,7 @@ class FermiNet(nn.Module):
             sigma, pi = torch.exp(self.sigma[s]).to(x.dtype), self.pi[s].to(x.dtype)  # [K, n_s(a), M]
             envelope = (pi * torch.exp(-sigma * d[:, :, None, None, :])).sum(-1)  # [B, j, K, a]
             matrices.append((phi * envelope).permute(0, 2, 3, 1))  # [B, K, a, j]
-        return spin_slogdet(matrices)
+        return matrices
 
 
 class SlaterJastrow(nn.Module):
@@ -132,14 +142,18 @@ class SlaterJastrow(nn.Module):
         self.register_buffer("pairs", torch.stack([i, j]))
         self.register_buffer("cusp", torch.where(spin[i] == spin[j], 0.25, 0.5).double())
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def orbital_matrices(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Orbital matrices per spin, ``[B, 1, a, j]``: orbital a at electron j."""
         d = (x[:, :, None, :] - self.nuclei.to(x.dtype)).norm(dim=-1)  # [B, N, M]
         basis = torch.exp(-torch.exp(self.log_zeta).to(x.dtype) * d[..., None]).flatten(2)  # [B, N, M·exponents]
         matrices = []
         for s, (start, count) in enumerate(((0, self.n_up), (self.n_up, self.n_down))):
             phi = basis[:, start:start + count] @ self.coefficients[s].to(x.dtype).T  # [B, j, a]
             matrices.append(phi.transpose(1, 2)[:, None])
-        sign, log = spin_slogdet(matrices)
+        return matrices
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        sign, log = spin_slogdet(self.orbital_matrices(x))
         if self.pairs.shape[1]:
             r = (x[:, self.pairs[0]] - x[:, self.pairs[1]]).norm(dim=-1)
             log = log + (self.cusp.to(x.dtype) * r / (1 + torch.exp(self.log_b) * r)).sum(-1)
