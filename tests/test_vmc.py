@@ -208,3 +208,26 @@ def test_hartree_fock_without_pyscf_says_how_to_install_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "pyscf", None)
     with pytest.raises(MlmolError, match="pip install pyscf"):
         hartree_fock(get("He"))
+
+
+def test_natural_gradient_step_is_the_damped_sr_solve_in_parameter_space():
+    from mlmol.vmc.optimize import NaturalGradient, log_abs_jacobian
+
+    system = get("He")
+    torch.manual_seed(0)
+    wf = SlaterJastrow(system, exponents=2).double()
+    x = initial_positions(system, 12, torch.Generator().manual_seed(6))  # fewer samples than parameters
+    jacobian = log_abs_jacobian(wf, x)
+    for b in (0, 7):  # rows are the per-sample gradients of log|ψ|
+        wf.zero_grad()
+        wf(x[b:b + 1])[1].sum().backward()
+        assert torch.allclose(jacobian[b], torch.cat([p.grad.flatten() for p in wf.parameters()]))
+    energies = torch.randn(12, dtype=torch.float64, generator=torch.Generator().manual_seed(7))
+    o = (jacobian - jacobian.mean(0)) / math.sqrt(12)
+    eps = (energies - energies.mean()) / math.sqrt(12)
+    damping = 1e-2
+    expected = torch.linalg.solve(o.T @ o + damping * torch.eye(o.shape[1], dtype=o.dtype), o.T @ eps)
+    before = torch.cat([p.detach().flatten() for p in wf.parameters()])
+    NaturalGradient(wf.parameters(), lr=1.0, damping=damping, max_norm=1e30).step(jacobian, energies)
+    after = torch.cat([p.detach().flatten() for p in wf.parameters()])
+    assert torch.allclose(before - after, expected, rtol=1e-6, atol=1e-9)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import nn
+from torch.func import functional_call, grad, vmap
 
 from ..errors import MlmolError
 from ..estimators import Estimate
@@ -43,9 +44,54 @@ class VMCEnergy(Estimate):
         return f"{self.value:.6f} ± {self.stderr:.6f} Ha"
 
 
+class NaturalGradient(torch.optim.Optimizer):
+    """Stochastic reconfiguration (imaginary-time natural gradient) solved in the space of the B
+    samples, "minSR" (Chen & Heyl, Nat. Phys. 2024): with Ō the centred per-sample gradients of
+    log|ψ| and ε the centred local energies, both divided by √B,
+
+        δθ = Ōᵀ (Ō Ōᵀ + λ I)⁻¹ ε = (S + λ)⁻¹ ∇E / 2,   S = ŌᵀŌ,
+
+    a B × B solve instead of the P × P one. The step θ ← θ − η δθ is shortened where needed so that
+    η² δθᵀ S δθ ≤ ``max_norm`` (as KFAC in FermiNet constrains its steps). ``lr`` is η."""
+
+    def __init__(self, params, lr: float = 0.05, damping: float = 1e-3, max_norm: float = 1e-3):
+        super().__init__(params, {"lr": lr, "damping": damping, "max_norm": max_norm})
+
+    @torch.no_grad()
+    def step(self, jacobian: torch.Tensor, energies: torch.Tensor) -> None:  # type: ignore[override]
+        """Update from ``jacobian`` ``[B, P]`` (∂ log|ψ(x_b)| / ∂θ, parameters in ``param_groups``
+        order) and the (clipped) local ``energies`` ``[B]``."""
+        group = self.param_groups[0]
+        b = len(energies)
+        o = (jacobian - jacobian.mean(0)) / math.sqrt(b)
+        eps = (energies - energies.mean()) / math.sqrt(b)
+        gram = o @ o.T
+        gram.diagonal().add_(group["damping"])
+        delta = o.T @ torch.linalg.solve(gram, eps)
+        quadratic = float((o @ delta).square().sum())
+        lr = min(group["lr"], math.sqrt(group["max_norm"] / quadratic)) if quadratic > 0 else group["lr"]
+        offset = 0
+        for p in group["params"]:
+            p.sub_(lr * delta[offset:offset + p.numel()].view_as(p).to(p.dtype))
+            offset += p.numel()
+
+
+def log_abs_jacobian(wavefunction: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Per-sample gradients ∂ log|ψ(x_b)| / ∂θ as ``[B, P]`` (parameters in ``parameters()`` order)."""
+    params = {k: v.detach() for k, v in wavefunction.named_parameters()}
+    buffers = dict(wavefunction.named_buffers())
+
+    def log_abs(p, xi):
+        return functional_call(wavefunction, (p, buffers), (xi[None],))[1][0]
+
+    grads = vmap(grad(log_abs), in_dims=(None, 0))(params, x.detach())
+    return torch.cat([grads[k].reshape(len(x), -1) for k in params], 1)
+
+
 def vmc_step(wavefunction: nn.Module, walkers: Walkers, molecule: Molecule, optimizer: torch.optim.Optimizer,
              mcmc_steps: int = 10, clip: float = 5.0) -> dict:
-    """One optimisation step: move the walkers, evaluate E_L, step along the VMC gradient."""
+    """One optimisation step: move the walkers, evaluate E_L, step along the VMC gradient (or, with a
+    ``NaturalGradient`` optimiser, the natural gradient)."""
     acceptance = walkers.step(mcmc_steps)
     x = walkers.x
     energies = local_energy(wavefunction, x, molecule)
@@ -54,10 +100,13 @@ def vmc_step(wavefunction: nn.Module, walkers: Walkers, molecule: Molecule, opti
         raise MlmolError("every local energy was non-finite: the wavefunction has diverged; restart from the "
                          "last checkpoint with a smaller learning rate")
     e = clipped(energies[finite], clip)
-    optimizer.zero_grad()
-    log_abs = wavefunction(x[finite])[1]
-    (2 * ((e - e.mean()).detach() * log_abs).mean()).backward()
-    optimizer.step()
+    if isinstance(optimizer, NaturalGradient):
+        optimizer.step(log_abs_jacobian(wavefunction, x[finite]), e)
+    else:
+        optimizer.zero_grad()
+        log_abs = wavefunction(x[finite])[1]
+        (2 * ((e - e.mean()).detach() * log_abs).mean()).backward()
+        optimizer.step()
     return {"energy": float(energies[finite].mean()), "variance": float(energies[finite].var()),
             "acceptance": acceptance, "width": walkers.width, "nonfinite": int((~finite).sum())}
 

@@ -2,8 +2,9 @@
 
 RUN/config.json      the system, the ansatz and the optimisation settings
 RUN/checkpoint.pt    wavefunction, optimiser, walkers and step (written atomically)
-RUN/metrics.jsonl    one line per step: energy, variance, acceptance, move width, learning rate (after a
-                     recovery the steps since the checkpoint appear again; the later line counts)
+RUN/metrics.jsonl    one line per step: energy, variance, acceptance, move width, learning rate, seconds since
+                     this call started (after a recovery the steps since the checkpoint appear again;
+                     the later line counts)
 RUN/energy.json      the final evaluation: energy ± blocking standard error, exact and error
 """
 
@@ -20,13 +21,14 @@ import torch
 
 from ..data import atomic_write
 from ..errors import MlmolError
-from .optimize import evaluate, learning_rate, vmc_step
+from .optimize import NaturalGradient, evaluate, learning_rate, vmc_step
 from .sampling import Walkers
 from .systems import EXACT_ENERGIES, Molecule, get
 from .wavefunctions import FermiNet, SlaterJastrow
 
 ANSATZE = {"ferminet": FermiNet, "slater-jastrow": SlaterJastrow}
-DEFAULTS = {"ansatz": "ferminet", "steps": 5000, "walkers": 512, "lr": 1e-3, "lr_decay": 1000.0,
+OPTIMIZERS = {"adam": 1e-3, "natural-gradient": 0.05}  # name: default learning rate
+DEFAULTS = {"ansatz": "ferminet", "optimizer": "adam", "steps": 5000, "walkers": 512, "lr": None, "lr_decay": 1000.0,
             "mcmc_steps": 10, "burn_in": 200, "clip": 5.0, "eval_steps": 200, "seed": 0, "checkpoint_every": 100,
             "max_recoveries": 5, "pretrain_steps": 0, "basis": "cc-pvdz", "max_minutes": None}
 
@@ -35,6 +37,9 @@ def make_config(system: str, **overrides) -> dict:
     """The run's settings: ``DEFAULTS`` updated by the non-None ``overrides``; checks the system and ansatz."""
     get(system)
     config = {"system": system, **DEFAULTS, **{k: v for k, v in overrides.items() if v is not None}}
+    if config["optimizer"] not in OPTIMIZERS:
+        raise MlmolError(f"unknown optimizer {config['optimizer']!r}; choose {', '.join(OPTIMIZERS)}")
+    config["lr"] = OPTIMIZERS[config["optimizer"]] if config["lr"] is None else config["lr"]
     if config["ansatz"] not in ANSATZE:
         raise MlmolError(f"unknown ansatz {config['ansatz']!r}; choose {', '.join(ANSATZE)}")
     for key in ("steps", "walkers", "mcmc_steps", "eval_steps"):
@@ -109,7 +114,8 @@ def train(config: dict | None, out: str | Path, resume: bool = False, progress: 
         raise MlmolError(f"{path} already holds a run; continue it with --resume or choose another --out")
     molecule, wavefunction = build(config)
     walkers = Walkers(wavefunction, molecule, int(config["walkers"]), seed=int(config["seed"]))
-    optimizer = torch.optim.Adam(wavefunction.parameters(), lr=float(config["lr"]))
+    optimizer = (NaturalGradient if config.get("optimizer") == "natural-gradient" else torch.optim.Adam)(
+        wavefunction.parameters(), lr=float(config["lr"]))
     step, recoveries = 0, 0
     if resume:
         step, recoveries = _restore(path, wavefunction, optimizer, walkers)
@@ -150,7 +156,7 @@ def train(config: dict | None, out: str | Path, resume: bool = False, progress: 
                               f"learning rate × {lr_scale:g}")
                 continue
             step += 1
-            log.write(json.dumps({"step": step, "lr": lr, **record}) + "\n")
+            log.write(json.dumps({"step": step, "lr": lr, "elapsed_s": time.perf_counter() - started, **record}) + "\n")
             if bar is not None:
                 bar.update()
                 bar.set_postfix(E=f"{record['energy']:.4f}", acc=f"{record['acceptance']:.2f}")
