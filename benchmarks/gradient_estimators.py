@@ -24,7 +24,14 @@ import numpy as np
 import torch
 from pipeline import markdown_table, save_figure, write_results
 
-from mlmol.diffsim import BallWithWall, LangevinBias, LinearQuadratic, Pushing, smoothed_gradient_quadrature
+from mlmol.diffsim import (
+    BallWithWall,
+    LangevinBias,
+    LinearQuadratic,
+    Pushing,
+    smoothed_gradient_quadrature,
+    smoothed_value_quadrature,
+)
 from mlmol.diffsim.estimators import alpha_blend, first_terms, perturbations, zeroth_terms
 
 ESTIMATORS = ("zeroth order", "first order", "α order")
@@ -45,15 +52,6 @@ def estimates(zeroth: torch.Tensor, first: torch.Tensor, tolerance: float) -> di
     blends = [alpha_blend(z, f, tolerance) for z, f in zip(zeroth, first, strict=True)]
     return {"zeroth order": zeroth.mean(1).numpy(), "first order": first.mean(1).numpy(),
             "α order": np.stack([b.gradient.numpy() for b in blends]), "alpha": np.array([b.alpha for b in blends])}
-
-
-def smoothed_value(task, theta: float, sigma: float, points: int = 4001) -> float:
-    """F(θ) = E f(θ + w) of a one-parameter deterministic task by quadrature."""
-    w = torch.linspace(-6 * sigma, 6 * sigma, points, dtype=torch.float64)
-    with torch.no_grad():
-        values = task((theta + w)[:, None])
-    density = torch.exp(-0.5 * (w / sigma) ** 2)
-    return float(torch.trapezoid(values * density, w) / torch.trapezoid(density, w))
 
 
 def settings():
@@ -185,8 +183,8 @@ def optimise(n: int, iterations: int, seeds: int) -> dict:
         return value
 
     problems = {  # name: task, θ0, σ, γ, step size η, F
-        "ball and wall": (ball, [0.6], 0.05, 0.01, 2.0, lambda t: smoothed_value(ball, t[0], 0.05)),
-        "pushing, k = 1000": (push, [1.0], 0.1, 0.4, 0.3, lambda t: smoothed_value(push, t[0], 0.1)),
+        "ball and wall": (ball, [0.6], 0.05, 0.01, 2.0, lambda t: smoothed_value_quadrature(ball, t[0], 0.05)),
+        "pushing, k = 1000": (push, [1.0], 0.1, 0.4, 0.3, lambda t: smoothed_value_quadrature(push, t[0], 0.1)),
         "linear-quadratic": (lq, list(lq.theta0), 0.1, 15.0, 0.05, mc_value(lq, 0.1)),
         "Langevin, T = 300": (langevin, [0.0], 0.1, 5.0, 2.0, mc_value(langevin, 0.1)),
     }

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -71,7 +72,7 @@ def main() -> None:
             continue
         result = json.loads((run / "energy.json").read_text())
         seconds = train_seconds(run)
-        if seconds != seconds:  # runs from before metrics carried elapsed_s
+        if math.isnan(seconds):  # runs from before metrics carried elapsed_s
             seconds = result["train_s_this_call"]
         row = {"system": system, "ansatz": ansatz, "command": f"mlmol vmc {system} {' '.join(extra)}",
                "steps": result["steps"], "energy": result["value"], "stderr": result["stderr"],

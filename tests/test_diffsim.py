@@ -13,6 +13,7 @@ from mlmol.diffsim import (
     alpha_order,
     first_order,
     smoothed_gradient_quadrature,
+    smoothed_value_quadrature,
     zeroth_order,
 )
 from mlmol.errors import MlmolError
@@ -54,6 +55,8 @@ def test_quadrature_gives_the_smoothed_gradient_of_a_jump():
     for theta in (-0.4, 0.0, 0.25):
         exact = math.exp(-0.5 * (theta / sigma) ** 2) / (sigma * math.sqrt(2 * math.pi))  # dF/dθ = N(θ; 0, σ²)
         assert smoothed_gradient_quadrature(step, theta, sigma) == pytest.approx(exact, rel=1e-4)  # a jump costs the trapezoid rule O(h)
+        value = 0.5 * (1 + math.erf(theta / (sigma * math.sqrt(2))))  # F(θ) = Φ(θ / σ)
+        assert smoothed_value_quadrature(step, theta, sigma) == pytest.approx(value, abs=5e-4)  # O(h), h = 2.4e-4
 
 
 def test_first_order_misses_a_jump_and_zeroth_order_sees_it():

@@ -8,8 +8,7 @@ import pytest
 import torch
 
 from mlmol.errors import MlmolError
-from mlmol.vmc import (FermiNet, HydrogenGroundState, SlaterJastrow, Walkers, blocking_error, get, local_energy,
-                       molecule)
+from mlmol.vmc import FermiNet, HydrogenGroundState, SlaterJastrow, Walkers, blocking_error, get, local_energy, molecule
 from mlmol.vmc.hamiltonian import kinetic_energy, potential_energy
 from mlmol.vmc.sampling import initial_positions
 

@@ -13,6 +13,7 @@ from .estimators import (
     alpha_order,
     first_order,
     smoothed_gradient_quadrature,
+    smoothed_value_quadrature,
     zeroth_order,
 )
 from .tasks import BallWithWall, LangevinBias, LinearQuadratic, Pushing
@@ -27,5 +28,6 @@ __all__ = [
     "alpha_order",
     "first_order",
     "smoothed_gradient_quadrature",
+    "smoothed_value_quadrature",
     "zeroth_order",
 ]

@@ -161,12 +161,24 @@ def alpha_blend(zeroth: torch.Tensor, first: torch.Tensor, tolerance: float, con
     return _estimate(alpha * first + (1 - alpha) * zeroth, alpha)
 
 
-def smoothed_gradient_quadrature(f: Objective, theta: float, sigma: float, points: int = 200_001,
-                                 width: float = 8.0) -> float:
-    """dF/dθ of a one-parameter objective by quadrature: ∫ f(θ + w) w / σ² N(w; 0, σ²) dw on a
-    uniform grid of ``points`` over ±``width`` σ (exact for jumps: no derivative of f is taken)."""
+def _gaussian_quadrature(f: Objective, theta: float, sigma: float, points: int, width: float,
+                         weight) -> float:
+    """∫ f(θ + w) weight(w) N(w; 0, σ²) dw by the trapezoid rule on ``points`` over ±``width`` σ."""
     w = torch.linspace(-width * sigma, width * sigma, points, dtype=torch.float64)
     with torch.no_grad():
         values = _values(f, (theta + w)[:, None]).double()
     density = torch.exp(-0.5 * (w / sigma) ** 2) / (sigma * math.sqrt(2 * math.pi))
-    return float(torch.trapezoid(values * w / sigma**2 * density, w))
+    return float(torch.trapezoid(values * weight(w) * density, w))
+
+
+def smoothed_gradient_quadrature(f: Objective, theta: float, sigma: float, points: int = 200_001,
+                                 width: float = 8.0) -> float:
+    """dF/dθ of a one-parameter objective by quadrature: ∫ f(θ + w) w / σ² N(w; 0, σ²) dw on a
+    uniform grid of ``points`` over ±``width`` σ (exact for jumps: no derivative of f is taken)."""
+    return _gaussian_quadrature(f, theta, sigma, points, width, lambda w: w / sigma**2)
+
+
+def smoothed_value_quadrature(f: Objective, theta: float, sigma: float, points: int = 20_001,
+                              width: float = 8.0) -> float:
+    """F(θ) = E f(θ + w), w ~ N(0, σ²), of a one-parameter objective by quadrature (as above)."""
+    return _gaussian_quadrature(f, theta, sigma, points, width, torch.ones_like)
