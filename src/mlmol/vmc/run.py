@@ -10,7 +10,6 @@ RUN/energy.json      the final evaluation: energy ± blocking standard error, ex
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import time
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from ..data import atomic_write
+from ..data import atomic_write, save_torch
 from ..errors import MlmolError
 from .optimize import NaturalGradient, evaluate, learning_rate, vmc_step
 from .sampling import Walkers
@@ -59,11 +58,9 @@ def build(config: dict) -> tuple[Molecule, torch.nn.Module]:
 
 
 def _save(path: Path, wavefunction, optimizer, walkers: Walkers, step: int, recoveries: int) -> None:
-    buffer = io.BytesIO()
-    torch.save({"wavefunction": wavefunction.state_dict(), "optimizer": optimizer.state_dict(), "x": walkers.x,
+    save_torch({"wavefunction": wavefunction.state_dict(), "optimizer": optimizer.state_dict(), "x": walkers.x,
                 "width": walkers.width, "generator": walkers.generator.get_state(), "step": step,
-                "recoveries": recoveries}, buffer)
-    atomic_write(path / "checkpoint.pt", buffer.getvalue())
+                "recoveries": recoveries}, path / "checkpoint.pt")
 
 
 def _restore(path: Path, wavefunction, optimizer, walkers: Walkers) -> tuple[int, int]:
