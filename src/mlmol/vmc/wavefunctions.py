@@ -23,6 +23,23 @@ def signed_logsumexp(signs: torch.Tensor, logs: torch.Tensor, dim: int = -1) -> 
     return torch.sign(total), torch.log(total.abs()) + top.squeeze(dim)
 
 
+def slogdet(matrices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sign and log|det| of ``[B, K, n, n]`` matrices.
+
+    With a single determinant (K = 1) and n ≥ 2 this goes through an LU factorisation: in PyTorch
+    2.13, ``vmap`` over ``jacfwd(grad(...))`` of ``torch.linalg.slogdet`` (and of ``det`` and
+    ``logdet``) gives wrong Hessians when each sample has one matrix, which is exactly how the local
+    energy's Laplacian is computed; K ≥ 2 is unaffected and keeps the faster ``slogdet`` (both
+    checked against finite differences in the tests)."""
+    if matrices.shape[-3] > 1 or matrices.shape[-1] < 2:
+        return torch.linalg.slogdet(matrices)
+    lu, pivots = torch.linalg.lu_factor(matrices)
+    diagonal = torch.diagonal(lu, dim1=-2, dim2=-1)
+    swaps = (pivots != torch.arange(1, matrices.shape[-1] + 1, device=pivots.device)).sum(-1)
+    sign = (1 - 2 * (swaps % 2)).to(diagonal.dtype) * torch.sign(diagonal).prod(-1)
+    return sign, torch.log(diagonal.abs()).sum(-1)
+
+
 def spin_slogdet(orbitals: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """Sign and log|·| of Σ_k Π_spins det(Φ_k^spin) for orbital matrices ``[B, K, n_s, n_s]`` (spins with
     no electrons are left out: their determinant is 1)."""
@@ -30,7 +47,7 @@ def spin_slogdet(orbitals: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.
     for phi in orbitals:
         if phi.shape[-1] == 0:
             continue
-        s, l = torch.linalg.slogdet(phi)
+        s, l = slogdet(phi)
         sign, log = (s, l) if sign is None else (sign * s, log + l)
     return signed_logsumexp(sign, log)
 
@@ -132,15 +149,24 @@ class SlaterJastrow(nn.Module):
         zeta = charges[:, None] * torch.tensor([1.0, 0.5, 0.25, 0.125][:exponents] + [0.1] * max(exponents - 4, 0))
         self.log_zeta = nn.Parameter(zeta.log().float())  # [M, exponents]
         g = torch.Generator().manual_seed(0)
+        # orbital a starts as Σ_I exp(−ζ_{I,a} |r − R_I|): the a-th exponent on every nucleus (a shell-like
+        # guess, the same combination on equivalent nuclei), plus a little noise
         self.coefficients = nn.ParameterList(
-            nn.Parameter(torch.eye(n, m * exponents)[:, torch.randperm(m * exponents, generator=g)] +
-                         0.1 * torch.randn(n, m * exponents, generator=g)) for n in (self.n_up, self.n_down))
+            nn.Parameter(self._initial_coefficients(n, m, exponents) + 0.1 * torch.randn(n, m * exponents, generator=g))
+            for n in (self.n_up, self.n_down))
         self.log_b = nn.Parameter(torch.zeros(()))
         n = molecule.n_electrons
         spin = torch.tensor([0] * self.n_up + [1] * self.n_down)
         i, j = torch.triu_indices(n, n, 1)
         self.register_buffer("pairs", torch.stack([i, j]))
         self.register_buffer("cusp", torch.where(spin[i] == spin[j], 0.25, 0.5).double())
+
+    @staticmethod
+    def _initial_coefficients(orbitals: int, nuclei: int, exponents: int) -> torch.Tensor:
+        c = torch.zeros(orbitals, nuclei, exponents)
+        for a in range(orbitals):
+            c[a, :, min(a, exponents - 1)] = 1.0
+        return c.flatten(1)
 
     def orbital_matrices(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Orbital matrices per spin, ``[B, 1, a, j]``: orbital a at electron j."""
