@@ -1,0 +1,9 @@
+"""Neural operators (Li et al., ICLR 2021; work in progress for issue 9).
+
+- :mod:`~mlmol.operators.fno`: the Fourier neural operator in 1D and 2D, and the relative L2 loss.
+- :mod:`~mlmol.operators.burgers`: Burgers' equation data (random initial conditions, ETDRK4 solver).
+"""
+
+from .fno import FNO, SpectralConv, relative_l2
+
+__all__ = ["FNO", "SpectralConv", "relative_l2"]
