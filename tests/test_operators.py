@@ -56,3 +56,33 @@ def test_fno_runs_at_any_resolution_and_refuses_too_coarse_grids():
     with pytest.raises(MlmolError, match="too coarse"):
         FNO(dim=2, modes=12, width=8)(torch.randn(1, 16, 16, 1))
     assert float(relative_l2(torch.ones(2, 4), torch.ones(2, 4))) == 0.0
+
+
+def test_darcy_solver_is_second_order_on_a_manufactured_solution():
+    import numpy as np
+
+    from mlmol.operators.darcy import convergence_order, solve
+
+    def error(n):  # u = sin πx sin πy with a = 1 + x + y², f = −∇·(a∇u)
+        x = np.linspace(0, 1, n)
+        X, Y = np.meshgrid(x, x, indexing="ij")
+        u, a = np.sin(np.pi * X) * np.sin(np.pi * Y), 1 + X + Y**2
+        f = 2 * np.pi**2 * a * u - np.pi * (np.cos(np.pi * X) * np.sin(np.pi * Y) + 2 * Y * np.sin(np.pi * X) * np.cos(np.pi * Y))
+        return np.abs(solve(a, f) - u).max()
+
+    sizes = [17, 33, 65]
+    assert convergence_order([error(n) for n in sizes], sizes) == pytest.approx(2.0, abs=0.05)
+    with pytest.raises(MlmolError, match="positive"):
+        solve(-np.ones((5, 5)))
+
+
+def test_darcy_coefficient_is_thresholded_to_twelve_and_three():
+    import numpy as np
+
+    from mlmol.operators.darcy import dataset
+
+    a, u = dataset(2, 9, fine=33, seed=0)
+    assert a.shape == u.shape == (2, 9, 9) and set(np.unique(a)) <= {3.0, 12.0}
+    assert np.all(u[:, 0] == 0) and np.all(u[:, 1:-1, 1:-1] > 0)  # f = 1 > 0: u positive inside
+    with pytest.raises(MlmolError, match="subsample"):
+        dataset(1, 10, fine=33)
