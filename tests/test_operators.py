@@ -86,3 +86,38 @@ def test_darcy_coefficient_is_thresholded_to_twelve_and_three():
     assert np.all(u[:, 0] == 0) and np.all(u[:, 1:-1, 1:-1] > 0)  # f = 1 > 0: u positive inside
     with pytest.raises(MlmolError, match="subsample"):
         dataset(1, 10, fine=33)
+
+
+def test_smoluchowski_reference_solves_the_ornstein_uhlenbeck_process():
+    import numpy as np
+
+    from mlmol.operators.smoluchowski import Propagator, cell_centres
+
+    def error(n):  # βU = x²/2, D = 1: N(m, s²) stays Gaussian, m e^{−t}, 1 + (s² − 1) e^{−2t}
+        x, h = cell_centres(n, 8.0), 16.0 / n
+        propagate = Propagator(x**2 / 2, h)
+        p0 = np.exp(-0.5 * ((x - 1.5) / 0.4) ** 2) / (0.4 * np.sqrt(2 * np.pi))
+        pt = propagate(p0, 0.5)
+        mean, var = 1.5 * np.exp(-0.5), 1 + (0.16 - 1) * np.exp(-1.0)
+        exact = np.exp(-0.5 * (x - mean) ** 2 / var) / np.sqrt(2 * np.pi * var)
+        assert abs(pt.sum() * h - p0.sum() * h) < 1e-12  # probability conserved
+        return np.abs(pt - exact).max()
+
+    errors = [error(n) for n in (100, 200, 400)]
+    assert errors[-1] < 2e-3 and errors[0] / errors[-1] == pytest.approx(16, rel=0.15)  # second order in h
+    x = cell_centres(200, 3.0)
+    stationary = Propagator((x**2 - 1) ** 2, 6.0 / 200)(np.ones(200) / 6.0, 1e3)
+    boltzmann = np.exp(-((x**2 - 1) ** 2))
+    assert np.allclose(stationary, boltzmann / (boltzmann.sum() * 6.0 / 200), atol=1e-10)
+
+
+def test_smoluchowski_dataset_conserves_probability():
+    import numpy as np
+
+    from mlmol.operators.smoluchowski import dataset
+
+    inputs, outputs = dataset(8, n=64, seed=1)
+    h = 5.0 / 64
+    assert inputs.shape == (8, 64, 2) and outputs.shape == (8, 64)
+    assert np.allclose(inputs[..., 0].sum(1) * h, 1) and np.allclose(outputs.sum(1) * h, 1, atol=1e-12)
+    assert outputs.min() > -1e-12

@@ -3,6 +3,8 @@
 - :mod:`~mlmol.operators.fno`: the Fourier neural operator in 1D and 2D, and the relative L2 loss.
 - :mod:`~mlmol.operators.burgers`: Burgers' equation data (random initial conditions, ETDRK4 solver).
 - :mod:`~mlmol.operators.darcy`: Darcy flow data (thresholded random coefficient, finite differences).
+- :mod:`~mlmol.operators.smoluchowski`: the 1D Smoluchowski equation, its finite-volume propagator, random
+  double-well potentials and densities.
 """
 
 from .fno import FNO, SpectralConv, relative_l2
