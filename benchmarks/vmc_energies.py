@@ -33,9 +33,9 @@ RUNS = {  # (system, ansatz): mlmol vmc arguments after the system name
     ("Li", "ferminet"): ["--out", "runs/vmc/li", *BIG, "--max-minutes", "114"],
     ("LiH", "ferminet"): ["--out", "runs/vmc/lih", *BIG, "--max-minutes", "114"],
     # Slater–Jastrow has few parameters: the natural gradient converges it in far fewer steps than Adam
-    ("H", "slater-jastrow"): [*SJ, "--out", "runs/vmc/sj-h", "--steps", "1000"],
-    ("He", "slater-jastrow"): [*SJ, "--out", "runs/vmc/sj-he", "--steps", "1000"],
-    ("H2", "slater-jastrow"): [*SJ, "--out", "runs/vmc/sj-h2", "--steps", "1000"],
+    ("H", "slater-jastrow"): [*SJ, "--out", "runs/vmc/sj-h", "--steps", "3000"],
+    ("He", "slater-jastrow"): [*SJ, "--out", "runs/vmc/sj-he", "--steps", "3000"],
+    ("H2", "slater-jastrow"): [*SJ, "--out", "runs/vmc/sj-h2", "--steps", "3000"],
     ("Li", "slater-jastrow"): [*SJ, "--out", "runs/vmc/sj-li", *BIG, "--max-minutes", "10"],
     ("LiH", "slater-jastrow"): [*SJ, "--out", "runs/vmc/sj-lih", *BIG, "--max-minutes", "10"],
 }
