@@ -94,7 +94,8 @@ def _parser() -> argparse.ArgumentParser:
     vmc.add_argument("--walkers", type=int, help="Metropolis walkers (default 512)")
     vmc.add_argument("--optimizer", choices=["adam", "natural-gradient"],
                      help="adam (default) or natural-gradient (stochastic reconfiguration in sample space)")
-    vmc.add_argument("--lr", type=float, help="learning rate (default 1e-3 for adam, 0.05 for natural-gradient; decayed as lr / (1 + t / 1000))")
+    vmc.add_argument("--lr", type=float, help="learning rate (default 1e-3 for adam, 0.05 for natural-gradient; "
+                     "decayed as lr / (1 + t / 1000))")
     vmc.add_argument("--eval-steps", type=int, help="evaluation sweeps after training (default 200)")
     vmc.add_argument("--seed", type=int)
     vmc.add_argument("--pretrain", type=int, metavar="STEPS", dest="pretrain_steps",
@@ -241,12 +242,13 @@ def _cmd_vmc(args) -> None:
     from .vmc import run as vmc_run
 
     torch.set_num_threads(args.threads)
-    overrides = {"ansatz": args.ansatz, "optimizer": args.optimizer, "steps": args.steps, "walkers": args.walkers, "lr": args.lr,
-                 "eval_steps": args.eval_steps, "seed": args.seed, "pretrain_steps": args.pretrain_steps,
-                 "basis": args.basis, "max_minutes": args.max_minutes}
+    overrides = {"ansatz": args.ansatz, "optimizer": args.optimizer, "steps": args.steps, "walkers": args.walkers,
+                 "lr": args.lr, "eval_steps": args.eval_steps, "seed": args.seed,
+                 "pretrain_steps": args.pretrain_steps, "basis": args.basis, "max_minutes": args.max_minutes}
     if args.resume:
         if args.system or any(v is not None for k, v in overrides.items() if k not in ("steps", "max_minutes")):
-            raise MlmolError("--resume continues RUN with its own config.json; only --steps and --max-minutes may change")
+            raise MlmolError("--resume continues RUN with its own config.json; only --steps and --max-minutes "
+                             "may change")
         config = None
     else:
         if args.system is None:

@@ -102,8 +102,9 @@ def pretrain(wavefunction: nn.Module, hf: HartreeFock, molecule: Molecule, steps
              lr: float = 3e-4, seed: int = 0, progress: bool = False) -> tuple[torch.Tensor, list[float]]:
     """Fit ``wavefunction.orbital_matrices`` to the Hartree–Fock orbitals for ``steps`` Adam steps on
     ``walkers`` sampling |ψ_HF|² and as many sampling the network's |ψ|² (FermiNet's mixture: the
-    second set finds where the network puts weight that Hartree–Fock does not). Returns the final walker positions (to start VMC from) and the loss per step
-    (mean squared orbital difference)."""
+    second set finds where the network puts weight that Hartree–Fock does not). Returns the
+    Hartree–Fock walkers' final positions (to start VMC from) and the loss per step (squared
+    orbital differences summed over each matrix, averaged over samples and determinants)."""
     if not hasattr(wavefunction, "orbital_matrices"):
         raise MlmolError(f"{type(wavefunction).__name__} has no orbital_matrices(x) to pre-train")
     samplers = [Walkers(HartreeFockWavefunction(hf), molecule, walkers, seed=seed),

@@ -94,8 +94,9 @@ def train(config: dict | None, out: str | Path, resume: bool = False, progress: 
     """Train (or with ``resume`` continue) a VMC run in ``out``, then evaluate it; returns the evaluation.
 
     ``max_minutes`` (in the config) stops training after that much wall time in this call; on resume,
-    ``steps`` and ``max_minutes`` replace the run's settings. A step whose local energies are all non-finite, or that leaves non-finite parameters, sends the
-    run back to its last checkpoint with the learning rate halved (at most ``max_recoveries`` times).
+    ``steps`` and ``max_minutes`` replace the run's settings. A step whose local energies are all
+    non-finite, or that leaves non-finite parameters, sends the run back to its last checkpoint with
+    the learning rate halved (at most ``max_recoveries`` times).
     """
     path = Path(out)
     if resume:
@@ -177,7 +178,8 @@ def train(config: dict | None, out: str | Path, resume: bool = False, progress: 
 
 def describe(result: dict) -> str:
     """One line: the energy with its standard error, and the error against the exact energy."""
-    line = f"E = {result['value']:.6f} ± {result['stderr']:.6f} Ha ({result['samples']:,} samples, blocks of {result['block']})"
+    line = (f"E = {result['value']:.6f} ± {result['stderr']:.6f} Ha ({result['samples']:,} samples, "
+            f"blocks of {result['block']})")
     if result.get("exact") is not None:
         line += f"; exact {result['exact']:.6f}, error {1e3 * result['error']:+.2f} mHa"
         if abs(result["error"]) <= 1.6e-3:

@@ -89,7 +89,8 @@ class FermiNet(nn.Module):
         self.orbitals = nn.ModuleList(nn.Linear(width1, determinants * n) for n in (self.n_up, self.n_down))
         # envelopes: per spin, determinant, orbital and nucleus; π starts at 1, σ at Z (a 1s-like decay) for
         # each spin's first orbital and at 1 (FermiNet's initial value) for the others, whose tails reach out
-        self.sigma = nn.ParameterList(nn.Parameter(self._initial_log_sigma(charges, determinants, n)) for n in (self.n_up, self.n_down))
+        self.sigma = nn.ParameterList(nn.Parameter(self._initial_log_sigma(charges, determinants, n))
+                                      for n in (self.n_up, self.n_down))
         self.pi = nn.ParameterList(nn.Parameter(torch.ones(determinants, n, m)) for n in (self.n_up, self.n_down))
 
     @staticmethod
