@@ -125,5 +125,5 @@ def pretrain(wavefunction: nn.Module, hf: HartreeFock, molecule: Molecule, steps
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     return samplers[0].x, losses
