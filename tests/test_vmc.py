@@ -237,3 +237,20 @@ def test_natural_gradient_step_is_the_damped_sr_solve_in_parameter_space():
     NaturalGradient(wf.parameters(), lr=1.0, damping=damping, max_norm=1e30).step(jacobian, energies)
     after = torch.cat([p.detach().flatten() for p in wf.parameters()])
     assert torch.allclose(before - after, expected, rtol=1e-6, atol=1e-9)
+
+
+def test_an_exploding_variance_sends_the_run_back_to_its_checkpoint(tmp_path, monkeypatch):
+    from mlmol.vmc import run as vmc_run
+
+    real, calls = vmc_run.vmc_step, {"n": 0}
+
+    def exploding(*args, **kwargs):  # step 105 sees a local-energy variance 10⁹ times too large
+        calls["n"] += 1
+        record = real(*args, **kwargs)
+        return {**record, "variance": 1e9 * record["variance"]} if calls["n"] == 105 else record
+
+    monkeypatch.setattr(vmc_run, "vmc_step", exploding)
+    config = vmc_run.make_config("H", ansatz="slater-jastrow", steps=120, walkers=16, burn_in=5, eval_steps=8,
+                                 checkpoint_every=50)
+    result = vmc_run.train(config, tmp_path / "h")
+    assert result["steps"] == 120 and result["recoveries"] == 1 and calls["n"] == 120 + 1 + 4  # 101–104 redone

@@ -67,7 +67,11 @@ class NaturalGradient(torch.optim.Optimizer):
         eps = (energies - energies.mean()) / math.sqrt(b)
         gram = o @ o.T
         gram.diagonal().add_(group["damping"])
-        delta = o.T @ torch.linalg.solve(gram, eps)
+        try:
+            delta = o.T @ torch.linalg.solve(gram, eps)
+        except torch.linalg.LinAlgError as error:  # non-finite gradients: the wavefunction has diverged
+            raise MlmolError(f"the natural-gradient solve failed ({error}); restart from the last checkpoint "
+                             "with a smaller learning rate") from None
         quadratic = float((o @ delta).square().sum())
         lr = min(group["lr"], math.sqrt(group["max_norm"] / quadratic)) if quadratic > 0 else group["lr"]
         offset = 0

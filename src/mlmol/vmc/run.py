@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections import deque
 from dataclasses import asdict
 from pathlib import Path
 
@@ -85,6 +86,13 @@ def _pretrain(config: dict, path: Path, molecule: Molecule, wavefunction, walker
                                                      "loss_first": losses[0], "loss_last": losses[-1]}, indent=2))
 
 
+def _exploded(variance: float, recent: deque) -> bool:
+    """Whether this step's local-energy variance is over 100 times the median of the last 100 steps':
+    the sign of an update that threw the wavefunction off (seen with the natural gradient on
+    Slater–Jastrow H₂); the run then goes back to its last checkpoint like a non-finite step."""
+    return len(recent) == recent.maxlen and variance > 100 * sorted(recent)[len(recent) // 2]
+
+
 def _finite(module: torch.nn.Module) -> bool:
     return all(torch.isfinite(p).all() for p in module.parameters())
 
@@ -129,6 +137,7 @@ def train(config: dict | None, out: str | Path, resume: bool = False, progress: 
     if progress:
         from tqdm.auto import tqdm
         bar = tqdm(total=int(config["steps"]), initial=step, desc=f"VMC {config['system']}", unit="step")
+    variances: deque[float] = deque(maxlen=100)  # recent local-energy variances, to see a divergence coming
     started = time.perf_counter()
     deadline = math.inf if config.get("max_minutes") is None else started + 60 * float(config["max_minutes"])
     with open(path / "metrics.jsonl", "a") as log:
@@ -139,7 +148,7 @@ def train(config: dict | None, out: str | Path, resume: bool = False, progress: 
             try:
                 record = vmc_step(wavefunction, walkers, molecule, optimizer, int(config["mcmc_steps"]),
                                   float(config["clip"]))
-                healthy = _finite(wavefunction)
+                healthy = _finite(wavefunction) and not _exploded(record["variance"], variances)
             except MlmolError:
                 healthy = False
             if not healthy:
@@ -150,10 +159,11 @@ def train(config: dict | None, out: str | Path, resume: bool = False, progress: 
                 step, _ = _restore(path, wavefunction, optimizer, walkers)
                 lr_scale = 0.5**recoveries
                 if bar is not None:
-                    bar.write(f"step {step}: non-finite energies or parameters; back to the checkpoint, "
+                    bar.write(f"step {step}: diverged (non-finite or exploding energies); back to the checkpoint, "
                               f"learning rate × {lr_scale:g}")
                 continue
             step += 1
+            variances.append(record["variance"])
             log.write(json.dumps({"step": step, "lr": lr, "elapsed_s": time.perf_counter() - started, **record}) + "\n")
             if bar is not None:
                 bar.update()
