@@ -37,7 +37,7 @@ RUNS = {  # (system, ansatz): mlmol vmc arguments after the system name
     ("He", "slater-jastrow"): [*SJ, "--out", "runs/vmc/sj-he", "--steps", "3000"],
     ("H2", "slater-jastrow"): [*SJ, "--out", "runs/vmc/sj-h2", "--steps", "3000"],
     ("Li", "slater-jastrow"): [*SJ, "--out", "runs/vmc/sj-li", *BIG, "--max-minutes", "10"],
-    ("LiH", "slater-jastrow"): [*SJ, "--out", "runs/vmc/sj-lih", *BIG, "--max-minutes", "10"],
+    ("LiH", "slater-jastrow"): [*SJ, "--out", "runs/vmc/sj-lih", *BIG, "--max-minutes", "30"],
 }
 LABELS = {"ferminet": "FermiNet", "slater-jastrow": "Slater–Jastrow"}
 

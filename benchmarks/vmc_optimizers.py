@@ -55,6 +55,7 @@ def main() -> None:
     parser.add_argument("--systems", nargs="+", default=["He", "Li"])
     parser.add_argument("--minutes", type=float, default=6.0)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--tabulate", action="store_true", help="only rebuild the table and figure from the runs")
     args = parser.parse_args()
     import matplotlib.pyplot as plt
 
@@ -62,7 +63,9 @@ def main() -> None:
     rows, cells = [], []
     fig, axes = plt.subplots(1, len(args.systems), figsize=(5 * len(args.systems), 4), squeeze=False)
     for system, ax in zip(args.systems, axes[0], strict=True):
-        for name, run in race(system, args.minutes, args.threads).items():
+        runs = ({name: Path("runs/vmc") / f"optimizer-{name}-{system.lower()}" for name in OPTIMIZERS}
+                if args.tabulate else race(system, args.minutes, args.threads))
+        for name, run in runs.items():
             seconds, energy = trace(run)
             result = json.loads((run / "energy.json").read_text())
             config = json.loads((run / "config.json").read_text())
@@ -71,7 +74,7 @@ def main() -> None:
                          "seconds_per_step": float(seconds[-1] / len(seconds)), "energy": result["value"],
                          "stderr": result["stderr"], "error_mha": 1e3 * result["error"], "running_energy": at})
             cells.append([system, name, f"{config['lr']:g}", f"{result['steps']:,}", f"{seconds[-1] / len(seconds):.2f}",
-                          *(f"{v:.4f}" for v in at.values()), f"{result['value']:.6f} ± {result['stderr']:.6f}",
+                          *(f"{v:.4f}" if np.isfinite(v) else "–" for v in at.values()), f"{result['value']:.6f} ± {result['stderr']:.6f}",
                           f"{1e3 * result['error']:+.2f}"])
             width = min(20, len(energy))
             smooth = np.convolve(energy, np.ones(width) / width, mode="valid")
@@ -82,7 +85,7 @@ def main() -> None:
     save_figure(fig, "vmc_optimizers")
     table = markdown_table(
         f"FermiNet, {args.minutes:g} minutes of training per optimiser, the two runs of a system at once on one "
-        "thread each (`python benchmarks/vmc_optimizers.py`); E at t = mean energy of the 50 steps before t (Ha):",
+        "thread each (`python benchmarks/vmc_optimizers.py`); E at t = mean energy of the 50 steps before t (Ha; – before 50 steps):",
         ["system", "optimizer", "lr", "steps", "s/step", *(f"E at {k}" for k in rows[0]["running_energy"]),
          "final E (Ha)", "error (mHa)"], cells, text_columns=2)
     write_results("vmc_optimizers", rows, table)
