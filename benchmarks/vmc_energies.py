@@ -80,8 +80,8 @@ def main() -> None:
         if math.isnan(seconds):  # runs from before metrics carried elapsed_s
             seconds = result["train_s_this_call"]
         optimizer = json.loads((run / "config.json").read_text()).get("optimizer", "adam")
-        row = {"system": system, "ansatz": ansatz, "optimizer": optimizer, "command": f"mlmol vmc {system} {' '.join(extra)}",
-               "steps": result["steps"], "energy": result["value"], "stderr": result["stderr"],
+        row = {"system": system, "ansatz": ansatz, "optimizer": optimizer,
+               "command": f"mlmol vmc {system} {' '.join(extra)}", "steps": result["steps"], "energy": result["value"], "stderr": result["stderr"],
                "exact": result["exact"], "error_mha": 1e3 * result["error"], "train_s": seconds}
         fraction = ""
         if system in reference:
@@ -89,13 +89,14 @@ def main() -> None:
             row["correlation_fraction"] = (reference[system] - result["value"]) / (reference[system] - result["exact"])
             fraction = f"{100 * row['correlation_fraction']:.1f}%"
         rows.append(row)
-        cells.append([system, LABELS[ansatz], optimizer, f"{result['steps']:,}", f"{result['value']:.6f} ± {result['stderr']:.6f}",
-                      f"{result['exact']:.6f}", f"{row['error_mha']:+.2f}", fraction, f"{seconds / 60:.0f} min"])
+        cells.append([system, LABELS[ansatz], optimizer, f"{result['steps']:,}",
+                      f"{result['value']:.6f} ± {result['stderr']:.6f}", f"{result['exact']:.6f}", f"{row['error_mha']:+.2f}", fraction, f"{seconds / 60:.0f} min"])
     hf = ", ".join(f"{k} {v:.6f}" for k, v in reference.items())
     table = markdown_table(
         "VMC energies (`python benchmarks/vmc_energies.py`; each row's command in the JSON; correlation "
         f"energy against Hartree–Fock/cc-pV5Z from pyscf: {hf} Ha):",
-        ["system", "ansatz", "optimizer", "steps", "E (Ha)", "exact (Ha)", "error (mHa)", "correlation recovered", "training"],
+        ["system", "ansatz", "optimizer", "steps", "E (Ha)", "exact (Ha)", "error (mHa)", "correlation recovered",
+         "training"],
         cells, text_columns=3)
     write_results("vmc_energies", rows, table)
 
