@@ -22,7 +22,6 @@ Writes benchmarks/results/dimer_bg.json/.md (rows per seed) and dimer_bg.png (pr
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import resource
 import time
@@ -30,10 +29,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from pipeline import RESULTS, markdown_table, write_results
+from pipeline import RESULTS, markdown_table, save_figure, write_results
 
 from mlmol import fit, sample
-from mlmol.data import atomic_write
+from mlmol.data import save_array
 from mlmol.estimators import Profile, delta_f, ess_fraction, free_energy_profile
 from mlmol.experiments import noe2019
 from mlmol.flows import NeuralSpline, RealNVP
@@ -62,13 +61,11 @@ def training_data(system: SolvatedDimer) -> tuple[torch.Tensor, float]:
     x = hungarian_relabel(torch.cat(frames), system.lattice(1.5))
     wall = time.perf_counter() - started
     DATA.mkdir(parents=True, exist_ok=True)
-    buffer = io.BytesIO()
-    np.savez(buffer, x=x.numpy(), wall_s=wall)
-    atomic_write(path, buffer.getvalue())
+    save_array(path, x=x.numpy(), wall_s=wall)
     return x, wall
 
 
-def plot(rows: list[dict], reference: dict, path: Path) -> None:
+def plot(rows: list[dict], reference: dict) -> None:
     """Each row's reweighted profile along d (kT = 1) against the umbrella reference."""
     import matplotlib
 
@@ -87,8 +84,7 @@ def plot(rows: list[dict], reference: dict, path: Path) -> None:
     ax.set_ylim(-0.5, 25)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, "dimer_bg")
 
 
 def label(row: dict) -> str:
@@ -211,7 +207,7 @@ def render(rows: list[dict], reference: dict, reference_profile: dict) -> None:
                           f"{r['train_min']:.1f}",
                           f"{r['peak_rss_mib']:,}" if r.get("peak_rss_mib") else "—", f"{100 * t['ess_fraction']:.3f}%", f"{100 * t['in_sector']:.0f}%",
                           f"{t['delta_f']:.2f} ± {t['stderr']:.2f}", ref, diff])
-    plot([r for r in rows if "profile" in r], reference_profile, RESULTS / "dimer_bg.png")
+    plot([r for r in rows if "profile" in r], reference_profile)
     last = rows[-1]
     table = markdown_table(
         f"Solvated dimer: Boltzmann generator (`python benchmarks/dimer_bg.py --seed S [--losses L]`; "

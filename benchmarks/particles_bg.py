@@ -24,7 +24,7 @@ import time
 import numpy as np
 import torch
 from particles_reference import DATA, load_reference
-from pipeline import RESULTS, markdown_table, write_results
+from pipeline import RESULTS, markdown_table, save_figure, write_results
 
 from mlmol import fit
 from mlmol.estimators import ess_fraction, histogram_tv
@@ -70,8 +70,7 @@ def plot(generated: dict, weights: np.ndarray, test: dict, name: str) -> None:
     axes[0].legend()
     fig.suptitle(name)
     fig.tight_layout()
-    fig.savefig(RESULTS / f"particles_bg_{name}.png", dpi=110)
-    plt.close(fig)
+    save_figure(fig, f"particles_bg_{name}")
 
 
 def run(name: str, seed: int, train_steps: int | None, n_samples: int | None, ode_steps: int | None = None,

@@ -35,9 +35,14 @@ def energy_at(seconds: np.ndarray, energy: np.ndarray, t: float, window: int = 5
     return float(energy[max(0, last - window):last].mean()) if last >= window else float("nan")
 
 
+def run_dirs(system: str) -> dict[str, Path]:
+    """The run directory of each optimiser for ``system``."""
+    return {name: Path("runs/vmc") / f"optimizer-{name}-{system.lower()}" for name in OPTIMIZERS}
+
+
 def race(system: str, minutes: float, threads: int) -> dict[str, Path]:
     """Run Adam and the natural gradient side by side for ``minutes``; returns their run directories."""
-    runs = {name: Path("runs/vmc") / f"optimizer-{name}-{system.lower()}" for name in OPTIMIZERS}
+    runs = run_dirs(system)
     processes = []
     for name, run in runs.items():
         shutil.rmtree(run, ignore_errors=True)
@@ -63,8 +68,7 @@ def main() -> None:
     rows, cells = [], []
     fig, axes = plt.subplots(1, len(args.systems), figsize=(5 * len(args.systems), 4), squeeze=False)
     for system, ax in zip(args.systems, axes[0], strict=True):
-        runs = ({name: Path("runs/vmc") / f"optimizer-{name}-{system.lower()}" for name in OPTIMIZERS}
-                if args.tabulate else race(system, args.minutes, args.threads))
+        runs = run_dirs(system) if args.tabulate else race(system, args.minutes, args.threads)
         for name, run in runs.items():
             seconds, energy = trace(run)
             result = json.loads((run / "energy.json").read_text())

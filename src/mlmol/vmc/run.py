@@ -1,4 +1,4 @@
-"""A VMC run directory: train with checkpoints and resume, recover from non-finite steps, evaluate.
+"""A VMC run directory: train with checkpoints and resume, recover from diverging steps, evaluate.
 
 RUN/config.json      the system, the ansatz and the optimisation settings
 RUN/checkpoint.pt    wavefunction, optimiser, walkers and step (written atomically)
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 import time
 from collections import deque
 from dataclasses import asdict
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from ..data import atomic_write, save_torch
+from ..data import atomic_write, load_torch, save_torch
 from ..errors import MlmolError
 from .optimize import NaturalGradient, evaluate, learning_rate, vmc_step
 from .sampling import Walkers
@@ -27,7 +28,7 @@ from .systems import EXACT_ENERGIES, Molecule, get
 from .wavefunctions import FermiNet, SlaterJastrow
 
 ANSATZE = {"ferminet": FermiNet, "slater-jastrow": SlaterJastrow}
-OPTIMIZERS = {"adam": 1e-3, "natural-gradient": 0.05}  # name: default learning rate
+OPTIMIZERS = {"adam": (torch.optim.Adam, 1e-3), "natural-gradient": (NaturalGradient, 0.05)}  # class, default lr
 DEFAULTS = {"ansatz": "ferminet", "optimizer": "adam", "steps": 5000, "walkers": 512, "lr": None, "lr_decay": 1000.0,
             "mcmc_steps": 10, "burn_in": 200, "clip": 5.0, "eval_steps": 200, "seed": 0, "checkpoint_every": 100,
             "max_recoveries": 5, "pretrain_steps": 0, "basis": "cc-pvdz", "max_minutes": None}
@@ -39,7 +40,7 @@ def make_config(system: str, **overrides) -> dict:
     config = {"system": system, **DEFAULTS, **{k: v for k, v in overrides.items() if v is not None}}
     if config["optimizer"] not in OPTIMIZERS:
         raise MlmolError(f"unknown optimizer {config['optimizer']!r}; choose {', '.join(OPTIMIZERS)}")
-    config["lr"] = OPTIMIZERS[config["optimizer"]] if config["lr"] is None else config["lr"]
+    config["lr"] = OPTIMIZERS[config["optimizer"]][1] if config["lr"] is None else config["lr"]
     if config["ansatz"] not in ANSATZE:
         raise MlmolError(f"unknown ansatz {config['ansatz']!r}; choose {', '.join(ANSATZE)}")
     for key in ("steps", "walkers", "mcmc_steps", "eval_steps"):
@@ -65,7 +66,7 @@ def _save(path: Path, wavefunction, optimizer, walkers: Walkers, step: int, reco
 
 
 def _restore(path: Path, wavefunction, optimizer, walkers: Walkers) -> tuple[int, int]:
-    state = torch.load(path / "checkpoint.pt", weights_only=False)
+    state = load_torch(path / "checkpoint.pt")
     wavefunction.load_state_dict(state["wavefunction"])
     optimizer.load_state_dict(state["optimizer"])
     walkers.place(state["x"], state["width"])
@@ -90,7 +91,7 @@ def _exploded(variance: float, recent: deque) -> bool:
     """Whether this step's local-energy variance is over 100 times the median of the last 100 steps':
     the sign of an update that threw the wavefunction off (seen with the natural gradient on
     Slater–Jastrow H₂); the run then goes back to its last checkpoint like a non-finite step."""
-    return len(recent) == recent.maxlen and variance > 100 * sorted(recent)[len(recent) // 2]
+    return len(recent) == recent.maxlen and variance > 100 * statistics.median(recent)
 
 
 def _finite(module: torch.nn.Module) -> bool:
@@ -103,7 +104,8 @@ def train(config: dict | None, out: str | Path, resume: bool = False, progress: 
 
     ``max_minutes`` (in the config) stops training after that much wall time in this call; on resume,
     ``steps`` and ``max_minutes`` replace the run's settings. A step whose local energies are all
-    non-finite, or that leaves non-finite parameters, sends the run back to its last checkpoint with
+    non-finite, whose natural-gradient solve fails, that leaves non-finite parameters, or whose
+    local-energy variance explodes (:func:`_exploded`) sends the run back to its last checkpoint with
     the learning rate halved (at most ``max_recoveries`` times).
     """
     path = Path(out)
@@ -120,8 +122,8 @@ def train(config: dict | None, out: str | Path, resume: bool = False, progress: 
         raise MlmolError(f"{path} already holds a run; continue it with --resume or choose another --out")
     molecule, wavefunction = build(config)
     walkers = Walkers(wavefunction, molecule, int(config["walkers"]), seed=int(config["seed"]))
-    optimizer = (NaturalGradient if config.get("optimizer") == "natural-gradient" else torch.optim.Adam)(
-        wavefunction.parameters(), lr=float(config["lr"]))
+    optimizer_class = OPTIMIZERS[config.get("optimizer", "adam")][0]  # runs from before the option: Adam
+    optimizer = optimizer_class(wavefunction.parameters(), lr=float(config["lr"]))
     step, recoveries = 0, 0
     if resume:
         step, recoveries = _restore(path, wavefunction, optimizer, walkers)
