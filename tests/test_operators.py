@@ -121,3 +121,29 @@ def test_smoluchowski_dataset_conserves_probability():
     assert inputs.shape == (8, 64, 2) and outputs.shape == (8, 64)
     assert np.allclose(inputs[..., 0].sum(1) * h, 1) and np.allclose(outputs.sum(1) * h, 1, atol=1e-12)
     assert outputs.min() > -1e-12
+
+
+def test_smoluchowski_propagator_stays_accurate_under_walls_of_a_hundred_kt():
+    import numpy as np
+
+    from mlmol.operators.smoluchowski import Propagator, cell_centres
+
+    x, h = cell_centres(256, 2.5), 5.0 / 256
+    propagate = Propagator(5 * (x**2 - 1) ** 2, h)  # 138 kT at the ends
+    p0 = np.exp(-0.5 * ((x - 2.0) / 0.5) ** 2)
+    p0 /= p0.sum() * h
+    p1, p2 = propagate(p0, 0.05), propagate(p0, 0.1)
+    assert p2.min() > -1e-12 and abs(p2.sum() * h - 1) < 1e-12
+    assert np.allclose(propagate(p1, 0.05), p2, atol=1e-10)  # semigroup: P(t)P(t) = P(2t)
+
+
+def test_spectral_convolution_in_2d_equals_the_fft_definition():
+    torch.manual_seed(0)
+    conv = SpectralConv(3, 4, modes=6, dim=2).double()
+    v = torch.randn(2, 3, 40, 31, dtype=torch.float64)
+    weight, m = conv.weight.to(torch.complex128), 6
+    spectrum = torch.fft.rfft2(v)
+    out = torch.zeros(2, 4, *spectrum.shape[2:], dtype=spectrum.dtype)
+    out[..., :m, :m] = torch.einsum("bixy,ioxy->boxy", spectrum[..., :m, :m], weight[0])
+    out[..., -m:, :m] = torch.einsum("bixy,ioxy->boxy", spectrum[..., -m:, :m], weight[1])
+    assert torch.allclose(conv(v), torch.fft.irfft2(out, s=(40, 31)), atol=1e-12)

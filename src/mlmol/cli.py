@@ -19,6 +19,7 @@ A typical session:
   mlmol report runs/dw                             runs/dw/report.html with figures
   mlmol simulate alanine-dipeptide --out md.dcd --frames 10000   reference MD (OpenMM)
   mlmol vmc He --out runs/he                       FermiNet energy of helium by VMC
+  mlmol operator burgers --out runs/burgers        Fourier neural operator on Burgers' equation
 
 Your own energy: a Python function of a [batch, D] torch tensor returning reduced
 energies (units of kT) of shape [batch]:
@@ -104,6 +105,28 @@ def _parser() -> argparse.ArgumentParser:
     vmc.add_argument("--max-minutes", type=float, help="stop training after this many minutes of wall time")
     vmc.add_argument("--threads", type=int, default=1, help="PyTorch CPU threads (default 1)")
     vmc.add_argument("--resume", action="store_true", help="continue RUN from its checkpoint")
+
+    operator = sub.add_parser("operator", help="train a Fourier neural operator on Burgers, Darcy or Smoluchowski data",
+                              description="Make the data (or reuse --data), train an FNO, and print its relative L2 "
+                                          "test error. Writes RUN/config.json, data.npz (unless --data), "
+                                          "checkpoint.pt, metrics.jsonl, metrics.json and predictions.png.")
+    operator.add_argument("problem", nargs="?", help="burgers, darcy or smoluchowski")
+    operator.add_argument("--out", required=True, metavar="RUN")
+    operator.add_argument("--data", metavar="FILE.npz", help="shared data file: reused if it exists, written if not")
+    operator.add_argument("--train", type=int, help="training pairs (default 1000)")
+    operator.add_argument("--test", type=int, help="test pairs (default 200)")
+    operator.add_argument("--resolution", type=int, help="training grid points per axis (burgers 1024, darcy 85)")
+    operator.add_argument("--eval-resolutions", type=int, nargs="+", metavar="N",
+                          help="also evaluate at these resolutions (zero-shot super-resolution), e.g. 4096")
+    operator.add_argument("--epochs", type=int, help="epochs at the training resolution")
+    operator.add_argument("--coarse-epochs", type=int, help="epochs first at half the resolution (darcy default 130)")
+    operator.add_argument("--batch-size", type=int)
+    operator.add_argument("--lr", type=float, help="initial Adam learning rate (default 1e-3; cosine to 0)")
+    operator.add_argument("--modes", type=int, help="Fourier modes per axis (default 16 in 1D, 12 in 2D)")
+    operator.add_argument("--width", type=int, help="channels (default 64 in 1D, 32 in 2D)")
+    operator.add_argument("--seed", type=int)
+    operator.add_argument("--threads", type=int, default=2, help="PyTorch CPU threads (default 2)")
+    operator.add_argument("--resume", action="store_true", help="continue RUN from its checkpoint")
 
     report = sub.add_parser("report", help="write RUN/report.html with figures")
     report.add_argument("run", metavar="RUN")
@@ -262,8 +285,34 @@ def _cmd_vmc(args) -> None:
     print(f"wrote {Path(args.out) / 'energy.json'}")
 
 
+def _cmd_operator(args) -> None:
+    import torch
+
+    from .errors import MlmolError
+    from .operators import run as operator_run
+
+    torch.set_num_threads(args.threads)
+    overrides = {"data": args.data, "train": args.train, "test": args.test, "resolution": args.resolution,
+                 "eval_resolutions": args.eval_resolutions, "epochs": args.epochs,
+                 "coarse_epochs": args.coarse_epochs, "batch_size": args.batch_size, "lr": args.lr,
+                 "modes": args.modes, "width": args.width, "seed": args.seed}
+    if args.resume:
+        if args.problem or any(v is not None for v in overrides.values()):
+            raise MlmolError("--resume continues RUN with its own config.json; give only --out (and --threads)")
+        config = None
+    else:
+        if args.problem is None:
+            raise MlmolError(f"name a problem: {', '.join(operator_run.PROBLEMS)}")
+        config = operator_run.make_config(args.problem, **overrides)
+    result = operator_run.train(config, args.out, resume=args.resume, progress=True)
+    print(f"{result['problem']} ({result['train']} training pairs, {result['train_seconds']:.0f} s of training on "
+          f"{result['threads']} threads): " + operator_run.describe(result))
+    print(f"wrote {Path(args.out) / 'metrics.json'} and {Path(args.out) / 'predictions.png'}")
+
+
 COMMANDS = {"systems": _cmd_systems, "simulate": _cmd_simulate, "train": _cmd_train, "sample": _cmd_sample,
-            "evaluate": _cmd_evaluate, "report": _cmd_report, "vmc": _cmd_vmc}
+            "evaluate": _cmd_evaluate, "report": _cmd_report, "vmc": _cmd_vmc,
+            "operator": _cmd_operator}
 
 
 def main(argv: list[str] | None = None) -> int:

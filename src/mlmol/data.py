@@ -104,6 +104,16 @@ def save_array(path: str | Path, **arrays) -> Path:
     return atomic_write(path, buffer.getvalue())
 
 
+def save_figure(fig, path: str | Path, dpi: int = 100) -> Path:
+    """Write a matplotlib figure as PNG atomically (temp file, then rename) and close it."""
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    plt.close(fig)
+    return atomic_write(path, buffer.getvalue())
+
+
 def save_trajectory(path: str | Path, x: torch.Tensor, topology) -> Path:
     """Write frames ``[n, 3N]`` (nm) with an OpenMM or mdtraj topology; format from the suffix
     (.dcd, .h5, .xtc, .pdb — whatever mdtraj writes). Atomic: temp file, then rename."""

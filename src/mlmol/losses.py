@@ -41,6 +41,11 @@ class Batch:
     _generated: dict = field(default_factory=dict)
     _data_x: torch.Tensor | None = None
 
+    @property
+    def model(self) -> torch.nn.Module:
+        """The module being trained (the flow, or a neural operator)."""
+        return self.flow
+
     def data_x(self) -> torch.Tensor:
         if self._data_x is None:
             if self.data is None or len(self.data) == 0:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from .data import atomic_write, load_torch, save_torch
 from .errors import MlmolError
@@ -42,12 +43,18 @@ class Stage:
         return self.lr_end + 0.5 * (self.lr - self.lr_end) * (1 + math.cos(math.pi * step / (self.steps - 1)))
 
 
+def negative_log_likelihood(flow: Flow, data: torch.Tensor) -> dict[str, float]:
+    """``{"val_ml": −mean log q(data)}``, in chunks (the default validation metric of a flow)."""
+    return {"val_ml": sum(-flow.log_prob(chunk).sum().item() for chunk in data.split(4096)) / len(data)}
+
+
 @dataclass
 class Recipe:
     """A training schedule: stages run in order, with the system and data they use.
 
-    ``validation`` (optional) holds data kept out of training; its negative log-likelihood is
-    logged as ``val_ml`` (a rise while ``ml`` falls is overfitting: more data or fewer steps).
+    ``validation`` (optional) holds data kept out of training; ``validation_metric(model, data)``
+    is logged on it (default: the negative log-likelihood ``val_ml`` of a flow; a rise while
+    ``ml`` falls is overfitting: more data or fewer steps).
     """
 
     stages: Sequence[Stage]
@@ -55,6 +62,7 @@ class Recipe:
     data: torch.Tensor | None = None
     grad_clip: float = 1e3
     validation: torch.Tensor | None = None
+    validation_metric: Callable[[nn.Module, torch.Tensor], dict[str, float]] = negative_log_likelihood
 
     @property
     def total_steps(self) -> int:
@@ -96,11 +104,12 @@ def _read_metrics(path: Path, up_to_step: int) -> list[dict]:
     return [r for r in records if r["step"] <= up_to_step]
 
 
-def fit(flow: Flow, recipe: Recipe, seed: int = 0, checkpoint: str | Path | None = None,
+def fit(flow: nn.Module, recipe: Recipe, seed: int = 0, checkpoint: str | Path | None = None,
         metrics: str | Path | None = None, resume: bool = False, progress: bool = False,
         log_every: int = 10, checkpoint_every: int = 250, until: int | None = None,
         validate_every: int = 250) -> History:
-    """Train ``flow`` through the stages of ``recipe``.
+    """Train ``flow`` (or any module the recipe's losses know, e.g. a neural operator) through the
+    stages of ``recipe``.
 
     Seeded: the same seed gives the same weights. With ``checkpoint`` the full state (weights,
     optimiser, random generator, step) is written atomically every ``checkpoint_every`` steps,
@@ -108,18 +117,19 @@ def fit(flow: Flow, recipe: Recipe, seed: int = 0, checkpoint: str | Path | None
     early at a global step (the schedule is unchanged). Metrics go to ``metrics`` as JSON lines,
     with the validation loss ``val_ml`` every ``validate_every`` steps when the recipe has validation data.
     """
-    device = flow.device
+    weight = next(p for p in flow.parameters() if p.is_floating_point())
+    device, dtype = weight.device, weight.dtype
     generator = torch.Generator(device=device).manual_seed(seed)
     torch.manual_seed(seed)
-    data = None if recipe.data is None else recipe.data.to(device=device, dtype=flow.dtype)
-    validation = None if recipe.validation is None else recipe.validation.to(device=device, dtype=flow.dtype)
+    data = None if recipe.data is None else recipe.data.to(device=device, dtype=dtype)
+    validation = None if recipe.validation is None else recipe.validation.to(device=device, dtype=dtype)
 
-    def validation_loss() -> float:
+    def validate() -> dict[str, float]:
         flow.eval()
         with torch.no_grad():
-            value = sum(-flow.log_prob(chunk).sum().item() for chunk in validation.split(4096)) / len(validation)
+            values = recipe.validation_metric(flow, validation)
         flow.train()
-        return value
+        return values
     step, stage_index, optimizer = 0, -1, None
     metrics_path = None if metrics is None else Path(metrics)
     history = History()
@@ -151,7 +161,7 @@ def fit(flow: Flow, recipe: Recipe, seed: int = 0, checkpoint: str | Path | None
         if checkpoint is not None:
             save_torch({"flow": flow.state_dict(), "optimizer": optimizer.state_dict() if optimizer else None,
                         "generator": step_start_rng, "step": step, "stage": stage_index,
-                        "spec": flow.spec}, checkpoint)
+                        "spec": getattr(flow, "spec", None)}, checkpoint)
 
     total = recipe.total_steps
     stop = total if until is None else min(until, total)
@@ -183,12 +193,12 @@ def fit(flow: Flow, recipe: Recipe, seed: int = 0, checkpoint: str | Path | None
                     optimizer.step()
             step += 1
             step_start_rng = generator.get_state()
-            validate = validation is not None and (step % validate_every == 0 or step == stop)
-            if step % log_every == 0 or step == total or skipped or validate:
+            validating = validation is not None and (step % validate_every == 0 or step == stop)
+            if step % log_every == 0 or step == total or skipped or validating:
                 record = {"step": step, "stage": stage.name or str(index), "loss": float(loss.detach()),
                           **record, "skipped": skipped, "time_s": round(time.perf_counter() - started, 3)}
-                if validate:
-                    record["val_ml"] = validation_loss()
+                if validating:
+                    record.update(validate())
                 history.records.append(record)
                 if log_file is not None:
                     log_file.write(json.dumps(record) + "\n")

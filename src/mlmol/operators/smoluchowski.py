@@ -6,7 +6,7 @@ in reduced units (βU in kT, D = 1 by default, lengths and times dimensionless).
 solver is a finite-volume master equation on n cells of width h with the square-root rates
 k_{i→i±1} = D/h² · exp(−β(U_{i±1} − U_i)/2) (Lie & Weber 2013; Donati et al. 2018): second order
 in h, detailed balance with exp(−βU) exactly, and total probability conserved exactly. Its rate
-matrix is symmetrised by the Boltzmann weights and diagonalised once, so p(t) is exact in time.
+matrix is exponentiated (scaling and squaring), so p(t) is exact in time.
 The operator learnt is (p₀, U) ↦ p(t).
 """
 
@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import scipy.linalg
 
 from ..errors import MlmolError
 
@@ -27,7 +28,12 @@ def cell_centres(n: int, half_width: float) -> np.ndarray:
 
 class Propagator:
     """p(t) = exp(t K) p(0) for one potential ``u`` (βU at the cell centres, ``[n]``) on cells of
-    width ``h``; densities are per unit length (Σ p h = 1)."""
+    width ``h``; densities are per unit length (Σ p h = 1).
+
+    exp(tK) is computed by scaling and squaring (scipy's ``expm``), which stays accurate when the
+    potential spans many kT. (Diagonalising the Boltzmann-symmetrised K instead divides by
+    exp(−βU/2): with walls ~100 kT high that loses every digit.)
+    """
 
     def __init__(self, u: np.ndarray, h: float, diffusion: float = 1.0):
         u = np.asarray(u, dtype=float)
@@ -35,19 +41,14 @@ class Propagator:
             raise MlmolError("the potential must be finite values at ≥ 3 cell centres")
         rate = diffusion / h**2 * np.exp(-0.5 * np.diff(u))  # i → i+1
         back = diffusion / h**2 * np.exp(0.5 * np.diff(u))  # i+1 → i
-        # symmetrised generator S = Π^{-1/2} K Π^{1/2} with Π = exp(−u): off-diagonals √(k_{i→i+1} k_{i+1→i}) = D/h²
-        off = np.sqrt(rate * back)
-        diagonal = -np.concatenate([rate, [0.0]]) - np.concatenate([[0.0], back])
-        symmetric = np.diag(diagonal) + np.diag(off, 1) + np.diag(off, -1)
-        self.eigenvalues, self.eigenvectors = np.linalg.eigh(symmetric)
-        self.sqrt_weights = np.exp(-0.5 * (u - u.min()))
+        # column j holds the rates out of cell j; each column sums to zero (probability is conserved)
+        self.generator = np.diag(rate, -1) + np.diag(back, 1)
+        self.generator -= np.diag(self.generator.sum(0))
         self.h = h
 
     def __call__(self, p0: np.ndarray, t: float) -> np.ndarray:
         """Densities at time ``t`` from ``p0`` ``[..., n]``."""
-        q = np.asarray(p0, dtype=float) / self.sqrt_weights
-        coefficients = q @ self.eigenvectors * np.exp(self.eigenvalues * t)
-        return (coefficients @ self.eigenvectors.T) * self.sqrt_weights
+        return np.asarray(p0, dtype=float) @ scipy.linalg.expm(t * self.generator).T
 
 
 def random_potentials(samples: int, n: int, half_width: float = 2.5, rng: np.random.Generator | None = None
