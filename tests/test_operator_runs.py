@@ -33,7 +33,7 @@ def test_an_fno_learns_a_smoothing_operator_through_fit_and_resumes_bit_for_bit(
     torch.manual_seed(0)
     model = FNO(dim=1, modes=8, width=16)
     history = fit(model, recipe(150), seed=0, validate_every=150)
-    assert history["test_l2"][-1] < 0.15 < 0.5 < history["l2"][0]
+    assert history["test_l2"][-1] < 0.15 and history["l2"][0] > 0.5
 
     torch.manual_seed(0)
     first = FNO(dim=1, modes=8, width=16)

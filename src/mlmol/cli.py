@@ -50,6 +50,9 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--losses", help="ml, ml+kl, ml+kl+rc (default) or kl")
     train.add_argument("--flow", dest="flow_kind", choices=["realnvp", "spline", "equivariant"],
                        help="flow family (equivariant: identical particles, e.g. dw4, lj13)")
+    train.add_argument("--energy-backend", choices=["torch", "openmm"],
+                       help="molecules: torch (native batched force field; the default where it supports every "
+                            "force) or openmm (the OpenMM bridge)")
     train.add_argument("--device", help="cpu (default) or cuda")
     train.add_argument("--threads", type=int, help="PyTorch CPU threads (default 1)")
     train.add_argument("--resume", action="store_true", help="continue RUN from its checkpoint")
@@ -119,7 +122,7 @@ def _parser() -> argparse.ArgumentParser:
     operator.add_argument("--eval-resolutions", type=int, nargs="+", metavar="N",
                           help="also evaluate at these resolutions (zero-shot super-resolution), e.g. 4096")
     operator.add_argument("--epochs", type=int, help="epochs at the training resolution")
-    operator.add_argument("--coarse-epochs", type=int, help="epochs first at half the resolution (darcy default 130)")
+    operator.add_argument("--coarse-epochs", type=int, help="epochs first at half the resolution (darcy default 120)")
     operator.add_argument("--batch-size", type=int)
     operator.add_argument("--lr", type=float, help="initial Adam learning rate (default 1e-3; cosine to 0)")
     operator.add_argument("--modes", type=int, help="Fourier modes per axis (default 16 in 1D, 12 in 2D)")
@@ -172,7 +175,7 @@ def _cmd_train(args) -> None:
     from .errors import MlmolError
 
     overrides = {"seed": args.seed, "steps": args.steps, "losses": args.losses, "flow_kind": args.flow_kind,
-                 "device": args.device, "threads": args.threads}
+                 "device": args.device, "threads": args.threads, "backend": args.energy_backend}
     if args.resume:
         given = [f"--{k.replace('_', '-')}" for k in ("energy", "dim", "pdb", "forcefield", "implicit_solvent")
                  if getattr(args, k) is not None]
@@ -254,7 +257,8 @@ def _cmd_simulate(args) -> None:
     started = time.perf_counter()
     frames = runs.simulate(system, args.out, args.frames, interval=args.interval, seed=args.seed,
                            resume=args.resume, progress=True, timestep_fs=args.timestep_fs)
-    system.bridge.close()
+    if getattr(system, "bridge", None) is not None:  # the OpenMM backend's workers
+        system.bridge.close()
     print(f"wrote {len(frames)} frames of {system.name} to {args.out} in {time.perf_counter() - started:.1f} s")
 
 

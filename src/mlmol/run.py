@@ -108,7 +108,7 @@ def make_config(system: str | None = None, energy: str | None = None, dim: int |
     name = system if system is not None and energy is None else base.get("system", {}).get("name")
     config = _merge(MOLECULE_DEFAULTS if molecular else SYSTEM_DEFAULTS.get(name, DEFAULTS), base)
     if molecular:
-        defaults = {"temperature": 300.0, "workers": 1}
+        defaults = {"temperature": 300.0, "workers": 1, "backend": "auto"}
         if "pdb" in config["system"]:
             defaults.update(forcefield=["amber14-all.xml"], implicit_solvent=None)
             config["system"]["pdb"] = str(Path(config["system"]["pdb"]).resolve())
@@ -130,6 +130,10 @@ def make_config(system: str | None = None, energy: str | None = None, dim: int |
             continue
         if key in ("steps", "losses"):
             config["recipe"][key] = value
+        elif key == "backend":
+            if not molecular:
+                raise MlmolError("--energy-backend applies to molecules (a built-in molecule or --pdb) only")
+            config["system"]["backend"] = value
         elif key == "flow_kind":
             if value != config["flow"].get("kind"):  # another family: its own default options
                 config["flow"] = {"kind": value}
@@ -157,7 +161,8 @@ def build_system(config: dict) -> Energy:
     if is_molecule(spec):
         from .systems import molecules
 
-        options = {"temperature": spec["temperature"], "workers": spec["workers"]}  # filled by make_config
+        options = {"temperature": spec["temperature"], "workers": spec["workers"],  # filled by make_config
+                   "backend": spec.get("backend", "auto")}  # runs from before the torch backend: auto
         if "pdb" in spec:
             return molecules.from_pdb(spec["pdb"], forcefield=spec["forcefield"],
                                       implicit_solvent=spec["implicit_solvent"], **options)

@@ -89,7 +89,7 @@ def _mix_modes(spectrum: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     Spectrum ``[B, i, *modes]``, weight ``[i, o, *modes]``. Done as one real batched product of
     the 2×2 real form of complex numbers: a complex ``bmm`` on CPU loops over the modes.
     """
-    batch, channels_in, *modes = spectrum.shape
+    modes = spectrum.shape[2:]
     channels_out = weight.shape[1]
     x = torch.view_as_real(spectrum).flatten(2, -2).permute(2, 0, 3, 1).flatten(-2)  # [M, B, 2i] (re block, im block)
     w = weight.to(spectrum.dtype).flatten(2).permute(2, 0, 1)  # [M, i, o]

@@ -83,7 +83,7 @@ PROBLEMS = {
     "darcy": Problem(2, 1, 85, 85, "nodal", _darcy,
                      "Darcy flow: coefficient a ↦ pressure u (solved at 421 × 421, stored at 85 × 85)",
                      normalize=True,
-                     defaults=(("epochs", 22), ("coarse_epochs", 130), ("validate_every_epochs", 10))),
+                     defaults=(("epochs", 20), ("coarse_epochs", 120), ("validate_every_epochs", 10))),
     "smoluchowski": Problem(1, 2, 256, 256, "cells", _smoluchowski,
                             "Smoluchowski equation: (p₀, βU) ↦ p(t = 0.1) on random double wells",
                             normalize=True, density=True, defaults=(("epochs", 100),)),

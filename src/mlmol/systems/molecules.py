@@ -9,6 +9,8 @@ import numpy as np
 
 from ..errors import MlmolError
 from ..flows.internal import dihedral_from_points
+from .base import Energy
+from .forcefield import TorchEnergy, UnsupportedForce
 from .openmm import OpenMMEnergy, require_openmm
 
 DATA = Path(__file__).with_name("data")
@@ -38,18 +40,29 @@ def read_pdb(path: str | Path):
     return pdb
 
 
+BACKENDS = ("auto", "torch", "openmm")
+
+
 def from_pdb(path: str | Path, forcefield: Sequence[str] = ("amber14-all.xml",), implicit_solvent: str | None = None,
              temperature: float = 300.0, add_hydrogens: bool = True, platform: str = "auto", workers: int = 1,
-             name: str | None = None) -> OpenMMEnergy:
-    """An :class:`OpenMMEnergy` for the molecule in ``path`` (no cutoff, no constraints).
+             name: str | None = None, backend: str = "auto") -> Energy:
+    """The reduced energy of the molecule in ``path`` (no cutoff, no constraints).
 
     ``forcefield`` lists OpenMM force-field XML files; ``implicit_solvent`` is one of
     obc1, obc2, gbn, gbn2, hct (OpenMM's ``implicit/*.xml``) or an XML file. Missing
     hydrogens are added with OpenMM's Modeller (``add_hydrogens=False`` refuses instead).
     Coordinates are flat nm in the atom order of ``.topology``; ``.positions`` [3N] holds the
     PDB's (possibly completed) structure.
+
+    ``backend``: "torch" evaluates batches natively (:class:`~mlmol.systems.forcefield.TorchEnergy`);
+    "openmm" calls OpenMM through worker processes (:class:`OpenMMEnergy`; ``platform`` and
+    ``workers`` apply); "auto" (default) is torch when it supports every force of the system,
+    else openmm.
     """
     from openmm import app
+
+    if backend not in BACKENDS:
+        raise MlmolError(f"unknown energy backend {backend!r}; choose {', '.join(BACKENDS)}")
 
     pdb = read_pdb(path)
     files = list(forcefield)
@@ -81,8 +94,17 @@ def from_pdb(path: str | Path, forcefield: Sequence[str] = ("amber14-all.xml",),
                              f"{files} does not know need their own force-field XML, and missing heavy atoms "
                              "can be added with pdbfixer") from None
         topology, positions = modeller.topology, modeller.positions
-    energy = OpenMMEnergy(system, topology, temperature=temperature, platform=platform, workers=workers,
-                          name=name or Path(path).stem)
+    name = name or Path(path).stem
+    energy = None
+    if backend != "openmm":
+        try:
+            energy = TorchEnergy(system, topology, temperature=temperature, name=name)
+        except UnsupportedForce:
+            if backend == "torch":
+                raise
+    if energy is None:
+        energy = OpenMMEnergy(system, topology, temperature=temperature, platform=platform, workers=workers,
+                              name=name)
     energy.positions = np.array(positions.value_in_unit(positions.unit), dtype=np.float64).reshape(-1)
     set_torsions(energy, backbone_torsions(topology))
     energy.profile_coords = ()  # Cartesian profiles mean nothing for a molecule; the report shows Ramachandran
@@ -138,14 +160,14 @@ def peptide_bonds(topology) -> list[tuple[int, int, int, int]]:
     return found
 
 
-def set_torsions(energy: OpenMMEnergy, torsions: dict[str, tuple[int, int, int, int]]) -> None:
+def set_torsions(energy: Energy, torsions: dict[str, tuple[int, int, int, int]]) -> None:
     """Name torsions of ``energy``: usable in states ("phi > 0"), data starts and plots (radians)."""
     energy.torsions = dict(torsions)
     energy.variables = {name: (lambda x, atoms=atoms: dihedral(x, *atoms)) for name, atoms in torsions.items()}
 
 
 def alanine_dipeptide(implicit_solvent: bool = False, temperature: float = 300.0, platform: str = "auto",
-                      workers: int = 1) -> OpenMMEnergy:
+                      workers: int = 1, backend: str = "auto") -> Energy:
     """Capped alanine (Ace-Ala-Nme, 22 atoms) with amber99sbildn (+ amber99_obc.xml implicit solvent).
 
     Vacuum: no cutoff, no constraints; 300 K by default. The PDB ships with mlmol (built by
@@ -153,7 +175,7 @@ def alanine_dipeptide(implicit_solvent: bool = False, temperature: float = 300.0
     """
     energy = from_pdb(ALANINE_DIPEPTIDE_PDB, forcefield=("amber99sbildn.xml",),
                       implicit_solvent="amber99_obc.xml" if implicit_solvent else None, temperature=temperature,
-                      add_hydrogens=False, platform=platform, workers=workers,
+                      add_hydrogens=False, platform=platform, workers=workers, backend=backend,
                       name="alanine-dipeptide" + ("-implicit" if implicit_solvent else ""))
     if energy.torsions != {"phi": PHI, "psi": PSI}:
         raise MlmolError(f"the shipped alanine dipeptide PDB gave backbone torsions {energy.torsions}; reinstall mlmol")
@@ -207,7 +229,7 @@ MOLECULES = {
 }
 
 
-def molecule(name: str, **kwargs) -> OpenMMEnergy:
+def molecule(name: str, **kwargs) -> Energy:
     """A built-in molecule by name (see ``MOLECULES``)."""
     if name not in MOLECULES:
         raise MlmolError(f"unknown molecule {name!r}. Known molecules: {', '.join(MOLECULES)}; "

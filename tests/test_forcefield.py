@@ -1,0 +1,175 @@
+"""The native torch force field against OpenMM, term by term (the torchmd style of parity test)."""
+
+import numpy as np
+import pytest
+import torch
+
+openmm = pytest.importorskip("openmm")
+
+from openmm import app, unit  # noqa: E402
+
+from mlmol import MlmolError  # noqa: E402
+from mlmol.systems.forcefield import ForceField, TorchEnergy, UnsupportedForce  # noqa: E402
+from mlmol.systems.molecules import ALANINE_DIPEPTIDE_PDB, from_pdb  # noqa: E402
+from mlmol.systems.openmm import OpenMMEnergy  # noqa: E402
+
+pytestmark = pytest.mark.openmm
+OPENMM_DATA = app.__path__[0] + "/data"
+GLYCINE = "tests/data/glycine-dipeptide.pdb"
+
+# molecule, force-field files: three molecules, four force fields, vacuum and implicit solvent
+CASES = {
+    "alanine-dipeptide/amber99sbildn": (str(ALANINE_DIPEPTIDE_PDB), ["amber99sbildn.xml"]),
+    "alanine-dipeptide/amber99sbildn+obc": (str(ALANINE_DIPEPTIDE_PDB), ["amber99sbildn.xml", "amber99_obc.xml"]),
+    "glycine-dipeptide/amber14": (GLYCINE, ["amber14-all.xml"]),
+    "glycine-dipeptide/amber10+obc": (GLYCINE, ["amber10.xml", "amber10_obc.xml"]),
+    "villin/amber03": ("villin", ["amber03.xml"]),  # 584 atoms; OpenMM's *_obc.xml lack its residues' types
+}
+
+
+def build(pdb: str, files: list[str]):
+    """(system with one force group per force, positions [N, 3] nm); villin is OpenMM's test.pdb without water."""
+    forcefield = app.ForceField(*files)
+    if pdb == "villin":
+        source = app.PDBFile(f"{OPENMM_DATA}/test.pdb")
+        modeller = app.Modeller(source.topology, source.positions)
+        modeller.deleteWater()
+    else:
+        source = app.PDBFile(pdb)
+        modeller = app.Modeller(source.topology, source.positions)
+        modeller.addHydrogens(forcefield)
+    system = forcefield.createSystem(modeller.topology, nonbondedMethod=app.NoCutoff, constraints=None,
+                                     rigidWater=False)
+    for group, force in enumerate(system.getForces()):
+        force.setForceGroup(group)
+    return system, np.array(modeller.positions.value_in_unit(unit.nanometer))
+
+
+def configurations(system, x0: np.ndarray) -> np.ndarray:
+    """Frames of a short Langevin MD at 300 K, the structure perturbed by 0.01 and 0.03 nm, and a
+    far-from-equilibrium one (0.1 nm noise)."""
+    integrator = openmm.LangevinMiddleIntegrator(300, 1.0, 0.0005)
+    integrator.setRandomNumberSeed(1)
+    context = openmm.Context(system, integrator, openmm.Platform.getPlatformByName("Reference"))
+    context.setPositions(x0)
+    openmm.LocalEnergyMinimizer.minimize(context, maxIterations=50)
+    frames = []
+    for _ in range(2):
+        integrator.step(100)
+        frames.append(context.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(unit.nanometer))
+    rng = np.random.default_rng(0)
+    frames += [x0 + rng.normal(0, s, x0.shape) for s in (0.01, 0.03, 0.1)]
+    return np.stack(frames)
+
+
+def openmm_reference(system, frames: np.ndarray):
+    """Energies per force group ``{group: [F]}`` and forces ``[F, N, 3]`` from the Reference platform."""
+    context = openmm.Context(system, openmm.VerletIntegrator(1e-3), openmm.Platform.getPlatformByName("Reference"))
+    groups = {g for g, f in enumerate(system.getForces()) if type(f).__name__ != "CMMotionRemover"}
+    energies, forces = {g: [] for g in groups}, []
+    for x in frames:
+        context.setPositions(x)
+        for g in groups:
+            state = context.getState(getEnergy=True, groups={g})
+            energies[g].append(state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole))
+        state = context.getState(getForces=True)
+        forces.append(state.getForces(asNumpy=True).value_in_unit(unit.kilojoule_per_mole / unit.nanometer))
+    return {g: np.array(e) for g, e in energies.items()}, np.stack(forces)
+
+
+@pytest.fixture(scope="module", params=list(CASES), ids=list(CASES))
+def case(request):
+    system, x0 = build(*CASES[request.param])
+    frames = configurations(system, x0)
+    return system, frames, *openmm_reference(system, frames)
+
+
+def test_energy_of_every_force_group_and_forces_match_openmm_in_float64(case):
+    system, frames, reference_energies, reference_forces = case
+    model = ForceField(system).double()
+    x = torch.tensor(frames.reshape(len(frames), -1), requires_grad=True)
+    groups = model.groups(x)
+    assert set(groups) == set(reference_energies)
+    for group, energy in groups.items():
+        reference = reference_energies[group]
+        error = np.abs(energy.detach().numpy() - reference) / np.maximum(np.abs(reference), 1.0)
+        assert error.max() < 1e-6, (type(system.getForce(group)).__name__, error.max())
+    total = model(x)
+    assert np.allclose(total.detach().numpy(), sum(reference_energies.values()), rtol=1e-6)
+    (gradient,) = torch.autograd.grad(total.sum(), x)
+    forces = -gradient.numpy().reshape(reference_forces.shape)
+    for f, ref in zip(forces, reference_forces, strict=True):  # max over atoms, relative to the largest force
+        assert np.abs(f - ref).max() / np.abs(ref).max() < 1e-5
+
+
+def test_float32_energies_agree_with_float64_to_single_precision(case):
+    system, frames, reference_energies, _ = case
+    x = torch.tensor(frames.reshape(len(frames), -1))
+    single = ForceField(system).float()(x.float()).double()
+    double = ForceField(system).double()(x)
+    scale = sum(np.abs(e) for e in reference_energies.values())  # the size of the terms that cancel
+    assert (np.abs((single - double).numpy()) / scale).max() < 1e-4  # ~1e-5 at 2.7e11 kJ/mol (villin, 0.1 nm noise)
+
+
+def test_overlapping_atoms_give_large_finite_energies_in_float64_and_never_nan():
+    energy = from_pdb(ALANINE_DIPEPTIDE_PDB, forcefield=["amber99sbildn.xml", "amber99_obc.xml"], backend="torch",
+                      add_hydrogens=False)
+    x = torch.tensor(energy.positions).reshape(1, -1, 3).repeat(3, 1, 1)
+    x[1, 21] = x[1, 0]  # two non-bonded atoms on top of each other
+    x[2] = x[2, 0]  # every atom at one point
+    x = x.reshape(3, -1)
+    u64 = energy.forcefield(x)
+    assert torch.isfinite(u64).all() and u64[1] > 1e20 and u64[2] > 1e20
+    x64 = x.clone().requires_grad_(True)
+    (gradient,) = torch.autograd.grad(energy.forcefield(x64).sum(), x64)
+    assert not gradient.isnan().any()
+    u32 = energy.forcefield_for("cpu", torch.float32)(x.float())
+    assert torch.isfinite(u32[0]) and not u32.isnan().any()  # float32: overlaps overflow to +inf, never NaN
+    assert (u32[1:] == float("inf")).all()
+
+
+def test_torch_energy_is_the_reduced_energy_and_keeps_float64_whatever_the_input_dtype():
+    torch_energy = from_pdb(ALANINE_DIPEPTIDE_PDB, forcefield=["amber99sbildn.xml"], backend="torch",
+                            add_hydrogens=False)
+    bridge = from_pdb(ALANINE_DIPEPTIDE_PDB, forcefield=["amber99sbildn.xml"], backend="openmm", add_hydrogens=False)
+    try:
+        assert isinstance(torch_energy, TorchEnergy) and isinstance(bridge, OpenMMEnergy)
+        x = torch.tensor(torch_energy.positions)[None] + 0.01 * torch.randn(4, torch_energy.dim,
+                                                                           generator=torch.Generator().manual_seed(0))
+        assert torch.allclose(torch_energy.energy(x), bridge.energy(x), rtol=1e-10)
+        assert torch.allclose(torch_energy.force(x), bridge.force(x), rtol=1e-8, atol=1e-6)
+        assert torch_energy.energy(x.float()).dtype == torch.float32
+        assert torch.allclose(torch_energy.energy(x.float()).double(), torch_energy.energy(x), rtol=1e-6)
+        assert torch_energy.torsions == bridge.torsions and torch_energy.states == bridge.states
+    finally:
+        bridge.bridge.close()
+
+
+def test_unsupported_forces_and_constraints_are_named_with_the_way_out():
+    system, _ = build(GLYCINE, ["amber19-all.xml"])  # ff19SB has CMAP
+    with pytest.raises(UnsupportedForce, match="CMAPTorsionForce.*backend='openmm'"):
+        ForceField(system)
+    with pytest.raises(UnsupportedForce, match="CustomGBForce"):
+        from_pdb(GLYCINE, forcefield=["amber14-all.xml"], implicit_solvent="obc2", backend="torch")
+    auto = from_pdb(GLYCINE, forcefield=["amber14-all.xml"], implicit_solvent="obc2")  # auto: falls back
+    try:
+        assert isinstance(auto, OpenMMEnergy)
+    finally:
+        auto.bridge.close()
+    constrained = app.ForceField("amber14-all.xml").createSystem(
+        app.PDBFile(str(ALANINE_DIPEPTIDE_PDB)).topology, nonbondedMethod=app.NoCutoff, constraints=app.HBonds)
+    with pytest.raises(MlmolError, match="constraints"):
+        ForceField(constrained)
+    with pytest.raises(MlmolError, match="unknown energy backend"):
+        from_pdb(ALANINE_DIPEPTIDE_PDB, backend="jax")
+    with pytest.raises(MlmolError, match=r"expected coordinates \[batch, 66\]"):
+        ForceField(build(str(ALANINE_DIPEPTIDE_PDB), ["amber99sbildn.xml"])[0])(torch.zeros(2, 60))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_the_same_code_runs_on_cuda():
+    system, x0 = build(str(ALANINE_DIPEPTIDE_PDB), ["amber99sbildn.xml", "amber99_obc.xml"])
+    x = torch.tensor(x0.reshape(1, -1))
+    cpu = ForceField(system).double()(x)
+    gpu = ForceField(system).double().cuda()(x.cuda())
+    assert torch.allclose(cpu, gpu.cpu(), rtol=1e-10)
