@@ -67,7 +67,7 @@ def main() -> None:
         rows.append({"frames": n, "steps": args.steps, "train_nll": train_nll, "val_nll": history["val_ml"][-1],
                      "ess_fraction": estimators.ess_fraction(samples.log_weights), "train_s": train_s})
         print(rows[-1], flush=True)
-    system.bridge.close()
+    system.close()
     command = (f"python benchmarks/ala2_data_size.py --sizes {' '.join(map(str, args.sizes))} --steps {args.steps} "
                f"--samples {args.samples}")
     caption = (f"ML training of the alanine dipeptide flow (implicit solvent) on N MD frames, same schedule, "

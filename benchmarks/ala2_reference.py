@@ -45,7 +45,7 @@ def one_repeat(solvent: str, seed: int, step_deg: float, k: float, steps: int, e
         data = umbrella(energy, [PHI, PSI], grid(step_deg, 2), k, steps=steps, equilibration=equilibration,
                         interval=100, seed=seed, progress=seed == 0, hold_trans=peptide_bonds(energy.topology))
         wall = time.perf_counter() - start
-        energy.bridge.close()
+        energy.close()
         TRACES.mkdir(parents=True, exist_ok=True)
         data.save(path)
     value, stderr, details = mbar_delta_f(data)

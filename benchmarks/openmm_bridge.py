@@ -27,7 +27,7 @@ def main() -> None:
     args = parser.parse_args()
     rows = []
     for implicit in (False, True):
-        energy = alanine_dipeptide(implicit_solvent=implicit, workers=1)
+        energy = alanine_dipeptide(implicit_solvent=implicit, workers=1, backend="openmm")
         system, name = energy.system, energy.name
         energy.bridge.close()
         rng = np.random.default_rng(0)

@@ -37,7 +37,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=30)
     args = parser.parse_args()
-    energy = alanine_dipeptide(workers=1)
+    energy = alanine_dipeptide(workers=1, backend="openmm")
     data = torch.as_tensor(energy.positions, dtype=torch.float32) + 0.01 * torch.randn(2000, energy.dim)
     bonds = [(a.index, b.index) for a, b in energy.topology.bonds()]
     torch.manual_seed(0)

@@ -95,4 +95,4 @@ def test_a_second_molecule_given_only_as_a_pdb_runs_end_to_end(tmp_path):
         back, _ = trained.flow.transform.forward(z)
     distances = [torch.cdist(c.reshape(-1, 19, 3), c.reshape(-1, 19, 3)) for c in (x, back)]
     assert torch.allclose(*distances, atol=1e-4)
-    trained.system.bridge.close()
+    trained.system.close()

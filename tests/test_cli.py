@@ -174,7 +174,8 @@ def test_molecule_pipeline_end_to_end(tmp_path):
     run = tmp_path / "run"
     assert main(["train", str(config), "--out", str(run)]) == 0
     resolved = yaml.safe_load((run / "config.yaml").read_text())
-    assert resolved["system"] == {"temperature": 300.0, "workers": 1, "molecule": "alanine-dipeptide"}
+    assert resolved["system"] == {"temperature": 300.0, "workers": 1, "backend": "auto",
+                                  "molecule": "alanine-dipeptide"}
     assert resolved["flow"]["kind"] == "molecular" and resolved["data"]["sampler"] == "md"
     assert main(["sample", str(run), "--n", "500", "--out", str(tmp_path / "s.npz")]) == 0
     with np.load(tmp_path / "s.npz") as f:

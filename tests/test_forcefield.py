@@ -173,3 +173,13 @@ def test_the_same_code_runs_on_cuda():
     cpu = ForceField(system).double()(x)
     gpu = ForceField(system).double().cuda()(x.cuda())
     assert torch.allclose(cpu, gpu.cpu(), rtol=1e-10)
+
+
+def test_energy_backend_is_a_molecule_option_of_the_config_and_cli(tmp_path, capsys):
+    from mlmol.cli import main
+    from mlmol.run import make_config
+
+    assert make_config(system="alanine-dipeptide", backend="openmm")["system"]["backend"] == "openmm"
+    assert make_config(system="alanine-dipeptide")["system"]["backend"] == "auto"
+    assert main(["train", "double-well", "--out", str(tmp_path / "r"), "--energy-backend", "torch"]) == 2
+    assert "--energy-backend applies to molecules" in capsys.readouterr().err

@@ -21,9 +21,9 @@ pytestmark = pytest.mark.openmm
 
 @pytest.fixture(scope="module", params=[False, True], ids=["vacuum", "implicit"])
 def ala2(request):
-    energy = alanine_dipeptide(implicit_solvent=request.param, workers=2)
+    energy = alanine_dipeptide(implicit_solvent=request.param, workers=2, backend="openmm")
     yield energy
-    energy.bridge.close()
+    energy.close()
 
 
 def _configurations(energy, n, scale=0.02, seed=0):
@@ -82,9 +82,9 @@ def _rss_mb():
 
 
 def test_killed_or_hung_worker_is_replaced_and_the_call_errors_cleanly():
-    energy = alanine_dipeptide(workers=2)
+    energy = alanine_dipeptide(workers=2, backend="openmm")
     bridge = OpenMMBridge(energy.system, workers=2, timeout=2.0)
-    energy.bridge.close()
+    energy.close()
     x = np.tile(energy.positions, (8, 1))
     reference, _ = bridge.compute(x)
     victim = bridge.workers[0].process.pid
@@ -106,7 +106,7 @@ def test_killed_or_hung_worker_is_replaced_and_the_call_errors_cleanly():
 
 def test_a_thousand_calls_leak_no_processes_or_memory():
     before = _children()
-    energy = alanine_dipeptide(workers=2)
+    energy = alanine_dipeptide(workers=2, backend="openmm")
     x = _configurations(energy, 20)
     for _ in range(50):  # warm-up: allocator pools settle
         energy.energy(x)
@@ -147,7 +147,7 @@ def test_workers_end_with_their_parent(ending):
     script = ("import signal, sys, time\n"
               "signal.signal(signal.SIGINT, signal.default_int_handler)\n"  # a shell's background job ignores it
               "from mlmol.systems.molecules import alanine_dipeptide\n"
-              "e = alanine_dipeptide(workers=2)\n"
+              "e = alanine_dipeptide(workers=2, backend='openmm')\n"
               "print(' '.join(str(w.process.pid) for w in e.bridge.workers), flush=True)\n"
               + ("" if ending == "exit" else "time.sleep(60)\n"))
     parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
@@ -191,7 +191,7 @@ def test_molecular_dynamics_is_seeded_and_stays_in_the_basin():
     assert torch.all(phi < 0)  # 5 ps never cross to the rare φ > 0 basin
     with pytest.raises(MlmolError, match="positive"):
         molecular_dynamics(energy, 0)
-    energy.bridge.close()
+    energy.close()
 
 
 def test_md_from_several_starts_reaches_the_rare_basin():
@@ -207,7 +207,7 @@ def test_md_from_several_starts_reaches_the_rare_basin():
     assert torch.all(torch.isfinite(energy.energy(x)))
     with pytest.raises(MlmolError, match="no torsions named \\['omega'\\]; known: phi, psi"):
         molecular_dynamics(energy, 4, starts=[{"omega": 180}])
-    energy.bridge.close()
+    energy.close()
 
 
 @pytest.mark.parametrize("suffix", [".dcd", ".pdb"])
@@ -229,7 +229,7 @@ def test_trajectory_round_trip_and_atom_count_mismatch(tmp_path, suffix):
     other = mdtraj.Topology.from_openmm(energy.topology).subset(range(20))
     with pytest.raises(MlmolError, match=f"t{suffix}"):
         load_trajectory(path, other)
-    energy.bridge.close()
+    energy.close()
 
 
 def test_md_checkpoint_continues_the_same_trajectory():
@@ -246,7 +246,7 @@ def test_md_checkpoint_continues_the_same_trajectory():
     assert torch.equal(torch.cat([head, tail]), straight)
     with pytest.raises(MlmolError, match="checkpoint"):
         second.restore(b"garbage")
-    energy.bridge.close()
+    energy.close()
 
 
 def test_simulate_writes_atomically_and_resumes(tmp_path):
@@ -265,7 +265,7 @@ def test_simulate_writes_atomically_and_resumes(tmp_path):
     resumed = simulate(energy, out, 30, interval=20, seed=1, chunk=10, resume=True, equilibration=100)
     assert torch.allclose(resumed, straight, atol=1e-4)  # DCD stores single precision
     assert len(load_trajectory(out, energy.topology)) == 30
-    energy.bridge.close()
+    energy.close()
 
 
 def test_missing_hydrogens_are_added_or_refused(tmp_path):
@@ -278,7 +278,7 @@ def test_missing_hydrogens_are_added_or_refused(tmp_path):
     energy = from_pdb(path, forcefield=("amber99sbildn.xml",))
     assert energy.dim == 66 and energy.topology.getNumAtoms() == 22
     assert torch.isfinite(energy.energy(torch.as_tensor(energy.positions))).all()
-    energy.bridge.close()
+    energy.close()
     with pytest.raises(MlmolError, match="heavy.pdb lacks hydrogens"):
         from_pdb(path, forcefield=("amber99sbildn.xml",), add_hydrogens=False)
 
@@ -295,4 +295,4 @@ def test_chirality_of_samples():
     assert wrong_handed_fraction(x, reference, centres) == 0.0
     mirrored = -x  # a reflection turns L into D
     assert wrong_handed_fraction(torch.cat([x, mirrored[:5]]), reference, centres) == pytest.approx(5 / 15)
-    energy.bridge.close()
+    energy.close()

@@ -76,7 +76,7 @@ def test_short_umbrella_run_on_alanine_dipeptide():
     centres = [[-80.0, 150.0], [60.0, -70.0]]
     data = umbrella(energy, [PHI, PSI], centres, force_constants=500.0, steps=2000, equilibration=500, interval=50,
                     hold_trans=peptide_bonds(energy.topology))
-    energy.bridge.close()
+    energy.close()
     assert [t.shape for t in data.traces] == [(40, 2), (40, 2)]
     for centre, trace in zip(data.centres, data.traces):  # restrained near their centres, in both torsions
         assert np.degrees(np.abs(_periodic(trace - centre))).mean(0).max() < 25

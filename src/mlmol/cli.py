@@ -121,7 +121,7 @@ def _parser() -> argparse.ArgumentParser:
     operator.add_argument("--resolution", type=int, help="training grid points per axis (burgers 1024, darcy 85)")
     operator.add_argument("--eval-resolutions", type=int, nargs="+", metavar="N",
                           help="also evaluate at these resolutions (zero-shot super-resolution), e.g. 4096")
-    operator.add_argument("--epochs", type=int, help="epochs at the training resolution")
+    operator.add_argument("--epochs", type=int, help="epochs at the training resolution (burgers 80, darcy 20, smoluchowski 100)")
     operator.add_argument("--coarse-epochs", type=int, help="epochs first at half the resolution (darcy default 120)")
     operator.add_argument("--batch-size", type=int)
     operator.add_argument("--lr", type=float, help="initial Adam learning rate (default 1e-3; cosine to 0)")
@@ -163,7 +163,7 @@ def _cmd_systems(args) -> None:
         s = factory()
         print(f"  {name:15s} dim={s.dim}  {(s.__doc__ or '').strip().splitlines()[0]}")
     print("your own: mlmol train --energy FILE.py:FUNCTION --dim D --out RUN")
-    print("molecules (OpenMM; for mlmol simulate, training comes next):")
+    print("molecules (OpenMM force fields; mlmol train and mlmol simulate):")
     print("  alanine-dipeptide          dim=66  Ace-Ala-Nme, amber99sbildn, vacuum, 300 K")
     print("  alanine-dipeptide-implicit dim=66  Ace-Ala-Nme, amber99sbildn + amber99_obc.xml, 300 K")
 
@@ -257,8 +257,7 @@ def _cmd_simulate(args) -> None:
     started = time.perf_counter()
     frames = runs.simulate(system, args.out, args.frames, interval=args.interval, seed=args.seed,
                            resume=args.resume, progress=True, timestep_fs=args.timestep_fs)
-    if getattr(system, "bridge", None) is not None:  # the OpenMM backend's workers
-        system.bridge.close()
+    system.close()
     print(f"wrote {len(frames)} frames of {system.name} to {args.out} in {time.perf_counter() - started:.1f} s")
 
 

@@ -115,7 +115,8 @@ def fit(flow: nn.Module, recipe: Recipe, seed: int = 0, checkpoint: str | Path |
     optimiser, random generator, step) is written atomically every ``checkpoint_every`` steps,
     at the end, and on Ctrl-C; ``resume=True`` continues from it bit for bit. ``until`` stops
     early at a global step (the schedule is unchanged). Metrics go to ``metrics`` as JSON lines,
-    with the validation loss ``val_ml`` every ``validate_every`` steps when the recipe has validation data.
+    with the recipe's validation metric (a flow's ``val_ml`` by default) every ``validate_every`` steps
+    when the recipe has validation data.
     """
     weight = next(p for p in flow.parameters() if p.is_floating_point())
     device, dtype = weight.device, weight.dtype

@@ -79,7 +79,7 @@ def _smoluchowski(samples: int, seed: int, progress: bool) -> tuple[np.ndarray, 
 PROBLEMS = {
     "burgers": Problem(1, 1, burgers.FINE_POINTS, 1024, "periodic", _burgers,
                        "Burgers' equation, ν = 0.1: u(·, 0) ↦ u(·, 1) (solved at 8192 points)",
-                       defaults=(("epochs", 110),)),
+                       normalize=True, defaults=(("epochs", 80),)),
     "darcy": Problem(2, 1, 85, 85, "nodal", _darcy,
                      "Darcy flow: coefficient a ↦ pressure u (solved at 421 × 421, stored at 85 × 85)",
                      normalize=True,

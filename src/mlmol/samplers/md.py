@@ -8,11 +8,13 @@ import numpy as np
 import torch
 
 from ..errors import MlmolError
-from ..systems.openmm import OpenMMEnergy, require_openmm
+from ..systems.base import Energy
+from ..systems.openmm import auto_platform, require_openmm
 
 
 class MolecularDynamics:
-    """Langevin MD of an :class:`OpenMMEnergy` at its temperature, on its bridge's platform.
+    """Langevin MD in OpenMM of a molecule's energy (either backend: it needs ``.system``) at its
+    temperature, on its bridge's platform (or the one the bridge would pick).
 
     Starts from ``positions`` (default: the system's own structure), minimises, draws
     velocities and equilibrates for ``equilibration`` steps. :meth:`checkpoint` and
@@ -21,7 +23,7 @@ class MolecularDynamics:
     of them) added to a copy of the system.
     """
 
-    def __init__(self, system: OpenMMEnergy, timestep_fs: float = 1.0, friction_per_ps: float = 1.0, seed: int = 0,
+    def __init__(self, system: Energy, timestep_fs: float = 1.0, friction_per_ps: float = 1.0, seed: int = 0,
                  positions=None, minimize: bool = True, equilibration: int = 5_000, bias=None):
         openmm = require_openmm()
         unit = openmm.unit
@@ -33,14 +35,16 @@ class MolecularDynamics:
         integrator = openmm.LangevinMiddleIntegrator(system.temperature * unit.kelvin,
                                                      friction_per_ps / unit.picosecond, timestep_fs * unit.femtosecond)
         integrator.setRandomNumberSeed(seed + 1)  # OpenMM treats 0 as "pick a random seed"
-        properties = {"Threads": "1"} if system.bridge.platform == "CPU" else {}
+        bridge = getattr(system, "bridge", None)  # the torch backend has none: pick as the bridge would
+        platform = bridge.platform if bridge is not None else auto_platform(system.dim // 3, system.system)
+        properties = {"Threads": "1"} if platform == "CPU" else {}
         openmm_system = system.system
         if bias is not None:  # extra forces (e.g. umbrella restraints) on a copy of the system
             openmm_system = openmm.XmlSerializer.deserialize(openmm.XmlSerializer.serialize(system.system))
             for force in bias if isinstance(bias, (list, tuple)) else [bias]:
                 openmm_system.addForce(force)
         self.context = openmm.Context(openmm_system, integrator,
-                                      openmm.Platform.getPlatformByName(system.bridge.platform), properties)
+                                      openmm.Platform.getPlatformByName(platform), properties)
         self.integrator = integrator
         self.context.setPositions(np.asarray(start, dtype=np.float64).reshape(-1, 3))
         if minimize:
@@ -122,7 +126,7 @@ def flat_bottom_restraint(torsions, centre_deg: float = 180.0, half_width_deg: f
     return force
 
 
-def pulled_positions(system: OpenMMEnergy, targets: dict[str, float], seed: int = 0, steps: int = 20_000,
+def pulled_positions(system: Energy, targets: dict[str, float], seed: int = 0, steps: int = 20_000,
                      force_constant: float = 1000.0, stages: int = 100) -> np.ndarray:
     """Positions ``[3N]`` (nm) after restrained MD pulls the named torsions to ``targets`` (degrees).
 
@@ -151,7 +155,7 @@ def pulled_positions(system: OpenMMEnergy, targets: dict[str, float], seed: int 
     return md.checked_positions("the pull to the start")
 
 
-def molecular_dynamics(system: OpenMMEnergy, n_frames: int, interval: int = 250, timestep_fs: float = 1.0,
+def molecular_dynamics(system: Energy, n_frames: int, interval: int = 250, timestep_fs: float = 1.0,
                        friction_per_ps: float = 1.0, equilibration: int = 5_000, seed: int = 0,
                        positions=None, minimize: bool = True, progress: bool = False,
                        starts: list[dict[str, float]] | None = None) -> torch.Tensor:

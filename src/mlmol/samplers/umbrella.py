@@ -21,7 +21,6 @@ from ..errors import MlmolError
 from ..estimators import Profile
 from ..systems.base import Energy, check_finite
 from ..systems.molecules import dihedral
-from ..systems.openmm import OpenMMEnergy
 from .md import MolecularDynamics, flat_bottom_restraint, torsion_restraint
 
 
@@ -77,7 +76,7 @@ def sweep_order(centres: np.ndarray, start: np.ndarray) -> np.ndarray:
     return np.array(order)
 
 
-def umbrella(system: OpenMMEnergy, torsions: Sequence[Sequence[int]], centres_deg, force_constants=200.0,
+def umbrella(system: Energy, torsions: Sequence[Sequence[int]], centres_deg, force_constants=200.0,
              steps: int = 20_000, equilibration: int = 5_000, interval: int = 100, timestep_fs: float = 1.0,
              seed: int = 0, progress: bool = False, hold_trans: Sequence[Sequence[int]] = ()) -> UmbrellaTraces:
     """Restrained MD in every window ``centres_deg`` ``[W, T]`` (degrees) on the T ``torsions``.

@@ -98,6 +98,9 @@ class Energy(torch.nn.Module):
                 f"pass a tensor of shape [batch, {self.dim}]"
             )
 
+    def close(self) -> None:
+        """Release what the energy holds outside this process (worker processes); usually nothing."""
+
     def extra_repr(self) -> str:
         return f"dim={self.dim}, kT={self.kT}"
 

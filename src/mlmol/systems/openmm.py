@@ -223,6 +223,10 @@ class OpenMMEnergy(Energy):
         self.check_input(x)
         return _ReducedEnergy.apply(x, self.bridge, self.kT)
 
+    def close(self) -> None:
+        """Stop the worker processes (also done at exit)."""
+        self.bridge.close()
+
     def extra_repr(self) -> str:
         return f"atoms={self.dim // 3}, T={self.temperature} K, platform={self.bridge.platform}, " \
                f"workers={len(self.bridge.workers)}"
