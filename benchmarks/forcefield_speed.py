@@ -93,7 +93,7 @@ def main() -> None:
                                  args.seconds)))
         with OpenMMBridge(system, platform="Reference", workers=2) as bridge:
             results.append(("OpenMM bridge, 2 workers (Reference)", "float64", args.openmm_configurations,
-                            rate(lambda: bridge.compute(x_openmm), len(x_openmm), args.seconds)))
+                            rate(lambda x=x_openmm: bridge.compute(x), len(x_openmm), args.seconds)))
         for dtype in (torch.float32, torch.float64):
             eager = ForceField(system).to(dtype)
             variants = [("torch eager", eager)]
