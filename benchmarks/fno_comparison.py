@@ -16,7 +16,6 @@ over epochs. Writes benchmarks/results/fno_comparison.json/.md.
 from __future__ import annotations
 
 import argparse
-import math
 import statistics
 import time
 from pathlib import Path
@@ -55,7 +54,7 @@ def compare(problem: str, epochs: int) -> list[dict]:
     config = operator_run.make_config(problem, epochs=epochs, coarse_epochs=0, data=DATA[problem])
     Path(DATA[problem]).parent.mkdir(parents=True, exist_ok=True)
     inputs, outputs = operator_run.load_data(config, Path(DATA[problem]).parent, progress=True)
-    per_epoch = math.ceil(config["train"] / config["batch_size"])
+    per_epoch = operator_run.steps_per_epoch(config)
     rows = []
     for package in ("mlmol", "neuraloperator"):
         ours = operator_run.build(config)

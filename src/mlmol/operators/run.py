@@ -136,10 +136,19 @@ def coarse_resolution(problem: Problem, config: dict) -> int:
     return (n - 1) // s + 1 if problem.grid == "nodal" else n // s
 
 
+def every(step: int, dim: int) -> tuple[slice, ...]:
+    """The index taking every ``step``-th grid point of ``[N, *grid, c]`` along its ``dim`` grid axes."""
+    return (slice(None), *[slice(None, None, step)] * dim)
+
+
+def steps_per_epoch(config: dict) -> int:
+    """Optimisation steps in one pass over the training pairs."""
+    return math.ceil(config["train"] / config["batch_size"])
+
+
 def subsample(values: np.ndarray | torch.Tensor, problem: Problem, resolution: int):
     """``values`` ``[N, *grid, c]`` at the stored resolution, sampled at ``resolution`` per axis."""
-    s = stride(problem, resolution)
-    return values[(slice(None), *[slice(None, None, s)] * problem.dim)]
+    return values[every(stride(problem, resolution), problem.dim)]
 
 
 class OperatorL2(Loss):
@@ -152,7 +161,7 @@ class OperatorL2(Loss):
         self.channels_in, self.dim, self.stride = channels_in, dim, stride
 
     def __call__(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
-        pairs = batch.data_x()[(slice(None), *[slice(None, None, self.stride)] * self.dim)]
+        pairs = batch.data_x()[every(self.stride, self.dim)]
         value = relative_l2(batch.model(pairs[..., :self.channels_in]), pairs[..., self.channels_in:])
         return value, {"l2": float(value.detach())}
 
@@ -160,12 +169,15 @@ class OperatorL2(Loss):
         return f"OperatorL2(stride={self.stride})"
 
 
-def test_error(model: FNO, inputs: torch.Tensor, outputs: torch.Tensor, chunk: int = 50) -> float:
-    """Mean relative L2 error of ``model`` over the test pairs (no gradients, in chunks)."""
+def predict(model: FNO, inputs: torch.Tensor, chunk: int = 50) -> torch.Tensor:
+    """The model's outputs for ``inputs``, without gradients, ``chunk`` pairs at a time."""
     with torch.no_grad():
-        errors = [relative_l2(model(a), u) * len(a) for a, u in zip(inputs.split(chunk), outputs.split(chunk),
-                                                                   strict=True)]
-    return float(sum(errors) / len(inputs))
+        return torch.cat([model(a) for a in inputs.split(chunk)])
+
+
+def test_error(model: FNO, inputs: torch.Tensor, outputs: torch.Tensor) -> float:
+    """Mean relative L2 error of ``model`` over the test pairs."""
+    return float(relative_l2(predict(model, inputs), outputs))
 
 
 def load_data(config: dict, path: Path, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
@@ -206,7 +218,7 @@ def recipe(config: dict, model: FNO, inputs: np.ndarray, outputs: np.ndarray) ->
     pairs = subsample(pairs, problem, config["resolution"])
     if problem.normalize:
         model.normalize_with(pairs[:train, ..., :problem.channels_in], pairs[:train, ..., problem.channels_in:])
-    per_epoch = math.ceil(train / config["batch_size"])
+    per_epoch = steps_per_epoch(config)
     lr, stages = config["lr"], []
     if config["coarse_epochs"]:
         stages.append(Stage(config["coarse_epochs"] * per_epoch, OperatorL2(problem.channels_in, problem.dim,
@@ -239,7 +251,7 @@ def train(config: dict | None, out: str | Path, resume: bool = False, progress: 
     data_seconds = time.perf_counter() - started
     model = build(config)
     plan = recipe(config, model, inputs, outputs)
-    per_epoch = math.ceil(config["train"] / config["batch_size"])
+    per_epoch = steps_per_epoch(config)
     started = time.perf_counter()
     history = fit(model, plan, seed=config["seed"], checkpoint=path / "checkpoint.pt", metrics=path / "metrics.jsonl",
                   resume=resume, progress=progress, log_every=per_epoch,
@@ -276,10 +288,10 @@ def evaluate(config: dict, model: FNO, inputs: np.ndarray, outputs: np.ndarray) 
     for resolution in dict.fromkeys([config["resolution"], *config["eval_resolutions"]]):
         a = torch.from_numpy(subsample(inputs[test], problem, resolution))
         u = torch.from_numpy(subsample(outputs[test], problem, resolution))
-        result["test_l2"][str(resolution)] = test_error(model, a, u)
+        prediction = predict(model, a)
+        result["test_l2"][str(resolution)] = float(relative_l2(prediction, u))
         if problem.density:
-            with torch.no_grad():
-                mass = model(a).sum(1) / a[..., :1].sum(1)
+            mass = prediction.sum(1) / a[..., :1].sum(1)
             result["mass_error"] = float((mass - 1).abs().max())
     return result
 
@@ -303,8 +315,7 @@ def plot_predictions(config: dict, model: FNO, inputs: np.ndarray, outputs: np.n
     problem = get(config["problem"])
     a = torch.from_numpy(subsample(inputs[-config["test"]:][:count], problem, config["resolution"]))
     u = subsample(outputs[-config["test"]:][:count], problem, config["resolution"])
-    with torch.no_grad():
-        prediction = model(a).numpy()
+    prediction = predict(model, a).numpy()
     if problem.dim == 1:
         fig, axes = plt.subplots(1, count, figsize=(4 * count, 3), squeeze=False)
         x = np.arange(a.shape[1]) / a.shape[1]

@@ -52,6 +52,11 @@ def _value(quantity) -> float:
     return quantity.value_in_unit_system(unit.md_unit_system) if unit.is_quantity(quantity) else float(quantity)
 
 
+def _column(rows: list, k: int) -> torch.Tensor:
+    """The ``k``-th entries of parameter rows as a float64 tensor in MD units."""
+    return torch.tensor([_value(row[k]) for row in rows], dtype=torch.float64)
+
+
 def _distance(x: torch.Tensor, i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
     """|x_j − x_i| ``[B, P]`` for atom index pairs, floored at MIN_DISTANCE (finite for overlaps)."""
     d = x[:, j] - x[:, i]
@@ -68,8 +73,8 @@ class _Term(nn.Module):
     def index(self, name: str, rows: list[tuple[int, ...]], width: int) -> None:
         self.register_buffer(name, torch.tensor(rows, dtype=torch.long).reshape(-1, width))
 
-    def parameter(self, name: str, values: list[float]) -> None:
-        self.register_buffer(name, torch.tensor(values, dtype=torch.float64))
+    def parameter(self, name: str, rows: list, k: int) -> None:
+        self.register_buffer(name, _column(rows, k))
 
 
 class HarmonicBonds(_Term):
@@ -77,8 +82,8 @@ class HarmonicBonds(_Term):
         super().__init__("HarmonicBondForce", group)
         rows = [force.getBondParameters(b) for b in range(force.getNumBonds())]
         self.index("atoms", [r[:2] for r in rows], 2)
-        self.parameter("length", [_value(r[2]) for r in rows])
-        self.parameter("k", [_value(r[3]) for r in rows])
+        self.parameter("length", rows, 2)
+        self.parameter("k", rows, 3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         r = _distance(x, self.atoms[:, 0], self.atoms[:, 1])
@@ -90,8 +95,8 @@ class HarmonicAngles(_Term):
         super().__init__("HarmonicAngleForce", group)
         rows = [force.getAngleParameters(a) for a in range(force.getNumAngles())]
         self.index("atoms", [r[:3] for r in rows], 3)
-        self.parameter("angle", [_value(r[3]) for r in rows])
-        self.parameter("k", [_value(r[4]) for r in rows])
+        self.parameter("angle", rows, 3)
+        self.parameter("k", rows, 4)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         u = x[:, self.atoms[:, 0]] - x[:, self.atoms[:, 1]]
@@ -105,9 +110,9 @@ class PeriodicTorsions(_Term):
         super().__init__("PeriodicTorsionForce", group)
         rows = [force.getTorsionParameters(t) for t in range(force.getNumTorsions())]
         self.index("atoms", [r[:4] for r in rows], 4)
-        self.parameter("periodicity", [float(r[4]) for r in rows])
-        self.parameter("phase", [_value(r[5]) for r in rows])
-        self.parameter("k", [_value(r[6]) for r in rows])
+        self.parameter("periodicity", rows, 4)
+        self.parameter("phase", rows, 5)
+        self.parameter("k", rows, 6)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         a, b, c, d = (x[:, self.atoms[:, i]] for i in range(4))
@@ -133,9 +138,7 @@ class Nonbonded(_Term):
                              "use backend='openmm'")
         n = force.getNumParticles()
         particles = [force.getParticleParameters(i) for i in range(n)]
-        charge = torch.tensor([_value(p[0]) for p in particles], dtype=torch.float64)
-        sigma = torch.tensor([_value(p[1]) for p in particles], dtype=torch.float64)
-        epsilon = torch.tensor([_value(p[2]) for p in particles], dtype=torch.float64)
+        charge, sigma, epsilon = (_column(particles, k) for k in range(3))
         exceptions = [force.getExceptionParameters(e) for e in range(force.getNumExceptions())]
         special = {tuple(sorted(e[:2])) for e in exceptions}
         i, j = torch.triu_indices(n, n, 1)
@@ -147,12 +150,9 @@ class Nonbonded(_Term):
         pair_j = torch.cat([j, torch.tensor([e[1] for e in kept], dtype=torch.long)])
         self.register_buffer("i", pair_i)
         self.register_buffer("j", pair_j)
-        self.register_buffer("charge_product", torch.cat([charge[i] * charge[j],
-                                                          torch.tensor([_value(e[2]) for e in kept], dtype=torch.float64)]))
-        self.register_buffer("sigma", torch.cat([0.5 * (sigma[i] + sigma[j]),
-                                                 torch.tensor([_value(e[3]) for e in kept], dtype=torch.float64)]))
-        self.register_buffer("epsilon", torch.cat([torch.sqrt(epsilon[i] * epsilon[j]),
-                                                   torch.tensor([_value(e[4]) for e in kept], dtype=torch.float64)]))
+        self.register_buffer("charge_product", torch.cat([charge[i] * charge[j], _column(kept, 2)]))
+        self.register_buffer("sigma", torch.cat([0.5 * (sigma[i] + sigma[j]), _column(kept, 3)]))
+        self.register_buffer("epsilon", torch.cat([torch.sqrt(epsilon[i] * epsilon[j]), _column(kept, 4)]))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         r = _distance(x, self.i, self.j)
@@ -171,9 +171,9 @@ class GeneralizedBorn(_Term):
             raise UnsupportedForce("the torch force field supports GBSAOBCForce only without cutoff (NoCutoff); "
                                    "use backend='openmm'")
         rows = [force.getParticleParameters(i) for i in range(force.getNumParticles())]
-        self.parameter("charge", [_value(r[0]) for r in rows])
-        self.parameter("radius", [_value(r[1]) for r in rows])
-        self.parameter("scale", [float(r[2]) for r in rows])
+        self.parameter("charge", rows, 0)
+        self.parameter("radius", rows, 1)
+        self.parameter("scale", rows, 2)
         solute, solvent = force.getSoluteDielectric(), force.getSolventDielectric()
         self.prefactor = -ONE_4PI_EPS0 * (1 / solute - 1 / solvent) if solute and solvent else 0.0
         self.surface = 4 * math.pi * _value(force.getSurfaceAreaEnergy())  # kJ/mol/nm²
@@ -200,9 +200,8 @@ class GeneralizedBorn(_Term):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         d = x[:, None, :, :] - x[:, :, None, :]
         r2 = (d * d).sum(-1).clamp_min(MIN_DISTANCE**2)
-        n = x.shape[1]
-        r2 = torch.where(torch.eye(n, dtype=torch.bool, device=x.device), torch.zeros_like(r2), r2)
-        born = self.born_radii(torch.sqrt(r2.clamp_min(MIN_DISTANCE**2)))
+        born = self.born_radii(torch.sqrt(r2))
+        r2 = r2.masked_fill(torch.eye(x.shape[1], dtype=torch.bool, device=x.device), 0.0)  # i = j: f = R_i
         alpha2 = born[:, :, None] * born[:, None, :]
         f = torch.sqrt(r2 + alpha2 * torch.exp(-r2 / (4 * alpha2)))
         qq = self.charge[:, None] * self.charge[None, :]
