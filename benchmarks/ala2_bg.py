@@ -1,13 +1,17 @@
 """Boltzmann generator for alanine dipeptide against the umbrella-sampling reference.
 
-    python benchmarks/ala2_bg.py --solvent implicit [--seed 0] [--steps N]
+    python benchmarks/ala2_bg.py --solvent implicit [--seed 0] [--steps N] [--backend torch] [--kl-steps K]
 
 Runs the documented commands with the built-in defaults: `mlmol train
-alanine-dipeptide[-implicit] --seed S` (MD data, training), `mlmol sample --n 100000`,
+alanine-dipeptide[-implicit] --seed S --energy-backend B` (MD data, training; B is the energy
+backend, the torch force field or the OpenMM bridge), `mlmol sample --n 100000`,
 `mlmol evaluate`; compares the reweighted ΔF(φ>0 − φ<0) with
 benchmarks/results/ala2_reference_<solvent>.json (run benchmarks/ala2_reference.py first).
-Writes benchmarks/results/ala2_bg_<solvent>.json and .md; rows of other seeds already there
-(same schedule) are kept, so repeats can be added one seed at a time.
+``--kl-steps K`` appends K steps of ML + reverse KL (the energy and its forces in the loss, batch
+256) to the 1,000 ML steps, through a config file, and writes ala2_bg_<solvent>_kl.json/.md.
+Writes benchmarks/results/ala2_bg_<solvent>.json and .md; rows of other seeds or backends
+already there (same schedule) are kept, so repeats can be added one at a time. Rows without a
+backend were made with the OpenMM bridge, before the torch force field existed.
 """
 
 from __future__ import annotations
@@ -16,7 +20,10 @@ import argparse
 import json
 from pathlib import Path
 
+import yaml
 from pipeline import RESULTS, markdown_table, pipeline, write_results
+
+from mlmol.data import atomic_write
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -26,6 +33,9 @@ def main() -> None:
     parser.add_argument("--solvent", choices=["vacuum", "implicit"], default="implicit")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--steps", type=int, help="training steps (default: the built-in schedule)")
+    parser.add_argument("--backend", choices=["torch", "openmm"], default="torch",
+                        help="energy backend for training and evaluation (--energy-backend)")
+    parser.add_argument("--kl-steps", type=int, help="ML + KL steps after the 1,000 ML steps")
     parser.add_argument("--runs", default=str(ROOT / "runs" / "ala2_bg"))
     parser.add_argument("--tabulate", action="store_true",
                         help="train nothing: rewrite the table from the stored rows against the current reference")
@@ -34,35 +44,51 @@ def main() -> None:
     if not reference_file.is_file():
         raise SystemExit(f"{reference_file} is missing: run benchmarks/ala2_reference.py --solvent {args.solvent}")
     reference = json.loads(reference_file.read_text())[0]
-    results_file = RESULTS / f"ala2_bg_{args.solvent}.json"
-    rows = [r for r in (json.loads(results_file.read_text()) if results_file.is_file() else [])
-            if r.get("steps") == args.steps]
+    name = f"ala2_bg_{args.solvent}" + ("_kl" if args.kl_steps else "")
+    results_file = RESULTS / f"{name}.json"
+    rows = [{"backend": "openmm", **r} for r in (json.loads(results_file.read_text()) if results_file.is_file() else [])
+            if r.get("steps") == args.steps and r.get("kl_steps") == args.kl_steps]
     if not args.tabulate:
         molecule = "alanine-dipeptide" + ("-implicit" if args.solvent == "implicit" else "")
         extra = [] if args.steps is None else ["--steps", str(args.steps)]
-        result = pipeline([molecule, "--seed", str(args.seed), *extra],
-                          Path(args.runs) / f"{args.solvent}-{args.seed}")
-        rows = [r for r in rows if r["seed"] != args.seed] + [
-            {"solvent": args.solvent, "seed": args.seed, "steps": args.steps, **result}]
+        out = Path(args.runs) / f"{args.solvent}-{args.backend}-{args.seed}{'-kl' if args.kl_steps else ''}"
+        target = molecule
+        if args.kl_steps:
+            ml_steps = args.steps or 1000
+            target = str(Path(args.runs) / f"{args.solvent}-kl{args.kl_steps}.yaml")
+            Path(args.runs).mkdir(parents=True, exist_ok=True)
+            atomic_write(target, yaml.safe_dump({"system": {"molecule": molecule}, "recipe": {
+                "losses": "ml+kl", "steps": ml_steps + args.kl_steps,
+                "ml_fraction": ml_steps / (ml_steps + args.kl_steps)}}))
+            extra = []
+        result = pipeline([target, "--seed", str(args.seed), "--energy-backend", args.backend, *extra], out)
+        rows = [r for r in rows if (r["seed"], r["backend"]) != (args.seed, args.backend)] + [
+            {"solvent": args.solvent, "seed": args.seed, "backend": args.backend, "steps": args.steps,
+             "kl_steps": args.kl_steps, **result}]
     if not rows:
         raise SystemExit(f"no stored rows in {results_file} for this schedule: run without --tabulate first")
-    rows.sort(key=lambda r: r["seed"])
+    rows.sort(key=lambda r: (r["backend"], r["seed"]))
     for r in rows:  # against the current reference
         r["reference"] = reference
         r["difference"] = r["metrics"]["delta_f"]["value"] - reference["delta_f"]
-    seeds = " ".join(str(r["seed"]) for r in rows)
-    caption = (f"Alanine dipeptide ({args.solvent}, 300 K): Boltzmann generator with the built-in defaults "
-               f"(`python benchmarks/ala2_bg.py --solvent {args.solvent} --seed S"
-               f"{'' if args.steps is None else f' --steps {args.steps}'}` for S in {seeds}; "
-               f"training = `mlmol train alanine-dipeptide{'-implicit' if args.solvent == 'implicit' else ''} "
-               f"--seed S` including its MD data; 100,000 samples).")
-    table = markdown_table(caption, ["seed", "train (min)", "ESS", "BG ΔF(φ>0 − φ<0) (kT)", "reference (kT)",
-                                     "difference (kT)", "wrong-handed Cα"],
-                           [[str(r["seed"]), f"{r['train_s'] / 60:.1f}", f"{100 * r['metrics']['ess_fraction']:.1f}%",
+    seeds = " ".join(sorted({str(r["seed"]) for r in rows}))
+    schedule = ("the built-in defaults" if not args.kl_steps else
+                f"1,000 ML steps then {args.kl_steps} ML + reverse-KL steps (batch 256)")
+    flags = (f"{'' if args.steps is None else f' --steps {args.steps}'}"
+             f"{'' if not args.kl_steps else f' --kl-steps {args.kl_steps}'}")
+    caption = (f"Alanine dipeptide ({args.solvent}, 300 K): Boltzmann generator with {schedule} "
+               f"(`python benchmarks/ala2_bg.py --solvent {args.solvent} --seed S{flags} --backend B` for S in "
+               f"{seeds}; training = `mlmol train ... --seed S --energy-backend B` including its MD data, "
+               "sampling = 100,000 samples with their log weights).")
+    table = markdown_table(caption, ["energy backend", "seed", "train (min)", "sample (s)", "ESS",
+                                     "BG ΔF(φ>0 − φ<0) (kT)", "reference (kT)", "difference (kT)", "wrong-handed Cα"],
+                           [[r["backend"], str(r["seed"]), f"{r['train_s'] / 60:.1f}", f"{r['sample_s']:.0f}",
+                             f"{100 * r['metrics']['ess_fraction']:.1f}%",
                              f"{r['metrics']['delta_f']['value']:.3f} ± {r['metrics']['delta_f']['stderr']:.3f}",
                              f"{reference['delta_f']:.3f} ± {reference['stderr']:.3f}", f"{r['difference']:+.3f}",
-                             f"{100 * r['metrics']['wrong_handed_fraction']:.2f}%"] for r in rows])
-    write_results(f"ala2_bg_{args.solvent}", rows, table)
+                             f"{100 * r['metrics']['wrong_handed_fraction']:.2f}%"] for r in rows],
+                           text_columns=2)
+    write_results(name, rows, table)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ For alanine dipeptide in vacuum and in implicit solvent (OBC2), side by side in 
   ``--threads`` threads), energies and forces as NumPy arrays;
 - the OpenMM bridge of mlmol with 2 worker processes (Reference);
 - mlmol's torch force field, energy + forces by autograd, at each batch size, float32 and
-  float64, eager and (where a C++ compiler is available) ``torch.compile``.
+  float64, eager and through ``torch.compile`` (``ForceField(system, compile=True)``; it falls
+  back to eager with a warning where no C++ compiler is found).
 
 Each rate is the batch size over the median wall time of repeated calls (at least
 ``--seconds`` of calls per row). Ratios are against the fastest OpenMM path of the system.
@@ -95,21 +96,19 @@ def main() -> None:
             results.append(("OpenMM bridge, 2 workers (Reference)", "float64", args.openmm_configurations,
                             rate(lambda x=x_openmm: bridge.compute(x), len(x_openmm), args.seconds)))
         for dtype in (torch.float32, torch.float64):
-            eager = ForceField(system).to(dtype)
-            variants = [("torch eager", eager)]
-            if not args.no_compile:
-                variants.append(("torch.compile", torch.compile(eager, dynamic=False)))
-            for label, model in variants:
+            for label in ("torch eager",) + (() if args.no_compile else ("torch.compile",)):
+                model = ForceField(system, compile=label == "torch.compile").to(dtype)
                 for batch in args.batches:
                     x = torch.tensor(many[:batch], dtype=dtype)
-                    try:
-                        value = rate(torch_call(model, x), batch, args.seconds)
-                    except Exception as error:  # e.g. no C++ compiler for torch.compile
-                        print(f"{name} {label} {dtype} batch {batch}: failed ({type(error).__name__}: {error})")
-                        continue
+                    started = time.perf_counter()
+                    torch_call(model, x)()  # compiles, for a compiled model's first batch
+                    first = time.perf_counter() - started
+                    value = rate(torch_call(model, x), batch, args.seconds)
+                    if label == "torch.compile" and model._compiled is None:
+                        label = "torch.compile failed: eager"
                     results.append((label, str(dtype).removeprefix("torch."), batch, value))
-                    print(f"{name:28s} {label:14s} {results[-1][1]:8s} batch {batch:5d}: {value:12,.0f} /s",
-                          flush=True)
+                    print(f"{name:28s} {label:14s} {results[-1][1]:8s} batch {batch:5d}: {value:12,.0f} /s "
+                          f"(first call {first:.1f} s)", flush=True)
         fastest = max(r[3] for r in results if r[0].startswith("OpenMM context"))
         for method, dtype, batch, value in results:
             rows.append({"system": name, "method": method, "dtype": dtype, "batch": batch,

@@ -166,6 +166,47 @@ def test_unsupported_forces_and_constraints_are_named_with_the_way_out():
         ForceField(build(str(ALANINE_DIPEPTIDE_PDB), ["amber99sbildn.xml"])[0])(torch.zeros(2, 60))
 
 
+def _energies_and_forces(model, x: torch.Tensor):
+    x = x.detach().requires_grad_(True)
+    energy = model(x)
+    (gradient,) = torch.autograd.grad(energy.sum(), x)
+    return energy.detach(), -gradient
+
+
+@pytest.fixture(scope="module")
+def implicit_alanine():
+    """(system with OBC2, 7 configurations [7, 66] float64 nm)."""
+    system, x0 = build(str(ALANINE_DIPEPTIDE_PDB), ["amber99sbildn.xml", "amber99_obc.xml"])
+    noise = 0.02 * torch.randn(7, x0.size, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    return system, torch.tensor(x0.reshape(1, -1)) + noise
+
+
+def test_a_batch_in_pieces_gives_the_energies_and_forces_of_one_piece(implicit_alanine):
+    system, x = implicit_alanine
+    whole, pieces = ForceField(system, chunk=100).double(), ForceField(system, chunk=3).double()
+    (e1, f1), (e2, f2) = _energies_and_forces(whole, x), _energies_and_forces(pieces, x)
+    assert torch.allclose(e1, e2, rtol=1e-13) and torch.allclose(f1, f2, rtol=1e-12, atol=1e-10)
+    assert pieces(x[:0]).shape == (0,) and pieces(x.reshape(7, 22, 3).reshape(7, 66)[None]).shape == (1, 7)
+
+
+def test_the_generalized_born_gradient_is_first_order_only_and_says_so(implicit_alanine):
+    system, x = implicit_alanine
+    x = x.clone().requires_grad_(True)
+    with pytest.raises(MlmolError, match="second derivatives of the implicit-solvent"):  # not silently zero
+        torch.autograd.grad(ForceField(system).double()(x).sum(), x, create_graph=True)
+
+
+@pytest.mark.slow
+@pytest.mark.smoke
+def test_the_compiled_force_field_matches_eager_for_any_batch_size(implicit_alanine):
+    system, x = implicit_alanine
+    eager, compiled = ForceField(system).double(), ForceField(system, compile=True).double()
+    for batch in (7, 3):  # a second size reuses the dynamic-shape compilation
+        (e1, f1), (e2, f2) = _energies_and_forces(eager, x[:batch]), _energies_and_forces(compiled, x[:batch])
+        assert compiled._compiled is not None, "torch.compile fell back to eager"
+        assert torch.allclose(e1, e2, rtol=1e-10) and torch.allclose(f1, f2, rtol=1e-9, atol=1e-8)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_the_same_code_runs_on_cuda():
     system, x0 = build(str(ALANINE_DIPEPTIDE_PDB), ["amber99sbildn.xml", "amber99_obc.xml"])

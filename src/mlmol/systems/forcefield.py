@@ -1,8 +1,12 @@
 """A native batched PyTorch force field read from an OpenMM ``System``.
 
 Evaluates the potential energy of a whole batch of configurations ``[B, 3N]`` (nm) at once, on
-CPU or GPU, in float32 or float64, with forces by autograd, and no call into OpenMM. The terms
-follow OpenMM's definitions (kJ/mol, nm, radians, elementary charges):
+CPU or GPU, in float32 or float64, with forces by autograd (the implicit-solvent term computes
+its gradient in closed form), and no call into OpenMM. The batch is the innermost axis of every
+array, so configurations sit side by side in SIMD lanes; bonded terms read their bond vectors
+from one product with a ±1 incidence matrix, pair terms work on dense ``[N, N, B]`` arrays with
+parameter matrices (no gather, no scatter), and ``torch.compile`` fuses it all. The terms follow
+OpenMM's definitions (kJ/mol, nm, radians, elementary charges):
 
 - ``HarmonicBondForce``      ½ k (r − r₀)²
 - ``HarmonicAngleForce``     ½ k (θ − θ₀)²
@@ -26,6 +30,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 
 import torch
 from torch import nn
@@ -39,6 +44,8 @@ MIN_DISTANCE = 1e-6  # nm
 OBC = {"alpha": 1.0, "beta": 0.8, "gamma": 4.85, "offset": 0.009, "probe": 0.14}  # OBC2, nm
 SUPPORTED = ("HarmonicBondForce", "HarmonicAngleForce", "PeriodicTorsionForce", "NonbondedForce", "GBSAOBCForce")
 IGNORED = ("CMMotionRemover",)
+CPU_CHUNK = 256  # configurations per piece on the CPU at most: the pair arrays stay in cache
+PAIR_BUDGET = {"cpu": 2**22, "other": 2**28}  # atom pairs × configurations per piece, at most
 
 
 class UnsupportedForce(MlmolError):
@@ -57,74 +64,116 @@ def _column(rows: list, k: int) -> torch.Tensor:
     return torch.tensor([_value(row[k]) for row in rows], dtype=torch.float64)
 
 
-def _distance(x: torch.Tensor, i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
-    """|x_j − x_i| ``[B, P]`` for atom index pairs, floored at MIN_DISTANCE (finite for overlaps)."""
-    d = x[:, j] - x[:, i]
-    return torch.sqrt((d * d).sum(-1).clamp_min(MIN_DISTANCE**2))
+def _norm(v: torch.Tensor) -> torch.Tensor:
+    """|v| over the component axis (1) of vectors ``[V, 3, B]``, floored at MIN_DISTANCE."""
+    return torch.sqrt((v * v).sum(1).clamp_min(MIN_DISTANCE**2))
+
+
+def _cross(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """u × v for vectors ``[V, 3, B]`` (components on axis 1)."""
+    return torch.linalg.cross(u, v, dim=1)
+
+
+def _dot(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    return (u * v).sum(1)
+
+
+class Geometry:
+    """What the terms read from positions ``[B, N, 3]`` (nm), each computed once per call.
+
+    The batch is the last, contiguous axis of everything (configurations side by side in SIMD
+    lanes; sums over atoms and pairs are then plain vector additions):
+
+    - ``vectors`` ``[V, 3, B]``: the vectors x_j − x_i the bonded terms asked for, as one product
+      with a ±1 incidence matrix ``[V, N]`` (its backward is a product too, not a scatter);
+    - ``squared_distances`` ``[N, N, B]``: all pairs by broadcasting (for the pair terms),
+      computed on first use.
+    """
+
+    def __init__(self, positions: torch.Tensor, incidence: torch.Tensor):
+        """``positions`` ``[N, 3, B]`` nm, contiguous."""
+        n_atoms, batch = positions.shape[0], positions.shape[2]
+        self.positions = positions
+        self.vectors = None
+        if incidence.shape[0]:
+            self.vectors = (incidence @ self.positions.reshape(n_atoms, 3 * batch)).reshape(-1, 3, batch)
+        self._squared = None
+
+    @property
+    def squared_distances(self) -> torch.Tensor:
+        if self._squared is None:
+            d = self.positions[:, None] - self.positions[None, :]
+            self._squared = (d * d).sum(2)
+        return self._squared
 
 
 class _Term(nn.Module):
-    """One OpenMM force: ``energy(x)`` ``[B]`` in kJ/mol from positions ``[B, N, 3]`` nm."""
+    """One OpenMM force: ``energy(vectors, geometry)`` ``[B]`` in kJ/mol.
+
+    A bonded term lists the atom pairs (i, j) of the vectors x_j − x_i it needs in ``pairs``;
+    it receives them, in that order, as ``vectors`` ``[len(pairs), 3, B]``. Its parameters are
+    columns ``[V, 1]``.
+    """
 
     def __init__(self, name: str, group: int):
         super().__init__()
-        self.name, self.group = name, group
+        self.name, self.group, self.pairs = name, group, []
 
-    def index(self, name: str, rows: list[tuple[int, ...]], width: int) -> None:
-        self.register_buffer(name, torch.tensor(rows, dtype=torch.long).reshape(-1, width))
+    def index(self, rows: list[tuple[int, ...]], *vectors: tuple[int, int]) -> None:
+        """Ask for the vectors x[row[b]] − x[row[a]] of every row, for each (a, b) in ``vectors``."""
+        self.pairs += [(row[a], row[b]) for a, b in vectors for row in rows]
 
     def parameter(self, name: str, rows: list, k: int) -> None:
-        self.register_buffer(name, _column(rows, k))
+        self.register_buffer(name, _column(rows, k)[:, None])
 
 
 class HarmonicBonds(_Term):
     def __init__(self, force, group: int):
         super().__init__("HarmonicBondForce", group)
         rows = [force.getBondParameters(b) for b in range(force.getNumBonds())]
-        self.index("atoms", [r[:2] for r in rows], 2)
+        self.index(rows, (0, 1))
         self.parameter("length", rows, 2)
         self.parameter("k", rows, 3)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        r = _distance(x, self.atoms[:, 0], self.atoms[:, 1])
-        return (0.5 * self.k * (r - self.length) ** 2).sum(-1)
+    def forward(self, vectors: torch.Tensor, geometry: Geometry) -> torch.Tensor:
+        return (0.5 * self.k * (_norm(vectors) - self.length) ** 2).sum(0)
 
 
 class HarmonicAngles(_Term):
     def __init__(self, force, group: int):
         super().__init__("HarmonicAngleForce", group)
         rows = [force.getAngleParameters(a) for a in range(force.getNumAngles())]
-        self.index("atoms", [r[:3] for r in rows], 3)
+        self.index(rows, (1, 0), (1, 2))
         self.parameter("angle", rows, 3)
         self.parameter("k", rows, 4)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        u = x[:, self.atoms[:, 0]] - x[:, self.atoms[:, 1]]
-        v = x[:, self.atoms[:, 2]] - x[:, self.atoms[:, 1]]
-        theta = torch.atan2(torch.linalg.cross(u, v).norm(dim=-1), (u * v).sum(-1))  # stable near 0 and π
-        return (0.5 * self.k * (theta - self.angle) ** 2).sum(-1)
+    def forward(self, vectors: torch.Tensor, geometry: Geometry) -> torch.Tensor:
+        u, v = vectors.chunk(2)
+        theta = torch.atan2(_norm(_cross(u, v)), _dot(u, v))  # stable near 0 and π
+        return (0.5 * self.k * (theta - self.angle) ** 2).sum(0)
 
 
 class PeriodicTorsions(_Term):
     def __init__(self, force, group: int):
         super().__init__("PeriodicTorsionForce", group)
         rows = [force.getTorsionParameters(t) for t in range(force.getNumTorsions())]
-        self.index("atoms", [r[:4] for r in rows], 4)
+        self.index(rows, (0, 1), (1, 2), (2, 3))
         self.parameter("periodicity", rows, 4)
         self.parameter("phase", rows, 5)
         self.parameter("k", rows, 6)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        a, b, c, d = (x[:, self.atoms[:, i]] for i in range(4))
-        b1, b2, b3 = b - a, c - b, d - c
-        n1, n2 = torch.linalg.cross(b1, b2), torch.linalg.cross(b2, b3)
+    def forward(self, vectors: torch.Tensor, geometry: Geometry) -> torch.Tensor:
+        b1, b2, b3 = vectors.chunk(3)
+        n1, n2 = _cross(b1, b2), _cross(b2, b3)
         # φ = atan2(|b2| b1·n2, n1·n2): the IUPAC torsion (trans = π), as OpenMM's
-        phi = torch.atan2(b2.norm(dim=-1) * (b1 * n2).sum(-1), (n1 * n2).sum(-1))
-        return (self.k * (1 + torch.cos(self.periodicity * phi - self.phase))).sum(-1)
+        phi = torch.atan2(_norm(b2) * _dot(b1, n2), _dot(n1, n2))
+        return (self.k * (1 + torch.cos(self.periodicity * phi - self.phase))).sum(0)
 
 
 class Nonbonded(_Term):
-    """Lennard-Jones and Coulomb over all pairs without cutoff; exceptions replace their pair."""
+    """Lennard-Jones and Coulomb over all pairs without cutoff, as dense ``[N, N]`` parameter
+    matrices: Lorentz–Berthelot pairs, exceptions in their place, excluded pairs and the
+    diagonal zero (no gather, no scatter: the pair loop fuses)."""
 
     def __init__(self, force, group: int):
         super().__init__("NonbondedForce", group)
@@ -135,29 +184,29 @@ class Nonbonded(_Term):
                                    "build the system with nonbondedMethod=app.NoCutoff or use backend='openmm'")
         if force.getNumParticleParameterOffsets() or force.getNumExceptionParameterOffsets():
             raise UnsupportedForce("NonbondedForce parameter offsets are not supported by the torch force field; "
-                             "use backend='openmm'")
-        n = force.getNumParticles()
-        particles = [force.getParticleParameters(i) for i in range(n)]
+                                   "use backend='openmm'")
+        particles = [force.getParticleParameters(i) for i in range(force.getNumParticles())]
         charge, sigma, epsilon = (_column(particles, k) for k in range(3))
+        charge_product = charge[:, None] * charge[None, :]
+        sigma = 0.5 * (sigma[:, None] + sigma[None, :])
+        epsilon = torch.sqrt(epsilon[:, None] * epsilon[None, :])
+        epsilon.fill_diagonal_(0.0)
+        charge_product.fill_diagonal_(0.0)
         exceptions = [force.getExceptionParameters(e) for e in range(force.getNumExceptions())]
-        special = {tuple(sorted(e[:2])) for e in exceptions}
-        i, j = torch.triu_indices(n, n, 1)
-        keep = torch.tensor([(a, b) not in special for a, b in zip(i.tolist(), j.tolist(), strict=True)],
-                            dtype=torch.bool)
-        i, j = i[keep], j[keep]
-        kept = [e for e in exceptions if _value(e[2]) != 0.0 or _value(e[4]) != 0.0]  # others: exclusions
-        pair_i = torch.cat([i, torch.tensor([e[0] for e in kept], dtype=torch.long)])
-        pair_j = torch.cat([j, torch.tensor([e[1] for e in kept], dtype=torch.long)])
-        self.register_buffer("i", pair_i)
-        self.register_buffer("j", pair_j)
-        self.register_buffer("charge_product", torch.cat([charge[i] * charge[j], _column(kept, 2)]))
-        self.register_buffer("sigma", torch.cat([0.5 * (sigma[i] + sigma[j]), _column(kept, 3)]))
-        self.register_buffer("epsilon", torch.cat([torch.sqrt(epsilon[i] * epsilon[j]), _column(kept, 4)]))
+        if exceptions:
+            i, j = (torch.tensor([e[k] for e in exceptions]) for k in (0, 1))
+            for matrix, k in ((charge_product, 2), (sigma, 3), (epsilon, 4)):
+                matrix[i, j] = matrix[j, i] = _column(exceptions, k)  # excluded pairs: zeros
+        sigma[epsilon == 0] = 0.0  # no 0 × inf in float32 when the atoms overlap
+        self.register_buffer("charge_product", charge_product[..., None])  # [N, N, 1]
+        self.register_buffer("sigma", sigma[..., None])
+        self.register_buffer("epsilon", epsilon[..., None])
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        r = _distance(x, self.i, self.j)
-        s6 = (self.sigma / r) ** 6
-        return (4 * self.epsilon * (s6 * s6 - s6) + ONE_4PI_EPS0 * self.charge_product / r).sum(-1)
+    def forward(self, vectors: torch.Tensor, geometry: Geometry) -> torch.Tensor:
+        inverse_r2 = 1 / geometry.squared_distances.clamp_min(MIN_DISTANCE**2)
+        s6 = (self.sigma**2 * inverse_r2) ** 3
+        pair = 4 * self.epsilon * (s6 * s6 - s6) + ONE_4PI_EPS0 * self.charge_product * torch.sqrt(inverse_r2)
+        return 0.5 * pair.sum((0, 1))  # every pair twice
 
 
 class GeneralizedBorn(_Term):
@@ -171,43 +220,97 @@ class GeneralizedBorn(_Term):
             raise UnsupportedForce("the torch force field supports GBSAOBCForce only without cutoff (NoCutoff); "
                                    "use backend='openmm'")
         rows = [force.getParticleParameters(i) for i in range(force.getNumParticles())]
-        self.parameter("charge", rows, 0)
+        self.parameter("charge", rows, 0)  # [N, 1]
         self.parameter("radius", rows, 1)
         self.parameter("scale", rows, 2)
         solute, solvent = force.getSoluteDielectric(), force.getSolventDielectric()
         self.prefactor = -ONE_4PI_EPS0 * (1 / solute - 1 / solvent) if solute and solvent else 0.0
         self.surface = 4 * math.pi * _value(force.getSurfaceAreaEnergy())  # kJ/mol/nm²
+        self.register_buffer("others", ~torch.eye(len(rows), dtype=torch.bool)[..., None])  # [N, N, 1]
 
-    def born_radii(self, r: torch.Tensor) -> torch.Tensor:
-        """Born radii ``[B, N]`` (nm) from distances ``[B, N, N]``: the HCT descreening integral
-        (with Tinker's term for an atom inside another) rescaled by OBC2's tanh."""
-        offset_radius = self.radius - OBC["offset"]  # [N]
+    def descreening(self, r: torch.Tensor, inverse_r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The HCT descreening integral of atom j over atom i ``[N, N, B]`` (with Tinker's term for
+        an atom inside another) and its derivative in r_ij, from distances r and 1/r ``[N, N, B]``
+        (nm); three divisions per pair, the derivative's written in U = 1/(r + s) and L."""
+        offset_radius = self.radius - OBC["offset"]  # [N, 1]
         rho = offset_radius[:, None]  # atom i, rows
         scaled = (offset_radius * self.scale)[None, :]  # atom j, columns
-        n = r.shape[-1]
-        others = ~torch.eye(n, dtype=torch.bool, device=r.device)
-        overlaps = (rho < r + scaled) & others
-        safe_r = torch.where(overlaps, r, torch.ones_like(r))
-        lower = 1 / torch.maximum(rho, (safe_r - scaled).abs())
-        upper = 1 / (safe_r + scaled)
-        term = (lower - upper + 0.25 * safe_r * (upper**2 - lower**2) + 0.5 / safe_r * torch.log(upper / lower)
-                + 0.25 * scaled**2 / safe_r * (lower**2 - upper**2))
-        term = term + torch.where(rho < scaled - safe_r, 2 * (1 / rho - lower), torch.zeros_like(term))
-        psi = 0.5 * offset_radius * torch.where(overlaps, term, torch.zeros_like(term)).sum(-1)
-        tanh = torch.tanh(OBC["alpha"] * psi - OBC["beta"] * psi**2 + OBC["gamma"] * psi**3)
-        return 1 / (1 / offset_radius - tanh / self.radius)
+        overlaps = (rho < r + scaled) & self.others
+        gap = r - scaled
+        far = gap.abs() > rho  # then L = 1/|r − s|, else 1/ρ (and dL/dr = 0)
+        sign = torch.where(far, torch.sign(gap), torch.zeros_like(r))  # dL/dr = −σ L²
+        lower_distance = torch.where(far, gap.abs(), rho.expand_as(r))
+        upper = 1 / (r + scaled)
+        lower = 1 / lower_distance
+        log_ratio = torch.log(lower_distance * upper)  # ln(U/L)
+        squares = upper**2 - lower**2
+        cubes = upper**3 - sign * lower**3
+        scaled2 = scaled**2
+        term = lower - upper + 0.25 * r * squares + (0.5 * log_ratio - 0.25 * scaled2 * squares) * inverse_r
+        derivative = (upper**2 - sign * lower**2 + 0.25 * squares - 0.5 * r * cubes
+                      + (0.5 * (sign * lower - upper) + 0.5 * scaled2 * cubes) * inverse_r
+                      + (0.25 * scaled2 * squares - 0.5 * log_ratio) * inverse_r**2)
+        inside = rho < scaled - r
+        term = term + torch.where(inside, 2 * (1 / rho - lower), torch.zeros_like(r))
+        derivative = derivative + torch.where(inside, 2 * sign * lower**2, torch.zeros_like(r))
+        zero = torch.zeros_like(r)
+        return torch.where(overlaps, term, zero), torch.where(overlaps, derivative, zero)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        d = x[:, None, :, :] - x[:, :, None, :]
-        r2 = (d * d).sum(-1).clamp_min(MIN_DISTANCE**2)
-        born = self.born_radii(torch.sqrt(r2))
-        r2 = r2.masked_fill(torch.eye(x.shape[1], dtype=torch.bool, device=x.device), 0.0)  # i = j: f = R_i
-        alpha2 = born[:, :, None] * born[:, None, :]
-        f = torch.sqrt(r2 + alpha2 * torch.exp(-r2 / (4 * alpha2)))
-        qq = self.charge[:, None] * self.charge[None, :]
-        polar = 0.5 * self.prefactor * (qq / f).sum((-1, -2))  # i = j once with ½, i ≠ j pairs twice with ½
-        nonpolar = (self.surface * (self.radius + OBC["probe"]) ** 2 * (self.radius / born) ** 6).sum(-1)
-        return polar + nonpolar
+    def energy_and_gradient(self, positions: torch.Tensor, gradient: bool = True):
+        """Energy ``[B]`` kJ/mol and, if ``gradient``, dE/dx ``[N, 3, B]`` kJ/mol/nm from positions
+        ``[N, 3, B]`` nm: the chain rule through the Born radii in closed form, as OpenMM does
+        (compiled, about 1.2× faster than autograd through the two pair passes)."""
+        d = positions[:, None] - positions[None, :]  # x_i − x_j [N, N, 3, B]
+        r2 = torch.where(self.others, (d * d).sum(2), torch.zeros_like(d[:, :, 0]))  # i = j: f = R_i
+        inverse_r = torch.rsqrt(r2.clamp_min(MIN_DISTANCE**2))
+        offset_radius = self.radius - OBC["offset"]
+        term, d_term = self.descreening(r2 * inverse_r, inverse_r)
+        psi = 0.5 * offset_radius * term.sum(1)  # [N, B]
+        tanh = torch.tanh(OBC["alpha"] * psi - OBC["beta"] * psi**2 + OBC["gamma"] * psi**3)
+        inverse_born = 1 / offset_radius - tanh / self.radius  # [N, B]
+        born = 1 / inverse_born
+        area = self.surface * (self.radius + OBC["probe"]) ** 2 * (self.radius * inverse_born) ** 6
+        inverse_product = inverse_born[:, None] * inverse_born[None, :]  # 1/A_ij, A_ij = R_i R_j
+        quarter = 0.25 * r2 * inverse_product
+        damping = torch.exp(-quarter)
+        inverse_f = torch.rsqrt(r2 + damping / inverse_product)
+        pair = 0.5 * self.prefactor * self.charge[:, None] * self.charge[None, :] * inverse_f  # i = j once, i ≠ j twice
+        energy = pair.sum((0, 1)) + area.sum(0)
+        if not gradient:
+            return energy, None
+        d_f = -pair * inverse_f  # ∂e_ij/∂f_ij
+        d_product = 0.5 * d_f * inverse_f * damping * (1 + quarter)  # ∂e_ij/∂A_ij
+        d_born = 2 * (d_product * born[None, :]).sum(1) - 6 * area * inverse_born  # dE/dR_i [N, B]
+        d_psi = d_born * born**2 / self.radius * (1 - tanh**2) * (
+            OBC["alpha"] - 2 * OBC["beta"] * psi + 3 * OBC["gamma"] * psi**2)
+        # dE/d(r²_ij) of each ordered entry: the pair term at fixed radii, then the descreening of i by j
+        d_r2 = torch.where(self.others, 0.5 * d_f * inverse_f * (1 - 0.25 * damping), torch.zeros_like(r2))
+        d_r2 = d_r2 + (0.25 * d_psi * offset_radius)[:, None] * d_term * inverse_r
+        weight = d_r2 + d_r2.transpose(0, 1)  # r²_ij = r²_ji
+        return energy, 2 * (weight[:, :, None] * d).sum(1)  # Σ_j w_ij ∂r²_ij/∂x_i
+
+    def forward(self, vectors: torch.Tensor, geometry: Geometry) -> torch.Tensor:
+        return _AnalyticEnergy.apply(geometry.positions, self)
+
+
+class _AnalyticEnergy(torch.autograd.Function):
+    """A term's energy with its gradient computed in the forward pass (``term.energy_and_gradient``);
+    first derivatives only."""
+
+    @staticmethod
+    def forward(ctx, positions: torch.Tensor, term: GeneralizedBorn) -> torch.Tensor:
+        energy, gradient = term.energy_and_gradient(positions, gradient=ctx.needs_input_grad[0])
+        ctx.save_for_backward(gradient if gradient is not None else positions.new_zeros(0))
+        return energy
+
+    @staticmethod
+    def backward(ctx, grad_energy: torch.Tensor):
+        if torch.is_grad_enabled():  # create_graph=True: for a Hessian or a force-matching loss
+            raise MlmolError("second derivatives of the implicit-solvent (GBSAOBCForce) term are not implemented "
+                             "in the torch force field (its gradient is computed in closed form), so "
+                             "create_graph=True is refused; first derivatives (forces) only")
+        (gradient,) = ctx.saved_tensors
+        return grad_energy * gradient, None
 
 
 TERMS = {"HarmonicBondForce": HarmonicBonds, "HarmonicAngleForce": HarmonicAngles,
@@ -219,10 +322,17 @@ class ForceField(nn.Module):
 
     ``terms(x)`` gives each force's energy ``[B]`` by name; ``groups(x)`` sums them by OpenMM
     force group. Buffers follow ``.to(device, dtype)``.
+
+    A batch is evaluated in pieces of ``chunk`` configurations; by default 256 on the CPU (the
+    pair arrays stay in cache), fewer for large molecules, so that a piece holds at most
+    ``PAIR_BUDGET`` pair entries.
+    ``compile=True`` (or :meth:`compile_terms`) runs the terms through ``torch.compile``.
     """
 
-    def __init__(self, system):
+    def __init__(self, system, compile: bool = False, chunk: int | None = None):
         super().__init__()
+        self.chunk = chunk
+        self.__dict__["_compiled"] = None
         if system.getNumConstraints():
             raise MlmolError(f"the system has {system.getNumConstraints()} constraints; Boltzmann generator samples "
                              "are unconstrained: build it with constraints=None (and rigidWater=False)")
@@ -241,29 +351,91 @@ class ForceField(nn.Module):
                                    f"it handles {', '.join(SUPPORTED)}. Use the OpenMM bridge (backend='openmm', "
                                    "--energy-backend openmm) for this system")
         self.terms_ = nn.ModuleList(terms)
+        pairs = [pair for term in terms for pair in term.pairs]
+        incidence = torch.zeros(len(pairs), self.n_atoms, dtype=torch.float64)  # [V, N]
+        rows = torch.arange(len(pairs))
+        if pairs:
+            i, j = torch.tensor(pairs).T
+            incidence[rows, j] += 1.0
+            incidence[rows, i] -= 1.0
+        self.register_buffer("incidence", incidence)
+        self.slices = []
+        start = 0
+        for term in terms:
+            self.slices.append(slice(start, start + len(term.pairs)))
+            start += len(term.pairs)
+        if compile:
+            self.compile_terms()
 
-    def _positions(self, x: torch.Tensor) -> torch.Tensor:
+    def compile_terms(self) -> ForceField:
+        """Evaluate :meth:`column_energies` through ``torch.compile`` (fused, vectorised C++ on the
+        CPU, Triton kernels on CUDA), with a dynamic batch size: 3-6× faster than eager on the CPU
+        after a compilation of about ten seconds. Where compilation fails (no C++ compiler, say)
+        it warns and stays eager."""
+        import torch._dynamo
+
+        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+        self.__dict__["_compiled"] = torch.compile(self.column_energies, dynamic=True)
+        return self
+
+    def _column_energies_compiled(self, piece: torch.Tensor) -> list[torch.Tensor]:
+        try:
+            return self._compiled(self.columns(piece))
+        except MlmolError:
+            raise
+        except Exception as error:  # noqa: BLE001 (compilation failures have many types)
+            warnings.warn(f"torch.compile failed ({type(error).__name__}: {error}); the torch force field "
+                          "goes on without it (eager)", RuntimeWarning, stacklevel=3)
+            self.__dict__["_compiled"] = None
+            return self.column_energies(self.columns(piece))
+
+    def _flat(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] != 3 * self.n_atoms:
             raise MlmolError(f"expected coordinates [batch, {3 * self.n_atoms}] (nm, atom-major) for "
                              f"{self.n_atoms} atoms, got {tuple(x.shape)}")
-        return x.reshape(-1, self.n_atoms, 3)
+        return x.reshape(-1, x.shape[-1])
+
+    def columns(self, x: torch.Tensor) -> torch.Tensor:
+        """Coordinates ``[*batch, 3N]`` as contiguous columns ``[N, 3, B]`` (the batch innermost)."""
+        return self._flat(x).reshape(-1, self.n_atoms, 3).permute(1, 2, 0).contiguous()
+
+    def column_energies(self, columns: torch.Tensor) -> list[torch.Tensor]:
+        """Each term's energy ``[B]`` kJ/mol, in the order of ``terms_``, from columns ``[N, 3, B]``
+        (the part worth ``torch.compile``)."""
+        geometry = Geometry(columns, self.incidence)
+        vectors = geometry.vectors
+        return [term(None if vectors is None else vectors[part], geometry)
+                for term, part in zip(self.terms_, self.slices, strict=True)]
+
+    def _energies(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Each term's energy ``[*batch]`` kJ/mol, in the order of ``terms_``, piece by piece."""
+        flat = self._flat(x)
+        if not len(flat):
+            return [x.new_zeros(x.shape[:-1]) for _ in self.terms_]
+        cpu = x.device.type == "cpu"
+        budget = PAIR_BUDGET["cpu" if cpu else "other"] // self.n_atoms**2
+        chunk = self.chunk or max(1, min(budget, CPU_CHUNK) if cpu else budget)
+        pieces = []
+        for piece in flat.split(chunk):
+            if self._compiled is not None:
+                pieces.append(self._column_energies_compiled(piece))
+            else:
+                pieces.append(self.column_energies(self.columns(piece)))
+        return [torch.cat(parts).reshape(x.shape[:-1]) for parts in zip(*pieces, strict=True)]
 
     def terms(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Energy of each force by name, each ``[*batch]`` kJ/mol."""
-        positions = self._positions(x)
-        return {term.name: term(positions).reshape(x.shape[:-1]) for term in self.terms_}
+        return {term.name: energy for term, energy in zip(self.terms_, self._energies(x), strict=True)}
 
     def groups(self, x: torch.Tensor) -> dict[int, torch.Tensor]:
         """Energy of each OpenMM force group, each ``[*batch]`` kJ/mol."""
-        positions, out = self._positions(x), {}
-        for term in self.terms_:
-            energy = term(positions).reshape(x.shape[:-1])
+        out = {}
+        for term, energy in zip(self.terms_, self._energies(x), strict=True):
             out[term.group] = out[term.group] + energy if term.group in out else energy
         return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        positions = self._positions(x)
-        return sum(term(positions) for term in self.terms_).reshape(x.shape[:-1])
+        return sum(self._energies(x))
 
 
 class TorchEnergy(Energy):
@@ -271,14 +443,15 @@ class TorchEnergy(Energy):
 
     Evaluated in ``precision`` (float64 by default, whatever the input's dtype; the result is cast
     back) on the input's device. A float64 master copy of the parameters is kept on the CPU and
-    converted copies are cached per device and precision.
+    converted copies are cached per device and precision. ``compile=True`` evaluates through
+    ``torch.compile`` (:meth:`ForceField.compile_terms`).
     """
 
     def __init__(self, system, topology=None, temperature: float = 300.0, name: str = "torch",
-                 precision: torch.dtype | None = torch.float64):
+                 precision: torch.dtype | None = torch.float64, compile: bool = False):
         super().__init__(dim=3 * system.getNumParticles(), kT=kT_kj_mol(temperature))
         self.name, self.temperature, self.system, self.topology = name, temperature, system, topology
-        self.precision = precision
+        self.precision, self.compile_terms = precision, compile
         self.__dict__["forcefield"] = ForceField(system).double()  # not a submodule: .float() must not touch it
         self.__dict__["_copies"] = {}
 
@@ -287,6 +460,8 @@ class TorchEnergy(Energy):
         key = (torch.device(device), dtype)
         if key not in self._copies:
             self._copies[key] = copy.deepcopy(self.forcefield).to(device=key[0], dtype=dtype)
+            if self.compile_terms:
+                self._copies[key].compile_terms()
         return self._copies[key]
 
     def energy(self, x: torch.Tensor) -> torch.Tensor:

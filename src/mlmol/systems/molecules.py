@@ -45,7 +45,7 @@ BACKENDS = ("auto", "torch", "openmm")
 
 def from_pdb(path: str | Path, forcefield: Sequence[str] = ("amber14-all.xml",), implicit_solvent: str | None = None,
              temperature: float = 300.0, add_hydrogens: bool = True, platform: str = "auto", workers: int = 1,
-             name: str | None = None, backend: str = "auto") -> Energy:
+             name: str | None = None, backend: str = "auto", compile: bool = False) -> Energy:
     """The reduced energy of the molecule in ``path`` (no cutoff, no constraints).
 
     ``forcefield`` lists OpenMM force-field XML files; ``implicit_solvent`` is one of
@@ -57,7 +57,8 @@ def from_pdb(path: str | Path, forcefield: Sequence[str] = ("amber14-all.xml",),
     ``backend``: "torch" evaluates batches natively (:class:`~mlmol.systems.forcefield.TorchEnergy`);
     "openmm" calls OpenMM through worker processes (:class:`OpenMMEnergy`; ``platform`` and
     ``workers`` apply); "auto" (default) is torch when it supports every force of the system,
-    else openmm.
+    else openmm. ``compile=True`` runs the torch force field through ``torch.compile`` (3-6× faster
+    on large batches after about ten seconds of compilation; see README).
     """
     from openmm import app
 
@@ -98,7 +99,7 @@ def from_pdb(path: str | Path, forcefield: Sequence[str] = ("amber14-all.xml",),
     energy = None
     if backend != "openmm":
         try:
-            energy = TorchEnergy(system, topology, temperature=temperature, name=name)
+            energy = TorchEnergy(system, topology, temperature=temperature, name=name, compile=compile)
         except UnsupportedForce:
             if backend == "torch":
                 raise
