@@ -231,28 +231,21 @@ class GeneralizedBorn(_Term):
     def descreening(self, r: torch.Tensor, inverse_r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The HCT descreening integral of atom j over atom i ``[N, N, B]`` (with Tinker's term for
         an atom inside another) and its derivative in r_ij, from distances r and 1/r ``[N, N, B]``
-        (nm); three divisions per pair, the derivative's written in U = 1/(r + s) and L."""
+        (nm). The integral is stationary in its limits U = 1/(r + s) and L, so the derivative is
+        the explicit r-dependence alone: ¼(1 + s²/r²)(U² − L²) − ½ ln(U/L)/r² (as OpenMM's)."""
         offset_radius = self.radius - OBC["offset"]  # [N, 1]
         rho = offset_radius[:, None]  # atom i, rows
         scaled = (offset_radius * self.scale)[None, :]  # atom j, columns
         overlaps = (rho < r + scaled) & self.others
-        gap = r - scaled
-        far = gap.abs() > rho  # then L = 1/|r − s|, else 1/ρ (and dL/dr = 0)
-        sign = torch.where(far, torch.sign(gap), torch.zeros_like(r))  # dL/dr = −σ L²
-        lower_distance = torch.where(far, gap.abs(), rho.expand_as(r))
+        lower_distance = torch.maximum(rho, (r - scaled).abs())  # 1/L
         upper = 1 / (r + scaled)
         lower = 1 / lower_distance
         log_ratio = torch.log(lower_distance * upper)  # ln(U/L)
         squares = upper**2 - lower**2
-        cubes = upper**3 - sign * lower**3
         scaled2 = scaled**2
         term = lower - upper + 0.25 * r * squares + (0.5 * log_ratio - 0.25 * scaled2 * squares) * inverse_r
-        derivative = (upper**2 - sign * lower**2 + 0.25 * squares - 0.5 * r * cubes
-                      + (0.5 * (sign * lower - upper) + 0.5 * scaled2 * cubes) * inverse_r
-                      + (0.25 * scaled2 * squares - 0.5 * log_ratio) * inverse_r**2)
-        inside = rho < scaled - r
-        term = term + torch.where(inside, 2 * (1 / rho - lower), torch.zeros_like(r))
-        derivative = derivative + torch.where(inside, 2 * sign * lower**2, torch.zeros_like(r))
+        term = term + torch.where(rho < scaled - r, 2 * (1 / rho - lower), torch.zeros_like(r))
+        derivative = 0.25 * (1 + scaled2 * inverse_r**2) * squares - 0.5 * log_ratio * inverse_r**2
         zero = torch.zeros_like(r)
         return torch.where(overlaps, term, zero), torch.where(overlaps, derivative, zero)
 
