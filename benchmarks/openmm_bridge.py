@@ -29,7 +29,7 @@ def main() -> None:
     for implicit in (False, True):
         energy = alanine_dipeptide(implicit_solvent=implicit, workers=1, backend="openmm")
         system, name = energy.system, energy.name
-        energy.bridge.close()
+        energy.close()
         rng = np.random.default_rng(0)
         x = (energy.positions + 0.01 * rng.standard_normal((args.batch, energy.dim))).reshape(args.batch, -1, 3)
         results = {}

@@ -62,7 +62,7 @@ def main() -> None:
         stop.set()
         if busy is not None:
             busy.join()
-    energy.bridge.close()
+    energy.close()
     base = rows[0]["step_ms"]
     caption = (f"ML step of the alanine-dipeptide MolecularFlow, batch 256, median of {args.steps} steps "
                f"(`python benchmarks/threads.py --steps {args.steps}`), 2-core machine.")

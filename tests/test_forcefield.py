@@ -142,7 +142,7 @@ def test_torch_energy_is_the_reduced_energy_and_keeps_float64_whatever_the_input
         assert torch.allclose(torch_energy.energy(x.float()).double(), torch_energy.energy(x), rtol=1e-6)
         assert torch_energy.torsions == bridge.torsions and torch_energy.states == bridge.states
     finally:
-        bridge.bridge.close()
+        bridge.close()
 
 
 def test_unsupported_forces_and_constraints_are_named_with_the_way_out():
@@ -155,7 +155,7 @@ def test_unsupported_forces_and_constraints_are_named_with_the_way_out():
     try:
         assert isinstance(auto, OpenMMEnergy)
     finally:
-        auto.bridge.close()
+        auto.close()
     constrained = app.ForceField("amber14-all.xml").createSystem(
         app.PDBFile(str(ALANINE_DIPEPTIDE_PDB)).topology, nonbondedMethod=app.NoCutoff, constraints=app.HBonds)
     with pytest.raises(MlmolError, match="constraints"):

@@ -78,16 +78,20 @@ def _dot(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     return (u * v).sum(1)
 
 
+def _differences(positions: torch.Tensor) -> torch.Tensor:
+    """x_i − x_j ``[N, N, 3, B]`` for all pairs, by broadcasting, from positions ``[N, 3, B]``."""
+    return positions[:, None] - positions[None, :]
+
+
 class Geometry:
-    """What the terms read from positions ``[B, N, 3]`` (nm), each computed once per call.
+    """What the terms read from positions, computed once per call.
 
     The batch is the last, contiguous axis of everything (configurations side by side in SIMD
     lanes; sums over atoms and pairs are then plain vector additions):
 
+    - ``positions`` ``[N, 3, B]`` nm (the pair terms take their differences from them);
     - ``vectors`` ``[V, 3, B]``: the vectors x_j − x_i the bonded terms asked for, as one product
-      with a ±1 incidence matrix ``[V, N]`` (its backward is a product too, not a scatter);
-    - ``squared_distances`` ``[N, N, B]``: all pairs by broadcasting (for the pair terms),
-      computed on first use.
+      with a ±1 incidence matrix ``[V, N]`` (its backward is a product too, not a scatter).
     """
 
     def __init__(self, positions: torch.Tensor, incidence: torch.Tensor):
@@ -97,14 +101,6 @@ class Geometry:
         self.vectors = None
         if incidence.shape[0]:
             self.vectors = (incidence @ self.positions.reshape(n_atoms, 3 * batch)).reshape(-1, 3, batch)
-        self._squared = None
-
-    @property
-    def squared_distances(self) -> torch.Tensor:
-        if self._squared is None:
-            d = self.positions[:, None] - self.positions[None, :]
-            self._squared = (d * d).sum(2)
-        return self._squared
 
 
 class _Term(nn.Module):
@@ -203,7 +199,8 @@ class Nonbonded(_Term):
         self.register_buffer("epsilon", epsilon[..., None])
 
     def forward(self, vectors: torch.Tensor, geometry: Geometry) -> torch.Tensor:
-        inverse_r2 = 1 / geometry.squared_distances.clamp_min(MIN_DISTANCE**2)
+        d = _differences(geometry.positions)
+        inverse_r2 = 1 / (d * d).sum(2).clamp_min(MIN_DISTANCE**2)
         s6 = (self.sigma**2 * inverse_r2) ** 3
         pair = 4 * self.epsilon * (s6 * s6 - s6) + ONE_4PI_EPS0 * self.charge_product * torch.sqrt(inverse_r2)
         return 0.5 * pair.sum((0, 1))  # every pair twice
@@ -253,7 +250,7 @@ class GeneralizedBorn(_Term):
         """Energy ``[B]`` kJ/mol and, if ``gradient``, dE/dx ``[N, 3, B]`` kJ/mol/nm from positions
         ``[N, 3, B]`` nm: the chain rule through the Born radii in closed form, as OpenMM does
         (compiled, about 1.2× faster than autograd through the two pair passes)."""
-        d = positions[:, None] - positions[None, :]  # x_i − x_j [N, N, 3, B]
+        d = _differences(positions)
         r2 = torch.where(self.others, (d * d).sum(2), torch.zeros_like(d[:, :, 0]))  # i = j: f = R_i
         inverse_r = torch.rsqrt(r2.clamp_min(MIN_DISTANCE**2))
         offset_radius = self.radius - OBC["offset"]
@@ -362,8 +359,9 @@ class ForceField(nn.Module):
 
     def compile_terms(self) -> ForceField:
         """Evaluate :meth:`column_energies` through ``torch.compile`` (fused, vectorised C++ on the
-        CPU, Triton kernels on CUDA), with a dynamic batch size: 3-6× faster than eager on the CPU
-        after a compilation of about ten seconds. Where compilation fails (no C++ compiler, say)
+        CPU, Triton kernels on CUDA), with a dynamic batch size: about 4× faster than eager on the
+        CPU (benchmarks/forcefield_speed.py) after 20-40 s of compilation over the first two calls
+        (an empty compile cache). Where compilation fails (no C++ compiler, say)
         it warns and stays eager."""
         import torch._dynamo
 
@@ -444,7 +442,7 @@ class TorchEnergy(Energy):
                  precision: torch.dtype | None = torch.float64, compile: bool = False):
         super().__init__(dim=3 * system.getNumParticles(), kT=kT_kj_mol(temperature))
         self.name, self.temperature, self.system, self.topology = name, temperature, system, topology
-        self.precision, self.compile_terms = precision, compile
+        self.precision, self.compiled = precision, compile
         self.__dict__["forcefield"] = ForceField(system).double()  # not a submodule: .float() must not touch it
         self.__dict__["_copies"] = {}
 
@@ -453,7 +451,7 @@ class TorchEnergy(Energy):
         key = (torch.device(device), dtype)
         if key not in self._copies:
             self._copies[key] = copy.deepcopy(self.forcefield).to(device=key[0], dtype=dtype)
-            if self.compile_terms:
+            if self.compiled:
                 self._copies[key].compile_terms()
         return self._copies[key]
 
