@@ -9,7 +9,7 @@ openmm = pytest.importorskip("openmm")
 from openmm import app, unit  # noqa: E402
 
 from mlmol import MlmolError  # noqa: E402
-from mlmol.systems.forcefield import ForceField, TorchEnergy, UnsupportedForce  # noqa: E402
+from mlmol.systems.forcefield import ForceField, Pairs, TorchEnergy, UnsupportedForce  # noqa: E402
 from mlmol.systems.molecules import ALANINE_DIPEPTIDE_PDB, from_pdb  # noqa: E402
 from mlmol.systems.openmm import OpenMMEnergy  # noqa: E402
 
@@ -189,11 +189,19 @@ def test_a_batch_in_pieces_gives_the_energies_and_forces_of_one_piece(implicit_a
     assert pieces(x[:0]).shape == (0,) and pieces(x[None]).shape == (1, 7)
 
 
-def test_the_generalized_born_gradient_is_first_order_only_and_says_so(implicit_alanine):
+def test_second_derivatives_match_finite_differences_of_the_closed_form_gradient(implicit_alanine):
+    """create_graph=True (Hessians, force matching) differentiates the pair terms again by autograd;
+    the Hessian-vector product agrees with central differences of the closed-form forces."""
     system, x = implicit_alanine
-    x = x.clone().requires_grad_(True)
-    with pytest.raises(MlmolError, match="second derivatives of the implicit-solvent"):  # not silently zero
-        torch.autograd.grad(ForceField(system).double()(x).sum(), x, create_graph=True)
+    model = ForceField(system).double()
+    x, v = x[:2].clone().requires_grad_(True), torch.randn(2, x.shape[1], generator=torch.Generator().manual_seed(1),
+                                                          dtype=torch.float64)
+    (gradient,) = torch.autograd.grad(model(x).sum(), x, create_graph=True)
+    (hessian_v,) = torch.autograd.grad((gradient * v).sum(), x)
+    step = 1e-6
+    (f_plus,), (f_minus,) = (_energies_and_forces(model, x.detach() + s * step * v)[1:] for s in (1, -1))
+    finite = (f_minus - f_plus) / (2 * step)  # forces are −∇E
+    assert torch.allclose(hessian_v, finite, rtol=1e-6, atol=1e-4 * finite.abs().max())
 
 
 @pytest.mark.slow
@@ -224,3 +232,24 @@ def test_energy_backend_is_a_molecule_option_of_the_config_and_cli(tmp_path, cap
     assert make_config(system="alanine-dipeptide")["system"]["backend"] == "auto"
     assert main(["train", "double-well", "--out", str(tmp_path / "r"), "--energy-backend", "torch"]) == 2
     assert "--energy-backend applies to molecules" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("n_atoms", range(1, 8))
+def test_the_circulant_pair_layout_lists_every_pair_once_and_sums_back_to_atoms(n_atoms):
+    pairs = Pairs(n_atoms)
+    atoms = torch.arange(n_atoms, dtype=torch.float64)[:, None]  # [N, 1]: an atom's own index
+    partner = pairs.of_partner(atoms)[..., 0]  # [N, K]
+    listed = sorted(tuple(sorted((i, int(j)))) for i in range(n_atoms) for j, keep
+                    in zip(partner[i], pairs.unique[i], strict=True) if keep)
+    assert listed == [(i, j) for i in range(n_atoms) for j in range(i + 1, n_atoms)]
+    values = torch.randn(n_atoms, pairs.width, 2, dtype=torch.float64)  # a pair array, per row i and column k
+    expected = torch.zeros(n_atoms, 2, dtype=torch.float64)
+    for i in range(n_atoms):
+        for k in range(pairs.width):
+            expected[int(partner[i, k])] += values[i, k]
+    assert torch.allclose(pairs.partner_sum(values), expected)
+    symmetric = torch.randn(n_atoms, n_atoms, dtype=torch.float64)
+    symmetric = symmetric + symmetric.T
+    matrix = pairs.matrix(symmetric)[..., 0]
+    assert all(matrix[i, k] == (symmetric[i, int(partner[i, k])] if pairs.unique[i, k] else 0)
+               for i in range(n_atoms) for k in range(pairs.width))

@@ -44,7 +44,7 @@ MIN_DISTANCE = 1e-6  # nm
 OBC = {"alpha": 1.0, "beta": 0.8, "gamma": 4.85, "offset": 0.009, "probe": 0.14}  # OBC2, nm
 SUPPORTED = ("HarmonicBondForce", "HarmonicAngleForce", "PeriodicTorsionForce", "NonbondedForce", "GBSAOBCForce")
 IGNORED = ("CMMotionRemover",)
-CPU_CHUNK = 256  # configurations per piece on the CPU at most: the pair arrays stay in cache
+CPU_CHUNK = 512  # configurations per piece on the CPU at most: the pair arrays stay in cache
 PAIR_BUDGET = {"cpu": 2**22, "other": 2**28}  # atom pairs × configurations per piece, at most
 
 
@@ -76,11 +76,6 @@ def _cross(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
 
 def _dot(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     return (u * v).sum(1)
-
-
-def _differences(positions: torch.Tensor) -> torch.Tensor:
-    """x_i − x_j ``[N, N, 3, B]`` for all pairs, by broadcasting, from positions ``[N, 3, B]``."""
-    return positions[:, None] - positions[None, :]
 
 
 class Geometry:
@@ -166,13 +161,75 @@ class PeriodicTorsions(_Term):
         return (self.k * (1 + torch.cos(self.periodicity * phi - self.phase))).sum(0)
 
 
-class Nonbonded(_Term):
-    """Lennard-Jones and Coulomb over all pairs without cutoff, as dense ``[N, N]`` parameter
-    matrices: Lorentz–Berthelot pairs, exceptions in their place, excluded pairs and the
-    diagonal zero (no gather, no scatter: the pair loop fuses)."""
+class Pairs(nn.Module):
+    """Every unordered atom pair once, in a circulant layout ``[N, K]`` with K = N // 2: row i,
+    column k holds the pair of atom i and its partner i + k + 1 (mod N). For an even N the last
+    column lists each of its pairs twice; ``unique`` ``[N, K]`` keeps the first. Pair arrays
+    ``[N, K, B]`` hold half the entries of all ordered pairs ``[N, N, B]``; partners are read
+    through a strided view and sums over partners are rolls, so the pair loops fuse under
+    ``torch.compile`` (no gather, no scatter)."""
+
+    def __init__(self, n_atoms: int):
+        super().__init__()
+        self.n_atoms, self.width = n_atoms, n_atoms // 2
+        rows, columns = torch.arange(n_atoms)[:, None], torch.arange(self.width)[None, :]
+        twice = (n_atoms % 2 == 0) & (columns == self.width - 1) & (rows >= self.width)
+        self.register_buffer("unique", ~twice)
+
+    def matrix(self, values: torch.Tensor) -> torch.Tensor:
+        """A pair parameter ``[N, K, 1]`` from a symmetric matrix ``[N, N]``, zero on repeated pairs."""
+        rows, columns = torch.arange(self.n_atoms)[:, None], torch.arange(self.width)[None, :]
+        return torch.where(self.unique, values[rows, (rows + columns + 1) % self.n_atoms], 0.0)[..., None]
+
+    def of_partner(self, values: torch.Tensor) -> torch.Tensor:
+        """Per-atom ``values`` ``[N, ...]`` at the partner of every pair: a view ``[N, K, ...]``."""
+        wrapped = torch.cat([values, values[:self.width]])  # atoms 0 … N − 1, 0 … K − 1: no modulo
+        size = wrapped[0].numel()
+        return wrapped.as_strided((self.n_atoms, self.width, *values.shape[1:]), (size, size, *wrapped.stride()[1:]),
+                                  size)
+
+    def partner_sum(self, values: torch.Tensor) -> torch.Tensor:
+        """Σ over the pairs whose partner is atom i, of a pair array ``[N, K, ...]``: ``[N, ...]``."""
+        total = values.new_zeros(values.shape[:1] + values.shape[2:])
+        return sum((values[:, k].roll(k + 1, 0) for k in range(self.width)), total)
+
+    def differences(self, positions: torch.Tensor) -> torch.Tensor:
+        """x_i − x_j ``[N, K, 3, B]`` of every pair, from positions ``[N, 3, B]``."""
+        return positions[:, None] - self.of_partner(positions)
+
+    def gradient(self, weight: torch.Tensor, differences: torch.Tensor, r2: torch.Tensor) -> torch.Tensor:
+        """dE/dx ``[N, 3, B]`` from dE/d(r²) of every pair ``weight`` ``[N, K, B]``: each pair pulls on
+        its two atoms with 2 w (x_i − x_j) and its opposite. Pairs closer than MIN_DISTANCE (whose
+        r² is floored) contribute nothing, as autograd through the floor gives."""
+        pull = torch.where(r2 < MIN_DISTANCE**2, 0.0, 2 * weight)[:, :, None] * differences
+        return pull.sum(1) - self.partner_sum(pull)
+
+
+class _PairTerm(_Term):
+    """A term over all atom pairs whose gradient is written out in closed form
+    (``energy_and_gradient``), evaluated through :class:`_AnalyticEnergy`."""
+
+    def __init__(self, name: str, group: int, n_atoms: int):
+        super().__init__(name, group)
+        self.pairs = []
+        self.pair_list = Pairs(n_atoms)
+
+    def geometry(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Differences ``[N, K, 3, B]``, squared distances and inverse distances ``[N, K, B]`` (nm)."""
+        d = self.pair_list.differences(positions)
+        r2 = (d * d).sum(2)
+        return d, r2, torch.rsqrt(r2.clamp_min(MIN_DISTANCE**2))
+
+    def forward(self, vectors: torch.Tensor, geometry: Geometry) -> torch.Tensor:
+        return _AnalyticEnergy.apply(geometry.positions, self)
+
+
+class Nonbonded(_PairTerm):
+    """Lennard-Jones and Coulomb over all pairs without cutoff, with pair parameters ``[N, K, 1]``:
+    Lorentz–Berthelot pairs, exceptions in their place, excluded pairs zero."""
 
     def __init__(self, force, group: int):
-        super().__init__("NonbondedForce", group)
+        super().__init__("NonbondedForce", group, force.getNumParticles())
         from openmm import NonbondedForce
 
         if force.getNonbondedMethod() != NonbondedForce.NoCutoff:
@@ -186,31 +243,35 @@ class Nonbonded(_Term):
         charge_product = charge[:, None] * charge[None, :]
         sigma = 0.5 * (sigma[:, None] + sigma[None, :])
         epsilon = torch.sqrt(epsilon[:, None] * epsilon[None, :])
-        epsilon.fill_diagonal_(0.0)
-        charge_product.fill_diagonal_(0.0)
         exceptions = [force.getExceptionParameters(e) for e in range(force.getNumExceptions())]
         if exceptions:
             i, j = (torch.tensor([e[k] for e in exceptions]) for k in (0, 1))
             for matrix, k in ((charge_product, 2), (sigma, 3), (epsilon, 4)):
                 matrix[i, j] = matrix[j, i] = _column(exceptions, k)  # excluded pairs: zeros
         sigma[epsilon == 0] = 0.0  # no 0 × inf in float32 when the atoms overlap
-        self.register_buffer("charge_product", charge_product[..., None])  # [N, N, 1]
-        self.register_buffer("sigma", sigma[..., None])
-        self.register_buffer("epsilon", epsilon[..., None])
+        self.register_buffer("charge_product", self.pair_list.matrix(ONE_4PI_EPS0 * charge_product))
+        self.register_buffer("sigma2", self.pair_list.matrix(sigma**2))
+        self.register_buffer("epsilon", self.pair_list.matrix(4 * epsilon))  # 4ε
 
-    def forward(self, vectors: torch.Tensor, geometry: Geometry) -> torch.Tensor:
-        d = _differences(geometry.positions)
-        inverse_r2 = 1 / (d * d).sum(2).clamp_min(MIN_DISTANCE**2)
-        s6 = (self.sigma**2 * inverse_r2) ** 3
-        pair = 4 * self.epsilon * (s6 * s6 - s6) + ONE_4PI_EPS0 * self.charge_product * torch.sqrt(inverse_r2)
-        return 0.5 * pair.sum((0, 1))  # every pair twice
+    def energy_and_gradient(self, positions: torch.Tensor, gradient: bool = True):
+        """Energy ``[B]`` kJ/mol and, if ``gradient``, dE/dx ``[N, 3, B]`` kJ/mol/nm from positions
+        ``[N, 3, B]`` nm."""
+        d, r2, inverse_r = self.geometry(positions)
+        inverse_r2 = inverse_r * inverse_r
+        s6 = (self.sigma2 * inverse_r2) ** 3
+        lennard_jones, coulomb = self.epsilon * (s6 * s6 - s6), self.charge_product * inverse_r
+        energy = (lennard_jones + coulomb).sum((0, 1))
+        if not gradient:
+            return energy, None
+        weight = (-3 * self.epsilon * (2 * s6 * s6 - s6) - 0.5 * coulomb) * inverse_r2  # dE/d(r²)
+        return energy, self.pair_list.gradient(weight, d, r2)
 
 
-class GeneralizedBorn(_Term):
+class GeneralizedBorn(_PairTerm):
     """OBC2 implicit solvent with the ACE non-polar term (OpenMM's ``GBSAOBCForce``)."""
 
     def __init__(self, force, group: int):
-        super().__init__("GBSAOBCForce", group)
+        super().__init__("GBSAOBCForce", group, force.getNumParticles())
         from openmm import GBSAOBCForce
 
         if force.getNonbondedMethod() != GBSAOBCForce.NoCutoff:
@@ -223,17 +284,18 @@ class GeneralizedBorn(_Term):
         solute, solvent = force.getSoluteDielectric(), force.getSolventDielectric()
         self.prefactor = -ONE_4PI_EPS0 * (1 / solute - 1 / solvent) if solute and solvent else 0.0
         self.surface = 4 * math.pi * _value(force.getSurfaceAreaEnergy())  # kJ/mol/nm²
-        self.register_buffer("others", ~torch.eye(len(rows), dtype=torch.bool)[..., None])  # [N, N, 1]
+        charge = _column(rows, 0)
+        self.register_buffer("charge_product", self.pair_list.matrix(self.prefactor * charge[:, None] * charge))
 
-    def descreening(self, r: torch.Tensor, inverse_r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The HCT descreening integral of atom j over atom i ``[N, N, B]`` (with Tinker's term for
-        an atom inside another) and its derivative in r_ij, from distances r and 1/r ``[N, N, B]``
-        (nm). The integral is stationary in its limits U = 1/(r + s) and L, so the derivative is
-        the explicit r-dependence alone: ¼(1 + s²/r²)(U² − L²) − ½ ln(U/L)/r² (as OpenMM's)."""
-        offset_radius = self.radius - OBC["offset"]  # [N, 1]
-        rho = offset_radius[:, None]  # atom i, rows
-        scaled = (offset_radius * self.scale)[None, :]  # atom j, columns
-        overlaps = (rho < r + scaled) & self.others
+    @staticmethod
+    def descreening(r: torch.Tensor, inverse_r: torch.Tensor, rho: torch.Tensor, scaled: torch.Tensor,
+                    unique: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The HCT descreening integral of atom j over atom i ``[N, K, B]`` (with Tinker's term for
+        an atom inside another) and its derivative in r_ij, from distances r and 1/r (nm), the offset
+        radius ρ_i of i and the scaled radius s_j of j. The integral is stationary in its limits
+        U = 1/(r + s) and L, so the derivative is the explicit r-dependence alone:
+        ¼(1 + s²/r²)(U² − L²) − ½ ln(U/L)/r² (as OpenMM's)."""
+        overlaps = (rho < r + scaled) & unique
         lower_distance = torch.maximum(rho, (r - scaled).abs())  # 1/L
         upper = 1 / (r + scaled)
         lower = 1 / lower_distance
@@ -241,65 +303,69 @@ class GeneralizedBorn(_Term):
         squares = upper**2 - lower**2
         scaled2 = scaled**2
         term = lower - upper + 0.25 * r * squares + (0.5 * log_ratio - 0.25 * scaled2 * squares) * inverse_r
-        term = term + torch.where(rho < scaled - r, 2 * (1 / rho - lower), torch.zeros_like(r))
+        term = term + torch.where(rho < scaled - r, 2 * (1 / rho - lower), 0.0)
         derivative = 0.25 * (1 + scaled2 * inverse_r**2) * squares - 0.5 * log_ratio * inverse_r**2
-        zero = torch.zeros_like(r)
-        return torch.where(overlaps, term, zero), torch.where(overlaps, derivative, zero)
+        return torch.where(overlaps, term, 0.0), torch.where(overlaps, derivative, 0.0)
 
     def energy_and_gradient(self, positions: torch.Tensor, gradient: bool = True):
         """Energy ``[B]`` kJ/mol and, if ``gradient``, dE/dx ``[N, 3, B]`` kJ/mol/nm from positions
-        ``[N, 3, B]`` nm: the chain rule through the Born radii in closed form, as OpenMM does
-        (compiled, about 1.2× faster than autograd through the two pair passes)."""
-        d = _differences(positions)
-        r2 = torch.where(self.others, (d * d).sum(2), torch.zeros_like(d[:, :, 0]))  # i = j: f = R_i
-        inverse_r = torch.rsqrt(r2.clamp_min(MIN_DISTANCE**2))
-        offset_radius = self.radius - OBC["offset"]
-        term, d_term = self.descreening(r2 * inverse_r, inverse_r)
-        psi = 0.5 * offset_radius * term.sum(1)  # [N, B]
+        ``[N, 3, B]`` nm: the chain rule through the Born radii in closed form, as OpenMM does."""
+        pairs = self.pair_list
+        d, r2, inverse_r = self.geometry(positions)
+        r = r2 * inverse_r
+        offset_radius = self.radius - OBC["offset"]  # [N, 1]
+        scaled = offset_radius * self.scale
+        rho_i, rho_j = offset_radius[:, None], pairs.of_partner(offset_radius)  # [N, 1, 1], [N, K, 1]
+        scaled_i, scaled_j = scaled[:, None], pairs.of_partner(scaled)
+        term_ij, d_term_ij = self.descreening(r, inverse_r, rho_i, scaled_j, pairs.unique[..., None])  # i by j
+        term_ji, d_term_ji = self.descreening(r, inverse_r, rho_j, scaled_i, pairs.unique[..., None])  # j by i
+        psi = 0.5 * offset_radius * (term_ij.sum(1) + pairs.partner_sum(term_ji))  # [N, B]
         tanh = torch.tanh(OBC["alpha"] * psi - OBC["beta"] * psi**2 + OBC["gamma"] * psi**3)
         inverse_born = 1 / offset_radius - tanh / self.radius  # [N, B]
         born = 1 / inverse_born
         area = self.surface * (self.radius + OBC["probe"]) ** 2 * (self.radius * inverse_born) ** 6
-        inverse_product = inverse_born[:, None] * inverse_born[None, :]  # 1/A_ij, A_ij = R_i R_j
-        quarter = 0.25 * r2 * inverse_product
+        born_i, born_j = born[:, None], pairs.of_partner(born)  # R_i, R_j [N, 1, B], [N, K, B]
+        product = born_i * born_j  # A_ij
+        quarter = 0.25 * r2 / product
         damping = torch.exp(-quarter)
-        inverse_f = torch.rsqrt(r2 + damping / inverse_product)
-        pair = 0.5 * self.prefactor * self.charge[:, None] * self.charge[None, :] * inverse_f  # i = j once, i ≠ j twice
-        energy = pair.sum((0, 1)) + area.sum(0)
+        inverse_f = torch.rsqrt(r2 + damping * product)
+        pair = self.charge_product * inverse_f
+        own = 0.5 * self.prefactor * self.charge**2 * inverse_born  # i = j: f = R_i
+        energy = pair.sum((0, 1)) + (own + area).sum(0)
         if not gradient:
             return energy, None
         d_f = -pair * inverse_f  # ∂e_ij/∂f_ij
         d_product = 0.5 * d_f * inverse_f * damping * (1 + quarter)  # ∂e_ij/∂A_ij
-        d_born = 2 * (d_product * born[None, :]).sum(1) - 6 * area * inverse_born  # dE/dR_i [N, B]
+        d_born = ((d_product * born_j).sum(1) + pairs.partner_sum(d_product * born_i)
+                  - own * inverse_born - 6 * area * inverse_born)  # dE/dR_i [N, B]
         d_psi = d_born * born**2 / self.radius * (1 - tanh**2) * (
             OBC["alpha"] - 2 * OBC["beta"] * psi + 3 * OBC["gamma"] * psi**2)
-        # dE/d(r²_ij) of each ordered entry: the pair term at fixed radii, then the descreening of i by j
-        d_r2 = torch.where(self.others, 0.5 * d_f * inverse_f * (1 - 0.25 * damping), torch.zeros_like(r2))
-        d_r2 = d_r2 + (0.25 * d_psi * offset_radius)[:, None] * d_term * inverse_r
-        weight = d_r2 + d_r2.transpose(0, 1)  # r²_ij = r²_ji
-        return energy, 2 * (weight[:, :, None] * d).sum(1)  # Σ_j w_ij ∂r²_ij/∂x_i
-
-    def forward(self, vectors: torch.Tensor, geometry: Geometry) -> torch.Tensor:
-        return _AnalyticEnergy.apply(geometry.positions, self)
+        descreened = 0.25 * d_psi * offset_radius  # dE/dψ_i ∂ψ_i/∂I_ij · ½ (dr/dr² = 1/2r)
+        weight = (0.5 * d_f * inverse_f * (1 - 0.25 * damping)  # dE/d(r²) at fixed radii
+                  + (descreened[:, None] * d_term_ij + pairs.of_partner(descreened) * d_term_ji) * inverse_r)
+        return energy, pairs.gradient(weight, d, r2)
 
 
 class _AnalyticEnergy(torch.autograd.Function):
-    """A term's energy with its gradient computed in the forward pass (``term.energy_and_gradient``);
-    first derivatives only."""
+    """A pair term's energy with its gradient computed in the forward pass
+    (``term.energy_and_gradient``). Higher derivatives (``create_graph=True``: Hessians, force
+    matching) differentiate the energy again by autograd."""
 
     @staticmethod
-    def forward(ctx, positions: torch.Tensor, term: GeneralizedBorn) -> torch.Tensor:
+    def forward(ctx, positions: torch.Tensor, term: _PairTerm) -> torch.Tensor:
         energy, gradient = term.energy_and_gradient(positions, gradient=ctx.needs_input_grad[0])
-        ctx.save_for_backward(gradient if gradient is not None else positions.new_zeros(0))
+        ctx.term = term
+        ctx.save_for_backward(positions, gradient if gradient is not None else positions.new_zeros(0))
         return energy
 
     @staticmethod
     def backward(ctx, grad_energy: torch.Tensor):
-        if torch.is_grad_enabled():  # create_graph=True: for a Hessian or a force-matching loss
-            raise MlmolError("second derivatives of the implicit-solvent (GBSAOBCForce) term are not implemented "
-                             "in the torch force field (its gradient is computed in closed form), so "
-                             "create_graph=True is refused; first derivatives (forces) only")
-        (gradient,) = ctx.saved_tensors
+        positions, gradient = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: the gradient as a differentiable function
+            with torch.enable_grad():
+                energy, _ = ctx.term.energy_and_gradient(positions, gradient=False)
+                (gradient,) = torch.autograd.grad(energy, positions, grad_energy, create_graph=True)
+            return gradient, None
         return grad_energy * gradient, None
 
 
