@@ -1,11 +1,11 @@
 """A native batched PyTorch force field read from an OpenMM ``System``.
 
 Evaluates the potential energy of a whole batch of configurations ``[B, 3N]`` (nm) at once, on
-CPU or GPU, in float32 or float64, with forces by autograd (the implicit-solvent term computes
-its gradient in closed form), and no call into OpenMM. The batch is the innermost axis of every
-array, so configurations sit side by side in SIMD lanes; bonded terms read their bond vectors
-from one product with a ±1 incidence matrix, pair terms work on dense ``[N, N, B]`` arrays with
-parameter matrices (no gather, no scatter), and ``torch.compile`` fuses it all. The terms follow
+CPU or GPU, in float32 or float64, with forces (bonded terms by autograd, the two pair terms in
+closed form) and no call into OpenMM. The batch is the innermost axis of every array, so
+configurations sit side by side in SIMD lanes; bonded terms read their bond vectors from one
+product with a ±1 incidence matrix, pair terms visit each unordered pair once in a circulant
+layout ``[N, N/2, B]`` (:class:`Pairs`), and ``torch.compile`` fuses it all. The terms follow
 OpenMM's definitions (kJ/mol, nm, radians, elementary charges):
 
 - ``HarmonicBondForce``      ½ k (r − r₀)²
@@ -379,7 +379,7 @@ class ForceField(nn.Module):
     ``terms(x)`` gives each force's energy ``[B]`` by name; ``groups(x)`` sums them by OpenMM
     force group. Buffers follow ``.to(device, dtype)``.
 
-    A batch is evaluated in pieces of ``chunk`` configurations; by default 256 on the CPU (the
+    A batch is evaluated in pieces of ``chunk`` configurations; by default 512 on the CPU (the
     pair arrays stay in cache), fewer for large molecules, so that a piece holds at most
     ``PAIR_BUDGET`` pair entries.
     ``compile=True`` (or :meth:`compile_terms`) runs the terms through ``torch.compile``.
