@@ -3,8 +3,9 @@
 - :mod:`~mlmol.diffsim.estimators`: the three estimators of the gradient of a Gaussian-smoothed
   objective, for any batched objective ``f(theta [n, d]) -> [n]``, each with its variance.
 - :mod:`~mlmol.diffsim.tasks`: differentiable simulators with a discontinuity (ball and wall),
-  stiffness (pushing through a penalty contact), a smooth control problem and Langevin
-  dynamics in the double well.
+  stiffness (pushing through a penalty contact), a smooth control problem, and Langevin
+  dynamics in the double well and of a molecule (alanine dipeptide through the native torch
+  force field).
 """
 
 from .estimators import (
@@ -16,13 +17,14 @@ from .estimators import (
     smoothed_value_quadrature,
     zeroth_order,
 )
-from .tasks import BallWithWall, LangevinBias, LinearQuadratic, Pushing
+from .tasks import BallWithWall, LangevinBias, LinearQuadratic, MoleculeLangevin, Pushing
 
 __all__ = [
     "BallWithWall",
     "GradientEstimate",
     "LangevinBias",
     "LinearQuadratic",
+    "MoleculeLangevin",
     "Pushing",
     "alpha_blend",
     "alpha_order",
