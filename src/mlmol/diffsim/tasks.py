@@ -168,8 +168,9 @@ class MoleculeLangevin:
 
         self.steps, self.step, self.torsion = steps, step, torsion
         self.energy = energy if energy is not None else alanine_dipeptide(backend="torch")
-        if torsion not in getattr(self.energy, "variables", {}):
-            raise MlmolError(f"the energy has no torsion {torsion!r}; it has {sorted(getattr(self.energy, 'variables', {}))}")
+        variables = getattr(self.energy, "variables", {})
+        if torsion not in variables:
+            raise MlmolError(f"the energy has no torsion {torsion!r}; it has {sorted(variables)}")
         self.generator = generator
 
     def gradient(self, x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:

@@ -250,7 +250,7 @@ class Nonbonded(_PairTerm):
             for matrix, k in ((charge_product, 2), (sigma, 3), (epsilon, 4)):
                 matrix[i, j] = matrix[j, i] = _column(exceptions, k)  # excluded pairs: zeros
         sigma[epsilon == 0] = 0.0  # no 0 × inf in float32 when the atoms overlap
-        self.register_buffer("charge_product", self.pair_list.matrix(ONE_4PI_EPS0 * charge_product))
+        self.register_buffer("charge_product", self.pair_list.matrix(ONE_4PI_EPS0 * charge_product))  # kJ/mol nm
         self.register_buffer("sigma2", self.pair_list.matrix(sigma**2))
         self.register_buffer("epsilon", self.pair_list.matrix(4 * epsilon))  # 4ε
 
@@ -286,6 +286,7 @@ class GeneralizedBorn(_PairTerm):
         self.prefactor = -ONE_4PI_EPS0 * (1 / solute - 1 / solvent) if solute and solvent else 0.0
         self.surface = 4 * math.pi * _value(force.getSurfaceAreaEnergy())  # kJ/mol/nm²
         charge = _column(rows, 0)
+        # the polar prefactor times q_i q_j, kJ/mol nm
         self.register_buffer("charge_product", self.pair_list.matrix(self.prefactor * charge[:, None] * charge))
 
     @staticmethod
@@ -318,8 +319,9 @@ class GeneralizedBorn(_PairTerm):
         scaled = offset_radius * self.scale
         rho_i, rho_j = offset_radius[:, None], pairs.of_partner(offset_radius)  # [N, 1, 1], [N, K, 1]
         scaled_i, scaled_j = scaled[:, None], pairs.of_partner(scaled)
-        term_ij, d_term_ij = self.descreening(r, inverse_r, rho_i, scaled_j, pairs.unique[..., None])  # i by j
-        term_ji, d_term_ji = self.descreening(r, inverse_r, rho_j, scaled_i, pairs.unique[..., None])  # j by i
+        unique = pairs.unique[..., None]
+        term_ij, d_term_ij = self.descreening(r, inverse_r, rho_i, scaled_j, unique)  # i descreened by j
+        term_ji, d_term_ji = self.descreening(r, inverse_r, rho_j, scaled_i, unique)  # j descreened by i
         psi = 0.5 * offset_radius * (term_ij.sum(1) + pairs.partner_sum(term_ji))  # [N, B]
         tanh = torch.tanh(OBC["alpha"] * psi - OBC["beta"] * psi**2 + OBC["gamma"] * psi**3)
         inverse_born = 1 / offset_radius - tanh / self.radius  # [N, B]
@@ -427,7 +429,7 @@ class ForceField(nn.Module):
     def compile_terms(self) -> ForceField:
         """Evaluate :meth:`column_energies` through ``torch.compile`` (fused, vectorised C++ on the
         CPU, Triton kernels on CUDA), with a dynamic batch size: 4-5× faster than eager on the
-        CPU (benchmarks/forcefield_speed.py) after 30-50 s of compilation over the first two calls
+        CPU (benchmarks/forcefield_speed.py) after 20-60 s of compilation over the first two calls
         (an empty compile cache). Where compilation fails (no C++ compiler, say)
         it warns and stays eager."""
         import torch._dynamo
