@@ -74,16 +74,17 @@ def plot(generated: dict, weights: np.ndarray, test: dict, name: str) -> None:
 
 
 def run(name: str, seed: int, train_steps: int | None, n_samples: int | None, ode_steps: int | None = None,
-        resume: bool = False) -> dict:
-    defaults = SYSTEM_DEFAULTS[name]  # the same flow and schedule as `mlmol train NAME`
-    options = {k: v for k, v in defaults["flow"].items() if k != "kind"}
+        resume: bool = False, overrides: dict | None = None) -> dict:
+    defaults = SYSTEM_DEFAULTS[name]  # the same flow and schedule as `mlmol train NAME`, unless ``overrides`` change the flow
+    options = {k: v for k, v in defaults["flow"].items() if k != "kind"} | (overrides or {})
+    variant = "".join(f"_{k}{v}" for k, v in (overrides or {}).items())  # in file names
     schedule = {k: v for k, v in defaults["recipe"].items() if k != "name"} | (
         {"steps": train_steps} if train_steps else {})
     system, data = get(name), load_reference(name)
     torch.manual_seed(seed)
     flow = EquivariantFlow(system.n_particles, system.spatial_dim, **options)
     recipe = klein2023(system, data["train"].float(), **schedule)
-    run_name = f"{name}_flow_steps{schedule['steps']}_seed{seed}"
+    run_name = f"{name}_flow_steps{schedule['steps']}_seed{seed}{variant}"
     history = fit(flow, recipe, seed=seed, progress=True, log_every=100, checkpoint=DATA / f"{run_name}.pt",
                   metrics=DATA / f"{run_name}_metrics.jsonl", resume=resume)
     steps = schedule["steps"]
@@ -112,7 +113,7 @@ def run(name: str, seed: int, train_steps: int | None, n_samples: int | None, od
         tv[f"tv_{key}_reweighted"] = histogram_tv(gen[key].ravel(), ref[key].ravel(), edges[key], weights)
         # the same statistic between two independent MCMC splits: the floor set by finite samples
         tv[f"tv_{key}_mcmc"] = histogram_tv(validation[key].ravel(), ref[key].ravel(), edges[key])
-    plot(gen, w, ref, name)
+    plot(gen, w, ref, name + variant)
     return {"system": name, "seed": seed, "train_steps": steps, "flow": options, "batch": schedule["batch"],
             "n_train": len(data["train"]), "n_test": len(test), "samples": len(x),
             "train_min": round(train_s / 60, 2), "train_peak_rss_mib": round(train_rss),
@@ -124,7 +125,7 @@ def run(name: str, seed: int, train_steps: int | None, n_samples: int | None, od
 def table(rows: list[dict]) -> list[str]:
     cells = []
     for r in rows:
-        cells.append([r["system"], str(r["seed"]), f"{r['train_min']:.1f}", f"{r['train_peak_rss_mib']:,}",
+        cells.append([r["system"], str(r["seed"]), f"{r['flow']['hidden']} / {r['flow']['basis']}", f"{r['train_min']:.1f}", f"{r['train_peak_rss_mib']:,}",
                       f"{r['sample_s'] / r['samples'] * 1e3:.1f}", f"{100 * r['ess_fraction']:.1f}%",
                       f"{r['nll_test']:.2f}",
                       f"{r['tv_energy']:.3f} / {r['tv_energy_reweighted']:.3f} ({r['tv_energy_mcmc']:.3f})",
@@ -132,7 +133,7 @@ def table(rows: list[dict]) -> list[str]:
     return markdown_table(
         "Equivariant flow matching on 2 CPU cores (`python benchmarks/particles_bg.py --system S`). TV distances "
         "to the MCMC test split: generator / reweighted (two independent MCMC splits):",
-        ["system", "seed", "training (min)", "peak memory (MiB)", "sampling (ms/sample)", "ESS",
+        ["system", "seed", "MLP width / basis", "training (min)", "peak memory (MiB)", "sampling (ms/sample)", "ESS",
          "test NLL (nats)", "TV energy", "TV distances"], cells, text_columns=2)
 
 
@@ -146,14 +147,17 @@ def main() -> None:
     parser.add_argument("--resume", action="store_true",
                         help="continue from this run's checkpoint in runs/particles/ (a finished run is only "
                              "re-evaluated; the training time then counts the resumed part only)")
+    parser.add_argument("--hidden", type=int, help="width of the velocity's MLP (default: the system's flow)")
+    parser.add_argument("--basis", type=int, help="radial basis functions (default: the system's flow)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    row = run(args.system, args.seed, args.steps, args.samples, args.ode_steps, args.resume)
+    overrides = {k: v for k, v in (("hidden", args.hidden), ("basis", args.basis)) if v is not None}
+    row = run(args.system, args.seed, args.steps, args.samples, args.ode_steps, args.resume, overrides)
     path = RESULTS / "particles_bg.json"
     rows = json.loads(path.read_text()) if path.is_file() else []
-    rows = [r for r in rows if (r["system"], r["seed"]) != (row["system"], row["seed"])] + [row]
-    rows.sort(key=lambda r: (r["system"], r["seed"]))
+    key = lambda r: (r["system"], r["seed"], r["flow"].get("hidden"), r["flow"].get("basis"))
+    rows = sorted([r for r in rows if key(r) != key(row)] + [row], key=key)
     write_results("particles_bg", rows, table(rows))
 
 

@@ -11,6 +11,7 @@ from mlmol.diffsim import (
     LinearQuadratic,
     MoleculeLangevin,
     Pushing,
+    alpha_blend,
     alpha_order,
     first_order,
     smoothed_gradient_quadrature,
@@ -32,7 +33,9 @@ def step(theta):
 
 
 @pytest.mark.parametrize("estimator", [zeroth_order, first_order,
-                                       lambda f, t, s, n, g: alpha_order(f, t, s, n, tolerance=1.0, generator=g)])
+                                       lambda f, t, s, n, g: alpha_order(f, t, s, n, tolerance=1.0, generator=g),
+                                       lambda f, t, s, n, g: alpha_order(f, t, s, n, tolerance=1.0, generator=g,
+                                                                         rule="paper")])
 def test_each_estimator_is_unbiased_on_a_quadratic(estimator):
     theta = torch.tensor([0.3, -0.7, 1.1], dtype=torch.float64)
     exact = A @ theta + B  # the smoothed gradient of a quadratic is its gradient
@@ -69,15 +72,44 @@ def test_first_order_misses_a_jump_and_zeroth_order_sees_it():
     assert abs(zeroth.gradient.item() - exact) < 4 * zeroth.stderr.item()
 
 
-def test_alpha_rule_falls_back_to_zeroth_order_when_uncertain_and_blends_when_not():
+@pytest.mark.parametrize("rule", ["paper", "robust"])
+def test_alpha_rule_falls_back_to_zeroth_order_when_uncertain_and_blends_when_not(rule):
     theta = torch.tensor([0.1], dtype=torch.float64)
     g = torch.Generator().manual_seed(3)
-    assert alpha_order(step, theta, 0.3, 100, tolerance=1e-3, generator=g).alpha == 0.0  # ε ≫ γ
-    smooth = alpha_order(quadratic, torch.zeros(3, dtype=torch.float64), 0.2, 4000, tolerance=10.0, generator=g)
+    assert alpha_order(step, theta, 0.3, 100, tolerance=1e-3, generator=g, rule=rule).alpha == 0.0  # ε ≫ γ
+    smooth = alpha_order(quadratic, torch.zeros(3, dtype=torch.float64), 0.2, 4000, tolerance=10.0, generator=g,
+                         rule=rule)
     assert 0.9 < smooth.alpha <= 1.0  # no gap between the two: the variance-optimal α, mostly first order
-    # a jump: the FoBG–ZoBG gap is large, so the bias constraint caps α at (γ − ε) / gap
-    capped = alpha_order(step, theta, 0.3, 20_000, tolerance=0.2, generator=g)
-    assert 0.0 < capped.alpha < 0.5
+    # a jump: the FoBG–ZoBG gap is large, so the bias constraint caps α at (γ − ε) / gap (paper); the gap
+    # is 90 standard errors, so the robust rule drops the first order
+    capped = alpha_order(step, theta, 0.3, 20_000, tolerance=0.2, generator=g, rule=rule)
+    assert (0.0 < capped.alpha < 0.5) if rule == "paper" else capped.alpha == 0.0
+
+
+def _terms(n, gap, first_sd, zeroth_sd, seed):
+    """Synthetic per-sample terms [n, 1]: ZoBG = FoBG + independent noise, FoBG offset by ``gap``."""
+    g = torch.Generator().manual_seed(seed)
+    first = first_sd * torch.randn(n, 1, generator=g, dtype=torch.float64)
+    return first - gap + zeroth_sd * torch.randn(n, 1, generator=g, dtype=torch.float64), first
+
+
+def test_robust_rule_keeps_a_quiet_unbiased_first_order_and_rejects_a_certain_bias():
+    # unbiased, first order 100x quieter: the true optimum is α = 1 (ZoBG = FoBG + independent noise)
+    alphas = {rule: [alpha_blend(*_terms(100, 0.0, 0.1, 1.0, s), tolerance=1.0, rule=rule).alpha for s in range(200)]
+              for rule in ("paper", "robust")}
+    assert sum(a == 1.0 for a in alphas["robust"]) > 150  # noise in B and in the gap is not taken for a signal
+    assert sum(a == 1.0 for a in alphas["paper"]) < 150
+    # a gap of 10 standard errors of the difference: within γ for the paper, beyond doubt for the robust rule
+    zeroth, first = _terms(1000, 0.3, 0.1, 1.0, 0)
+    assert alpha_blend(zeroth, first, tolerance=1.0, rule="paper").alpha > 0.5
+    assert alpha_blend(zeroth, first, tolerance=1.0, rule="robust").alpha == 0.0
+    # a gap of about 4 standard errors: significant, not certain; its lower confidence bound caps α
+    zeroth, first = _terms(1000, 0.13, 0.1, 1.0, 0)
+    capped = alpha_blend(zeroth, first, tolerance=0.08, rule="robust")
+    gap = float((first.mean() - zeroth.mean()).abs())
+    bound = gap - 1.959964 * float((first - zeroth).std()) / 1000**0.5
+    epsilon = 1.959964 * float(zeroth.std()) / 1000**0.5
+    assert 0.0 < capped.alpha < 0.5 and capped.alpha == pytest.approx((0.08 - epsilon) / bound, rel=1e-6)
 
 
 def test_bad_input_is_refused_with_a_clear_message():
@@ -89,6 +121,8 @@ def test_bad_input_is_refused_with_a_clear_message():
         first_order(lambda t: t, torch.zeros(3, dtype=torch.float64), 0.1, 10)
     with pytest.raises(MlmolError, match="tolerance"):
         alpha_order(quadratic, torch.zeros(3), 0.1, 10, tolerance=0.0)
+    with pytest.raises(MlmolError, match="robust, paper"):
+        alpha_order(quadratic, torch.zeros(3), 0.1, 10, tolerance=1.0, rule="best")
 
 
 def test_ball_with_wall_jumps_where_the_ball_starts_clearing_the_wall():
