@@ -1,6 +1,6 @@
 """Configurations per second with forces: the native torch force field against OpenMM.
 
-    python benchmarks/forcefield_speed.py [--batches 1 256 4096] [--seconds 2] [--threads 2]
+    python benchmarks/forcefield_speed.py [--batches 1 256 4096] [--seconds 2] [--threads 2] [--device cuda]
 
 For alanine dipeptide in vacuum and in implicit solvent (OBC2), side by side in one run:
 
@@ -17,7 +17,9 @@ A round's rate is the batch size over the median wall time of repeated calls (at
 that the machine's slow spells (this is a shared 2-core VM, where two-thread rows sometimes run
 at half speed) fall on every row alike; each row reports its best round, as timeit does, and
 its median round. Ratios are between best rounds, against the fastest OpenMM path of the system.
-Writes benchmarks/results/forcefield_speed.json/.md.
+Writes benchmarks/results/forcefield_speed.json/.md; with ``--device cuda`` the torch rows run on
+the GPU (OpenMM stays on the CPU: its CUDA platform is a separate plugin, not in the pip wheel)
+and the results go to forcefield_speed_cuda.json/.md.
 """
 
 from __future__ import annotations
@@ -82,6 +84,8 @@ def torch_call(model, x: torch.Tensor):
         positions = x.detach().requires_grad_(True)
         energy = model(positions)
         (gradient,) = torch.autograd.grad(energy.sum(), positions)
+        if x.is_cuda:
+            torch.cuda.synchronize()  # the wall time must include the queued GPU work
         return energy, -gradient
 
     return call
@@ -99,9 +103,9 @@ def candidates(system, many: np.ndarray, args) -> list[tuple]:
                  lambda: bridge_call(system, x_openmm), None))
     for dtype in (torch.float32, torch.float64):
         for label in ("torch eager",) + (() if args.no_compile else ("torch.compile",)):
-            model = ForceField(system, compile=label == "torch.compile").to(dtype)
+            model = ForceField(system, compile=label == "torch.compile").to(dtype=dtype, device=args.device)
             for batch in args.batches:
-                call = torch_call(model, torch.tensor(many[:batch], dtype=dtype))
+                call = torch_call(model, torch.tensor(many[:batch], dtype=dtype, device=args.device))
                 started = time.perf_counter()
                 call()  # compiles, for a compiled model's first batches
                 first = time.perf_counter() - started
@@ -123,7 +127,10 @@ def main() -> None:
     parser.add_argument("--openmm-configurations", type=int, default=2000,
                         help="configurations per OpenMM loop call")
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile rows")
+    parser.add_argument("--device", default="cpu", help="where the torch rows run (cpu, cuda)")
     args = parser.parse_args()
+    if args.device != "cpu" and not torch.cuda.is_available():
+        parser.error(f"--device {args.device} needs a CUDA GPU, and torch sees none")
     torch.set_num_threads(args.threads)
     cache = tempfile.TemporaryDirectory()  # an empty compile cache: first calls show a user's first compilation
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache.name
@@ -149,9 +156,12 @@ def main() -> None:
             rows.append({"system": name, "method": method, "dtype": dtype, "batch": batch,
                          "configurations_per_s": value, "median_round": statistics.median(spread),
                          "vs_fastest_openmm": value / fastest, "rounds": spread, "first_call_s": first,
-                         "threads": args.threads})
-    caption = (f"Energy + forces, configurations per second on {args.threads} CPU thread(s) "
-               f"(`python benchmarks/forcefield_speed.py`; openmm {openmm.__version__}, torch {torch.__version__}). "
+                         "threads": args.threads, "device": args.device})
+    where = f"{args.threads} CPU thread(s)" if args.device == "cpu" else (
+        f"{torch.cuda.get_device_name()} (torch rows; OpenMM on {args.threads} CPU threads of the same machine)")
+    command = "python benchmarks/forcefield_speed.py" + ("" if args.device == "cpu" else f" --device {args.device}")
+    caption = (f"Energy + forces, configurations per second on {where} "
+               f"(`{command}`; openmm {openmm.__version__}, torch {torch.__version__}). "
                f"Best of {args.rounds} round-robin rounds (timeit's convention: slower rounds are the machine's "
                "other load), the median round beside it; ratio of the best rounds against the fastest OpenMM "
                "context loop of the same system.")
@@ -160,7 +170,7 @@ def main() -> None:
                            [[r["system"], r["method"], r["dtype"], str(r["batch"]), f"{r['configurations_per_s']:,.0f}",
                              f"{r['median_round']:,.0f}", f"{r['vs_fastest_openmm']:.2f}×"] for r in rows],
                            text_columns=3)
-    write_results("forcefield_speed", rows, table)
+    write_results("forcefield_speed" + ("" if args.device == "cpu" else f"_{args.device}"), rows, table)
 
 
 if __name__ == "__main__":
