@@ -18,7 +18,7 @@ that the machine's slow spells (this is a shared 2-core VM, where two-thread row
 at half speed) fall on every row alike; each row reports its best round, as timeit does, and
 its median round. Ratios are between best rounds, against the fastest OpenMM path of the system.
 Writes benchmarks/results/forcefield_speed.json/.md; with ``--device cuda`` the torch rows run on
-the GPU (OpenMM stays on the CPU: its CUDA platform is a separate plugin, not in the pip wheel)
+the GPU (OpenMM stays on the CPU: its CUDA platform is the separate openmm[cuda12] plugin)
 and the results go to forcefield_speed_cuda.json/.md.
 """
 
