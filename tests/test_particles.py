@@ -205,3 +205,32 @@ def test_dimer_mirror_images_keep_the_energy_and_the_dimer_on_the_left():
     assert (images[:, 0] < images[:, 2]).all()  # particle 0 stays left of particle 1
     flipped = images[5:10].reshape(5, 38, 2)
     torch.testing.assert_close(flipped[..., 1], -x.reshape(5, 38, 2)[..., 1])  # y → −y
+
+
+def test_samples_outside_the_canonical_sector_get_zero_weight():
+    from mlmol import sample
+    from mlmol.systems import DoubleWell, SolvatedDimer
+
+    system = SolvatedDimer()
+    torch.manual_seed(0)
+    flow = build({"kind": "realnvp", "dim": 76, "blocks": 2, "hidden": [16]},
+                 loc=system.lattice(1.5).float(), scale=0.5 * torch.ones(76))
+    samples = sample(flow, system, 64, seed=1)
+    inside = system.in_canonical(samples.x)
+    assert 0 < inside.sum() < 64  # an untrained flow puts some solvent in other sectors
+    assert torch.isinf(samples.log_weights[~inside]).all() and (samples.log_weights[~inside] < 0).all()
+    assert torch.isfinite(samples.log_weights[inside]).all()
+    assert system.in_canonical(system.canonical(samples.x)).all()  # every copy has its canonical one
+    assert DoubleWell().in_canonical(samples.x[:, :2]) is None  # systems without the symmetry: every sample counts
+
+
+def test_training_data_of_the_solvated_dimer_are_augmented_and_canonical(tmp_path):
+    from mlmol.run import make_config, train
+
+    config = make_config(system="solvated-dimer", steps=2)
+    assert config["data"]["moves"] == "particle" and config["flow"]["blocks"] == 8  # the benchmark's protocol
+    config["data"].update(n=8, chains_per_start=2, burn=2, thin=1)
+    config["flow"].update(blocks=2, hidden=[8])
+    run = train(config, tmp_path / "dimer")
+    assert run.data.shape == (32, 76)  # 8 frames and their 3 mirror images each
+    assert run.system.in_canonical(run.data).all()

@@ -15,6 +15,8 @@ def sample(flow: Flow, system: Energy, n: int, temperature: float = 1.0, seed: i
     """``n`` flow samples with log weights for the Boltzmann distribution at ``temperature · kT``.
 
     log w = −u(x)/τ − log q_τ(x), with τ the latent temperature; energies are reduced at τ·kT.
+    Where the system has a canonical domain (:meth:`~mlmol.systems.Energy.in_canonical`: the
+    flow learnt one copy of each configuration), samples outside it get weight zero.
     """
     device = flow.device
     generator = torch.Generator(device=device).manual_seed(seed)
@@ -27,4 +29,7 @@ def sample(flow: Flow, system: Energy, n: int, temperature: float = 1.0, seed: i
         log_qs.append(log_q.double().cpu())
     x, log_q, u = torch.cat(xs), torch.cat(log_qs), torch.cat(us)
     log_weights = torch.nan_to_num(-u - log_q, nan=-torch.inf, posinf=-torch.inf)
+    inside = system.in_canonical(x)
+    if inside is not None:
+        log_weights[~inside.cpu()] = -torch.inf
     return Samples(x=x, log_weights=log_weights, energy=u, kT=system.kT * temperature)

@@ -60,6 +60,11 @@ class Energy(torch.nn.Module):
     - ``profile_coords``: coordinate indices along which free-energy profiles are reported.
     - ``rc``: ``(index, lo, hi)`` of the reaction coordinate used by the RC loss.
     - ``minima``: points in the metastable states where reference sampling starts.
+
+    Systems with symmetries a plain flow should not have to learn (identical solvent particles)
+    override :meth:`augment`, :meth:`canonical` and :meth:`in_canonical`: training data are
+    augmented and mapped to one canonical copy, and generated samples outside the canonical
+    domain get zero weight (see :func:`mlmol.sample`).
     """
 
     name: str = "energy"
@@ -90,6 +95,20 @@ class Energy(torch.nn.Module):
             x = x.detach().requires_grad_(True)
             (grad,) = torch.autograd.grad(self.energy(x).sum(), x)
         return -grad
+
+    def augment(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` and its images under maps that leave u unchanged, ``[k n, dim]`` (exact data
+        augmentation for training); here no images, ``x`` itself."""
+        return x
+
+    def canonical(self, x: torch.Tensor) -> torch.Tensor:
+        """One canonical copy of each configuration among its symmetry copies (here ``x`` itself)."""
+        return x
+
+    def in_canonical(self, x: torch.Tensor) -> torch.Tensor | None:
+        """Mask ``[*batch]`` of configurations :meth:`canonical` leaves unchanged, or None where
+        every configuration counts (no symmetry handled, the default)."""
+        return None
 
     def check_input(self, x: torch.Tensor) -> None:
         if x.shape[-1] != self.dim:

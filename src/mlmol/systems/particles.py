@@ -202,6 +202,20 @@ class SolvatedDimer(ParticleSystem):
         images = [r, flip_y, flip_xy * mirror_y, flip_xy]
         return torch.cat([image.reshape(x.shape) for image in images])
 
+    def augment(self, x: torch.Tensor) -> torch.Tensor:
+        """The mirror images of ``x`` (:meth:`mirror_images`), ``[4 n, 76]``."""
+        return self.mirror_images(x)
+
+    def canonical(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` with the solvent relabelled to the lattice at d = ``d_mid`` (:func:`hungarian_relabel`):
+        "solvent particle 7" then means the same place in every configuration, one permutation sector."""
+        return hungarian_relabel(x, self.lattice(self.d_mid))
+
+    def in_canonical(self, x: torch.Tensor) -> torch.Tensor:
+        """Configurations in that sector (:func:`in_sector`). Weights restricted to it stay exact for
+        everything invariant to solvent permutations (d, ΔF, u): each configuration has one copy there."""
+        return in_sector(x, self.lattice(self.d_mid))
+
     def dimer_energy(self, d: torch.Tensor) -> torch.Tensor:
         s = 2 * (d - self.d_mid)
         return self.slope * s - self.a * s**2 + self.b * s**4
