@@ -220,6 +220,9 @@ def test_samples_outside_the_canonical_sector_get_zero_weight():
     assert 0 < inside.sum() < 64  # an untrained flow puts some solvent in other sectors
     assert torch.isinf(samples.log_weights[~inside]).all() and (samples.log_weights[~inside] < 0).all()
     assert torch.isfinite(samples.log_weights[inside]).all()
+    from mlmol.run import evaluate
+
+    assert evaluate(system, samples)["weighted_fraction"] == pytest.approx(float(inside.double().mean()))
     assert system.in_canonical(system.canonical(samples.x)).all()  # every copy has its canonical one
     assert DoubleWell().in_canonical(samples.x[:, :2]) is None  # systems without the symmetry: every sample counts
 

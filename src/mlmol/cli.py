@@ -141,6 +141,9 @@ def _parser() -> argparse.ArgumentParser:
 def _print_metrics(m: dict) -> None:
     print(f"  samples            {m['n']}")
     print(f"  ESS (Kish)         {m['ess']:.0f}  ({100 * m['ess_fraction']:.1f}% of samples)")
+    if m.get("weighted_fraction", 1.0) < 1.0:  # absent from metrics.json written before it existed
+        print(f"  nonzero weight     {100 * m['weighted_fraction']:.1f}% of samples (the rest: outside the "
+              "canonical domain or a non-finite energy)")
     if "delta_f" in m:
         d = m["delta_f"]
         line = f"  ΔF = F({d['states'][0]}) − F({d['states'][1]})  " + (

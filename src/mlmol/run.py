@@ -327,7 +327,9 @@ def evaluate(system: Energy, samples: Samples, bins: int = 60, max_f: float = 5.
     """ESS, ΔF between the system's states and free-energy profiles, against exact where possible."""
     exact = system.bounds is not None and system.dim <= 2
     result: dict = {"n": len(samples), "kT": samples.kT, "ess": estimators.ess(samples.log_weights),
-                    "ess_fraction": estimators.ess_fraction(samples.log_weights)}
+                    "ess_fraction": estimators.ess_fraction(samples.log_weights),
+                    # zero weights: non-finite energies, or outside the system's canonical domain
+                    "weighted_fraction": float(torch.isfinite(samples.log_weights).double().mean())}
     if system.states is not None:
         a, b = system.states
         entry = {"states": [a, b]}
