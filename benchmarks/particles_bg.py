@@ -75,7 +75,7 @@ def plot(generated: dict, weights: np.ndarray, test: dict, name: str) -> None:
 
 def run(name: str, seed: int, train_steps: int | None, n_samples: int | None, ode_steps: int | None = None,
         resume: bool = False, overrides: dict | None = None) -> dict:
-    defaults = SYSTEM_DEFAULTS[name]  # the same flow and schedule as `mlmol train NAME`, unless ``overrides`` change the flow
+    defaults = SYSTEM_DEFAULTS[name]  # the flow and schedule of `mlmol train NAME`; ``overrides`` change the flow
     options = {k: v for k, v in defaults["flow"].items() if k != "kind"} | (overrides or {})
     variant = "".join(f"_{k}{v}" for k, v in (overrides or {}).items())  # in file names
     schedule = {k: v for k, v in defaults["recipe"].items() if k != "name"} | (
@@ -125,7 +125,8 @@ def run(name: str, seed: int, train_steps: int | None, n_samples: int | None, od
 def table(rows: list[dict]) -> list[str]:
     cells = []
     for r in rows:
-        cells.append([r["system"], str(r["seed"]), f"{r['flow']['hidden']} / {r['flow']['basis']}", f"{r['train_min']:.1f}", f"{r['train_peak_rss_mib']:,}",
+        cells.append([r["system"], str(r["seed"]), f"{r['flow']['hidden']} / {r['flow']['basis']}",
+                      f"{r['train_min']:.1f}", f"{r['train_peak_rss_mib']:,}",
                       f"{r['sample_s'] / r['samples'] * 1e3:.1f}", f"{100 * r['ess_fraction']:.1f}%",
                       f"{r['nll_test']:.2f}",
                       f"{r['tv_energy']:.3f} / {r['tv_energy_reweighted']:.3f} ({r['tv_energy_mcmc']:.3f})",
