@@ -65,7 +65,7 @@ SYSTEM_DEFAULTS: dict = {  # flows and schedules used by benchmarks/particles_bg
                                steps=10_000),
     # the solvated dimer as benchmarks/dimer_bg.py runs it (Noé et al. 2019): particle sweeps from both
     # states, mirror images and relabelled solvent (SolvatedDimer.augment/canonical), the paper's RealNVP,
-    # ML then ML + KL + RC; about 12 min of data and 45 min of training on one core
+    # ML then ML + KL + RC; 30-60 min of data and training on one core (measured: 6 + 24 min)
     "solvated-dimer": {
         **DEFAULTS,
         "data": {"sampler": "metropolis", "n": 40_000, "moves": "particle", "step": 0.1, "chains_per_start": 1000,
