@@ -126,6 +126,7 @@ def table(rows: list[dict]) -> list[str]:
     cells = []
     for r in rows:
         cells.append([r["system"], str(r["seed"]), f"{r['flow']['hidden']} / {r['flow']['basis']}",
+                      f"{r['train_steps']:,}",
                       f"{r['train_min']:.1f}", f"{r['train_peak_rss_mib']:,}",
                       f"{r['sample_s'] / r['samples'] * 1e3:.1f}", f"{100 * r['ess_fraction']:.1f}%",
                       f"{r['nll_test']:.2f}",
@@ -134,7 +135,7 @@ def table(rows: list[dict]) -> list[str]:
     return markdown_table(
         "Equivariant flow matching on 2 CPU cores (`python benchmarks/particles_bg.py --system S`). TV distances "
         "to the MCMC test split: generator / reweighted (two independent MCMC splits):",
-        ["system", "seed", "MLP width / basis", "training (min)", "peak memory (MiB)", "sampling (ms/sample)", "ESS",
+        ["system", "seed", "MLP width / basis", "steps", "training (min)", "peak memory (MiB)", "sampling (ms/sample)", "ESS",
          "test NLL (nats)", "TV energy", "TV distances"], cells, text_columns=2)
 
 
@@ -157,7 +158,7 @@ def main() -> None:
     row = run(args.system, args.seed, args.steps, args.samples, args.ode_steps, args.resume, overrides)
     path = RESULTS / "particles_bg.json"
     rows = json.loads(path.read_text()) if path.is_file() else []
-    key = lambda r: (r["system"], r["seed"], r["flow"].get("hidden"), r["flow"].get("basis"))
+    key = lambda r: (r["system"], r["seed"], r["flow"].get("hidden"), r["flow"].get("basis"), r["train_steps"])
     rows = sorted([r for r in rows if key(r) != key(row)] + [row], key=key)
     write_results("particles_bg", rows, table(rows))
 
