@@ -179,12 +179,12 @@ def alpha_blend(zeroth: torch.Tensor, first: torch.Tensor, tolerance: float, con
     gap = float(difference.mean(0).norm())
     d = float(difference.var(0).sum())  # D
     stderr = math.sqrt(d / n)
+    if rule == "robust" and gap > CERTAIN_BIAS * stderr:
+        return _estimate(zeroth, 0.0)
     # B = cov(FoBG terms, their difference from the ZoBG terms), from per-sample products
     products = ((first - first.mean(0)) * (difference - difference.mean(0))).sum(1)
     b = float(products.sum()) / (n - 1)
     if rule == "robust":
-        if gap > CERTAIN_BIAS * stderr:
-            return _estimate(zeroth, 0.0)
         if v1 < QUIET_FIRST * v0:
             b = math.copysign(max(abs(b) - z * float(products.std()) / math.sqrt(n), 0.0), b)
         gap = max(gap - z * stderr, 0.0)

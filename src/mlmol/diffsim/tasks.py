@@ -184,13 +184,13 @@ class MoleculeLangevin:
 
     def __call__(self, theta: torch.Tensor) -> torch.Tensor:
         x = torch.as_tensor(self.energy.positions, dtype=theta.dtype).reshape(1, -1).repeat(len(theta), 1)
-        noise_scale = math.sqrt(2 * self.step)
+        noise_scale, torsion = math.sqrt(2 * self.step), self.energy.variables[self.torsion]
         total, start = theta.new_zeros(len(theta)), self.steps // 2
         for step in range(self.steps):
             noise = torch.randn(x.shape, generator=self.generator, dtype=x.dtype)
             x = x - self.step * self.gradient(x, theta) + noise_scale * noise
             if step >= start:
-                total = total + torch.cos(self.energy.variables[self.torsion](x))
+                total = total + torch.cos(torsion(x))
         return total / (self.steps - start)
 
     def __repr__(self) -> str:
