@@ -26,6 +26,7 @@ from pipeline import RESULTS, markdown_table, pipeline, write_results
 from mlmol.data import atomic_write
 
 ROOT = Path(__file__).resolve().parent.parent
+MIN_EFFECTIVE = 100  # effective samples a run needs to count towards a bar
 
 
 def main() -> None:
@@ -81,14 +82,37 @@ def main() -> None:
                f"{seeds}; training = `mlmol train ... --seed S --energy-backend B` including its MD data, "
                "sampling = 100,000 samples with their log weights).")
     table = markdown_table(caption, ["energy backend", "seed", "train (min)", "sample (s)", "ESS",
-                                     "BG ΔF(φ>0 − φ<0) (kT)", "reference (kT)", "difference (kT)", "wrong-handed Cα"],
+                                     "effective samples", "BG ΔF(φ>0 − φ<0) (kT)", "reference (kT)",
+                                     "difference (kT)", "wrong-handed Cα"],
                            [[r["backend"], str(r["seed"]), f"{r['train_s'] / 60:.1f}", f"{r['sample_s']:.0f}",
-                             f"{100 * r['metrics']['ess_fraction']:.1f}%",
+                             f"{100 * r['metrics']['ess_fraction']:.1f}%", f"{r['metrics']['ess']:,.0f}",
                              f"{r['metrics']['delta_f']['value']:.3f} ± {r['metrics']['delta_f']['stderr']:.3f}",
                              f"{reference['delta_f']:.3f} ± {reference['stderr']:.3f}", f"{r['difference']:+.3f}",
                              f"{100 * r['metrics']['wrong_handed_fraction']:.2f}%"] for r in rows],
                            text_columns=2)
     write_results(name, rows, table)
+    if name == "ala2_bg_implicit":
+        atomic_write(RESULTS / f"{name}_bars.md", "\n".join(bars(rows, reference)) + "\n")
+
+
+def bars(rows: list[dict], reference: dict) -> list[str]:
+    """Each acceptance bar of the implicit-solvent generator against every row (seed, backend)."""
+    runs = " / ".join(f"{r['backend']} {r['seed']}" for r in rows)
+    checks = [
+        ("training ≤ 60 min on 2 CPU cores, MD data included", [r["train_s"] / 60 for r in rows],
+         lambda v: f"{v:.1f} min", lambda v: v <= 60),
+        (f"ESS ≥ 10% on 10⁵ samples, with ≥ {MIN_EFFECTIVE} effective samples",
+         [(r["metrics"]["ess_fraction"], r["metrics"]["ess"]) for r in rows],
+         lambda v: f"{100 * v[0]:.1f}% ({v[1]:,.0f})", lambda v: v[0] >= 0.1 and v[1] >= MIN_EFFECTIVE),
+        (f"ΔF within 0.3 kT of the reference ({reference['delta_f']:.3f} ± {reference['stderr']:.3f} kT)",
+         [r["difference"] for r in rows], lambda v: f"{v:+.3f} kT", lambda v: abs(v) <= 0.3),
+        ("wrong-handed Cα < 1%", [r["metrics"]["wrong_handed_fraction"] for r in rows],
+         lambda v: f"{100 * v:.2f}%", lambda v: v < 0.01),
+    ]
+    return markdown_table(f"Against the bars (implicit solvent, 300 K, 100,000 samples; runs {runs}):",
+                          ["bar", "result", "met?"],
+                          [[bar, " / ".join(map(show, values)), "✓" if all(map(ok, values)) else "✗"]
+                           for bar, values, show, ok in checks], text_columns=2)
 
 
 if __name__ == "__main__":

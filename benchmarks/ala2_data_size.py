@@ -1,13 +1,14 @@
 """How many MD frames a molecular Boltzmann generator needs: ML training on subsets of one MD.
 
     python benchmarks/ala2_data_size.py --data runs/ala2_bg/implicit-0/data.npz --sizes 20000 95000
+    python benchmarks/ala2_data_size.py --tabulate    # measure nothing: redraw the table from the stored rows
 
 Takes the training frames of an alanine dipeptide run (implicit solvent; made by
 `python benchmarks/ala2_bg.py --solvent implicit`), keeps a fixed random 5,000 of them out
 for validation, and trains the built-in molecular flow by maximum likelihood on the first
 N of the rest, for each N, with the built-in schedule (1,000 steps, batch 1,024, lr 1e-3 →
 1e-4). Reports the training and validation negative log-likelihood (nats; a gap is
-memorisation) and the ESS of 20,000 flow samples. Writes
+memorisation) and the ESS of 20,000 flow samples with its effective sample count. Writes
 benchmarks/results/ala2_data_size.json and .md.
 """
 
@@ -15,14 +16,17 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from pipeline import markdown_table, write_results
+from pipeline import RESULTS, markdown_table, write_results
 
 ROOT = Path(__file__).resolve().parent.parent
+MIN_EFFECTIVE = 100  # effective samples a run needs to count towards a bar
+SAMPLES = 20_000  # the default --samples; the stored rows made before "samples" was recorded used it
 
 
 def main() -> None:
@@ -30,8 +34,13 @@ def main() -> None:
     parser.add_argument("--data", default=str(ROOT / "runs" / "ala2_bg" / "implicit-0" / "data.npz"))
     parser.add_argument("--sizes", type=int, nargs="+", default=[20_000, 95_000])
     parser.add_argument("--steps", type=int, default=1_000)
-    parser.add_argument("--samples", type=int, default=20_000)
+    parser.add_argument("--samples", type=int, default=SAMPLES)
+    parser.add_argument("--tabulate", action="store_true",
+                        help="measure nothing: rewrite the table from the stored rows (results/ala2_data_size.json)")
     args = parser.parse_args()
+    if args.tabulate:
+        render(json.loads((RESULTS / "ala2_data_size.json").read_text()))
+        return
     torch.set_num_threads(1)
 
     from mlmol import estimators, flows
@@ -65,17 +74,33 @@ def main() -> None:
             train_nll = float(-flow.log_prob(data[:5000]).mean())
         samples = sample(flow, system, args.samples, seed=1)
         rows.append({"frames": n, "steps": args.steps, "train_nll": train_nll, "val_nll": history["val_ml"][-1],
-                     "ess_fraction": estimators.ess_fraction(samples.log_weights), "train_s": train_s})
+                     "ess_fraction": estimators.ess_fraction(samples.log_weights), "train_s": train_s,
+                     "samples": args.samples, "effective_samples": estimators.ess(samples.log_weights)})
         print(rows[-1], flush=True)
     system.close()
-    command = (f"python benchmarks/ala2_data_size.py --sizes {' '.join(map(str, args.sizes))} --steps {args.steps} "
-               f"--samples {args.samples}")
+    render(rows)
+
+
+def render(rows: list[dict]) -> None:
+    """The table of stored rows, with each row's effective sample count (``effective_samples``)."""
+    for r in rows:
+        # rows stored before these keys existed: Kish count = ESS fraction × the SAMPLES flow samples
+        r.setdefault("samples", SAMPLES)
+        r.setdefault("effective_samples", r["ess_fraction"] * r["samples"])
+    sizes = " ".join(str(r["frames"]) for r in rows)
+    steps = " / ".join(str(s) for s in dict.fromkeys(r["steps"] for r in rows))
+    samples = " / ".join(str(n) for n in dict.fromkeys(r["samples"] for r in rows))
+    command = f"python benchmarks/ala2_data_size.py --sizes {sizes} --steps {steps} --samples {samples}"
     caption = (f"ML training of the alanine dipeptide flow (implicit solvent) on N MD frames, same schedule, "
-               f"5,000 held-out frames for validation (`{command}`).")
+               f"5,000 held-out frames for validation (`{command}`). Effective samples: the Kish count "
+               f"(Σw)² / Σw² of the flow samples' importance weights (ESS × samples); a run counts towards a bar "
+               f"only with at least {MIN_EFFECTIVE}.")
     table = markdown_table(caption, ["frames N", "train NLL (nats)", "validation NLL (nats)", "gap", "ESS",
-                                     "train (min)"],
+                                     "effective samples", "counts", "train (min)"],
                            [[f"{r['frames']:,}", f"{r['train_nll']:.2f}", f"{r['val_nll']:.2f}",
                              f"{r['val_nll'] - r['train_nll']:.2f}", f"{100 * r['ess_fraction']:.2f}%",
+                             f"{r['effective_samples']:,.0f}",
+                             "yes" if r["effective_samples"] >= MIN_EFFECTIVE else "no",
                              f"{r['train_s'] / 60:.1f}"] for r in rows])
     write_results("ala2_data_size", rows, table)
 

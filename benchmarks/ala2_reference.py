@@ -9,10 +9,14 @@ bonds are held trans by a flat-bottom restraint (zero within 90° of trans): in 
 strained window flipped ω to cis and the sweep carried cis through 50 later windows. Each window:
 `--equilibration` then `--steps` 1-fs Langevin steps at 300 K, torsions saved every 100
 steps and subsampled by their statistical inefficiency. Each seed is an independent
-repeat (its own sweep through the grid); the spread of the repeats, not MBAR's own error,
-is the error bar quoted. Traces go to runs/ala2_reference/ (a repeat already run with the
-same settings is reused, so repeats can be added later);
-results to benchmarks/results/ala2_reference_<solvent>.json and .md.
+repeat: seed s starts from a structure pulled to STARTS[s % 3] (C7eq, αR, C7ax) with its
+own Langevin noise, and odd seeds sweep the grid in the opposite direction. The error quoted
+for the mean is the larger of the repeats' standard error (sd/√n) and MBAR's own error of
+the mean (√Σσ²/n). ω of both peptide bonds is recorded in every window (fraction cis must
+be 0). Traces go to runs/ala2_reference/ (a repeat already run with the same settings is
+reused, so repeats can be added later); results to
+benchmarks/results/ala2_reference_<solvent>.json and .md, and the MBAR overlap matrix of
+every repeat to ala2_reference_<solvent>_overlap.npz.
 """
 
 from __future__ import annotations
@@ -24,34 +28,45 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from pipeline import markdown_table, write_results
+from pipeline import RESULTS, markdown_table, write_results
 
 TRACES = Path(__file__).resolve().parent.parent / "runs" / "ala2_reference"
+# (name, φ, ψ) in degrees: the minima the independent repeats start from
+STARTS = [("C7eq", -83.0, 73.0), ("alphaR", -63.0, -41.0), ("C7ax", 73.0, -60.0)]
 
 
 def one_repeat(solvent: str, seed: int, step_deg: float, k: float, steps: int, equilibration: int) -> dict:
     import torch
 
+    from mlmol.samplers.md import pulled_positions
     from mlmol.samplers.umbrella import UmbrellaTraces, grid, mbar_delta_f, umbrella
     from mlmol.systems.molecules import PHI, PSI, alanine_dipeptide, peptide_bonds
 
     torch.set_num_threads(1)
-    path = TRACES / f"{solvent}_grid{step_deg:g}_k{k:g}_steps{steps}_eq{equilibration}_trans_seed{seed}.npz"
+    name, phi, psi = STARTS[seed % len(STARTS)]
+    reverse = seed % 2 == 1
+    path = TRACES / (f"{solvent}_grid{step_deg:g}_k{k:g}_steps{steps}_eq{equilibration}_trans_"
+                     f"{name}{'_reverse' if reverse else ''}_seed{seed}.npz")
     if path.is_file():  # this repeat was run before with the same settings: reuse its traces
         data, wall = UmbrellaTraces.load(path), float("nan")
     else:
         energy = alanine_dipeptide(implicit_solvent=solvent == "implicit", workers=1)
         start = time.perf_counter()
+        positions = pulled_positions(energy, {"phi": phi, "psi": psi}, seed=seed)
         data = umbrella(energy, [PHI, PSI], grid(step_deg, 2), k, steps=steps, equilibration=equilibration,
-                        interval=100, seed=seed, progress=seed == 0, hold_trans=peptide_bonds(energy.topology))
+                        interval=100, seed=seed, progress=seed == 0, hold_trans=peptide_bonds(energy.topology),
+                        positions=positions, reverse=reverse)
         wall = time.perf_counter() - start
         energy.close()
         TRACES.mkdir(parents=True, exist_ok=True)
         data.save(path)
     value, stderr, details = mbar_delta_f(data)
-    return {"seed": seed, "delta_f": value, "mbar_stderr": stderr, "wall_s": wall,
-            "min_neighbour_overlap": details["min_neighbour_overlap"],
-            "samples": int(sum(details["samples_per_window"])), "windows": len(data.centres)}
+    first = np.degrees(data.centres[data.order[0]])
+    return {"seed": seed, "start": name, "sweep": "reverse" if reverse else "forward",
+            "first_window_deg": [float(first[0]), float(first[1])], "delta_f": value, "mbar_stderr": stderr,
+            "wall_s": wall, "min_neighbour_overlap": details["min_neighbour_overlap"],
+            "cis_fraction": data.cis_fraction(), "samples": int(sum(details["samples_per_window"])),
+            "windows": len(data.centres), "overlap": details["overlap"].astype(np.float32)}
 
 
 def main() -> None:
@@ -68,25 +83,37 @@ def main() -> None:
     with ProcessPoolExecutor(args.jobs) as pool:
         rows = list(pool.map(one_repeat, [args.solvent] * len(args.seeds), args.seeds,
                              *[[s] * len(args.seeds) for s in settings]))
+    import io
+
+    from mlmol.data import atomic_write
+
+    buffer = io.BytesIO()  # overlaps below 1e-4 stored as 0 so that the file compresses
+    np.savez_compressed(buffer, **{f"seed{r['seed']}": np.where(o < 1e-4, 0, o) for r in rows
+                                   for o in [r.pop("overlap")]})
+    atomic_write(RESULTS / f"ala2_reference_{args.solvent}_overlap.npz", buffer.getvalue())
     values = np.array([r["delta_f"] for r in rows])
     sd = values.std(ddof=1) if len(values) > 1 else float("nan")
-    sem = sd / np.sqrt(len(values))
+    sem_repeats = sd / np.sqrt(len(values))
+    sem_mbar = float(np.sqrt(sum(r["mbar_stderr"] ** 2 for r in rows)) / len(rows))
+    sem = max(sem_repeats, sem_mbar)
     command = (f"python benchmarks/ala2_reference.py --solvent {args.solvent} --seeds "
                f"{' '.join(map(str, args.seeds))} --step-deg {args.step_deg:g} --k {args.k:g} --steps {args.steps} "
                f"--equilibration {args.equilibration}")
     caption = (f"Alanine dipeptide ({args.solvent}, 300 K, amber99sbildn): 2D umbrella sampling on (φ, ψ) + MBAR, "
                f"{rows[0]['windows']} windows ({args.step_deg:g}° grid, K = {args.k:g} kJ/mol/rad²) x "
                f"{args.steps / 1000:g} ps (`{command}`).")
-    table = markdown_table(caption, ["seed", "ΔF(φ>0 − φ<0) (kT)", "MBAR stderr", "min window overlap",
-                                     "uncorrelated samples", "wall (s)"],
-                           [[str(r["seed"]), f"{r['delta_f']:.3f}", f"{r['mbar_stderr']:.3f}",
-                             f"{r['min_neighbour_overlap']:.3f}", str(r["samples"]),
+    table = markdown_table(caption, ["seed", "start", "sweep", "ΔF(φ>0 − φ<0) (kT)", "MBAR stderr",
+                                     "min window overlap", "ω cis fraction", "uncorrelated samples", "wall (s)"],
+                           [[str(r["seed"]), r["start"], r["sweep"], f"{r['delta_f']:.3f}", f"{r['mbar_stderr']:.3f}",
+                             f"{r['min_neighbour_overlap']:.3f}", f"{r['cis_fraction']:.4f}", str(r["samples"]),
                              "(reused traces)" if math.isnan(r["wall_s"]) else f"{r['wall_s']:.0f}"]
-                            for r in rows])
-    table += ["", f"Reference: ΔF = {values.mean():.3f} ± {sem:.3f} kT (mean ± standard error over "
-                  f"{len(values)} independent repeats; spread sd {sd:.3f} kT)."]
+                            for r in rows], text_columns=3)
+    table += ["", (f"Reference: ΔF = {values.mean():.3f} ± {sem:.3f} kT (mean of {len(values)} independent repeats; "
+                   f"error the larger of their standard error {sem_repeats:.3f} (sd {sd:.3f}) and MBAR's error of "
+                   f"the mean {sem_mbar:.3f}).")]
     summary = {"solvent": args.solvent, "delta_f": float(values.mean()), "stderr": float(sem), "sd": float(sd),
-               "repeats": len(values), "command": command}
+               "stderr_repeats": float(sem_repeats), "stderr_mbar": sem_mbar, "repeats": len(values),
+               "cis_fraction": max(r["cis_fraction"] for r in rows), "command": command}
     write_results(f"ala2_reference_{args.solvent}", [summary, *rows], table)
 
 

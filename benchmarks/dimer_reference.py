@@ -10,7 +10,7 @@ moves of 0.1, about 40% accepted); ``--moves all`` runs the paper's all-particle
 (0.02 per coordinate, d every 50 steps), whose repeats disagreed by 0.7 kT (see README). MBAR (pymbar) reweights all windows; each seed
 is an independent repeat and the spread of the repeats is quoted with MBAR's own error.
 Open is d > 1.5, closed d < 1.5. Traces are cached in runs/dimer/; results go to
-benchmarks/results/dimer_reference.json/.md, the profile to runs/dimer/reference_profile.npz.
+benchmarks/results/dimer_reference.json/.md and the profile to dimer_reference_profile.npz there.
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ def main() -> None:
                "mbar_stderr": float(np.sqrt(np.mean([r["mbar_stderr"] ** 2 for r in rows]) / len(rows))),
                "settings": vars(args) | {"force_constant": K, "windows": len(CENTRES)}}
     f = np.nanmean([p.f for p in profiles], 0)
-    save_array(TRACES / "reference_profile.npz", edges=EDGES, f=f - np.nanmin(f),
+    save_array(RESULTS / "dimer_reference_profile.npz", edges=EDGES, f=f - np.nanmin(f),
                stderr=np.sqrt(np.nanmean([p.stderr**2 for p in profiles], 0) / len(profiles)))
     cells = [[str(r["seed"]), f"{r['delta_f']:.3f} ± {r['mbar_stderr']:.3f}", f"{r['min_neighbour_overlap']:.3f}",
               f"{r['samples']:,}", f"{r['wall_s'] / 60:.1f}"] for r in rows]

@@ -4,10 +4,12 @@
 
 For alanine dipeptide in vacuum and in implicit solvent (OBC2), side by side in one run:
 
-- OpenMM, one context looping over the configurations in this process, on the Reference and
-  the CPU platforms (the fastest OpenMM path on a small molecule; the CPU platform uses
-  ``--threads`` threads), energies and forces as NumPy arrays;
-- the OpenMM bridge of mlmol with 2 worker processes (Reference);
+- OpenMM, one context looping over the configurations in this process, on the Reference
+  platform (one core) and the CPU platform with ``--threads`` threads, energies and forces as
+  NumPy arrays; with ``--device cuda`` also on OpenMM's CUDA platform (the ``openmm-cuda-12``
+  package; the benchmark stops if it is missing);
+- the OpenMM bridge of mlmol with one Reference worker process per thread (``--threads``
+  workers), OpenMM's fastest CPU path for a small molecule at equal cores;
 - mlmol's torch force field, energy + forces by autograd, at each batch size, float32 and
   float64, eager and through ``torch.compile`` (``ForceField(system, compile=True)``; it falls
   back to eager with a warning where no C++ compiler is found).
@@ -16,26 +18,29 @@ A round's rate is the batch size over the median wall time of repeated calls (at
 ``--seconds`` of calls). All rows of a system are measured in ``--rounds`` round-robin rounds, so
 that the machine's slow spells (this is a shared 2-core VM, where two-thread rows sometimes run
 at half speed) fall on every row alike; each row reports its best round, as timeit does, and
-its median round. Ratios are between best rounds, against the fastest OpenMM path of the system.
+its median round. Ratios are between best rounds, against the fastest OpenMM row of the
+system: every OpenMM row uses at most ``--threads`` cores (or the GPU), as the torch rows do.
 Writes benchmarks/results/forcefield_speed.json/.md; with ``--device cuda`` the torch rows run on
-the GPU (OpenMM stays on the CPU: its CUDA platform is the separate openmm[cuda12] plugin)
-and the results go to forcefield_speed_cuda.json/.md.
+the GPU and the results go to forcefield_speed_cuda.json/.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import statistics
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import openmm
 import torch
-from pipeline import markdown_table, write_results
+from pipeline import RESULTS, markdown_table, write_results
 
+from mlmol.data import atomic_write
 from mlmol.systems.forcefield import ForceField
 from mlmol.systems.molecules import alanine_dipeptide
 from mlmol.systems.openmm import OpenMMBridge
@@ -73,9 +78,9 @@ def openmm_loop(system, x: np.ndarray, platform: str, threads: int):
 
 
 @contextlib.contextmanager
-def bridge_call(system, x: np.ndarray):
-    """A call of mlmol's OpenMM bridge (2 Reference workers) on ``x``; the workers stop afterwards."""
-    with OpenMMBridge(system, platform="Reference", workers=2) as bridge:
+def bridge_call(system, x: np.ndarray, workers: int):
+    """A call of mlmol's OpenMM bridge (``workers`` Reference workers) on ``x``; the workers stop afterwards."""
+    with OpenMMBridge(system, platform="Reference", workers=workers) as bridge:
         yield lambda: bridge.compute(x)
 
 
@@ -96,11 +101,12 @@ def candidates(system, many: np.ndarray, args) -> list[tuple]:
     system; OpenMM's contexts and workers exist only while their row runs. Compiled models
     compile in their first calls (with an empty compile cache, see main)."""
     x_openmm = many[:args.openmm_configurations].reshape(args.openmm_configurations, -1, 3)
-    rows = [(f"OpenMM context loop ({platform})", "float64", len(x_openmm),
-             lambda platform=platform: openmm_loop(system, x_openmm, platform, args.threads), None)
-            for platform in ("Reference", "CPU")]
-    rows.append(("OpenMM bridge, 2 workers (Reference)", "float64", len(x_openmm),
-                 lambda: bridge_call(system, x_openmm), None))
+    platforms = ("Reference", "CPU") + (("CUDA",) if args.device.startswith("cuda") else ())
+    rows = [(f"OpenMM context loop ({platform}{f', {args.threads} threads' if platform == 'CPU' else ''})",
+             "float64", len(x_openmm), lambda platform=platform: openmm_loop(system, x_openmm, platform, args.threads),
+             None) for platform in platforms]
+    rows.append((f"OpenMM bridge, {args.threads} workers (Reference)", "float64", len(x_openmm),
+                 lambda: bridge_call(system, x_openmm, args.threads), None))
     for dtype in (torch.float32, torch.float64):
         for label in ("torch eager",) + (() if args.no_compile else ("torch.compile",)):
             model = ForceField(system, compile=label == "torch.compile").to(dtype=dtype, device=args.device)
@@ -128,9 +134,21 @@ def main() -> None:
                         help="configurations per OpenMM loop call")
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile rows")
     parser.add_argument("--device", default="cpu", help="where the torch rows run (cpu, cuda)")
+    parser.add_argument("--tabulate", type=Path, metavar="JSON",
+                        help="measure nothing: redraw the tables from a stored results file")
     args = parser.parse_args()
-    if args.device != "cpu" and not torch.cuda.is_available():
+    if args.device != "cpu" and not torch.cuda.is_available() and not args.tabulate:
         parser.error(f"--device {args.device} needs a CUDA GPU, and torch sees none")
+    known = {openmm.Platform.getPlatform(k).getName() for k in range(openmm.Platform.getNumPlatforms())}
+    if args.device.startswith("cuda") and "CUDA" not in known and not args.tabulate:
+        parser.error("the fair GPU baseline is OpenMM's CUDA platform, which is not installed: "
+                     "pip install openmm-cuda-12 (its version must match openmm's)")
+    command = "python benchmarks/forcefield_speed.py" + "".join(  # the flags that differ from the defaults
+        f" --{name.replace('_', '-')}" + ("" if value is True else " " + " ".join(map(str, np.atleast_1d(value))))
+        for name, value in vars(args).items() if value != parser.get_default(name) and name != "tabulate")
+    if args.tabulate:
+        render(json.loads(args.tabulate.read_text()))
+        return
     torch.set_num_threads(args.threads)
     cache = tempfile.TemporaryDirectory()  # an empty compile cache: first calls show a user's first compilation
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache.name
@@ -151,26 +169,81 @@ def main() -> None:
                 print(f"{name:28s} {method:36s} {dtype:8s} batch {batch:5d}: {rates[k][-1]:12,.0f} /s",
                       flush=True)
         best = [max(r) for r in rates]
-        fastest = max(b for (method, *_), b in zip(calls, best, strict=True) if method.startswith("OpenMM context"))
         for (method, dtype, batch, _, first), value, spread in zip(calls, best, rates, strict=True):
             rows.append({"system": name, "method": method, "dtype": dtype, "batch": batch,
                          "configurations_per_s": value, "median_round": statistics.median(spread),
-                         "vs_fastest_openmm": value / fastest, "rounds": spread, "first_call_s": first,
-                         "threads": args.threads, "device": args.device})
-    where = f"{args.threads} CPU thread(s)" if args.device == "cpu" else (
-        f"{torch.cuda.get_device_name()} (torch rows; OpenMM on {args.threads} CPU threads of the same machine)")
-    command = "python benchmarks/forcefield_speed.py" + ("" if args.device == "cpu" else f" --device {args.device}")
-    caption = (f"Energy + forces, configurations per second on {where} "
-               f"(`{command}`; openmm {openmm.__version__}, torch {torch.__version__}). "
-               f"Best of {args.rounds} round-robin rounds (timeit's convention: slower rounds are the machine's "
-               "other load), the median round beside it; ratio of the best rounds against the fastest OpenMM "
-               "context loop of the same system.")
-    table = markdown_table(caption, ["system", "method", "dtype", "batch", "configurations/s", "median round",
-                                     "vs fastest OpenMM"],
-                           [[r["system"], r["method"], r["dtype"], str(r["batch"]), f"{r['configurations_per_s']:,.0f}",
-                             f"{r['median_round']:,.0f}", f"{r['vs_fastest_openmm']:.2f}×"] for r in rows],
-                           text_columns=3)
-    write_results("forcefield_speed" + ("" if args.device == "cpu" else f"_{args.device}"), rows, table)
+                         "rounds": spread, "first_call_s": first, "threads": args.threads, "device": args.device,
+                         "device_name": torch.cuda.get_device_name() if args.device != "cpu" else "CPU",
+                         "command": command, "openmm": openmm.__version__, "torch": torch.__version__})
+    render(rows)
+
+
+def baselines(rows: list[dict]) -> dict[str, dict]:
+    """The fastest OpenMM row of each system: the equal-core baseline."""
+    fastest: dict[str, dict] = {}
+    for r in rows:
+        if r["method"].startswith("OpenMM") and r["configurations_per_s"] > fastest.get(
+                r["system"], {"configurations_per_s": 0.0})["configurations_per_s"]:
+            fastest[r["system"]] = r
+    return fastest
+
+
+def render(rows: list[dict]) -> None:
+    """Write the JSON rows, the full table (NAME.md) and the summary at batch 4096 (NAME_summary.md)."""
+    first = rows[0]
+    name = "forcefield_speed" + ("" if first["device"] == "cpu" else f"_{first['device']}")
+    fastest = baselines(rows)
+    fair = first["device"] == "cpu" or any("(CUDA" in r["method"] for r in rows)
+    for r in rows:
+        r["vs_fastest_openmm"] = r["configurations_per_s"] / fastest[r["system"]]["configurations_per_s"]
+    cores = f"{first['threads']} CPU cores"  # on a GPU machine, OpenMM's CPU platform used that many threads
+    where = cores if first["device"] == "cpu" else (f"{first['device_name']} (torch rows; OpenMM's CPU rows on the "
+                                                    "same machine, as many cores as each row's method names)")
+    ratio_note = ("ratio of the best rounds against the fastest OpenMM row of the same system, the equal-core "
+                  "baseline: no OpenMM row uses more cores than the torch rows" if fair else
+                  "no ratio: OpenMM's CUDA platform was not measured, and OpenMM on the CPU (one core for the "
+                  "Reference loop, one per worker for the bridge) is no fair baseline for a GPU")
+    caption = (f"Energy + forces, configurations per second on {where} (`{first['command']}`; openmm "
+               f"{first['openmm']}, torch {first['torch']}, {first['threads']} torch threads). Best of "
+               f"{len(first['rounds'])} round-robin rounds (timeit's convention: slower rounds are the machine's "
+               f"other load), the median round beside it; {ratio_note}.")
+    headers = ["system", "method", "dtype", "batch", "configurations/s", "median round"] + (
+        ["vs fastest OpenMM"] if fair else [])
+    table = markdown_table(caption, headers, [
+        [r["system"], r["method"], r["dtype"], str(r["batch"]), f"{r['configurations_per_s']:,.0f}",
+         f"{r['median_round']:,.0f}", *([f"{r['vs_fastest_openmm']:.2f}×"] if fair else [])] for r in rows],
+        text_columns=3)
+    write_results(name, rows, table)
+    atomic_write(RESULTS / f"{name}_summary.md", "\n".join(summary(rows, fastest, fair)) + "\n")
+
+
+def summary(rows: list[dict], fastest: dict[str, dict], fair: bool) -> list[str]:
+    """The README's table: each system's OpenMM rows and the torch rows at the largest batch, with ratios
+    and, on the CPU, the goal (3× in vacuum, 10× in implicit solvent) met or not by the fastest torch row."""
+    on_cpu = rows[0]["device"] == "cpu"
+    batch = max(r["batch"] for r in rows if r["method"].startswith("torch"))
+    goals = {"alanine-dipeptide": 3.0, "alanine-dipeptide-implicit": 10.0}
+    openmm_methods = list(dict.fromkeys(r["method"] for r in rows if r["method"].startswith("OpenMM")))
+    cells = []
+    for system in fastest:
+        mine = [r for r in rows if r["system"] == system]
+        rate = {(r["method"], r["dtype"], r["batch"]): r for r in mine}
+        cell = [f"{rate[m, 'float64', r['batch']]['configurations_per_s']:,.0f}" for m in openmm_methods
+                for r in mine if r["method"] == m]
+        for method in ("torch eager", "torch.compile"):
+            cell.append(" / ".join(
+                f"{r['configurations_per_s']:,.0f}" + (f" ({r['vs_fastest_openmm']:.1f}×)" if fair else "")
+                for dtype in ("float32", "float64") if (r := rate.get((method, dtype, batch)))))
+        if fair and on_cpu:
+            best = max(r["vs_fastest_openmm"] for r in mine if r["batch"] == batch and r["method"].startswith("torch"))
+            cell.append(f"{goals[system]:g}×: {'✓' if best >= goals[system] else '✗'}")
+        cells.append([system, *cell])
+    headers = ["system", *openmm_methods, f"torch eager f32 / f64, batch {batch:,}",
+               f"torch.compile f32 / f64, batch {batch:,}"] + (["goal"] if fair and on_cpu else [])
+    ratio = "ratios against the fastest OpenMM row" if fair else "no ratios: see the full table's caption"
+    full = "forcefield_speed" + ("" if on_cpu else f"_{rows[0]['device']}")
+    return markdown_table(f"Configurations per second with forces (`{rows[0]['command']}`; {ratio}; every row "
+                          f"is in benchmarks/results/{full}.md):", headers, cells)
 
 
 if __name__ == "__main__":

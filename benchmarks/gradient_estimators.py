@@ -8,7 +8,11 @@
    for the linear-quadratic task, and the mean of 40,000 first-order samples for Langevin
    dynamics (unbiased there: the drift is smooth; the zeroth-order mean agrees within its error).
    The α order is given with both rules of :func:`~mlmol.diffsim.estimators.alpha_blend`, and
-   each rule's MSE against the better of the other two at 100 and 1,000 samples (another seed).
+   each rule's MSE against the better of the other two at 100 and 1,000 samples.
+   Seeds (``SEEDS``, also written to the JSON): the first table uses the seeds the robust rule
+   was designed on; the comparison table uses held-out seeds for every random stream (the
+   perturbations and the Langevin simulator's noise, a new seed per budget); the Langevin truth
+   has seeds of its own, so it is independent of both tables and shared by them.
 2. Stiffness: the first-order per-sample variance against the contact stiffness k, and its
    empirical bias: the median over repeats of the n-sample estimate against the truth.
 3. Horizon: the first- and zeroth-order per-sample variance against the number of Langevin steps T.
@@ -38,6 +42,19 @@ from mlmol.diffsim.estimators import alpha_blend, first_terms, perturbations, ze
 
 ESTIMATORS = ("zeroth order", "first order", "α order", "α order, paper's rule")
 BLENDS = {"α order": "robust", "α order, paper's rule": "paper"}  # estimator: alpha_blend rule
+BUDGETS = (100, 1000)  # samples per estimate in the comparison table
+
+# Every random stream of the two tables, by role. "design": the first (bias/variance) table, the
+# data the robust rule was designed on. "test": the comparison table, new in every stream (no seed
+# in "design" or "used before"). "truth": the Langevin truth, in neither, shared by both tables.
+SEEDS = {
+    "design": {"perturbations": 0, "Langevin noise": 7},
+    "used before": {"comparison table before the robust rule (deterministic one-parameter tasks)": 10,
+                    "comparison table as first committed (perturbations only; Langevin noise was seed 7)": 60},
+    "test": {"perturbations, 100 samples": 1000, "perturbations, 1,000 samples": 1001,
+             "Langevin noise, 100 samples": 1002, "Langevin noise, 1,000 samples": 1003},
+    "truth": {"perturbations": 8, "Langevin noise": 9},
+}
 
 
 def repeated_terms(task, theta: torch.Tensor, sigma: float, n: int, repeats: int, g: torch.Generator):
@@ -60,8 +77,10 @@ def estimates(zeroth: torch.Tensor, first: torch.Tensor, tolerance: float) -> di
     return out
 
 
-def settings():
-    """(label, task, θ, σ, tolerance γ, truth) for the bias/variance table."""
+def settings(langevin_seed: int):
+    """(label, task, θ, σ, tolerance γ, truth) for the bias/variance table; the Langevin task
+    draws its noise from a generator seeded ``langevin_seed``. The truths need no random numbers,
+    except Langevin's, which has its own seeds (``SEEDS["truth"]``) and its own task instance."""
     rows = []
     ball = BallWithWall()
     for theta in (0.65, 1.0):
@@ -74,26 +93,48 @@ def settings():
     lq = LinearQuadratic()
     rows.append(("linear-quadratic (20 controls)", lq, list(lq.theta0), 0.1, 15.0,
                  lambda: torch.func.grad(lambda t: lq(t[None])[0])(torch.zeros(20, dtype=torch.float64)).tolist()))
-    langevin = LangevinBias(steps=1000, generator=torch.Generator().manual_seed(7))
-    rows.append(("Langevin double well, T = 1000", langevin, [0.0], 0.1, 5.0,
-                 lambda: [float(first_terms(langevin, torch.zeros(1, dtype=torch.float64),
-                                            perturbations(torch.zeros(1, dtype=torch.float64), 0.1, 40_000,
-                                                          torch.Generator().manual_seed(8))).mean())]))
+    langevin = LangevinBias(steps=1000, generator=torch.Generator().manual_seed(langevin_seed))
+    rows.append(("Langevin double well, T = 1000", langevin, [0.0], 0.1, 5.0, langevin_truth))
     return rows
 
 
-def bias_variance(n: int, repeats: int) -> tuple[list[dict], list[list[str]]]:
+LANGEVIN_TRUTH = {}  # the Langevin truth's standard error and the zeroth-order check, for the JSON
+
+
+def langevin_truth(samples: int = 40_000) -> list[float]:
+    """The smoothed gradient of the Langevin task at θ = 0: the mean of ``samples`` first-order
+    terms, from a task instance and perturbations seeded by ``SEEDS["truth"]`` only. Records its
+    standard error and, as a check, the zeroth-order mean of the same perturbations (new noise)."""
+    theta = torch.zeros(1, dtype=torch.float64)
+    task = LangevinBias(steps=1000, generator=torch.Generator().manual_seed(SEEDS["truth"]["Langevin noise"]))
+    w = perturbations(theta, 0.1, samples, torch.Generator().manual_seed(SEEDS["truth"]["perturbations"]))
+    first = first_terms(task, theta, w)[:, 0]
+    zeroth = zeroth_terms(task, theta, w, 0.1)[:, 0]
+    LANGEVIN_TRUTH.update(samples=samples, first_order=float(first.mean()),
+                          first_order_se=float(first.std() / samples**0.5), zeroth_order=float(zeroth.mean()),
+                          zeroth_order_se=float(zeroth.std() / samples**0.5))
+    return [float(first.mean())]
+
+
+def truths() -> dict[str, np.ndarray]:
+    """The true gradient of every setting, by label (computed once, shared by both tables)."""
+    return {label: np.asarray(truth_fn()) for label, *_, truth_fn in settings(SEEDS["design"]["Langevin noise"])}
+
+
+def bias_variance(n: int, repeats: int, truth: dict) -> tuple[list[dict], list[list[str]]]:
+    """The first table, on the design seeds (``SEEDS["design"]``)."""
     results, cells = [], []
-    for label, task, theta, sigma, tolerance, truth_fn in settings():
+    for label, task, theta, sigma, tolerance, _ in settings(SEEDS["design"]["Langevin noise"]):
         started = time.perf_counter()
         theta_t = torch.tensor(theta, dtype=torch.float64)
-        truth = np.asarray(truth_fn())
-        zeroth, first = repeated_terms(task, theta_t, sigma, n, repeats, torch.Generator().manual_seed(0))
+        zeroth, first = repeated_terms(task, theta_t, sigma, n, repeats,
+                                       torch.Generator().manual_seed(SEEDS["design"]["perturbations"]))
+        truth_t = truth[label]
         est = estimates(zeroth, first, tolerance)
         row = {"task": label, "theta": theta, "sigma": sigma, "tolerance": tolerance, "samples": n,
-               "repeats": repeats, "true_gradient_norm": float(np.linalg.norm(truth)), "estimators": {}}
+               "repeats": repeats, "true_gradient_norm": float(np.linalg.norm(truth_t)), "estimators": {}}
         for name in ESTIMATORS:
-            error = est[name] - truth
+            error = est[name] - truth_t
             bias = error.mean(0)
             squared = (error**2).sum(1)
             row["estimators"][name] = {
@@ -104,39 +145,84 @@ def bias_variance(n: int, repeats: int) -> tuple[list[dict], list[list[str]]]:
                 **({"alpha_mean": float(est["alpha", name].mean())} if name in BLENDS else {})}
             r = row["estimators"][name]
             alpha = f"{r['alpha_mean']:.2f}" if name in BLENDS else "—"
-            cells.append([label, name, f"{np.linalg.norm(truth):.4g}", f"{tolerance:g}", f"{r['bias_norm']:.3g} ± {r['bias_se']:.2g}",
-                          f"{r['variance']:.3g}", f"{r['mse']:.3g} ± {r['mse_se']:.2g}", alpha])
+            cells.append([label, name, f"{np.linalg.norm(truth_t):.4g}", f"{tolerance:g}",
+                          f"{r['bias_norm']:.3g} ± {r['bias_se']:.2g}", f"{r['variance']:.3g}",
+                          f"{r['mse']:.3g} ± {r['mse_se']:.2g}", alpha])
+        row["variance_ratio_zeroth_to_first"] = (row["estimators"]["zeroth order"]["variance"]
+                                                 / row["estimators"]["first order"]["variance"])
         row["seconds"] = time.perf_counter() - started
         results.append(row)
         print(f"{label}: " + ", ".join(f"{k} MSE {v['mse']:.3g}" for k, v in row["estimators"].items()), flush=True)
     return results, cells
 
 
-def alpha_budget(repeats: int) -> tuple[list[dict], list[list[str]]]:
+def gap_z(zeroth: torch.Tensor, first: torch.Tensor) -> float:
+    """|FoBG − ZoBG| in standard errors of the paired difference (the robust rule's test statistic)."""
+    difference = first - zeroth
+    return float(difference.mean(0).norm() / (difference.var(0).sum() / len(difference)).sqrt())
+
+
+def alpha_budget(repeats: int, truth: dict) -> tuple[list[dict], list[list[str]]]:
     """MSE of each α-order rule over that of the better of the zeroth and first order, at 100
-    and 1,000 samples per estimate, on every task (same γ as the table, fresh samples)."""
+    and 1,000 samples per estimate, on every task (same γ as the table), on held-out seeds
+    (``SEEDS["test"]``): new perturbations and new Langevin noise for each budget."""
     results, cells = [], []
-    for label, task, theta, sigma, tolerance, truth_fn in settings():
-        truth = np.asarray(truth_fn())
-        row = {"task": label, "tolerance": tolerance}
-        for n in (100, 1000):
+    test = SEEDS["test"]
+    for index, (label, *_) in enumerate(settings(SEEDS["design"]["Langevin noise"])):
+        row = {"task": label}
+        for n in BUDGETS:
+            budget = f"{n:,} samples"
+            # a fresh Langevin task per budget, its noise from this budget's held-out seed
+            _, task, theta, sigma, tolerance, _ = settings(test[f"Langevin noise, {budget}"])[index]
+            row["tolerance"] = tolerance
             zeroth, first = repeated_terms(task, torch.tensor(theta, dtype=torch.float64), sigma, n, repeats,
-                                           torch.Generator().manual_seed(60))  # not used in designing the robust rule
+                                           torch.Generator().manual_seed(test[f"perturbations, {budget}"]))
             est = estimates(zeroth, first, tolerance)
-            mse = {name: ((est[name] - truth) ** 2).sum(1) for name in ESTIMATORS}
+            mse = {name: ((est[name] - truth[label]) ** 2).sum(1) for name in ESTIMATORS}
             best = min(("zeroth order", "first order"), key=lambda k: mse[k].mean())
-            row[n] = {"best": best}
+            row[n] = {"best": best, "gap_z_median": float(np.median([gap_z(z, f) for z, f in zip(zeroth, first,
+                                                                                                 strict=True)])),
+                      "mse": {name: float(mse[name].mean()) for name in ESTIMATORS},
+                      "mse_se": {name: float(mse[name].std(ddof=1) / np.sqrt(repeats)) for name in ESTIMATORS}}
             for name in BLENDS:
                 # standard error of the ratio from the paired per-repeat differences
-                se = (mse[name] - mse[best]).std(ddof=1) / np.sqrt(repeats) / mse[best].mean()
-                row[n][name] = {"ratio": float(mse[name].mean() / mse[best].mean()), "ratio_se": float(se),
+                ratio = float(mse[name].mean() / mse[best].mean())
+                se = float((mse[name] - mse[best]).std(ddof=1) / np.sqrt(repeats) / mse[best].mean())
+                row[n][name] = {"ratio": ratio, "ratio_se": se, "ratio_minus_1_in_se": (ratio - 1) / se if se else 0.0,
                                 "alpha_mean": float(est["alpha", name].mean())}
         results.append(row)
-        cells.append([label, f"{tolerance:g}", *(
+        print(f"{label}: " + ", ".join(f"{name} {n}: {row[n][name]['ratio']:.2f} ± {row[n][name]['ratio_se']:.2f}"
+                                       for n in BUDGETS for name in BLENDS), flush=True)
+        cells.append([label, f"{row['tolerance']:g}", *(
             f"{row[n][name]['ratio']:.2f} ± {row[n][name]['ratio_se']:.2f} (α {row[n][name]['alpha_mean']:.2f})"
-            for n in (100, 1000) for name in ("α order, paper's rule", "α order")),
-            *(row[n]["best"] for n in (100, 1000))])
+            for n in BUDGETS for name in ("α order, paper's rule", "α order")),
+            *(row[n]["best"] for n in BUDGETS)])
     return results, cells
+
+
+def budget_summary(budget: list[dict]) -> dict:
+    """Numbers the README quotes from the comparison table, for each rule: the largest |ratio − 1|
+    in standard errors and where, the largest excess (ratio − 1 > 0, worse than the better
+    estimator) and shortfall (better) in standard errors and where, the settings more than one
+    standard error worse and better, and the range of ratios on the deterministic tasks."""
+    out = {}
+    for name in BLENDS:
+        cells = [(row["task"], n, row[n][name]) for row in budget for n in BUDGETS]
+        z = [c[2]["ratio_minus_1_in_se"] for c in cells]
+        at = [{"task": c[0], "samples": c[1]} for c in cells]
+        farthest, worst, best = int(np.argmax(np.abs(z))), int(np.argmax(z)), int(np.argmin(z))
+        deterministic = [c[2]["ratio"] for c in cells if not c[0].startswith("Langevin")]
+        out[name] = {
+            "max_abs_ratio_minus_1_in_se": abs(z[farthest]), "max_at": at[farthest],
+            "max_worse_in_se": z[worst], "max_worse_at": at[worst],
+            "max_better_in_se": -z[best], "max_better_at": at[best],
+            "settings": len(cells),
+            "worse_by_more_than_1_se": sum(v > 1 for v in z),
+            "better_by_more_than_1_se": sum(v < -1 for v in z),
+            "max_ratio": max(c[2]["ratio"] for c in cells),
+            "deterministic_ratio_range": [min(deterministic), max(deterministic)],
+        }
+    return out
 
 
 def stiffness_study(repeats: int) -> dict:
@@ -217,6 +303,20 @@ def optimise(n: int, iterations: int, seeds: int) -> dict:
     return out
 
 
+def descent_summary(curves: dict, within: float = 0.05) -> dict:
+    """Final F of every run, and for the ball the gradient steps each run takes to come within
+    ``within`` (relative) of the smoothed objective's minimum (quadrature on a grid of θ)."""
+    ball = BallWithWall()
+    optimum = min(smoothed_value_quadrature(ball, float(t), 0.05) for t in np.linspace(0.6, 1.0, 401))
+    threshold = (1 - within) * optimum  # F < 0: within 5% of the minimum means F ≤ 0.95 F_min
+    steps = {estimator: [next((k for k, f in enumerate(run) if f <= threshold), None) for run in runs]
+             for estimator, runs in curves["ball and wall"].items()}
+    return {"final_F": {problem: {estimator: [run[-1] for run in runs] for estimator, runs in by_estimator.items()}
+                        for problem, by_estimator in curves.items()},
+            "ball": {"optimum_F": optimum, "within": within, "threshold_F": threshold,
+                     "steps_to_threshold": steps}}
+
+
 def plot(stiffness: dict, horizon: dict, curves: dict) -> None:
     import matplotlib
     matplotlib.use("Agg")
@@ -264,26 +364,50 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    rows, cells = bias_variance(args.samples, args.repeats)
-    budget, budget_cells = alpha_budget(args.repeats // 2)
+    started = time.perf_counter()
+    timings = {}
+
+    def lap(name):
+        timings[name] = time.perf_counter() - started - sum(timings.values())
+        print(f"[{name}: {timings[name]:.0f} s]", flush=True)
+
+    truth = truths()
+    lap("truths")
+    rows, cells = bias_variance(args.samples, args.repeats, truth)
+    lap("bias/variance table")
+    budget, budget_cells = alpha_budget(args.repeats // 2, truth)
+    lap("comparison table")
     stiffness = stiffness_study(args.repeats)
+    lap("stiffness")
     horizon = horizon_study(4000)
+    lap("horizon")
     curves = optimise(args.samples, args.iterations, args.seeds)
+    lap("descent")
+    design, test = SEEDS["design"], SEEDS["test"]
     table = markdown_table(
         f"Gradient estimators at {args.samples} samples per estimate, {args.repeats} independent estimates each "
         "(`python benchmarks/gradient_estimators.py`): the norm of the true smoothed gradient, the norm of the "
         "bias (mean estimate − truth, ± its standard error), the variance of the estimate (trace), the mean squared "
         "error (± standard error), the bias tolerance γ given to the α-order rule (confidence 0.95) and the mean α it "
-        "chose:",
+        f"chose. Design seeds, on which the robust rule was designed: perturbations {design['perturbations']}, "
+        f"Langevin noise {design['Langevin noise']}:",
         ["task", "estimator", "|∇F|", "γ", "bias", "variance", "MSE", "α"], cells, text_columns=2)
     table += ["", *markdown_table(
         f"Each α-order rule against the better of the zeroth and first order at 100 and 1,000 samples per estimate "
-        f"({args.repeats // 2} estimates each, another seed, the same γ): MSE ratio ± standard error from the paired "
-        "differences (1 = as good as the better) and the mean α; the last two columns name the better estimator:",
+        f"({args.repeats // 2} estimates each, the same γ) on held-out seeds, new in every stream: perturbations "
+        f"{test['perturbations, 100 samples']} and {test['perturbations, 1,000 samples']}, Langevin noise "
+        f"{test['Langevin noise, 100 samples']} and {test['Langevin noise, 1,000 samples']} (100 and 1,000 samples). "
+        "MSE ratio ± standard error from the paired differences (1 = as good as the better) and the mean α; the "
+        "last two columns name the better estimator:",
         ["task", "γ", "paper's rule, 100", "robust, 100", "paper's rule, 1,000", "robust, 1,000", "better, 100",
          "better, 1,000"], budget_cells, text_columns=2)]
-    write_results("gradient_estimators", [{"bias_variance": rows, "alpha_budget": budget, "stiffness": stiffness,
-                                            "horizon": horizon, "descent": curves}], table)
+    timings["total"] = time.perf_counter() - started
+    write_results("gradient_estimators", [{"seeds": SEEDS, "bias_variance": rows, "alpha_budget": budget,
+                                            "alpha_budget_summary": budget_summary(budget),
+                                            "langevin_truth": LANGEVIN_TRUTH,
+                                            "stiffness": stiffness, "horizon": horizon, "descent": curves,
+                                            "descent_summary": descent_summary(curves),
+                                            "seconds": timings, "threads": args.threads}], table)
     plot(stiffness, horizon, curves)
 
 

@@ -3,13 +3,14 @@
     python benchmarks/particles_reference.py          # once: the MCMC data
     python benchmarks/particles_bg.py --system dw4
     python benchmarks/particles_bg.py --system lj13
+    python benchmarks/particles_bg.py --tabulate      # measure nothing: redraw the table from the stored rows
 
 Trains an :class:`~mlmol.flows.EquivariantFlow` by equivariant flow matching on the MCMC
 training split (the flow and schedule of `mlmol train dw4|lj13`), then draws samples with exact log densities and reports: training time and
 peak memory (resident set size of this process), the Kish ESS fraction of the importance
-weights, the negative log-likelihood of the held-out MCMC test split (nats, on the
-centre-of-mass-free subspace, the papers' convention), and total-variation distances between
-histograms of the energy and of all interparticle distances of generator samples (raw and
+weights with the effective sample count (Σw)² / Σw², the negative log-likelihood of the
+held-out MCMC test split (nats, on the centre-of-mass-free subspace, the papers' convention),
+and total-variation distances between histograms of the energy and of all interparticle distances of generator samples (raw and
 reweighted) and the MCMC test split. Rows are kept per system in
 benchmarks/results/particles_bg.json/.md; figures go to benchmarks/results/particles_bg_<system>.png.
 """
@@ -27,7 +28,7 @@ from particles_reference import DATA, load_reference
 from pipeline import RESULTS, markdown_table, save_figure, write_results
 
 from mlmol import fit
-from mlmol.estimators import ess_fraction, histogram_tv
+from mlmol.estimators import ess, ess_fraction, histogram_tv
 from mlmol.experiments import klein2023
 from mlmol.flows import EquivariantFlow
 from mlmol.generate import sample
@@ -35,6 +36,7 @@ from mlmol.run import SYSTEM_DEFAULTS
 from mlmol.systems import get
 
 SAMPLES = {"dw4": 100_000, "lj13": 10_000}  # generated samples per system (sampling LJ-13 costs more)
+MIN_EFFECTIVE = 100  # effective samples a run needs to count towards a bar
 
 # Published results on the same systems (different data sets of the same distributions; see README)
 PUBLISHED: dict[str, list[dict]] = {"dw4": [], "lj13": []}
@@ -118,30 +120,40 @@ def run(name: str, seed: int, train_steps: int | None, n_samples: int | None, od
             "n_train": len(data["train"]), "n_test": len(test), "samples": len(x),
             "train_min": round(train_s / 60, 2), "train_peak_rss_mib": round(train_rss),
             "sample_s": round(sample_s, 1), "nll_s": round(nll_s, 1), "peak_rss_mib": round(peak_rss_mib()),
-            "resumed": resume, "final_fm": history["fm"][-1], "ess_fraction": ess_fraction(lw), "nll_test": nll,
+            "resumed": resume, "final_fm": history["fm"][-1], "ess_fraction": ess_fraction(lw),
+            "effective_samples": ess(lw), "nll_test": nll,
             **{key: round(v, 4) for key, v in tv.items()}, "threads": torch.get_num_threads()}
 
 
 def table(rows: list[dict]) -> list[str]:
     cells = []
     for r in rows:
+        # rows stored before "effective_samples" was recorded: the Kish count is ESS fraction × samples
+        r.setdefault("effective_samples", r["ess_fraction"] * r["samples"])
         cells.append([r["system"], str(r["seed"]), f"{r['flow']['hidden']} / {r['flow']['basis']}",
                       f"{r['train_steps']:,}",
                       f"{r['train_min']:.1f}", f"{r['train_peak_rss_mib']:,}",
                       f"{r['sample_s'] / r['samples'] * 1e3:.1f}", f"{100 * r['ess_fraction']:.1f}%",
+                      f"{r['effective_samples']:,.0f}", "yes" if r["effective_samples"] >= MIN_EFFECTIVE else "no",
                       f"{r['nll_test']:.2f}",
                       f"{r['tv_energy']:.3f} / {r['tv_energy_reweighted']:.3f} ({r['tv_energy_mcmc']:.3f})",
                       f"{r['tv_distance']:.3f} / {r['tv_distance_reweighted']:.3f} ({r['tv_distance_mcmc']:.3f})"])
+    per_system: dict[str, dict[int, None]] = {}  # the sample counts of each system, in order
+    for r in rows:
+        per_system.setdefault(r["system"], {})[r["samples"]] = None
+    drawn = ", ".join(f"{' / '.join(f'{n:,}' for n in ns)} for {name}" for name, ns in per_system.items())
     return markdown_table(
         "Equivariant flow matching on 2 CPU cores (`python benchmarks/particles_bg.py --system S`). TV distances "
-        "to the MCMC test split: generator / reweighted (two independent MCMC splits):",
+        "to the MCMC test split: generator / reweighted (two independent MCMC splits). Effective samples: the Kish "
+        f"count (Σw)² / Σw² of the importance weights (ESS × samples: {drawn}); a run counts towards a bar only "
+        f"with at least {MIN_EFFECTIVE}:",
         ["system", "seed", "MLP width / basis", "steps", "training (min)", "peak memory (MiB)", "sampling (ms/sample)", "ESS",
-         "test NLL (nats)", "TV energy", "TV distances"], cells, text_columns=2)
+         "effective samples", "counts", "test NLL (nats)", "TV energy", "TV distances"], cells, text_columns=2)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--system", choices=list(SAMPLES), required=True)
+    parser.add_argument("--system", choices=list(SAMPLES))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--steps", type=int, help="training steps (default: the system's setting)")
     parser.add_argument("--samples", type=int, help="generated samples (default: the system's setting)")
@@ -152,11 +164,19 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, help="width of the velocity's MLP (default: the system's flow)")
     parser.add_argument("--basis", type=int, help="radial basis functions (default: the system's flow)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--tabulate", action="store_true",
+                        help="measure nothing: rewrite the table from the stored rows (results/particles_bg.json)")
     args = parser.parse_args()
+    path = RESULTS / "particles_bg.json"
+    if args.tabulate:
+        rows = json.loads(path.read_text())
+        write_results("particles_bg", rows, table(rows))
+        return
+    if args.system is None:
+        parser.error("--system is required (or --tabulate)")
     torch.set_num_threads(args.threads)
     overrides = {k: v for k, v in (("hidden", args.hidden), ("basis", args.basis)) if v is not None}
     row = run(args.system, args.seed, args.steps, args.samples, args.ode_steps, args.resume, overrides)
-    path = RESULTS / "particles_bg.json"
     rows = json.loads(path.read_text()) if path.is_file() else []
     key = lambda r: (r["system"], r["seed"], r["flow"].get("hidden"), r["flow"].get("basis"), r["train_steps"])
     rows = sorted([r for r in rows if key(r) != key(row)] + [row], key=key)

@@ -75,6 +75,32 @@ def test_workflow_train_sample_evaluate_report(tmp_path, capsys):
     assert yaml.safe_load((tmp_path / "again" / "config.yaml").read_text()) == config
 
 
+def test_report_shows_the_metrics_evaluate_wrote_and_never_rewrites_them(tmp_path):
+    run = tmp_path / "run"
+    assert main(["train", "double-well", "--out", str(run), "--steps", "20", "--seed", "2"]) == 0
+    assert main(["sample", str(run), "--n", "3000", "--out", str(run / "samples.npz")]) == 0
+    assert main(["evaluate", str(run), "--samples", str(run / "samples.npz")]) == 0
+    written = (run / "metrics.json").read_bytes()
+    metrics = json.loads(written)
+    assert metrics["samples"] == str((run / "samples.npz").resolve())
+
+    assert main(["report", str(run), "--n", "500"]) == 0
+    assert (run / "metrics.json").read_bytes() == written
+    page = (run / "report.html").read_text()
+    d = metrics["delta_f"]
+    assert "<td>3000</td>" in page and f"<td>{d['value']:.3f} ± {d['stderr']:.3f} kT" in page  # evaluate's numbers
+    assert f"{metrics['profiles']['x0']['rmse']:.3f} kT" in page
+    assert f"Figures: 3000 samples from {run.resolve() / 'samples.npz'}" in page  # evaluate's samples, not 500 new
+
+    # without metrics.json or a samples file: fresh samples, and metrics for the page only
+    (run / "metrics.json").unlink()
+    (run / "samples.npz").unlink()
+    assert main(["report", str(run), "--n", "500"]) == 0
+    assert not (run / "metrics.json").exists()
+    page = (run / "report.html").read_text()
+    assert "<td>500</td>" in page and "not saved" in page and "Figures: 500 fresh samples (seed 0)" in page
+
+
 def test_user_energy_run(tmp_path, energy_file):
     run = tmp_path / "mine"
     assert main(["train", "--energy", f"{energy_file}:tilted", "--dim", "2", "--out", str(run), "--steps", "30"]) == 0

@@ -1,6 +1,7 @@
 """Likelihood-free inference: simulators, posteriors at known answers, calibration, failures."""
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -161,6 +162,14 @@ def test_sbi_npe_samples_stay_inside_a_bounded_prior():
     samples = posterior.sample((2000,), x=x_obs.float(), show_progress_bars=False)
     assert samples.shape == (2000, 2)
     assert (samples.abs() <= 1).all()
+
+
+def test_npe_points_to_the_stored_scores_instead_of_quoting_them():
+    """C2ST scores change when the benchmark is rerun: the docstring names the file they live in."""
+    results = "benchmarks/results/sbi_tasks.md"
+    assert results in npe.__doc__
+    table = (Path(__file__).resolve().parent.parent / results).read_text()
+    assert "| two-moons | NPE (sbi) |" in table
 
 
 def test_observations_draw_parameter_and_noise_independently():

@@ -131,9 +131,11 @@ def _parser() -> argparse.ArgumentParser:
     operator.add_argument("--threads", type=int, default=2, help="PyTorch CPU threads (default 2)")
     operator.add_argument("--resume", action="store_true", help="continue RUN from its checkpoint")
 
-    report = sub.add_parser("report", help="write RUN/report.html with figures")
+    report = sub.add_parser("report", help="write RUN/report.html: the metrics mlmol evaluate wrote, with figures")
     report.add_argument("run", metavar="RUN")
-    report.add_argument("--n", type=int, default=20_000, help="samples drawn for the figures")
+    report.add_argument("--n", type=int, default=20_000,
+                        help="samples drawn for the figures when there is no samples file (the one metrics.json "
+                             "names, else RUN/samples.npz)")
     report.add_argument("--seed", type=int, default=0)
     return parser
 
@@ -231,7 +233,7 @@ def _cmd_evaluate(args) -> None:
 
     run = runs.load(args.run)
     samples = Samples.load(args.samples) if args.samples else None
-    metrics = runs.evaluate_run(run, n=args.n, seed=args.seed, samples=samples)
+    metrics = runs.evaluate_run(run, n=args.n, seed=args.seed, samples=samples, source=args.samples)
     print(f"evaluation of {run.path}" + (f" on {args.samples}" if args.samples else ""))
     _print_metrics(metrics)
     print(f"wrote {run.path / 'metrics.json'}")

@@ -6,14 +6,16 @@ import base64
 import html
 import io
 import json
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
 from . import estimators, plots
-from .data import atomic_write
-from .run import Run, evaluate_run
+from .data import Samples, atomic_write
+from .errors import MlmolError
+from .run import Run, evaluate
 from .systems import log_partition
 
 
@@ -40,10 +42,59 @@ def _metrics_table(metrics: dict) -> str:
     return "".join(f"<tr><th>{html.escape(a)}</th><td>{html.escape(b)}</td></tr>" for a, b in rows)
 
 
+def _read_metrics(run: Run) -> dict | None:
+    """RUN/metrics.json as ``mlmol evaluate`` wrote it, or None when there is none."""
+    path = run.path / "metrics.json"
+    if not path.is_file():
+        return None
+    try:
+        metrics = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise MlmolError(f"cannot read {path} ({error}); write it again: mlmol evaluate {run.path}") from None
+    if not isinstance(metrics, dict) or not {"n", "ess", "ess_fraction"} <= metrics.keys():
+        raise MlmolError(f"{path} is not metrics written by mlmol evaluate; write it again: mlmol evaluate {run.path}")
+    return metrics
+
+
+def _figure_samples(run: Run, metrics: dict | None, n: int, seed: int) -> tuple[Samples, str]:
+    """The samples for the figures, and where they came from: the file metrics.json names (the ones
+    ``mlmol evaluate --samples`` evaluated), else RUN/samples.npz, else ``n`` fresh ones."""
+    files = [Path(metrics["samples"])] if metrics and metrics.get("samples") else []
+    for path in [*files, run.path / "samples.npz"]:
+        if path.is_file():
+            samples = Samples.load(path)
+            if samples.x.shape[-1] != run.system.dim:
+                raise MlmolError(f"the samples in {path} have dim {samples.x.shape[-1]} but the run's system has "
+                                 f"dim {run.system.dim}; move them out of the way or sample again: mlmol sample")
+            origin = f"{len(samples)} samples from {path}"
+            if files and path == files[0] and len(samples) != metrics["n"]:
+                origin += f", not the {metrics['n']} metrics.json was written for: rerun mlmol evaluate"
+            return samples, origin
+    if n <= 0:
+        raise MlmolError(f"--n must be positive, got {n}")
+    return run.sample(n, seed=seed), f"{n} fresh samples (seed {seed})"
+
+
 def write_report(run: Run, n: int = 20_000, seed: int = 0) -> str:
-    """Evaluate ``run`` on ``n`` fresh samples and write RUN/report.html; returns its path."""
-    samples = run.sample(n, seed=seed)
-    metrics = evaluate_run(run, samples=samples, seed=seed)
+    """Write RUN/report.html; returns its path.
+
+    The table is RUN/metrics.json as ``mlmol evaluate`` wrote it; this never rewrites it. The figures use
+    the samples metrics.json names, else RUN/samples.npz, else ``n`` fresh ones (``seed``). Without
+    metrics.json the table is computed from the figure samples, for the report only.
+    """
+    metrics = _read_metrics(run)
+    samples, samples_origin = _figure_samples(run, metrics, n, seed)
+    if metrics is None:
+        options = run.config["evaluate"]
+        metrics = evaluate(run.system, samples, options["bins"], options["max_f"])
+        metrics_origin = (f"computed for this report from the figures' samples, not saved "
+                          f"(mlmol evaluate {run.path} writes metrics.json)")
+    else:
+        metrics_origin = f"{run.path / 'metrics.json'}, written by mlmol evaluate"
+        if metrics.get("samples"):
+            metrics_origin += f" from the samples in {metrics['samples']}"
+        else:
+            metrics_origin += f" from {metrics['n']} fresh samples (seed {metrics.get('seed', 0)})"
     system, figures = run.system, []
     exact = system.bounds is not None and system.dim <= 2
 
@@ -107,6 +158,7 @@ def write_report(run: Run, n: int = 20_000, seed: int = 0) -> str:
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}th{{text-align:left;padding-right:1em}}
 img{{max-width:100%}}pre{{background:#f4f4f4;padding:1em}}</style></head><body>
 <h1>Boltzmann generator: {html.escape(str(name))}</h1>
+<p>Metrics: {html.escape(metrics_origin)}.<br/>Figures: {html.escape(samples_origin)}.</p>
 <table>{_metrics_table(metrics)}</table>{body}
 <h2>Config</h2><pre>{html.escape(json.dumps(run.config, indent=2))}</pre></body></html>"""
     path = run.path / "report.html"

@@ -363,8 +363,12 @@ def evaluate(system: Energy, samples: Samples, bins: int = 60, max_f: float = 5.
     return result
 
 
-def evaluate_run(run: Run, n: int | None = None, seed: int = 0, samples: Samples | None = None) -> dict:
-    """Evaluate a run on fresh samples (or given ones) and write RUN/metrics.json."""
+def evaluate_run(run: Run, n: int | None = None, seed: int = 0, samples: Samples | None = None,
+                 source: str | Path | None = None) -> dict:
+    """Evaluate a run on fresh samples (or given ones) and write RUN/metrics.json.
+
+    ``source``, the file the given samples were loaded from, is recorded (absolute path) as
+    ``"samples"`` so that ``mlmol report`` draws its figures from the same samples."""
     options = run.config["evaluate"]
     if samples is None:
         samples = run.sample(n or options["n"], seed=seed)
@@ -372,6 +376,8 @@ def evaluate_run(run: Run, n: int | None = None, seed: int = 0, samples: Samples
         raise MlmolError(f"the samples have dim {samples.x.shape[-1]} but the run's system has dim {run.system.dim}")
     result = evaluate(run.system, samples, options["bins"], options["max_f"])
     result["seed"] = seed
+    if source is not None:
+        result["samples"] = str(Path(source).resolve())
     atomic_write(run.path / "metrics.json", json.dumps(result, indent=2))
     return result
 

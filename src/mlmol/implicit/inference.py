@@ -255,10 +255,10 @@ class _NoTracker:
 
 def npe(theta: torch.Tensor, x: torch.Tensor, prior: Distribution, seed: int = 0, density_estimator: str = "nsf",
         **train_kwargs):
-    """Neural posterior estimation with ``sbi``: a neural spline flow (sbibm's choice; on two moons
-    at 10⁴ simulations it scored C2ST 0.60–0.64 where sbi's default MAF scored 0.74–0.76), sbi's
-    training defaults (early stopping; ``train_kwargs`` go to sbi's ``train``); returns sbi's posterior (``.sample((n,), x=x_obs)``), which rejects
-    samples outside a bounded prior's support."""
+    """Neural posterior estimation with ``sbi``: a neural spline flow (sbibm's choice; its C2ST per task at
+    10⁴ simulations is in benchmarks/results/sbi_tasks.md; sbi's default MAF scored worse, 0.74–0.76 on
+    two moons), sbi's training defaults (early stopping; ``train_kwargs`` go to sbi's ``train``); returns
+    sbi's posterior (``.sample((n,), x=x_obs)``), which rejects samples outside a bounded prior's support."""
     try:
         from sbi.inference import NPE
     except ImportError as error:  # pragma: no cover - sbi is a dependency

@@ -2,19 +2,31 @@
 loop (:func:`mlmol.train.fit`), evaluate at the training resolution and at others.
 
 RUN/config.json      problem, data sizes, resolutions, model and schedule (enough to rerun)
-RUN/data.npz         ``inputs`` ``[N, *grid, c_in]`` and ``outputs`` ``[N, *grid, c_out]`` at the stored
-                     resolution, the first ``train`` for training, the last ``test`` for testing
-                     (unless ``data`` names a shared file, reused when it exists and written when not)
+RUN/data.npz         the data at the stored resolution (unless ``data`` names a shared file, reused
+                     when it exists and written when not): ``inputs`` ``[N, *grid, c_in]`` and
+                     ``outputs`` ``[N, *grid, c_out]``, drawn from ``seed``, of which the first ``train``
+                     pairs train the model and the next ``validation`` validate it; ``test_inputs`` and
+                     ``test_outputs``, drawn from their own stream (``seed`` + 1,000,000), of which the
+                     first ``test`` are the held-out test set
 RUN/checkpoint.pt    weights, optimiser, random state (atomic; ``resume`` continues it)
-RUN/metrics.jsonl    training loss ``l2`` and the test error ``test_l2`` as training goes
-RUN/metrics.json     test relative L2 at each evaluated resolution, mass error (densities), times
+RUN/metrics.jsonl    training loss ``l2`` and the validation error ``val_l2`` as training goes
+                     (the test set is never looked at during training)
+RUN/metrics.json     after training, once: the validation error, the held-out test relative L2 at each
+                     evaluated resolution, reference predictors on the test set, mass error
+                     (densities), data seeds, times
 RUN/predictions.png  test samples: input, truth, prediction
+
+Data files written before the validation split held only ``inputs`` and ``outputs`` (the last ``test``
+pairs then served as both the validation and the test set). They are upgraded on first use: their
+first ``train`` + ``validation`` pairs are kept as the training and validation pairs, and fresh test
+pairs from the test stream are made and added to the file (a one-line notice says so).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -59,11 +71,17 @@ class Problem:
     normalize: bool = False
     density: bool = False
     defaults: tuple[tuple[str, object], ...] = ()
+    viscosity: float | None = None  # Burgers: the heat-equation reference uses it
 
 
-def _burgers(samples: int, seed: int, progress: bool) -> tuple[np.ndarray, np.ndarray]:
-    u0, u1 = burgers.dataset(samples, burgers.FINE_POINTS, seed=seed, dt=5e-3, progress=progress)
+def _burgers(samples: int, seed: int, progress: bool, setting: burgers.Setting = burgers.PAPER_TEXT
+             ) -> tuple[np.ndarray, np.ndarray]:
+    u0, u1 = burgers.dataset(samples, burgers.FINE_POINTS, seed=seed, progress=progress, setting=setting)
     return u0.float().numpy()[..., None], u1.float().numpy()[..., None]
+
+
+def _burgers_shock(samples: int, seed: int, progress: bool) -> tuple[np.ndarray, np.ndarray]:
+    return _burgers(samples, seed, progress, burgers.RELEASED)
 
 
 def _darcy(samples: int, seed: int, progress: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -79,7 +97,11 @@ def _smoluchowski(samples: int, seed: int, progress: bool) -> tuple[np.ndarray, 
 PROBLEMS = {
     "burgers": Problem(1, 1, burgers.FINE_POINTS, 1024, "periodic", _burgers,
                        "Burgers' equation, ν = 0.1: u(·, 0) ↦ u(·, 1) (solved at 8192 points)",
-                       normalize=True, defaults=(("epochs", 80),)),
+                       normalize=True, defaults=(("epochs", 80),), viscosity=burgers.PAPER_TEXT.viscosity),
+    "burgers-shock": Problem(1, 1, burgers.FINE_POINTS, 1024, "periodic", _burgers_shock,
+                             "Burgers' equation, ν = 1/1000, the released generator's field (shocks): "
+                             "u(·, 0) ↦ u(·, 1) (solved at 8192 points)",
+                             normalize=True, defaults=(("epochs", 250),), viscosity=burgers.RELEASED.viscosity),
     "darcy": Problem(2, 1, 85, 85, "nodal", _darcy,
                      "Darcy flow: coefficient a ↦ pressure u (solved at 421 × 421, stored at 85 × 85)",
                      normalize=True,
@@ -88,9 +110,9 @@ PROBLEMS = {
                             "Smoluchowski equation: (p₀, βU) ↦ p(t = 0.1) on random double wells",
                             normalize=True, density=True, defaults=(("epochs", 100),)),
 }
-DEFAULTS = {"train": 1000, "test": 200, "resolution": None, "eval_resolutions": [], "batch_size": 20, "lr": 1e-3,
-            "epochs": 100, "coarse_epochs": 0, "coarse_stride": 2, "modes": None, "width": None, "seed": 0,
-            "data": None, "validate_every_epochs": 5}
+DEFAULTS = {"train": 1000, "validation": 100, "test": 200, "resolution": None, "eval_resolutions": [],
+            "batch_size": 20, "lr": 1e-3, "epochs": 100, "coarse_epochs": 0, "coarse_stride": 2, "modes": None,
+            "width": None, "seed": 0, "data": None, "validate_every_epochs": 5}
 
 
 def get(name: str) -> Problem:
@@ -105,7 +127,7 @@ def make_config(problem: str, **overrides) -> dict:
     config = {"problem": problem, **DEFAULTS, **dict(spec.defaults),
               **{k: v for k, v in overrides.items() if v is not None}}
     config["resolution"] = config["resolution"] or spec.resolution
-    for key in ("train", "test", "batch_size", "epochs"):
+    for key in ("train", "validation", "test", "batch_size", "epochs"):
         if int(config[key]) <= 0:
             raise MlmolError(f"{key} must be positive, got {config[key]}")
     for resolution in [config["resolution"], *config["eval_resolutions"]]:
@@ -175,30 +197,81 @@ def predict(model: FNO, inputs: torch.Tensor, chunk: int = 50) -> torch.Tensor:
         return torch.cat([model(a) for a in inputs.split(chunk)])
 
 
-def test_error(model: FNO, inputs: torch.Tensor, outputs: torch.Tensor) -> float:
-    """Mean relative L2 error of ``model`` over the test pairs."""
+def mean_error(model: FNO, inputs: torch.Tensor, outputs: torch.Tensor) -> float:
+    """Mean relative L2 error of ``model`` over the pairs (``inputs`` ``[N, *grid, c_in]``, ``outputs``)."""
     return float(relative_l2(predict(model, inputs), outputs))
 
 
-def load_data(config: dict, path: Path, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """The data set of the run: read from ``config["data"]`` or RUN/data.npz, made and written if absent."""
+TEST_SEED_OFFSET = 1_000_000
+
+
+def test_seed(seed: int) -> int:
+    """The seed of the held-out test pairs of a data set drawn from ``seed``: their own random stream,
+    so they are never among the training or validation pairs (whatever the split sizes)."""
+    return int(seed) + TEST_SEED_OFFSET
+
+
+@dataclass
+class OperatorData:
+    """The pairs of a run at the stored resolution. ``inputs``/``outputs`` are drawn from ``seed``
+    (``None``: a file from before the validation split, which did not record it): the first
+    ``train`` train the model, the next ``validation`` validate it. ``test_inputs``/``test_outputs``
+    are drawn from ``test_seed``: the first ``test`` are the held-out test set."""
+
+    inputs: np.ndarray
+    outputs: np.ndarray
+    test_inputs: np.ndarray
+    test_outputs: np.ndarray
+    seed: int | None
+    test_seed: int
+
+    def split(self, name: str, config: dict) -> tuple[np.ndarray, np.ndarray]:
+        """(inputs, outputs) of ``name`` ("train", "validation" or "test") for the sizes in ``config``."""
+        train, validation = int(config["train"]), int(config["validation"])
+        if name == "train":
+            return self.inputs[:train], self.outputs[:train]
+        if name == "validation":
+            return self.inputs[train:train + validation], self.outputs[train:train + validation]
+        if name == "test":
+            return self.test_inputs[:config["test"]], self.test_outputs[:config["test"]]
+        raise MlmolError(f"unknown split {name!r}; choose train, validation or test")
+
+
+def load_data(config: dict, path: Path, progress: bool = False) -> OperatorData:
+    """The data of the run: read from ``config["data"]`` or RUN/data.npz, made and written if absent
+    (training and validation pairs from ``config["seed"]``, test pairs from :func:`test_seed`). A
+    file from before the validation split gets its test pairs made and added (see the module notes)."""
     problem = get(config["problem"])
     file = Path(config["data"]) if config["data"] else path / "data.npz"
-    needed = config["train"] + config["test"]
-    if file.is_file():
-        try:
-            with np.load(file) as stored:
-                inputs, outputs = stored["inputs"], stored["outputs"]
-        except (OSError, KeyError, ValueError) as error:
-            raise MlmolError(f"cannot read operator data from {file} ({error}); delete it to make it again") from None
-        grid = (problem.stored,) * problem.dim
-        if inputs.shape[1:-1] != grid or len(inputs) < needed:
-            raise MlmolError(f"{file} holds {len(inputs)} pairs on a grid {inputs.shape[1:-1]}; this run needs "
-                             f"{needed} on {grid}: name another file or delete it")
-        return inputs, outputs
-    inputs, outputs = problem.make(needed, int(config["seed"]), progress)
-    save_array(file, inputs=inputs, outputs=outputs)
-    return inputs, outputs
+    pool, test, seed = config["train"] + config["validation"], config["test"], int(config["seed"])
+    grid = (problem.stored,) * problem.dim
+    if not file.is_file():
+        inputs, outputs = problem.make(pool, seed, progress)
+        test_inputs, test_outputs = problem.make(test, test_seed(seed), progress)
+        save_array(file, inputs=inputs, outputs=outputs, test_inputs=test_inputs, test_outputs=test_outputs,
+                   seed=seed, test_seed=test_seed(seed))
+        return OperatorData(inputs, outputs, test_inputs, test_outputs, seed, test_seed(seed))
+    try:
+        with np.load(file) as stored:
+            arrays = {key: stored[key] for key in stored.files}
+        inputs, outputs = arrays["inputs"], arrays["outputs"]
+    except (OSError, KeyError, ValueError) as error:
+        raise MlmolError(f"cannot read operator data from {file} ({error}); delete it to make it again") from None
+    if inputs.shape[1:-1] != grid or len(inputs) < pool:
+        raise MlmolError(f"{file} holds {len(inputs)} training and validation pairs on a grid {inputs.shape[1:-1]}; "
+                         f"this run needs {pool} on {grid}: name another file or delete it")
+    if "test_inputs" not in arrays:
+        print(f"{file} predates the validation split: its first {pool} pairs become the training and validation "
+              f"pairs, and {test} new test pairs (seed {test_seed(seed)}) are made and added to it", file=sys.stderr)
+        arrays["test_inputs"], arrays["test_outputs"] = problem.make(test, test_seed(seed), progress)
+        arrays["test_seed"] = np.asarray(test_seed(seed))
+        save_array(file, **arrays)
+    test_inputs, test_outputs = arrays["test_inputs"], arrays["test_outputs"]
+    if test_inputs.shape[1:-1] != grid or len(test_inputs) < test:
+        raise MlmolError(f"{file} holds {len(test_inputs)} test pairs on a grid {test_inputs.shape[1:-1]}; this run "
+                         f"needs {test} on {grid}: name another file or delete it")
+    return OperatorData(inputs, outputs, test_inputs, test_outputs,
+                        int(arrays["seed"]) if "seed" in arrays else None, int(arrays["test_seed"]))
 
 
 def build(config: dict) -> FNO:
@@ -208,16 +281,24 @@ def build(config: dict) -> FNO:
     return kind(dim=problem.dim, modes=config["modes"], width=config["width"], channels_in=problem.channels_in)
 
 
-def recipe(config: dict, model: FNO, inputs: np.ndarray, outputs: np.ndarray) -> Recipe:
+def pairs(config: dict, data: OperatorData, split: str, resolution: int | None = None) -> torch.Tensor:
+    """``[N, *grid, c_in + c_out]`` of one split at ``resolution`` (default: the training resolution)."""
+    problem = get(config["problem"])
+    inputs, outputs = data.split(split, config)
+    both = torch.from_numpy(np.concatenate([inputs, outputs], -1))
+    return subsample(both, problem, resolution or config["resolution"])
+
+
+def recipe(config: dict, model: FNO, data: OperatorData) -> Recipe:
     """Stages of Adam on the relative L2 loss, the learning rate on a cosine to zero; with
     ``coarse_epochs`` first that many epochs at the training resolution subsampled by
-    ``coarse_stride`` (4× cheaper in 2D), annealed to a quarter, then the rest at full resolution."""
+    ``coarse_stride`` (4× cheaper in 2D), annealed to a quarter, then the rest at full resolution.
+    The validation pairs are the recipe's validation data (``val_l2``); the test pairs are not in it."""
     problem = get(config["problem"])
-    train, test = config["train"], config["test"]
-    pairs = torch.from_numpy(np.concatenate([inputs, outputs], -1))
-    pairs = subsample(pairs, problem, config["resolution"])
+    channels = problem.channels_in
+    train_pairs, validation_pairs = pairs(config, data, "train"), pairs(config, data, "validation")
     if problem.normalize:
-        model.normalize_with(pairs[:train, ..., :problem.channels_in], pairs[:train, ..., problem.channels_in:])
+        model.normalize_with(train_pairs[..., :channels], train_pairs[..., channels:])
     per_epoch = steps_per_epoch(config)
     lr, stages = config["lr"], []
     if config["coarse_epochs"]:
@@ -229,41 +310,45 @@ def recipe(config: dict, model: FNO, inputs: np.ndarray, outputs: np.ndarray) ->
                         lr_end=0.0, batch_size=config["batch_size"], name="fine" if stages else "train"))
 
     def metric(model: FNO, data: torch.Tensor) -> dict[str, float]:
-        return {"test_l2": test_error(model, data[..., :problem.channels_in], data[..., problem.channels_in:])}
+        return {"val_l2": mean_error(model, data[..., :channels], data[..., channels:])}
 
-    return Recipe(stages, data=pairs[:train], validation=pairs[-test:], validation_metric=metric)
+    return Recipe(stages, data=train_pairs, validation=validation_pairs, validation_metric=metric)
 
 
 def train(config: dict | None, out: str | Path, resume: bool = False, progress: bool = False) -> dict:
-    """Train (or, with ``resume``, continue) the run in ``out``; evaluate it; return RUN/metrics.json."""
+    """Train (or, with ``resume``, continue) the run in ``out``, watching the validation pairs; then
+    evaluate it once on the held-out test pairs; return RUN/metrics.json."""
     path = Path(out)
     if resume:
         if not (path / "config.json").is_file():
             raise MlmolError(f"{path} has no config.json to resume; start a new run without --resume")
         config = json.loads((path / "config.json").read_text())
+        if "validation" not in config:
+            raise MlmolError(f"{path} was made before the validation split (its test pairs were also its validation "
+                             "pairs); start a new run")
     else:
         if (path / "checkpoint.pt").exists():
             raise MlmolError(f"{path} already holds a run; pass --resume to continue it or choose another --out")
         path.mkdir(parents=True, exist_ok=True)
         atomic_write(path / "config.json", json.dumps(config, indent=2))
     started = time.perf_counter()
-    inputs, outputs = load_data(config, path, progress)
+    data = load_data(config, path, progress)
     data_seconds = time.perf_counter() - started
     model = build(config)
-    plan = recipe(config, model, inputs, outputs)
+    plan = recipe(config, model, data)
     per_epoch = steps_per_epoch(config)
     started = time.perf_counter()
     history = fit(model, plan, seed=config["seed"], checkpoint=path / "checkpoint.pt", metrics=path / "metrics.jsonl",
                   resume=resume, progress=progress, log_every=per_epoch,
                   validate_every=per_epoch * config["validate_every_epochs"])
     train_seconds = time.perf_counter() - started
-    result = evaluate(config, model, inputs, outputs)
+    result = evaluate(config, model, data)
     epochs = config["epochs"] + config["coarse_epochs"]
     result.update({"data_seconds": round(data_seconds, 1), "train_seconds": round(train_seconds, 1),
                    "seconds_per_epoch": round(train_seconds / epochs, 3), "threads": torch.get_num_threads(),
                    "final_train_l2": history["l2"][-1] if history["l2"] else None})
     atomic_write(path / "metrics.json", json.dumps(result, indent=2))
-    plot_predictions(config, model, inputs, outputs, path / "predictions.png")
+    plot_predictions(config, model, data, path / "predictions.png")
     return result
 
 
@@ -277,35 +362,76 @@ def load(out: str | Path) -> tuple[dict, FNO]:
     return config, model.eval()
 
 
-def evaluate(config: dict, model: FNO, inputs: np.ndarray, outputs: np.ndarray) -> dict:
-    """Test relative L2 at the training resolution and each of ``eval_resolutions``; for densities,
-    the largest error in total probability of the predictions."""
+def _relative(prediction: np.ndarray, target: np.ndarray) -> float:
+    """Mean over pairs of ‖prediction − target‖₂ / ‖target‖₂ (as :func:`relative_l2`), in float64."""
+    prediction, target = (np.asarray(v, dtype=float).reshape(len(v), -1) for v in (prediction, target))
+    return float((np.linalg.norm(prediction - target, axis=1) / np.linalg.norm(target, axis=1)).mean())
+
+
+def references(problem_name: str, inputs: np.ndarray, outputs: np.ndarray) -> dict[str, float]:
+    """Relative L2 errors of cheap reference predictors on pairs ``[N, *grid, c]`` (one resolution):
+    ``zero`` (always 1); Burgers: ``heat_equation`` (the linear part alone, exact in Fourier space);
+    Smoluchowski: ``identity`` (p(t) = p₀) and ``boltzmann`` (p ∝ exp(−βU), the t → ∞ limit);
+    Darcy: ``mean_coefficient`` (the exact solution for the constant coefficient exp(mean log a),
+    the effective coefficient of an isotropic two-phase medium in 2D, one Poisson solve)."""
+    problem = get(problem_name)
+    target = outputs[..., 0]
+    result = {"zero": _relative(np.zeros_like(target), target)}
+    if problem.viscosity is not None:
+        result["heat_equation"] = _relative(burgers.heat_equation(inputs[..., 0].astype(float), problem.viscosity),
+                                            target)
+    if problem.density:
+        p0, energy = inputs[..., 0].astype(float), inputs[..., 1].astype(float)
+        boltzmann = np.exp(-(energy - energy.min(-1, keepdims=True)))
+        boltzmann *= p0.sum(-1, keepdims=True) / boltzmann.sum(-1, keepdims=True)
+        result.update(identity=_relative(p0, target), boltzmann=_relative(boltzmann, target))
+    if problem_name == "darcy":
+        poisson = darcy.solve(np.ones(inputs.shape[1:3]))  # −Δu = 1
+        coefficient = np.exp(np.log(inputs[..., 0].astype(float)).mean((1, 2)))
+        result["mean_coefficient"] = _relative(poisson[None] / coefficient[:, None, None], target)
+    return result
+
+
+def evaluate(config: dict, model: FNO, data: OperatorData) -> dict:
+    """After training, once: the validation error at the training resolution, the held-out test
+    relative L2 at the training resolution and each of ``eval_resolutions``, the reference
+    predictors on the test pairs, and, for densities, the largest error in total probability."""
     problem = get(config["problem"])
-    test = slice(len(inputs) - config["test"], None)
-    result = {"problem": config["problem"], "train": config["train"], "test": config["test"],
-              "resolution": config["resolution"], "test_l2": {}}
+    channels = problem.channels_in
+    result = {"problem": config["problem"], "train": config["train"], "validation": config["validation"],
+              "test": config["test"], "resolution": config["resolution"], "data": config["data"],
+              "data_seed": data.seed, "test_seed": data.test_seed}
     model.eval()
+    validation = pairs(config, data, "validation")
+    result["validation_l2"] = {str(config["resolution"]): mean_error(model, validation[..., :channels],
+                                                                     validation[..., channels:])}
+    result["test_l2"] = {}
     for resolution in dict.fromkeys([config["resolution"], *config["eval_resolutions"]]):
-        a = torch.from_numpy(subsample(inputs[test], problem, resolution))
-        u = torch.from_numpy(subsample(outputs[test], problem, resolution))
+        test = pairs(config, data, "test", resolution)
+        a, u = test[..., :channels], test[..., channels:]
         prediction = predict(model, a)
         result["test_l2"][str(resolution)] = float(relative_l2(prediction, u))
         if problem.density:
             mass = prediction.sum(1) / a[..., :1].sum(1)
             result["mass_error"] = float((mass - 1).abs().max())
+        if resolution == config["resolution"]:
+            result["reference_l2"] = references(config["problem"], a.numpy(), u.numpy())
     return result
 
 
 def describe(result: dict) -> str:
     errors = ", ".join(f"{e:.4f} at {n}" for n, e in result["test_l2"].items())
-    text = f"test relative L2 {errors}"
+    validation = ", ".join(f"{e:.4f} at {n}" for n, e in result["validation_l2"].items())
+    text = f"validation relative L2 {validation}; held-out test relative L2 {errors}"
+    if result.get("reference_l2"):
+        names = ", ".join(f"{k.replace('_', ' ')} {v:.3f}" for k, v in result["reference_l2"].items())
+        text += f" (references on the test pairs: {names})"
     if "mass_error" in result:
         text += f"; largest error in total probability {result['mass_error']:.1e}"
     return text
 
 
-def plot_predictions(config: dict, model: FNO, inputs: np.ndarray, outputs: np.ndarray, file: Path,
-                     count: int = 3) -> None:
+def plot_predictions(config: dict, model: FNO, data: OperatorData, file: Path, count: int = 3) -> None:
     """Input, truth and prediction of the first ``count`` test samples (1D: curves; 2D: images)."""
     import matplotlib
 
@@ -313,8 +439,8 @@ def plot_predictions(config: dict, model: FNO, inputs: np.ndarray, outputs: np.n
     import matplotlib.pyplot as plt
 
     problem = get(config["problem"])
-    a = torch.from_numpy(subsample(inputs[-config["test"]:][:count], problem, config["resolution"]))
-    u = subsample(outputs[-config["test"]:][:count], problem, config["resolution"])
+    test = pairs(config, data, "test")[:count]
+    a, u = test[..., :problem.channels_in], test[..., problem.channels_in:].numpy()
     prediction = predict(model, a).numpy()
     if problem.dim == 1:
         fig, axes = plt.subplots(1, count, figsize=(4 * count, 3), squeeze=False)

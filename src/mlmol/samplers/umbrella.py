@@ -28,27 +28,45 @@ from .md import MolecularDynamics, flat_bottom_restraint, torsion_restraint
 class UmbrellaTraces:
     """Traces of the restrained variables per window ``[n_k, T]``, window centres ``[W, T]``, force
     constants ``[W, T]`` (energy / unit²) and kT (same energy unit). Torsions (``periodic``) are in
-    radians with kJ/mol; reduced energies use kT = 1."""
+    radians with kJ/mol; reduced energies use kT = 1. ``held`` (MD with ``hold_trans`` only): the
+    held torsions per window ``[n_k, H]`` (radians), recorded with the traces, so that one can check
+    that no peptide bond left trans; ``order``: the windows in the order they were run."""
 
     centres: np.ndarray
     force_constants: np.ndarray
     traces: list[np.ndarray]
     kT: float
     periodic: bool = True
+    held: list[np.ndarray] | None = None
+    order: np.ndarray | None = None
 
     def save(self, path) -> None:
         from ..data import save_array
 
         arrays = {f"trace_{k}": t for k, t in enumerate(self.traces)}
+        arrays |= {f"held_{k}": t for k, t in enumerate(self.held or [])}
+        if self.order is not None:
+            arrays["order"] = self.order
         save_array(path, centres=self.centres, force_constants=self.force_constants, kT=np.array(self.kT),
                    periodic=np.array(self.periodic), **arrays)
 
     @classmethod
     def load(cls, path) -> UmbrellaTraces:
         with np.load(path) as f:
-            traces = [f[f"trace_{k}"] for k in range(len(f["centres"]))]
+            windows = range(len(f["centres"]))
+            traces = [f[f"trace_{k}"] for k in windows]
+            held = [f[f"held_{k}"] for k in windows] if "held_0" in f.files else None
             periodic = bool(f["periodic"]) if "periodic" in f.files else True
-            return cls(f["centres"], f["force_constants"], traces, float(f["kT"]), periodic)
+            order = f["order"] if "order" in f.files else None
+            return cls(f["centres"], f["force_constants"], traces, float(f["kT"]), periodic, held, order)
+
+    def cis_fraction(self, half_width_deg: float = 90.0) -> float:
+        """Fraction of recorded frames, over all windows and held torsions, more than
+        ``half_width_deg`` from trans (180°): 0 when every peptide bond stayed trans."""
+        if not self.held:
+            raise MlmolError("these traces hold no held-torsion records (run umbrella with hold_trans=...)")
+        omega = np.concatenate([h.reshape(len(h), -1) for h in self.held])
+        return float(np.mean(np.abs(_periodic(omega - np.pi)) > np.radians(half_width_deg)))
 
     def difference(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return _periodic(a - b) if self.periodic else a - b
@@ -64,13 +82,18 @@ def grid(step_deg: float, dims: int = 2) -> np.ndarray:
     return np.stack(np.meshgrid(*[axis] * dims, indexing="ij"), -1).reshape(-1, dims)
 
 
-def sweep_order(centres: np.ndarray, start: np.ndarray) -> np.ndarray:
-    """Visit every window once, always moving to the nearest unvisited one (periodic distance)."""
+def sweep_order(centres: np.ndarray, start: np.ndarray, reverse: bool = False) -> np.ndarray:
+    """Visit every window once, always moving to the nearest unvisited one (periodic distance).
+
+    Ties (on a grid, several neighbours are equally near) go to the lowest window index, or with
+    ``reverse`` to the highest: the two sweeps run through the grid in opposite directions.
+    """
     left = list(range(len(centres)))
     order, here = [], np.asarray(start, dtype=float)
     while left:
-        distance = np.linalg.norm(_periodic(centres[left] - here), axis=-1)
-        i = left.pop(int(np.argmin(distance)))
+        distance = np.round(np.linalg.norm(_periodic(centres[left] - here), axis=-1), 9)
+        j = len(left) - 1 - int(np.argmin(distance[::-1])) if reverse else int(np.argmin(distance))
+        i = left.pop(j)
         order.append(i)
         here = centres[i]
     return np.array(order)
@@ -78,16 +101,20 @@ def sweep_order(centres: np.ndarray, start: np.ndarray) -> np.ndarray:
 
 def umbrella(system: Energy, torsions: Sequence[Sequence[int]], centres_deg, force_constants=200.0,
              steps: int = 20_000, equilibration: int = 5_000, interval: int = 100, timestep_fs: float = 1.0,
-             seed: int = 0, progress: bool = False, hold_trans: Sequence[Sequence[int]] = ()) -> UmbrellaTraces:
+             seed: int = 0, progress: bool = False, hold_trans: Sequence[Sequence[int]] = (),
+             positions=None, reverse: bool = False) -> UmbrellaTraces:
     """Restrained MD in every window ``centres_deg`` ``[W, T]`` (degrees) on the T ``torsions``.
 
-    One trajectory visits the windows in a nearest-neighbour sweep, each starting where the
+    One trajectory starts from ``positions`` ``[3N]`` (nm, used as given; default the system's
+    structure, minimised) and visits the windows in a nearest-neighbour sweep from there (``reverse``:
+    ties broken the other way, see :func:`sweep_order`), each window starting where the
     previous ended: ``equilibration`` steps, then ``steps`` steps saving the torsions every
     ``interval``. ``force_constants`` (kJ/mol/rad²): a number, one per window, or ``[W, T]``.
     ``hold_trans`` (e.g. ``peptide_bonds(topology)``) keeps those torsions within 90° of trans
     by a flat-bottom restraint, zero in the trans well: strained windows can otherwise flip a
     peptide bond to cis (seen in vacuum alanine dipeptide), a state 300 K MD never reaches,
-    and the sweep then carries cis into every later window.
+    and the sweep then carries cis into every later window. The held torsions are recorded
+    with the traces (``UmbrellaTraces.held``).
     """
     torsions = [tuple(int(a) for a in t) for t in torsions]
     centres = np.radians(np.asarray(centres_deg, dtype=float).reshape(-1, len(torsions)))
@@ -98,10 +125,13 @@ def umbrella(system: Energy, torsions: Sequence[Sequence[int]], centres_deg, for
     restraints = [torsion_restraint(str(t), atoms) for t, atoms in enumerate(torsions)]
     if len(hold_trans):
         restraints.append(flat_bottom_restraint(hold_trans))
-    md = MolecularDynamics(system, timestep_fs=timestep_fs, seed=seed, equilibration=0, bias=restraints)
+    held = [tuple(int(a) for a in t) for t in hold_trans]
+    md = MolecularDynamics(system, timestep_fs=timestep_fs, seed=seed, equilibration=0, bias=restraints,
+                           positions=positions, minimize=positions is None)
     start = np.stack([dihedral(md.positions(), *atoms).numpy()[0] for atoms in torsions])
-    order = sweep_order(centres, start)
+    order = sweep_order(centres, start, reverse)
     traces: list[np.ndarray | None] = [None] * len(centres)
+    held_traces: list[np.ndarray | None] = [None] * len(centres)
     windows = order
     if progress:
         from tqdm.auto import tqdm
@@ -113,7 +143,9 @@ def umbrella(system: Energy, torsions: Sequence[Sequence[int]], centres_deg, for
         md.integrator.step(equilibration)
         frames = md.run(steps // interval, interval)
         traces[i] = np.stack([dihedral(frames, *atoms).numpy() for atoms in torsions], -1)
-    return UmbrellaTraces(centres, ks, traces, system.kT)
+        if held:
+            held_traces[i] = np.stack([dihedral(frames, *atoms).numpy() for atoms in held], -1)
+    return UmbrellaTraces(centres, ks, traces, system.kT, held=held_traces if held else None, order=order)
 
 
 def _bias(data: UmbrellaTraces, theta: np.ndarray) -> np.ndarray:
@@ -174,8 +206,9 @@ def mbar_delta_f(data: UmbrellaTraces, inside: Callable[[np.ndarray], np.ndarray
     """F(inside) − F(rest) in kT by MBAR over all windows; returns (value, stderr, details).
 
     ``inside`` maps traces ``[n, T]`` to a boolean mask (default: 0 < θ_0 < π). ``details``
-    holds the samples kept per window and the smallest, over windows, of a window's largest
-    overlap with any other window (near 0 means an isolated window: add windows around it).
+    holds the samples kept per window, MBAR's overlap matrix ``[W, W]`` (``overlap``) and the
+    smallest, over windows, of a window's largest overlap with any other window (near 0 means an
+    isolated window: add windows around it).
     """
     from pymbar import MBAR
 
@@ -189,9 +222,11 @@ def mbar_delta_f(data: UmbrellaTraces, inside: Callable[[np.ndarray], np.ndarray
     result = mbar.compute_perturbed_free_energies(u_ln)
     value = float(result["Delta_f"][1, 0])  # pymbar: Delta_f[i, j] = f_j − f_i, so this is F(inside) − F(outside)
     stderr = float(result["dDelta_f"][1, 0])
-    overlap = mbar.compute_overlap()["matrix"].copy()
+    matrix = mbar.compute_overlap()["matrix"]
+    overlap = matrix.copy()
     np.fill_diagonal(overlap, 0.0)
-    return value, stderr, {"samples_per_window": n_k.tolist(), "min_neighbour_overlap": float(overlap.max(1).min())}
+    return value, stderr, {"samples_per_window": n_k.tolist(), "min_neighbour_overlap": float(overlap.max(1).min()),
+                           "overlap": matrix}
 
 
 def mbar_profile(data: UmbrellaTraces, edges, subsample: bool = True) -> Profile:

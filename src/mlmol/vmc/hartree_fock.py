@@ -1,7 +1,7 @@
 """Hartree–Fock by pyscf, and pre-training a wavefunction's orbitals to it (Pfau et al. 2020, §Methods).
 
-pyscf is an optional dependency (``pip install pyscf`` or ``pip install 'mlmol[vmc]'``), imported
-only here. Hartree–Fock is unrestricted (UHF) for open shells and restricted (RHF) otherwise.
+pyscf is an optional dependency (``pip install -e ".[vmc]"``), imported only here and only when
+called. Hartree–Fock is unrestricted (UHF) for open shells and restricted (RHF) otherwise.
 
 Pre-training fits every determinant's orbital matrices Φ_k[a, j] = φ_ka(r_j) to the Hartree–Fock
 orbitals at electron positions drawn from |ψ_HF|², by least squares. It starts VMC near the
@@ -28,8 +28,8 @@ def _pyscf():
         import pyscf  # noqa: F401
         from pyscf import gto, scf
     except ImportError as error:
-        raise MlmolError("Hartree–Fock needs pyscf, which is not installed: pip install pyscf "
-                         "(or pip install 'mlmol[vmc]'); or run without pre-training") from error
+        raise MlmolError('Hartree–Fock needs pyscf, which is not installed: pip install -e ".[vmc]" in the mlmol '
+                         "checkout (or pip install pyscf); or run without pre-training (--pretrain 0)") from error
     return gto, scf
 
 
