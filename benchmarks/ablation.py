@@ -17,10 +17,9 @@ import json
 from pathlib import Path
 
 import numpy as np
-from pipeline import RESULTS, pipeline, write_results
+from pipeline import MIN_EFFECTIVE, RESULTS, pipeline, write_results
 
 ROOT = Path(__file__).resolve().parent.parent
-MIN_EFFECTIVE = 100  # effective samples a run needs to count towards a bar
 SAMPLES = 100_000  # `mlmol sample --n` of pipeline(); rows stored before "samples" was recorded used it
 
 

@@ -14,10 +14,9 @@ import argparse
 import json
 from pathlib import Path
 
-from pipeline import RESULTS, pipeline, write_results
+from pipeline import MIN_EFFECTIVE, RESULTS, pipeline, write_results
 
 ROOT = Path(__file__).resolve().parent.parent
-MIN_EFFECTIVE = 100  # effective samples a run needs to count towards a bar
 SYSTEMS = {
     "double-well": ["double-well"],
     "mueller-brown": ["mueller-brown"],

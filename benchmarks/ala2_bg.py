@@ -21,12 +21,11 @@ import json
 from pathlib import Path
 
 import yaml
-from pipeline import RESULTS, markdown_table, pipeline, write_results
+from pipeline import MIN_EFFECTIVE, RESULTS, markdown_table, pipeline, write_results
 
 from mlmol.data import atomic_write
 
 ROOT = Path(__file__).resolve().parent.parent
-MIN_EFFECTIVE = 100  # effective samples a run needs to count towards a bar
 
 
 def main() -> None:

@@ -22,10 +22,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from pipeline import RESULTS, markdown_table, write_results
+from pipeline import MIN_EFFECTIVE, RESULTS, markdown_table, write_results
 
 ROOT = Path(__file__).resolve().parent.parent
-MIN_EFFECTIVE = 100  # effective samples a run needs to count towards a bar
 SAMPLES = 20_000  # the default --samples; the stored rows made before "samples" was recorded used it
 
 

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from pipeline import RESULTS, markdown_table, save_figure, write_results
+from pipeline import MIN_EFFECTIVE, RESULTS, markdown_table, save_figure, write_results
 
 from mlmol import fit, sample
 from mlmol.data import save_array
@@ -40,7 +40,6 @@ from mlmol.samplers import metropolis
 from mlmol.systems.particles import SolvatedDimer, dimer_distance
 
 DATA = Path(__file__).resolve().parent.parent / "runs" / "dimer"
-MIN_EFFECTIVE = 100  # effective samples a run needs to count towards a bar
 # per state; sweeps of single-particle moves (all-particle moves barely rearrange the solvent, and
 # a flow trained on those frames memorised them)
 DATA_SETTINGS = {"chains": 1000, "burn": 1000, "thin": 50, "per_chain": 20, "step": 0.1, "moves": "particle"}

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from pipeline import markdown_table, write_results
+from pipeline import RESULTS, markdown_table, write_results
 
 from mlmol.data import atomic_write, save_array
 from mlmol.samplers.umbrella import UmbrellaTraces, mbar_delta_f, mbar_profile, umbrella_mcmc

@@ -25,7 +25,7 @@ import time
 import numpy as np
 import torch
 from particles_reference import DATA, load_reference
-from pipeline import RESULTS, markdown_table, save_figure, write_results
+from pipeline import MIN_EFFECTIVE, RESULTS, markdown_table, save_figure, write_results
 
 from mlmol import fit
 from mlmol.estimators import ess, ess_fraction, histogram_tv
@@ -36,7 +36,6 @@ from mlmol.run import SYSTEM_DEFAULTS
 from mlmol.systems import get
 
 SAMPLES = {"dw4": 100_000, "lj13": 10_000}  # generated samples per system (sampling LJ-13 costs more)
-MIN_EFFECTIVE = 100  # effective samples a run needs to count towards a bar
 
 # Published results on the same systems (different data sets of the same distributions; see README)
 PUBLISHED: dict[str, list[dict]] = {"dw4": [], "lj13": []}

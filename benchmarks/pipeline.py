@@ -12,6 +12,7 @@ from pathlib import Path
 from mlmol.data import atomic_write
 
 RESULTS = Path(__file__).resolve().parent / "results"
+MIN_EFFECTIVE = 100  # effective samples (Kish) a weighted run needs to count towards a bar
 
 MLMOL = [sys.executable, "-m", "mlmol"]
 

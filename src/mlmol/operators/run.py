@@ -237,12 +237,12 @@ class OperatorData:
         raise MlmolError(f"unknown split {name!r}; choose train, validation or test")
 
 
-def load_data(config: dict, path: Path, progress: bool = False) -> OperatorData:
+def load_data(config: dict, path: str | Path, progress: bool = False) -> OperatorData:
     """The data of the run: read from ``config["data"]`` or RUN/data.npz, made and written if absent
     (training and validation pairs from ``config["seed"]``, test pairs from :func:`test_seed`). A
     file from before the validation split gets its test pairs made and added (see the module notes)."""
     problem = get(config["problem"])
-    file = Path(config["data"]) if config["data"] else path / "data.npz"
+    file = Path(config["data"]) if config["data"] else Path(path) / "data.npz"
     pool, test, seed = config["train"] + config["validation"], config["test"], int(config["seed"])
     grid = (problem.stored,) * problem.dim
     if not file.is_file():
