@@ -101,7 +101,8 @@ PROBLEMS = {
     "burgers-shock": Problem(1, 1, burgers.FINE_POINTS, 1024, "periodic", _burgers_shock,
                              "Burgers' equation, ν = 1/1000, the released generator's field (shocks): "
                              "u(·, 0) ↦ u(·, 1) (solved at 8192 points)",
-                             normalize=True, defaults=(("epochs", 250),), viscosity=burgers.RELEASED.viscosity),
+                             normalize=True, viscosity=burgers.RELEASED.viscosity,
+                             defaults=(("epochs", 50), ("coarse_epochs", 450), ("coarse_stride", 4))),
     "darcy": Problem(2, 1, 85, 85, "nodal", _darcy,
                      "Darcy flow: coefficient a ↦ pressure u (solved at 421 × 421, stored at 85 × 85)",
                      normalize=True,
@@ -440,6 +441,7 @@ def plot_predictions(config: dict, model: FNO, data: OperatorData, file: Path, c
 
     problem = get(config["problem"])
     test = pairs(config, data, "test")[:count]
+    count = len(test)
     a, u = test[..., :problem.channels_in], test[..., problem.channels_in:].numpy()
     prediction = predict(model, a).numpy()
     if problem.dim == 1:
