@@ -208,18 +208,21 @@ class Pairs(nn.Module):
 
 
 class _PairTerm(_Term):
-    """A term over all atom pairs, evaluated with the other pair terms in one pass over the pairs
-    (:class:`_AnalyticPairs`): ``energy_and_weight`` gives its energy and, in closed form,
-    dE/d(r²) of every pair, and the pass turns the weights of all pair terms into one gradient."""
+    """A term over all atom pairs whose gradient is written out in closed form
+    (``energy_and_gradient``), evaluated through :class:`_AnalyticEnergy`."""
 
     def __init__(self, name: str, group: int, n_atoms: int):
         super().__init__(name, group)
         self.pair_list = Pairs(n_atoms)
 
-    def energy_and_weight(self, r2: torch.Tensor, inverse_r: torch.Tensor, weight: bool = True):
-        """Energy ``[B]`` kJ/mol and, if ``weight``, dE/d(r²) ``[N, K, B]`` kJ/mol/nm² of every pair,
-        from squared and inverse distances ``[N, K, B]`` (nm², 1/nm)."""
-        raise NotImplementedError
+    def geometry(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Differences ``[N, K, 3, B]``, squared distances and inverse distances ``[N, K, B]`` (nm)."""
+        d = self.pair_list.differences(positions)
+        r2 = (d * d).sum(2)
+        return d, r2, torch.rsqrt(r2.clamp_min(MIN_DISTANCE**2))
+
+    def forward(self, vectors: torch.Tensor, geometry: Geometry) -> torch.Tensor:
+        return _AnalyticEnergy.apply(geometry.positions, self)
 
 
 class Nonbonded(_PairTerm):
@@ -251,14 +254,18 @@ class Nonbonded(_PairTerm):
         self.register_buffer("sigma2", self.pair_list.matrix(sigma**2))
         self.register_buffer("epsilon", self.pair_list.matrix(4 * epsilon))  # 4ε
 
-    def energy_and_weight(self, r2: torch.Tensor, inverse_r: torch.Tensor, weight: bool = True):
+    def energy_and_gradient(self, positions: torch.Tensor, gradient: bool = True):
+        """Energy ``[B]`` kJ/mol and, if ``gradient``, dE/dx ``[N, 3, B]`` kJ/mol/nm from positions
+        ``[N, 3, B]`` nm."""
+        d, r2, inverse_r = self.geometry(positions)
         inverse_r2 = inverse_r * inverse_r
         s6 = (self.sigma2 * inverse_r2) ** 3
         lennard_jones, coulomb = self.epsilon * (s6 * s6 - s6), self.charge_product * inverse_r
         energy = (lennard_jones + coulomb).sum((0, 1))
-        if not weight:
+        if not gradient:
             return energy, None
-        return energy, (-3 * self.epsilon * (2 * s6 * s6 - s6) - 0.5 * coulomb) * inverse_r2
+        weight = (-3 * self.epsilon * (2 * s6 * s6 - s6) - 0.5 * coulomb) * inverse_r2  # dE/d(r²)
+        return energy, self.pair_list.gradient(weight, d, r2)
 
 
 class GeneralizedBorn(_PairTerm):
@@ -302,10 +309,11 @@ class GeneralizedBorn(_PairTerm):
         derivative = 0.25 * (1 + scaled2 * inverse_r**2) * squares - 0.5 * log_ratio * inverse_r**2
         return torch.where(overlaps, term, 0.0), torch.where(overlaps, derivative, 0.0)
 
-    def energy_and_weight(self, r2: torch.Tensor, inverse_r: torch.Tensor, weight: bool = True):
-        """See :meth:`_PairTerm.energy_and_weight`; the chain rule through the Born radii is in
-        closed form, as OpenMM computes it."""
+    def energy_and_gradient(self, positions: torch.Tensor, gradient: bool = True):
+        """Energy ``[B]`` kJ/mol and, if ``gradient``, dE/dx ``[N, 3, B]`` kJ/mol/nm from positions
+        ``[N, 3, B]`` nm: the chain rule through the Born radii in closed form, as OpenMM does."""
         pairs = self.pair_list
+        d, r2, inverse_r = self.geometry(positions)
         r = r2 * inverse_r
         offset_radius = self.radius - OBC["offset"]  # [N, 1]
         scaled = offset_radius * self.scale
@@ -327,7 +335,7 @@ class GeneralizedBorn(_PairTerm):
         pair = self.charge_product * inverse_f
         own = 0.5 * self.prefactor * self.charge**2 * inverse_born  # i = j: f = R_i
         energy = pair.sum((0, 1)) + (own + area).sum(0)
-        if not weight:
+        if not gradient:
             return energy, None
         d_f = -pair * inverse_f  # ∂e_ij/∂f_ij
         d_product = 0.5 * d_f * inverse_f * damping * (1 + quarter)  # ∂e_ij/∂A_ij
@@ -336,48 +344,32 @@ class GeneralizedBorn(_PairTerm):
         d_psi = d_born * born**2 / self.radius * (1 - tanh**2) * (
             OBC["alpha"] - 2 * OBC["beta"] * psi + 3 * OBC["gamma"] * psi**2)
         descreened = 0.25 * d_psi * offset_radius  # dE/dψ_i ∂ψ_i/∂I_ij · ½ (dr/dr² = 1/2r)
-        return energy, (0.5 * d_f * inverse_f * (1 - 0.25 * damping)  # dE/d(r²) at fixed radii
-                        + (descreened[:, None] * d_term_ij + pairs.of_partner(descreened) * d_term_ji) * inverse_r)
+        weight = (0.5 * d_f * inverse_f * (1 - 0.25 * damping)  # dE/d(r²) at fixed radii
+                  + (descreened[:, None] * d_term_ij + pairs.of_partner(descreened) * d_term_ji) * inverse_r)
+        return energy, pairs.gradient(weight, d, r2)
 
 
-def _pair_geometry(positions: torch.Tensor, pairs: Pairs) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Differences ``[N, K, 3, B]``, squared distances and inverse distances ``[N, K, B]`` (nm)."""
-    d = pairs.differences(positions)
-    r2 = (d * d).sum(2)
-    return d, r2, torch.rsqrt(r2.clamp_min(MIN_DISTANCE**2))
-
-
-class _AnalyticPairs(torch.autograd.Function):
-    """The energies ``[T, B]`` of the T pair terms from positions ``[N, 3, B]``, in one pass over the
-    pairs: the pair geometry is computed once, and the backward pass turns Σ_t g_t dE_t/d(r²)
-    (the terms' closed-form weights times the incoming gradients g_t) into forces with one
-    sum over pairs. Higher derivatives (``create_graph=True``: Hessians, force matching)
-    differentiate the energies again by autograd."""
+class _AnalyticEnergy(torch.autograd.Function):
+    """A pair term's energy with its gradient computed in the forward pass
+    (``term.energy_and_gradient``). Higher derivatives (``create_graph=True``: Hessians, force
+    matching) differentiate the energy again by autograd."""
 
     @staticmethod
-    def forward(ctx, positions: torch.Tensor, terms: tuple[_PairTerm, ...]) -> torch.Tensor:
-        d, r2, inverse_r = _pair_geometry(positions, terms[0].pair_list)
-        needed = ctx.needs_input_grad[0]
-        results = [term.energy_and_weight(r2, inverse_r, needed) for term in terms]
-        ctx.terms = terms
-        if needed:
-            ctx.save_for_backward(positions, d, r2, torch.stack([weight for _, weight in results]))
-        else:
-            ctx.save_for_backward(positions)
-        return torch.stack([energy for energy, _ in results])
+    def forward(ctx, positions: torch.Tensor, term: _PairTerm) -> torch.Tensor:
+        energy, gradient = term.energy_and_gradient(positions, gradient=ctx.needs_input_grad[0])
+        ctx.term = term
+        ctx.save_for_backward(positions, gradient if gradient is not None else positions.new_zeros(0))
+        return energy
 
     @staticmethod
-    def backward(ctx, grad_energies: torch.Tensor):
-        positions, *saved = ctx.saved_tensors
+    def backward(ctx, grad_energy: torch.Tensor):
+        positions, gradient = ctx.saved_tensors
         if torch.is_grad_enabled():  # create_graph=True: the gradient as a differentiable function
             with torch.enable_grad():
-                _, r2, inverse_r = _pair_geometry(positions, ctx.terms[0].pair_list)
-                energies = torch.stack([term.energy_and_weight(r2, inverse_r, False)[0] for term in ctx.terms])
-                (gradient,) = torch.autograd.grad(energies, positions, grad_energies, create_graph=True)
+                energy, _ = ctx.term.energy_and_gradient(positions, gradient=False)
+                (gradient,) = torch.autograd.grad(energy, positions, grad_energy, create_graph=True)
             return gradient, None
-        d, r2, weights = saved
-        weight = (grad_energies[:, None, None, :] * weights).sum(0)  # Σ_t g_t dE_t/d(r²)  [N, K, B]
-        return ctx.terms[0].pair_list.gradient(weight, d, r2), None
+        return grad_energy * gradient, None
 
 
 TERMS = {"HarmonicBondForce": HarmonicBonds, "HarmonicAngleForce": HarmonicAngles,
@@ -418,7 +410,6 @@ class ForceField(nn.Module):
                                    f"it handles {', '.join(SUPPORTED)}. Use the OpenMM bridge (backend='openmm', "
                                    "--energy-backend openmm) for this system")
         self.terms_ = nn.ModuleList(terms)
-        self.pair_index = [k for k, term in enumerate(terms) if isinstance(term, _PairTerm)]
         pairs = [pair for term in terms for pair in term.pairs]
         incidence = torch.zeros(len(pairs), self.n_atoms, dtype=torch.float64)  # [V, N]
         rows = torch.arange(len(pairs))
@@ -473,13 +464,8 @@ class ForceField(nn.Module):
         (the part worth ``torch.compile``)."""
         geometry = Geometry(columns, self.incidence)
         vectors = geometry.vectors
-        energies = [None if k in self.pair_index else term(None if vectors is None else vectors[part], geometry)
-                    for k, (term, part) in enumerate(zip(self.terms_, self.slices, strict=True))]
-        if self.pair_index:  # all pair terms in one pass over the pairs
-            pair_terms = tuple(self.terms_[k] for k in self.pair_index)
-            for k, energy in zip(self.pair_index, _AnalyticPairs.apply(columns, pair_terms), strict=True):
-                energies[k] = energy
-        return energies
+        return [term(None if vectors is None else vectors[part], geometry)
+                for term, part in zip(self.terms_, self.slices, strict=True)]
 
     def _energies(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Each term's energy ``[*batch]`` kJ/mol, in the order of ``terms_``, piece by piece."""
