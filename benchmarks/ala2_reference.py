@@ -16,12 +16,16 @@ the mean (√Σσ²/n). ω of both peptide bonds is recorded in every window (fr
 be 0). Traces go to runs/ala2_reference/ (a repeat already run with the same settings is
 reused, so repeats can be added later); results to
 benchmarks/results/ala2_reference_<solvent>.json and .md, and the MBAR overlap matrix of
-every repeat to ala2_reference_<solvent>_overlap.npz.
+every repeat to ala2_reference_<solvent>_overlap.npz, the ω traces (degrees, [window, frame,
+bond], float16) to ala2_reference_<solvent>_omega.npz. The table names each repeat's widest
+window (the largest standard deviation of φ or ψ about its centre; a window whose restraint
+holds it has about 6°): a window that strays far is one that has not converged.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -29,6 +33,8 @@ from pathlib import Path
 
 import numpy as np
 from pipeline import RESULTS, markdown_table, write_results
+
+from mlmol.data import atomic_write
 
 TRACES = Path(__file__).resolve().parent.parent / "runs" / "ala2_reference"
 # (name, φ, ψ) in degrees: the minima the independent repeats start from
@@ -47,8 +53,10 @@ def one_repeat(solvent: str, seed: int, step_deg: float, k: float, steps: int, e
     reverse = seed % 2 == 1
     path = TRACES / (f"{solvent}_grid{step_deg:g}_k{k:g}_steps{steps}_eq{equilibration}_trans_"
                      f"{name}{'_reverse' if reverse else ''}_seed{seed}.npz")
+    timing = path.with_suffix(".json")  # the repeat's wall time, beside its traces
     if path.is_file():  # this repeat was run before with the same settings: reuse its traces
-        data, wall = UmbrellaTraces.load(path), float("nan")
+        data = UmbrellaTraces.load(path)
+        wall = json.loads(timing.read_text())["wall_s"] if timing.is_file() else float("nan")
     else:
         energy = alanine_dipeptide(implicit_solvent=solvent == "implicit", workers=1)
         start = time.perf_counter()
@@ -60,13 +68,21 @@ def one_repeat(solvent: str, seed: int, step_deg: float, k: float, steps: int, e
         energy.close()
         TRACES.mkdir(parents=True, exist_ok=True)
         data.save(path)
+        atomic_write(timing, json.dumps({"wall_s": wall}))
     value, stderr, details = mbar_delta_f(data)
+    spread = np.degrees([[np.std(data.difference(t[:, j], c[j])) for j in range(2)]
+                         for t, c in zip(data.traces, data.centres, strict=True)])  # [W, 2]
+    widest = int(spread.max(1).argmax())
     first = np.degrees(data.centres[data.order[0]])
     return {"seed": seed, "start": name, "sweep": "reverse" if reverse else "forward",
             "first_window_deg": [float(first[0]), float(first[1])], "delta_f": value, "mbar_stderr": stderr,
             "wall_s": wall, "min_neighbour_overlap": details["min_neighbour_overlap"],
             "cis_fraction": data.cis_fraction(), "samples": int(sum(details["samples_per_window"])),
-            "windows": len(data.centres), "overlap": details["overlap"].astype(np.float32)}
+            "windows": len(data.centres), "median_window_sd_deg": float(np.median(spread)),
+            "widest_window": {"centre_deg": np.degrees(data.centres[widest]).round(1).tolist(),
+                              "sd_deg": spread[widest].round(1).tolist()},
+            "overlap": details["overlap"].astype(np.float32),
+            "omega_deg": np.stack([np.degrees(h) for h in data.held]).astype(np.float16)}
 
 
 def main() -> None:
@@ -85,12 +101,12 @@ def main() -> None:
                              *[[s] * len(args.seeds) for s in settings]))
     import io
 
-    from mlmol.data import atomic_write
-
-    buffer = io.BytesIO()  # overlaps below 1e-4 stored as 0 so that the file compresses
-    np.savez_compressed(buffer, **{f"seed{r['seed']}": np.where(o < 1e-4, 0, o) for r in rows
-                                   for o in [r.pop("overlap")]})
-    atomic_write(RESULTS / f"ala2_reference_{args.solvent}_overlap.npz", buffer.getvalue())
+    for kind, arrays in (("overlap", {f"seed{r['seed']}": np.where(o < 1e-4, 0, o)  # 0 below 1e-4: compresses
+                                       for r in rows for o in [r.pop("overlap")]}),
+                         ("omega", {f"seed{r['seed']}": r.pop("omega_deg") for r in rows})):
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, **arrays)
+        atomic_write(RESULTS / f"ala2_reference_{args.solvent}_{kind}.npz", buffer.getvalue())
     values = np.array([r["delta_f"] for r in rows])
     sd = values.std(ddof=1) if len(values) > 1 else float("nan")
     sem_repeats = sd / np.sqrt(len(values))
@@ -103,9 +119,13 @@ def main() -> None:
                f"{rows[0]['windows']} windows ({args.step_deg:g}° grid, K = {args.k:g} kJ/mol/rad²) x "
                f"{args.steps / 1000:g} ps (`{command}`).")
     table = markdown_table(caption, ["seed", "start", "sweep", "ΔF(φ>0 − φ<0) (kT)", "MBAR stderr",
-                                     "min window overlap", "ω cis fraction", "uncorrelated samples", "wall (s)"],
+                                     "min window overlap", "widest window: (φ, ψ) sd", "ω cis fraction",
+                                     "uncorrelated samples", "wall (s)"],
                            [[str(r["seed"]), r["start"], r["sweep"], f"{r['delta_f']:.3f}", f"{r['mbar_stderr']:.3f}",
-                             f"{r['min_neighbour_overlap']:.3f}", f"{r['cis_fraction']:.4f}", str(r["samples"]),
+                             f"{r['min_neighbour_overlap']:.3f}",
+                             "({:g}°, {:g}°): {:g}° / {:g}°".format(*r["widest_window"]["centre_deg"],
+                                                                   *r["widest_window"]["sd_deg"]),
+                             f"{r['cis_fraction']:.4f}", str(r["samples"]),
                              "(reused traces)" if math.isnan(r["wall_s"]) else f"{r['wall_s']:.0f}"]
                             for r in rows], text_columns=3)
     table += ["", (f"Reference: ΔF = {values.mean():.3f} ± {sem:.3f} kT (mean of {len(values)} independent repeats; "

@@ -58,6 +58,29 @@ def test_grid_and_sweep_visit_every_window_once_by_small_steps():
     assert np.mean(jumps < np.radians(31)) > 0.9
 
 
+def test_the_reverse_sweep_visits_every_window_once_in_the_other_direction():
+    centres = np.radians(grid(30.0, 2))
+    start = np.radians([-80.0, 70.0])  # nearest window (−90°, 60°)
+    forward, reverse = sweep_order(centres, start), sweep_order(centres, start, reverse=True)
+    assert sorted(reverse) == list(range(144)) and forward[0] == reverse[0]  # the same nearest first window
+    step = [_periodic(centres[order[1]] - centres[order[0]]) for order in (forward, reverse)]
+    assert np.allclose(step[0], -step[1])  # the first move goes the opposite way
+    jumps = np.linalg.norm(_periodic(np.diff(centres[reverse], axis=0)), axis=-1)
+    assert np.mean(jumps < np.radians(31)) > 0.9
+
+
+def test_held_torsions_and_order_round_trip_and_count_cis_frames(tmp_path):
+    trans, cis = np.radians([[179.0, -170.0]] * 3), np.radians([[179.0, 10.0]])
+    data = UmbrellaTraces(np.zeros((2, 2)), np.ones((2, 2)), [np.zeros((3, 2)), np.zeros((1, 2))], 2.5,
+                          held=[trans, cis], order=np.array([1, 0]))
+    assert data.cis_fraction() == 0.125  # one bond of one frame out of 4 frames × 2 bonds
+    data.save(tmp_path / "u.npz")
+    back = UmbrellaTraces.load(tmp_path / "u.npz")
+    assert np.array_equal(back.order, [1, 0]) and back.cis_fraction() == 0.125
+    with pytest.raises(Exception, match="held-torsion"):
+        UmbrellaTraces(np.zeros((1, 2)), np.ones((1, 2)), [np.zeros((3, 2))], 2.5).cis_fraction()
+
+
 def test_traces_round_trip_through_a_file(tmp_path):
     data = UmbrellaTraces(np.zeros((2, 2)), np.ones((2, 2)), [np.zeros((3, 2)), np.ones((5, 2))], 2.5)
     data.save(tmp_path / "u.npz")
@@ -78,6 +101,8 @@ def test_short_umbrella_run_on_alanine_dipeptide():
                     hold_trans=peptide_bonds(energy.topology))
     energy.close()
     assert [t.shape for t in data.traces] == [(40, 2), (40, 2)]
+    assert [h.shape for h in data.held] == [(40, 2), (40, 2)] and data.cis_fraction() == 0.0
+    assert sorted(data.order) == [0, 1]
     for centre, trace in zip(data.centres, data.traces):  # restrained near their centres, in both torsions
         assert np.degrees(np.abs(_periodic(trace - centre))).mean(0).max() < 25
 
