@@ -17,9 +17,10 @@ be 0). Traces go to runs/ala2_reference/ (a repeat already run with the same set
 reused, so repeats can be added later); results to
 benchmarks/results/ala2_reference_<solvent>.json and .md, and the MBAR overlap matrix of
 every repeat to ala2_reference_<solvent>_overlap.npz, the ω traces (degrees, [window, frame,
-bond], float16) to ala2_reference_<solvent>_omega.npz. The table names each repeat's widest
-window (the largest standard deviation of φ or ψ about its centre; a window whose restraint
-holds it has about 6°): a window that strays far is one that has not converged.
+bond], float16) to ala2_reference_<solvent>_omega.npz, with the largest |ω − 180°| in the table
+(the trans restraint acts only beyond 90°). The table also names each repeat's furthest window:
+the largest root-mean-square distance of φ or ψ from its window's centre (the median over
+windows is in the JSON). MBAR's results are cached beside the traces (it is deterministic).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from pathlib import Path
 import numpy as np
 from pipeline import RESULTS, markdown_table, write_results
 
-from mlmol.data import atomic_write
+from mlmol.data import atomic_write, save_array
 
 TRACES = Path(__file__).resolve().parent.parent / "runs" / "ala2_reference"
 # (name, φ, ψ) in degrees: the minima the independent repeats start from
@@ -52,8 +53,9 @@ def one_repeat(solvent: str, seed: int, step_deg: float, k: float, steps: int, e
     name, phi, psi = STARTS[seed % len(STARTS)]
     reverse = seed % 2 == 1
     path = TRACES / (f"{solvent}_grid{step_deg:g}_k{k:g}_steps{steps}_eq{equilibration}_trans_"
-                     f"{name}{'_reverse' if reverse else ''}_seed{seed}.npz")
+                     f"{name}{phi:g}_{psi:g}{'_reverse' if reverse else ''}_seed{seed}.npz")
     timing = path.with_suffix(".json")  # the repeat's wall time, beside its traces
+    cached = path.with_suffix(".mbar.npz")  # MBAR's results on these traces (deterministic), beside them
     if path.is_file():  # this repeat was run before with the same settings: reuse its traces
         data = UmbrellaTraces.load(path)
         wall = json.loads(timing.read_text())["wall_s"] if timing.is_file() else float("nan")
@@ -69,20 +71,30 @@ def one_repeat(solvent: str, seed: int, step_deg: float, k: float, steps: int, e
         TRACES.mkdir(parents=True, exist_ok=True)
         data.save(path)
         atomic_write(timing, json.dumps({"wall_s": wall}))
-    value, stderr, details = mbar_delta_f(data)
-    spread = np.degrees([[np.std(data.difference(t[:, j], c[j])) for j in range(2)]
-                         for t, c in zip(data.traces, data.centres, strict=True)])  # [W, 2]
-    widest = int(spread.max(1).argmax())
+    if cached.is_file():
+        with np.load(cached) as f:
+            value, stderr, minimum = float(f["delta_f"]), float(f["stderr"]), float(f["min_neighbour_overlap"])
+            samples, overlap = int(f["samples"]), f["overlap"]
+    else:
+        value, stderr, details = mbar_delta_f(data)
+        minimum, samples = details["min_neighbour_overlap"], int(sum(details["samples_per_window"]))
+        overlap = details["overlap"].astype(np.float32)
+        save_array(cached, delta_f=value, stderr=stderr, min_neighbour_overlap=minimum, samples=samples,
+                   overlap=overlap)
+    offsets = [np.degrees(data.difference(t, c)) for t, c in zip(data.traces, data.centres, strict=True)]
+    rms = np.array([np.sqrt((o**2).mean(0)) for o in offsets])  # [W, 2]: distance from the centre (degrees)
+    furthest = int(rms.max(1).argmax())
+    omega = np.stack([np.degrees(h) for h in data.held])  # [W, frames, bonds]
     first = np.degrees(data.centres[data.order[0]])
-    return {"seed": seed, "start": name, "sweep": "reverse" if reverse else "forward",
+    return {"seed": seed, "start": name, "start_deg": [phi, psi], "sweep": "reverse" if reverse else "forward",
             "first_window_deg": [float(first[0]), float(first[1])], "delta_f": value, "mbar_stderr": stderr,
-            "wall_s": wall, "min_neighbour_overlap": details["min_neighbour_overlap"],
-            "cis_fraction": data.cis_fraction(), "samples": int(sum(details["samples_per_window"])),
-            "windows": len(data.centres), "median_window_sd_deg": float(np.median(spread)),
-            "widest_window": {"centre_deg": np.degrees(data.centres[widest]).round(1).tolist(),
-                              "sd_deg": spread[widest].round(1).tolist()},
-            "overlap": details["overlap"].astype(np.float32),
-            "omega_deg": np.stack([np.degrees(h) for h in data.held]).astype(np.float16)}
+            "wall_s": wall, "min_neighbour_overlap": minimum, "cis_fraction": data.cis_fraction(),
+            "max_omega_from_trans_deg": float(np.abs((omega + 360) % 360 - 180).max()), "samples": samples,
+            "windows": len(data.centres), "median_window_rms_deg": float(np.median(rms)),
+            "furthest_window": {"centre_deg": np.degrees(data.centres[furthest]).round(1).tolist(),
+                                "rms_deg": rms[furthest].round(1).tolist(),
+                                "mean_offset_deg": offsets[furthest].mean(0).round(1).tolist()},
+            "overlap": overlap, "omega_deg": omega.astype(np.float16)}
 
 
 def main() -> None:
@@ -111,7 +123,7 @@ def main() -> None:
     sd = values.std(ddof=1) if len(values) > 1 else float("nan")
     sem_repeats = sd / np.sqrt(len(values))
     sem_mbar = float(np.sqrt(sum(r["mbar_stderr"] ** 2 for r in rows)) / len(rows))
-    sem = max(sem_repeats, sem_mbar)
+    sem = float(np.nanmax([sem_repeats, sem_mbar]))  # one repeat: MBAR's error alone
     command = (f"python benchmarks/ala2_reference.py --solvent {args.solvent} --seeds "
                f"{' '.join(map(str, args.seeds))} --step-deg {args.step_deg:g} --k {args.k:g} --steps {args.steps} "
                f"--equilibration {args.equilibration}")
@@ -119,13 +131,13 @@ def main() -> None:
                f"{rows[0]['windows']} windows ({args.step_deg:g}° grid, K = {args.k:g} kJ/mol/rad²) x "
                f"{args.steps / 1000:g} ps (`{command}`).")
     table = markdown_table(caption, ["seed", "start", "sweep", "ΔF(φ>0 − φ<0) (kT)", "MBAR stderr",
-                                     "min window overlap", "widest window: (φ, ψ) sd", "ω cis fraction",
-                                     "uncorrelated samples", "wall (s)"],
+                                     "min window overlap", "furthest window: (φ, ψ) RMS from centre",
+                                     "ω: max from trans", "uncorrelated samples", "wall (s)"],
                            [[str(r["seed"]), r["start"], r["sweep"], f"{r['delta_f']:.3f}", f"{r['mbar_stderr']:.3f}",
                              f"{r['min_neighbour_overlap']:.3f}",
-                             "({:g}°, {:g}°): {:g}° / {:g}°".format(*r["widest_window"]["centre_deg"],
-                                                                   *r["widest_window"]["sd_deg"]),
-                             f"{r['cis_fraction']:.4f}", str(r["samples"]),
+                             "({:g}°, {:g}°): {:g}° / {:g}°".format(*r["furthest_window"]["centre_deg"],
+                                                                   *r["furthest_window"]["rms_deg"]),
+                             f"{r['max_omega_from_trans_deg']:.0f}° (cis {r['cis_fraction']:.0%})", str(r["samples"]),
                              "(reused traces)" if math.isnan(r["wall_s"]) else f"{r['wall_s']:.0f}"]
                             for r in rows], text_columns=3)
     table += ["", (f"Reference: ΔF = {values.mean():.3f} ± {sem:.3f} kT (mean of {len(values)} independent repeats; "

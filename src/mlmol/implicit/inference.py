@@ -126,8 +126,8 @@ def train_ratio(theta: torch.Tensor, x: torch.Tensor, seed: int = 0, hidden: Seq
     2020; the logit converges to log p(x | θ) / p(x) up to a function of x, which posteriors
     ignore). ``contrastive=False``: binary classification of joint against shuffled pairs (the
     :class:`ClassProbability` loss, balanced; the logit converges to log r itself). On two
-    moons at 10⁴ simulations the contrastive loss scored C2ST 0.56–0.59, the binary one 0.83–0.87. Adam with the learning rate halved after 10 epochs without
-    improvement, early stopping on a held-out fraction (the best epoch's weights are returned)."""
+    moons the contrastive loss learnt far better than the binary one in our trials. Adam with the
+    learning rate halved after 10 epochs without improvement, early stopping on a held-out fraction (the best epoch's weights are returned)."""
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
     order = torch.randperm(len(theta), generator=g)
@@ -256,8 +256,8 @@ class _NoTracker:
 def npe(theta: torch.Tensor, x: torch.Tensor, prior: Distribution, seed: int = 0, density_estimator: str = "nsf",
         **train_kwargs):
     """Neural posterior estimation with ``sbi``: a neural spline flow (sbibm's choice; its C2ST per task at
-    10⁴ simulations is in benchmarks/results/sbi_tasks.md; sbi's default MAF scored worse, 0.74–0.76 on
-    two moons), sbi's training defaults (early stopping; ``train_kwargs`` go to sbi's ``train``); returns
+    10⁴ simulations is in benchmarks/results/sbi_tasks.md; sbi's default MAF did worse on two moons in our
+    trials), sbi's training defaults (early stopping; ``train_kwargs`` go to sbi's ``train``); returns
     sbi's posterior (``.sample((n,), x=x_obs)``), which rejects samples outside a bounded prior's support."""
     try:
         from sbi.inference import NPE
