@@ -1,4 +1,4 @@
-"""The core issue's acceptance runs: double well, Müller–Brown and a user energy file.
+"""The acceptance runs of the first Boltzmann-generator bars: double well, Müller–Brown and a user energy file.
 
     python benchmarks/acceptance.py [--seeds 0]
     python benchmarks/acceptance.py --tabulate    # measure nothing: redraw the table from the stored rows

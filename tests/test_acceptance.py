@@ -1,4 +1,4 @@
-"""The acceptance bars of the core issue, through the command line (slow: minutes each).
+"""The acceptance bars of the first Boltzmann-generator release, through the command line (slow: minutes each).
 
 `mlmol train SYSTEM --out R --seed 0`, `mlmol sample R --n 100000`, then the reweighted
 profile RMSE < 0.2 kT (bins with F < 5 kT) and |ΔF − exact| < 0.1 kT.

@@ -34,11 +34,11 @@ DEFAULTS: dict = {
 }
 
 
-MOLECULE_DEFAULTS: dict = {  # the alanine dipeptide schedule of benchmarks/ala2_bg.py (about 25 min on 2 cores)
+MOLECULE_DEFAULTS: dict = {  # the alanine dipeptide schedule of benchmarks/ala2_bg.py (20-22 min on 2 cores there)
     **DEFAULTS,
     "system": {"molecule": "alanine-dipeptide", "temperature": 300.0, "workers": 1},
-    # many frames matter more than long training: 20,000 frames were memorised (fresh MD frames about
-    # 70 nats less likely than training frames, ESS 0.002%); 100,000 generalise (benchmarks/ala2_data_size.py)
+    # many frames matter more than long training: 20,000 frames were memorised (held-out frames 13.7 nats
+    # less likely than training frames, ESS 0.15%); 95,000 generalise (benchmarks/ala2_data_size.py)
     "data": {"sampler": "md", "n": 100_000, "interval": 100, "timestep_fs": 1.0, "equilibration": 5_000,
              "starts": None},
     "flow": {"kind": "molecular", "blocks": 4, "hidden": [128, 128], "bins": 8, "narrow_std": 0.5},
@@ -65,7 +65,7 @@ SYSTEM_DEFAULTS: dict = {  # flows and schedules used by benchmarks/particles_bg
                                steps=10_000),
     # the solvated dimer as benchmarks/dimer_bg.py runs it (Noé et al. 2019): particle sweeps from both
     # states, mirror images and relabelled solvent (SolvatedDimer.augment/canonical), the paper's RealNVP,
-    # ML then ML + KL + RC; 30-60 min of data and training on one core (measured: 6 + 24 min)
+    # ML then ML + KL + RC; 30-60 min of data and training on one core
     "solvated-dimer": {
         **DEFAULTS,
         "data": {"sampler": "metropolis", "n": 40_000, "moves": "particle", "step": 0.1, "chains_per_start": 1000,

@@ -428,7 +428,7 @@ class ForceField(nn.Module):
 
     def compile_terms(self) -> ForceField:
         """Evaluate :meth:`column_energies` through ``torch.compile`` (fused, vectorised C++ on the
-        CPU, Triton kernels on CUDA), with a dynamic batch size: 4-5× faster than eager on the
+        CPU, Triton kernels on CUDA), with a dynamic batch size: several times faster than eager on the
         CPU (benchmarks/forcefield_speed.py) after 20-60 s of compilation over the first two calls
         (an empty compile cache). Where compilation fails (no C++ compiler, say)
         it warns and stays eager."""

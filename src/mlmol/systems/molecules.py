@@ -57,7 +57,7 @@ def from_pdb(path: str | Path, forcefield: Sequence[str] = ("amber14-all.xml",),
     ``backend``: "torch" evaluates batches natively (:class:`~mlmol.systems.forcefield.TorchEnergy`);
     "openmm" calls OpenMM through worker processes (:class:`OpenMMEnergy`; ``platform`` and
     ``workers`` apply); "auto" (default) is torch when it supports every force of the system,
-    else openmm. ``compile=True`` runs the torch force field through ``torch.compile`` (4-5× faster
+    else openmm. ``compile=True`` runs the torch force field through ``torch.compile`` (several times faster
     on large batches after 20-60 s of compilation; see README).
     """
     from openmm import app
