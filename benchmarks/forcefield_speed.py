@@ -45,6 +45,10 @@ from mlmol.systems.forcefield import ForceField
 from mlmol.systems.molecules import alanine_dipeptide
 from mlmol.systems.openmm import OpenMMBridge
 
+# the arithmetic of each OpenMM platform as run here: Reference is double precision, CPU computes
+# forces in single and accumulates in double, CUDA is set to single (its fastest)
+OPENMM_PRECISION = {"Reference": "float64", "CPU": "mixed", "CUDA": "float32"}
+
 
 def rate(fn, batch: int, seconds: float) -> float:
     """batch / median wall time of ``fn()`` over calls filling ``seconds`` (after one warm-up call)."""
@@ -61,7 +65,7 @@ def rate(fn, batch: int, seconds: float) -> float:
 def openmm_loop(system, x: np.ndarray, platform: str, threads: int):
     """A call looping one context over ``x``; the context (and its threads) is gone afterwards, so
     that it cannot take a core from the rows measured after it."""
-    properties = {"Threads": str(threads)} if platform == "CPU" else {}
+    properties = {"CPU": {"Threads": str(threads)}, "CUDA": {"Precision": "single"}}.get(platform, {})
     context = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName(platform),
                              properties)
 
@@ -103,8 +107,9 @@ def candidates(system, many: np.ndarray, args) -> list[tuple]:
     x_openmm = many[:args.openmm_configurations].reshape(args.openmm_configurations, -1, 3)
     platforms = ("Reference", "CPU") + (("CUDA",) if args.device.startswith("cuda") else ())
     rows = [(f"OpenMM context loop ({platform}{f', {args.threads} threads' if platform == 'CPU' else ''})",
-             "float64", len(x_openmm), lambda platform=platform: openmm_loop(system, x_openmm, platform, args.threads),
-             None) for platform in platforms]
+             OPENMM_PRECISION[platform], len(x_openmm),
+             lambda platform=platform: openmm_loop(system, x_openmm, platform, args.threads), None)
+            for platform in platforms]
     rows.append((f"OpenMM bridge, {args.threads} workers (Reference)", "float64", len(x_openmm),
                  lambda: bridge_call(system, x_openmm, args.threads), None))
     for dtype in (torch.float32, torch.float64):
@@ -195,7 +200,9 @@ def render(rows: list[dict]) -> None:
     fastest = baselines(rows)
     fair = first["device"] == "cpu" or any("(CUDA" in r["method"] for r in rows)
     for r in rows:
-        r["vs_fastest_openmm"] = r["configurations_per_s"] / fastest[r["system"]]["configurations_per_s"]
+        r.pop("vs_fastest_openmm", None)
+        if fair:
+            r["vs_fastest_openmm"] = r["configurations_per_s"] / fastest[r["system"]]["configurations_per_s"]
     cores = f"{first['threads']} CPU cores"  # on a GPU machine, OpenMM's CPU platform used that many threads
     where = cores if first["device"] == "cpu" else (f"{first['device_name']} (torch rows; OpenMM's CPU rows on the "
                                                     "same machine, as many cores as each row's method names)")
@@ -203,10 +210,11 @@ def render(rows: list[dict]) -> None:
                   "baseline: no OpenMM row uses more cores than the torch rows" if fair else
                   "no ratio: OpenMM's CUDA platform was not measured, and OpenMM on the CPU (one core for the "
                   "Reference loop, one per worker for the bridge) is no fair baseline for a GPU")
+    provenance = f" {first['provenance']}" if "provenance" in first else ""
     caption = (f"Energy + forces, configurations per second on {where} (`{first['command']}`; openmm "
                f"{first['openmm']}, torch {first['torch']}, {first['threads']} torch threads). Best of "
                f"{len(first['rounds'])} round-robin rounds (timeit's convention: slower rounds are the machine's "
-               f"other load), the median round beside it; {ratio_note}.")
+               f"other load), the median round beside it; {ratio_note}.{provenance}")
     headers = ["system", "method", "dtype", "batch", "configurations/s", "median round"] + (
         ["vs fastest OpenMM"] if fair else [])
     table = markdown_table(caption, headers, [
@@ -228,8 +236,7 @@ def summary(rows: list[dict], fastest: dict[str, dict], fair: bool) -> list[str]
     for system in fastest:
         mine = [r for r in rows if r["system"] == system]
         rate = {(r["method"], r["dtype"], r["batch"]): r for r in mine}
-        cell = [f"{rate[m, 'float64', r['batch']]['configurations_per_s']:,.0f}" for m in openmm_methods
-                for r in mine if r["method"] == m]
+        cell = [f"{r['configurations_per_s']:,.0f}" for m in openmm_methods for r in mine if r["method"] == m]
         for method in ("torch eager", "torch.compile"):
             cell.append(" / ".join(
                 f"{r['configurations_per_s']:,.0f}" + (f" ({r['vs_fastest_openmm']:.1f}×)" if fair else "")
