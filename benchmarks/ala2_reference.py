@@ -97,6 +97,16 @@ def one_repeat(solvent: str, seed: int, step_deg: float, k: float, steps: int, e
             "overlap": overlap, "omega_deg": omega.astype(np.float16)}
 
 
+def combine(values: np.ndarray, stderrs: np.ndarray) -> tuple[float, float, float, float, float]:
+    """Mean of independent repeats and its error: the larger of the repeats' standard error sd/√n and
+    MBAR's error of the mean √Σσ²/n (MBAR's alone for one repeat); returns (mean, error, sd, repeat
+    standard error, MBAR's error of the mean)."""
+    n = len(values)
+    sd = float(values.std(ddof=1)) if n > 1 else float("nan")
+    repeats, mbar = sd / np.sqrt(n), float(np.sqrt((stderrs**2).sum()) / n)
+    return float(values.mean()), float(np.nanmax([repeats, mbar])), sd, float(repeats), mbar
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--solvent", choices=["vacuum", "implicit"], default="implicit")
@@ -120,10 +130,7 @@ def main() -> None:
         np.savez_compressed(buffer, **arrays)
         atomic_write(RESULTS / f"ala2_reference_{args.solvent}_{kind}.npz", buffer.getvalue())
     values = np.array([r["delta_f"] for r in rows])
-    sd = values.std(ddof=1) if len(values) > 1 else float("nan")
-    sem_repeats = sd / np.sqrt(len(values))
-    sem_mbar = float(np.sqrt(sum(r["mbar_stderr"] ** 2 for r in rows)) / len(rows))
-    sem = float(np.nanmax([sem_repeats, sem_mbar]))  # one repeat: MBAR's error alone
+    mean, sem, sd, sem_repeats, sem_mbar = combine(values, np.array([r["mbar_stderr"] for r in rows]))
     command = (f"python benchmarks/ala2_reference.py --solvent {args.solvent} --seeds "
                f"{' '.join(map(str, args.seeds))} --step-deg {args.step_deg:g} --k {args.k:g} --steps {args.steps} "
                f"--equilibration {args.equilibration}")
@@ -140,10 +147,10 @@ def main() -> None:
                              f"{r['max_omega_from_trans_deg']:.0f}° (cis {r['cis_fraction']:.0%})", str(r["samples"]),
                              "(reused traces)" if math.isnan(r["wall_s"]) else f"{r['wall_s']:.0f}"]
                             for r in rows], text_columns=3)
-    table += ["", (f"Reference: ΔF = {values.mean():.3f} ± {sem:.3f} kT (mean of {len(values)} independent repeats; "
+    table += ["", (f"Reference: ΔF = {mean:.3f} ± {sem:.3f} kT (mean of {len(values)} independent repeats; "
                    f"error the larger of their standard error {sem_repeats:.3f} (sd {sd:.3f}) and MBAR's error of "
                    f"the mean {sem_mbar:.3f}).")]
-    summary = {"solvent": args.solvent, "delta_f": float(values.mean()), "stderr": float(sem), "sd": float(sd),
+    summary = {"solvent": args.solvent, "delta_f": mean, "stderr": sem, "sd": float(sd),
                "stderr_repeats": float(sem_repeats), "stderr_mbar": sem_mbar, "repeats": len(values),
                "cis_fraction": max(r["cis_fraction"] for r in rows), "command": command}
     write_results(f"ala2_reference_{args.solvent}", [summary, *rows], table)

@@ -1,0 +1,77 @@
+"""Contracts of the benchmark scripts that the README's numbers rest on: equal-core speed
+baselines, the reference's error bar, disjoint design and held-out seeds."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from itertools import combinations
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    """Import a benchmark script by name (they import their sibling ``pipeline``)."""
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        yield importlib.import_module
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+
+
+def _row(method: str, dtype: str, batch: int, rate: float, system: str = "alanine-dipeptide-implicit") -> dict:
+    return {"system": system, "method": method, "dtype": dtype, "batch": batch, "configurations_per_s": rate,
+            "median_round": rate, "rounds": [rate], "first_call_s": None, "threads": 2, "device": "cpu",
+            "device_name": "CPU", "command": "python benchmarks/forcefield_speed.py", "openmm": "x", "torch": "y"}
+
+
+def test_the_speed_baseline_is_the_fastest_openmm_row_and_the_goal_is_judged_against_it(bench, tmp_path):
+    speed = bench("forcefield_speed")
+    rows = [_row("OpenMM context loop (Reference)", "float64", 2000, 20_000.0),
+            _row("OpenMM context loop (CPU, 2 threads)", "mixed", 2000, 2_000.0),
+            _row("OpenMM bridge, 2 workers (Reference)", "float64", 2000, 28_000.0),
+            _row("torch.compile", "float32", 4096, 250_000.0), _row("torch.compile", "float64", 4096, 100_000.0)]
+    fastest = speed.baselines(rows)
+    assert fastest["alanine-dipeptide-implicit"]["method"].startswith("OpenMM bridge")
+    for r in rows:
+        r["vs_fastest_openmm"] = r["configurations_per_s"] / 28_000.0
+    table = "\n".join(speed.summary(rows, fastest, fair=True))
+    assert "250,000 (8.9×)" in table and "10×: ✗" in table  # 8.9× against the bridge misses 10×
+    rows[3]["configurations_per_s"], rows[3]["vs_fastest_openmm"] = 300_000.0, 300_000 / 28_000
+    assert "10×: ✓" in "\n".join(speed.summary(rows, fastest, fair=True))
+
+
+def test_a_gpu_run_without_openmm_cuda_gets_no_ratios(bench, monkeypatch, tmp_path):
+    speed = bench("forcefield_speed")
+    monkeypatch.setattr(speed, "RESULTS", tmp_path)
+    monkeypatch.setattr(speed, "write_results", lambda name, rows, table: (tmp_path / f"{name}.md").write_text(
+        "\n".join(table)))
+    rows = [dict(_row("OpenMM bridge, 2 workers (Reference)", "float64", 2000, 20_000.0), device="cuda"),
+            dict(_row("torch.compile", "float32", 4096, 1_000_000.0), device="cuda")]
+    speed.render(rows)
+    assert "vs_fastest_openmm" not in rows[1] and "no ratio" in (tmp_path / "forcefield_speed_cuda.md").read_text()
+    assert "×" not in (tmp_path / "forcefield_speed_cuda_summary.md").read_text().split("\n", 2)[2]
+
+
+def test_the_reference_error_is_the_larger_of_the_repeat_spread_and_mbar(bench):
+    combine = bench("ala2_reference").combine
+    mean, error, sd, repeats, mbar = combine(np.array([3.2, 3.4, 3.7]), np.array([0.12, 0.12, 0.12]))
+    assert np.isclose(mean, 3.4333, atol=1e-4) and np.isclose(repeats, sd / np.sqrt(3))
+    assert np.isclose(mbar, 0.12 / np.sqrt(3)) and error == max(repeats, mbar) == repeats
+    _, error, *_ = combine(np.array([3.88, 3.89, 3.90]), np.array([0.13, 0.13, 0.13]))
+    assert np.isclose(error, 0.13 / np.sqrt(3))  # agreeing repeats: MBAR's error
+    _, error, sd, *_ = combine(np.array([3.9]), np.array([0.13]))
+    assert np.isnan(sd) and error == 0.13  # one repeat: MBAR's error, not NaN
+
+
+def test_the_held_out_seeds_of_the_gradient_benchmark_were_used_for_nothing_else(bench):
+    seeds = bench("gradient_estimators").SEEDS
+    sets = {name: set(group.values()) for name, group in seeds.items()}
+    for (a, first), (b, second) in combinations(sets.items(), 2):
+        assert not first & second, (a, b, first & second)
+    assert len(sets["test"]) == 4  # a new stream for each budget and each kind of noise
