@@ -20,7 +20,7 @@ every repeat to ala2_reference_<solvent>_overlap.npz, the ω traces (degrees, [w
 bond], float16) to ala2_reference_<solvent>_omega.npz, with the largest |ω − 180°| in the table
 (the trans restraint acts only beyond 90°). The table also names each repeat's furthest window:
 the largest root-mean-square distance of φ or ψ from its window's centre (the median over
-windows is in the JSON). MBAR's results are cached beside the traces (it is deterministic).
+windows of the same measure is in the JSON). MBAR's results are cached beside the traces (it is deterministic).
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ def one_repeat(solvent: str, seed: int, step_deg: float, k: float, steps: int, e
             "first_window_deg": [float(first[0]), float(first[1])], "delta_f": value, "mbar_stderr": stderr,
             "wall_s": wall, "min_neighbour_overlap": minimum, "cis_fraction": data.cis_fraction(),
             "max_omega_from_trans_deg": float(np.abs((omega + 360) % 360 - 180).max()), "samples": samples,
-            "windows": len(data.centres), "median_window_rms_deg": float(np.median(rms)),
+            "windows": len(data.centres), "median_window_rms_deg": float(np.median(rms.max(1))),
             "furthest_window": {"centre_deg": np.degrees(data.centres[furthest]).round(1).tolist(),
                                 "rms_deg": rms[furthest].round(1).tolist(),
                                 "mean_offset_deg": offsets[furthest].mean(0).round(1).tolist()},
