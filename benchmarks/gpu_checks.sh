@@ -6,12 +6,14 @@
 #   pip download --no-deps -d wheels "openmm-cuda-12==$(python -c 'import openmm; print(openmm.__version__)')"
 # Results go to benchmarks/results/ (forcefield_speed_cuda*, gpu_parity, gpu_cli, bg_step_speed) and,
 # when $OUT is set (the device tool), packed into $OUT/gpu_results.tar.gz too.
-set -euo pipefail
+set -uo pipefail  # a failing step is reported and the others still run
+failed=()
 cd "$(dirname "$0")"
 if ls ../wheels/openmm_cuda*.whl >/dev/null 2>&1; then python -m pip install --no-deps ../wheels/openmm_cuda*.whl; fi
-python gpu_parity.py
-python forcefield_speed.py --device cuda --batches 1 256 4096 65536 --rounds 2 --seconds 0.3 --threads 16
-python gpu_cli.py
-python bg_step_speed.py --devices cpu cuda
-(cd .. && python -m pytest -m gpu -q) | tee results/gpu_tests.txt
+python gpu_parity.py || failed+=("gpu_parity.py")
+python forcefield_speed.py --device cuda --batches 1 256 4096 65536 --rounds 2 --seconds 0.3 --threads 16 || failed+=("forcefield_speed.py")
+python gpu_cli.py || failed+=("gpu_cli.py")
+python bg_step_speed.py --devices cpu cuda || failed+=("bg_step_speed.py")
+(cd .. && python -m pytest -m gpu -q) | tee results/gpu_tests.txt || failed+=("pytest -m gpu")
 if [ -n "${OUT:-}" ]; then tar czf "$OUT/gpu_results.tar.gz" results/forcefield_speed_cuda* results/gpu_* results/bg_step_speed*; fi
+if [ ${#failed[@]} -gt 0 ]; then echo "failed: ${failed[*]}"; exit 1; fi
