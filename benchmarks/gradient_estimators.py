@@ -50,6 +50,8 @@ BUDGETS = (100, 1000)  # samples per estimate in the comparison table
 SEEDS = {
     "design": {"perturbations": 0, "Langevin noise": 7},
     "used before": {"comparison table before the robust rule (deterministic one-parameter tasks)": 10,
+                    "robust rule tuned on (with 0 and 10)": 20, "robust rule also tuned on": 30,
+                    "robust rule checked on before the first comparison": 40, "robust rule also checked on": 50,
                     "comparison table as first committed (perturbations only; Langevin noise was seed 7)": 60},
     "test": {"perturbations, 100 samples": 1000, "perturbations, 1,000 samples": 1001,
              "Langevin noise, 100 samples": 1002, "Langevin noise, 1,000 samples": 1003},
