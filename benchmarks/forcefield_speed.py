@@ -185,12 +185,9 @@ def main() -> None:
 
 def baselines(rows: list[dict]) -> dict[str, dict]:
     """The fastest OpenMM row of each system: the equal-core baseline."""
-    fastest: dict[str, dict] = {}
-    for r in rows:
-        if r["method"].startswith("OpenMM") and r["configurations_per_s"] > fastest.get(
-                r["system"], {"configurations_per_s": 0.0})["configurations_per_s"]:
-            fastest[r["system"]] = r
-    return fastest
+    openmm = [r for r in rows if r["method"].startswith("OpenMM")]
+    return {system: max((r for r in openmm if r["system"] == system), key=lambda r: r["configurations_per_s"])
+            for system in dict.fromkeys(r["system"] for r in openmm)}
 
 
 def render(rows: list[dict]) -> None:
@@ -222,10 +219,10 @@ def render(rows: list[dict]) -> None:
          f"{r['median_round']:,.0f}", *([f"{r['vs_fastest_openmm']:.2f}×"] if fair else [])] for r in rows],
         text_columns=3)
     write_results(name, rows, table)
-    atomic_write(RESULTS / f"{name}_summary.md", "\n".join(summary(rows, fastest, fair)) + "\n")
+    atomic_write(RESULTS / f"{name}_summary.md", "\n".join(summary(rows, fastest, fair, name)) + "\n")
 
 
-def summary(rows: list[dict], fastest: dict[str, dict], fair: bool) -> list[str]:
+def summary(rows: list[dict], fastest: dict[str, dict], fair: bool, name: str = "forcefield_speed") -> list[str]:
     """The README's table: each system's OpenMM rows and the torch rows at the largest batch, with ratios
     and, on the CPU, the goal (3× in vacuum, 10× in implicit solvent) met or not by the fastest torch row."""
     on_cpu = rows[0]["device"] == "cpu"
@@ -255,9 +252,8 @@ def summary(rows: list[dict], fastest: dict[str, dict], fair: bool) -> list[str]
                f"torch.compile f32 / f64, batch {batch:,}"] + (["goal"] if fair and on_cpu else [])
     ratio = ("ratios against the fastest OpenMM row, best round against best round; median against median"
              if fair else "no ratios: see the full table's caption")
-    full = "forcefield_speed" + ("" if on_cpu else f"_{rows[0]['device']}")
     return markdown_table(f"Configurations per second with forces (`{rows[0]['command']}`; {ratio}; every row "
-                          f"is in benchmarks/results/{full}.md):", headers, cells)
+                          f"is in benchmarks/results/{name}.md):", headers, cells)
 
 
 if __name__ == "__main__":

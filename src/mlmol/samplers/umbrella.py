@@ -125,13 +125,13 @@ def umbrella(system: Energy, torsions: Sequence[Sequence[int]], centres_deg, for
     restraints = [torsion_restraint(str(t), atoms) for t, atoms in enumerate(torsions)]
     if len(hold_trans):
         restraints.append(flat_bottom_restraint(hold_trans))
-    held = [tuple(int(a) for a in t) for t in hold_trans]
+    recorded = torsions + [tuple(int(a) for a in t) for t in hold_trans]  # the restrained, then the held
     md = MolecularDynamics(system, timestep_fs=timestep_fs, seed=seed, equilibration=0, bias=restraints,
                            positions=positions, minimize=positions is None)
     start = np.stack([dihedral(md.positions(), *atoms).numpy()[0] for atoms in torsions])
     order = sweep_order(centres, start, reverse)
     traces: list[np.ndarray | None] = [None] * len(centres)
-    held_traces: list[np.ndarray | None] = [None] * len(centres)
+    held: list[np.ndarray | None] = [None] * len(centres)
     windows = order
     if progress:
         from tqdm.auto import tqdm
@@ -142,10 +142,9 @@ def umbrella(system: Energy, torsions: Sequence[Sequence[int]], centres_deg, for
             md.context.setParameter(f"theta0_{t}", float(centres[i, t]))
         md.integrator.step(equilibration)
         frames = md.run(steps // interval, interval)
-        traces[i] = np.stack([dihedral(frames, *atoms).numpy() for atoms in torsions], -1)
-        if held:
-            held_traces[i] = np.stack([dihedral(frames, *atoms).numpy() for atoms in held], -1)
-    return UmbrellaTraces(centres, ks, traces, system.kT, held=held_traces if held else None, order=order)
+        angles = np.stack([dihedral(frames, *atoms).numpy() for atoms in recorded], -1)
+        traces[i], held[i] = angles[:, :len(torsions)], angles[:, len(torsions):]
+    return UmbrellaTraces(centres, ks, traces, system.kT, held=held if len(hold_trans) else None, order=order)
 
 
 def _bias(data: UmbrellaTraces, theta: np.ndarray) -> np.ndarray:
