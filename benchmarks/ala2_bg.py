@@ -83,15 +83,24 @@ def main() -> None:
     table = markdown_table(caption, ["energy backend", "seed", "train (min)", "sample (s)", "ESS",
                                      "effective samples", "BG ΔF(φ>0 − φ<0) (kT)", "reference (kT)",
                                      "difference (kT)", "wrong-handed Cα"],
-                           [[r["backend"], str(r["seed"]), f"{r['train_s'] / 60:.1f}", f"{r['sample_s']:.0f}",
+                           [[r["backend"] + ("†" if predates_backend(r) else ""), str(r["seed"]),
+                             f"{r['train_s'] / 60:.1f}", f"{r['sample_s']:.0f}",
                              f"{100 * r['metrics']['ess_fraction']:.1f}%", f"{r['metrics']['ess']:,.0f}",
                              f"{r['metrics']['delta_f']['value']:.3f} ± {r['metrics']['delta_f']['stderr']:.3f}",
                              f"{reference['delta_f']:.3f} ± {reference['stderr']:.3f}", f"{r['difference']:+.3f}",
                              f"{100 * r['metrics']['wrong_handed_fraction']:.2f}%"] for r in rows],
                            text_columns=2)
+    if any(map(predates_backend, rows)):
+        table += ["", ("† Made before the `--energy-backend` option, by `mlmol train ... --seed S` (its command in "
+                       "the JSON), which then always used the OpenMM bridge; `--backend openmm` is today's way to run it.")]
     write_results(name, rows, table)
     if name == "ala2_bg_implicit":
         atomic_write(RESULTS / f"{name}_bars.md", "\n".join(bars(rows, reference)) + "\n")
+
+
+def predates_backend(row: dict) -> bool:
+    """A row made before ``--energy-backend`` existed (its stored command has no such flag)."""
+    return "--energy-backend" not in row.get("command", "--energy-backend")
 
 
 def bars(rows: list[dict], reference: dict) -> list[str]:

@@ -38,6 +38,9 @@ from pipeline import RESULTS, markdown_table, write_results
 from mlmol.data import atomic_write, save_array
 
 TRACES = Path(__file__).resolve().parent.parent / "runs" / "ala2_reference"
+# marks MBAR caches made with the current subsampling (each window thinned by the largest statistical
+# inefficiency of its torsions' cos/sin and its own bias energy); older caches are recomputed
+SUBSAMPLING = "subsampled_by_max_g"
 # (name, φ, ψ) in degrees: the minima the independent repeats start from
 STARTS = [("C7eq", -83.0, 73.0), ("alphaR", -63.0, -41.0), ("C7ax", 73.0, -60.0)]
 
@@ -71,7 +74,7 @@ def one_repeat(solvent: str, seed: int, step_deg: float, k: float, steps: int, e
         TRACES.mkdir(parents=True, exist_ok=True)
         data.save(path)
         atomic_write(timing, json.dumps({"wall_s": wall}))
-    if cached.is_file():
+    if cached.is_file() and SUBSAMPLING in np.load(cached).files:
         with np.load(cached) as f:
             value, stderr, minimum = float(f["delta_f"]), float(f["stderr"]), float(f["min_neighbour_overlap"])
             samples, overlap = int(f["samples"]), f["overlap"]
@@ -80,7 +83,7 @@ def one_repeat(solvent: str, seed: int, step_deg: float, k: float, steps: int, e
         minimum, samples = details["min_neighbour_overlap"], int(sum(details["samples_per_window"]))
         overlap = details["overlap"].astype(np.float32)
         save_array(cached, delta_f=value, stderr=stderr, min_neighbour_overlap=minimum, samples=samples,
-                   overlap=overlap)
+                   overlap=overlap, **{SUBSAMPLING: np.array(True)})
     offsets = [np.degrees(data.difference(t, c)) for t, c in zip(data.traces, data.centres, strict=True)]
     rms = np.array([np.sqrt((o**2).mean(0)) for o in offsets])  # [W, 2]: distance from the centre (degrees)
     furthest = int(rms.max(1).argmax())
@@ -90,6 +93,7 @@ def one_repeat(solvent: str, seed: int, step_deg: float, k: float, steps: int, e
             "first_window_deg": [float(first[0]), float(first[1])], "delta_f": value, "mbar_stderr": stderr,
             "wall_s": wall, "min_neighbour_overlap": minimum, "cis_fraction": data.cis_fraction(),
             "max_omega_from_trans_deg": float(np.abs((omega + 360) % 360 - 180).max()), "samples": samples,
+            "frames": int(sum(len(t) for t in data.traces)),
             "windows": len(data.centres), "median_window_rms_deg": float(np.median(rms.max(1))),
             "furthest_window": {"centre_deg": np.degrees(data.centres[furthest]).round(1).tolist(),
                                 "rms_deg": rms[furthest].round(1).tolist(),
@@ -139,12 +143,13 @@ def main() -> None:
                f"{args.steps / 1000:g} ps (`{command}`).")
     table = markdown_table(caption, ["seed", "start", "sweep", "ΔF(φ>0 − φ<0) (kT)", "MBAR stderr",
                                      "min window overlap", "furthest window: (φ, ψ) RMS from centre",
-                                     "ω: max from trans", "uncorrelated samples", "wall (s)"],
+                                     "ω: max from trans", "uncorrelated samples of frames", "wall (s)"],
                            [[str(r["seed"]), r["start"], r["sweep"], f"{r['delta_f']:.3f}", f"{r['mbar_stderr']:.3f}",
                              f"{r['min_neighbour_overlap']:.3f}",
                              "({:g}°, {:g}°): {:g}° / {:g}°".format(*r["furthest_window"]["centre_deg"],
                                                                    *r["furthest_window"]["rms_deg"]),
-                             f"{r['max_omega_from_trans_deg']:.0f}° (cis {r['cis_fraction']:.0%})", str(r["samples"]),
+                             f"{r['max_omega_from_trans_deg']:.0f}° (cis {r['cis_fraction']:.0%})",
+                             f"{r['samples']:,} of {r['frames']:,}",
                              "(reused traces)" if math.isnan(r["wall_s"]) else f"{r['wall_s']:.0f}"]
                             for r in rows], text_columns=3)
     table += ["", (f"Reference: ΔF = {mean:.3f} ± {sem:.3f} kT (mean of {len(values)} independent repeats; "

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import statistics
+import sys
 
 import torch
 from pipeline import markdown_table, write_results
@@ -51,12 +52,14 @@ def main() -> None:
     g = torch.Generator().manual_seed(0)
     data = torch.as_tensor(system.positions, dtype=torch.float64).reshape(1, -1) + 0.01 * torch.randn(
         10_000, system.dim, dtype=torch.float64, generator=g)
+    command = " ".join(["python benchmarks/bg_step_speed.py", *sys.argv[1:]])
     rows = []
     for batch in args.batches:
         for device in args.devices:
             seconds = step_seconds(device, batch, args.steps, data, system)
             name = torch.cuda.get_device_name() if device == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-            rows.append({"device": name, "batch": batch, **{f"{k}_s": v for k, v in seconds.items()}})
+            rows.append({"device": name, "batch": batch, **{f"{k}_s": v for k, v in seconds.items()},
+                         "command": command, "torch": torch.__version__})
             print(rows[-1], flush=True)
     cells = []
     for r in rows:
@@ -64,7 +67,7 @@ def main() -> None:
         cells.append([r["device"], str(r["batch"]), f"{r['ml_s'] * 1e3:.1f}", f"{r['ml+kl_s'] * 1e3:.1f}",
                       f"{base['ml+kl_s'] / r['ml+kl_s']:.1f}×"])
     table = markdown_table(
-        "Alanine dipeptide BG training step with the torch force field (`python benchmarks/bg_step_speed.py`; "
+        f"Alanine dipeptide BG training step with the torch force field (`{command}`; "
         f"torch {torch.__version__}): median milliseconds per step, and the ML + KL step's speed-up over the "
         "first device listed at the same batch:",
         ["device", "batch", "ML step (ms)", "ML + KL step (ms)", "ML + KL speed-up"], cells, text_columns=1)

@@ -7,7 +7,8 @@ per unit² (the paper's force constant), ``--chains`` Metropolis chains per wind
 the paper's lattice with the dimer at the window's distance, ``--burn`` sweeps of burn-in,
 then ``--steps`` sweeps recording d every 10. A sweep moves each particle once (single-particle
 moves of 0.1, about 40% accepted); ``--moves all`` runs the paper's all-particle steps instead
-(0.02 per coordinate, d every 50 steps), whose repeats disagreed by 0.7 kT (see README). MBAR (pymbar) reweights all windows; each seed
+(0.02 per coordinate, d every 50 steps), whose repeats disagreed by far more than MBAR's error (see
+README). MBAR (pymbar) reweights all windows; each seed
 is an independent repeat and the spread of the repeats is quoted with MBAR's own error.
 Open is d > 1.5, closed d < 1.5. Traces are cached in runs/dimer/; results go to
 benchmarks/results/dimer_reference.json/.md and the profile to dimer_reference_profile.npz there.

@@ -208,7 +208,7 @@ def render(rows: list[dict]) -> None:
                   "no ratio: OpenMM's CUDA platform was not measured, and OpenMM on the CPU (one core for the "
                   "Reference loop, one per worker for the bridge) is no fair baseline for a GPU")
     provenance = f" {first['provenance']}" if "provenance" in first else ""
-    caption = (f"Energy + forces, configurations per second on {where} (`{first['command']}`; openmm "
+    caption = (f"Energy + forces, configurations per second on {where} ({made_by(first)}; openmm "
                f"{first['openmm']}, torch {first['torch']}, {first['threads']} torch threads). Best of "
                f"{len(first['rounds'])} round-robin rounds (timeit's convention: slower rounds are the machine's "
                f"other load), the median round beside it; {ratio_note}.{provenance}")
@@ -220,6 +220,12 @@ def render(rows: list[dict]) -> None:
         text_columns=3)
     write_results(name, rows, table)
     atomic_write(RESULTS / f"{name}_summary.md", "\n".join(summary(rows, fastest, fair, name)) + "\n")
+
+
+def made_by(row: dict) -> str:
+    """The command that made a run, or for a run of an earlier version of this script (``provenance``), that."""
+    command = f"`{row['command']}`"
+    return command if "provenance" not in row else f"an earlier version of this script, run as {command}"
 
 
 def summary(rows: list[dict], fastest: dict[str, dict], fair: bool, name: str = "forcefield_speed") -> list[str]:
@@ -252,7 +258,7 @@ def summary(rows: list[dict], fastest: dict[str, dict], fair: bool, name: str = 
                f"torch.compile f32 / f64, batch {batch:,}"] + (["goal"] if fair and on_cpu else [])
     ratio = ("ratios against the fastest OpenMM row, best round against best round; median against median"
              if fair else "no ratios: see the full table's caption")
-    return markdown_table(f"Configurations per second with forces (`{rows[0]['command']}`; {ratio}; every row "
+    return markdown_table(f"Configurations per second with forces ({made_by(rows[0])}; {ratio}; every row "
                           f"is in benchmarks/results/{name}.md):", headers, cells)
 
 

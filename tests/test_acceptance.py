@@ -28,6 +28,7 @@ def _accept(tmp_path, train_args, name):
     assert main(["sample", str(run), "--n", "100000", "--out", str(run / "s.npz")]) == 0
     assert main(["evaluate", str(run), "--samples", str(run / "s.npz")]) == 0
     metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["ess"] >= 100, metrics  # a run with fewer effective samples does not count toward a bar
     assert abs(metrics["delta_f"]["error"]) < 0.1, metrics
     for profile in metrics["profiles"].values():
         assert profile["rmse"] < 0.2 and profile["bins_compared"] >= 10, metrics

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
@@ -77,3 +78,38 @@ def test_the_held_out_seeds_of_the_gradient_benchmark_were_used_for_nothing_else
     for (a, first), (b, second) in combinations(sets.items(), 2):
         assert not first & second, (a, b, first & second)
     assert len(sets["test"]) == 4  # a new stream for each budget and each kind of noise
+
+
+def test_every_random_stream_of_the_gradient_benchmark_is_seeded_from_its_seed_table():
+    """No literal seed in the script: each ``manual_seed``/``default_rng`` takes a value that comes
+    from ``SEEDS`` (directly or through a variable), so the table the README quotes is complete."""
+    import ast
+
+    tree = ast.parse((BENCHMARKS / "gradient_estimators.py").read_text())
+    seeded = [node for node in ast.walk(tree) if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+              and node.func.attr in ("manual_seed", "default_rng", "seed")]
+    assert len(seeded) >= 8
+    literal = [ast.unparse(node) for node in seeded
+               if any(isinstance(n, ast.Constant) and type(n.value) is int for n in ast.walk(node))]
+    assert not literal, literal
+
+
+def test_every_openmm_row_of_the_speed_benchmark_gets_the_cores_the_torch_rows_get(bench, monkeypatch):
+    """``--threads T`` (torch's threads): the CPU platform runs T threads and the bridge T Reference
+    workers, so the fastest of them is OpenMM at equal cores; the Reference loop runs on one."""
+    from argparse import Namespace
+
+    speed = bench("forcefield_speed")
+    used = {}
+    monkeypatch.setattr(speed, "openmm_loop", lambda system, x, platform, threads: used.setdefault(platform, threads))
+    monkeypatch.setattr(speed, "bridge_call", lambda system, x, workers: used.setdefault("bridge", workers))
+    args = Namespace(openmm_configurations=4, device="cpu", threads=3, batches=[], no_compile=True)
+    monkeypatch.setattr(speed, "ForceField", lambda *a, **k: torch.nn.Identity())
+    rows = speed.candidates(None, np.zeros((8, 6)), args)
+    for method, *_, make, _ in rows:
+        if method.startswith("OpenMM"):
+            make()
+    assert used == {"Reference": 3, "CPU": 3, "bridge": 3}  # a Reference context ignores its threads
+    assert {method for method, *_ in rows} == {"OpenMM context loop (Reference)",
+                                               "OpenMM context loop (CPU, 3 threads)",
+                                               "OpenMM bridge, 3 workers (Reference)"}

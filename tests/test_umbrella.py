@@ -135,7 +135,7 @@ def test_mcmc_umbrella_and_mbar_recover_the_exact_double_well_free_energy():
     centres = np.linspace(-2.6, 2.6, 27)
     data = umbrella_mcmc(system, lambda x: x[..., 0], centres, 25.0, lambda c: torch.tensor([c, 0.0]),
                          steps=10_000, burn=500, interval=10, chains=8, step=0.3, seed=0)
-    value, stderr, details = mbar_delta_f(data, lambda theta: theta[:, 0] < 0)
+    value, stderr, _ = mbar_delta_f(data, lambda theta: theta[:, 0] < 0)
     exact = exact_delta_f(system, "x0 < 0", "x0 > 0")
     assert 0 < stderr < 0.06 and abs(value - exact) < 4 * stderr + 0.02, (value, stderr, exact)
     edges = np.linspace(-2.4, 2.4, 25)
@@ -158,3 +158,20 @@ def test_mcmc_umbrella_with_single_particle_sweeps():
     assert abs(data.traces[0].mean() - 1.0) < 0.1 and abs(data.traces[1].mean() - 2.0) < 0.1
     with pytest.raises(MlmolError, match="particle_energy"):
         umbrella_mcmc(DoubleWell(), lambda x: x[..., 0], [0.0], 1.0, lambda c: [c, 0.0], steps=10, moves="particle")
+
+
+def test_the_statistical_inefficiency_is_set_by_the_slowest_restrained_torsion():
+    """Two torsions in one window: φ white noise, ψ an AR(1) process with ρ = 0.8, whose
+    integrated g is (1 + ρ)/(1 − ρ) = 9; the window's g follows ψ, and MBAR keeps about N/g frames."""
+    from mlmol.samplers.umbrella import statistical_inefficiency
+
+    rng = np.random.default_rng(1)
+    n, rho = 20_000, 0.8
+    psi = np.zeros(n)
+    for t in range(1, n):
+        psi[t] = rho * psi[t - 1] + math.sqrt(1 - rho**2) * 0.2 * rng.standard_normal()
+    trace = np.stack([0.2 * rng.standard_normal(n), psi], -1)
+    data = UmbrellaTraces(np.zeros((1, 2)), np.full((1, 2), 250.0), [trace], 2.5)
+    assert statistical_inefficiency(data, 0) == pytest.approx(9.0, rel=0.25)
+    white = UmbrellaTraces(np.zeros((1, 2)), np.full((1, 2), 250.0), [0.2 * rng.standard_normal((n, 2))], 2.5)
+    assert statistical_inefficiency(white, 0) < 1.3

@@ -184,16 +184,29 @@ def in_first_torsion(low: float = 0.0, high: float = math.pi) -> Callable[[np.nd
     return lambda theta: (theta[:, 0] > low) & (theta[:, 0] < high)
 
 
+def statistical_inefficiency(data: UmbrellaTraces, window: int) -> float:
+    """Window ``window``'s statistical inefficiency g (frames per independent sample), the largest
+    of pymbar's estimates for each restrained variable (cos and sin of each torsion) and for the
+    window's own bias energy: conservative where one variable decorrelates more slowly."""
+    from pymbar import timeseries
+
+    trace = data.traces[window].reshape(len(data.traces[window]), -1)
+    signals = [*(np.concatenate([np.cos(trace), np.sin(trace)], -1) if data.periodic else trace).T,
+               _bias(UmbrellaTraces(data.centres[window:window + 1], data.force_constants[window:window + 1],
+                                    [], data.kT, data.periodic), trace)[0]]
+    return max(float(timeseries.statistical_inefficiency(signal)) for signal in signals)
+
+
 def _subsampled(data: UmbrellaTraces, subsample: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """All windows' kept samples ``[N, T]``, samples per window ``[W]`` and biases ``u_kn`` ``[W, N]``."""
     from pymbar import timeseries
 
     kept = []
-    for trace in data.traces:
+    for k, trace in enumerate(data.traces):
         trace = trace.reshape(len(trace), -1)
         if subsample and len(trace) > 10:
-            signal = np.concatenate([np.cos(trace), np.sin(trace)], -1) if data.periodic else trace
-            kept.append(trace[timeseries.subsample_correlated_data(signal.sum(-1))])
+            kept.append(trace[timeseries.subsample_correlated_data(np.arange(len(trace)),
+                                                                    g=statistical_inefficiency(data, k))])
         else:
             kept.append(trace)
     theta = np.concatenate(kept)
