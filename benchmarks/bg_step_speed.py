@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import statistics
 import sys
 
 import torch
-from pipeline import markdown_table, write_results
+from pipeline import RESULTS, markdown_table, write_results
 
 from mlmol import fit
 from mlmol.experiments import noe2019
@@ -47,7 +48,11 @@ def main() -> None:
     parser.add_argument("--devices", nargs="+", default=["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
     parser.add_argument("--batches", type=int, nargs="+", default=[256, 4096])
     parser.add_argument("--steps", type=int, default=20, help="steps per stage (ML, then ML + KL)")
+    parser.add_argument("--tabulate", action="store_true", help="measure nothing: redraw from the stored rows")
     args = parser.parse_args()
+    if args.tabulate:
+        render(json.loads((RESULTS / "bg_step_speed.json").read_text()))
+        return
     system = alanine_dipeptide(backend="torch")
     g = torch.Generator().manual_seed(0)
     data = torch.as_tensor(system.positions, dtype=torch.float64).reshape(1, -1) + 0.01 * torch.randn(
@@ -61,18 +66,25 @@ def main() -> None:
             rows.append({"device": name, "batch": batch, **{f"{k}_s": v for k, v in seconds.items()},
                          "command": command, "torch": torch.__version__})
             print(rows[-1], flush=True)
+    render(rows)
+
+
+def render(rows: list[dict]) -> None:
+    """The results table (and JSON) from the rows; rows without a ``command`` are from an earlier
+    version of this script, which recorded none (nor the torch version)."""
     cells = []
     for r in rows:
         base = next(b for b in rows if b["batch"] == r["batch"])
         cells.append([r["device"], str(r["batch"]), f"{r['ml_s'] * 1e3:.1f}", f"{r['ml+kl_s'] * 1e3:.1f}",
                       f"{base['ml+kl_s'] / r['ml+kl_s']:.1f}×"])
+    made_by = (f"`{rows[0]['command']}`; torch {rows[0]['torch']}" if "command" in rows[0] else
+               "an earlier version of `python benchmarks/bg_step_speed.py`, which recorded neither its command "
+               "nor its versions; `bash benchmarks/gpu_checks.sh` reruns it")
     table = markdown_table(
-        f"Alanine dipeptide BG training step with the torch force field (`{command}`; "
-        f"torch {torch.__version__}): median milliseconds per step, and the ML + KL step's speed-up over the "
-        "first device listed at the same batch:",
+        f"Alanine dipeptide BG training step with the torch force field ({made_by}): median milliseconds per step, "
+        "and the ML + KL step's speed-up over the first device listed at the same batch:",
         ["device", "batch", "ML step (ms)", "ML + KL step (ms)", "ML + KL speed-up"], cells, text_columns=1)
     write_results("bg_step_speed", rows, table)
-
 
 if __name__ == "__main__":
     main()

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +42,7 @@ def is_open(theta: np.ndarray) -> np.ndarray:
 
 
 def repeat(seed: int, steps: int, burn: int, chains: int, step: float, moves: str) -> tuple[dict, UmbrellaTraces]:
+    torch.set_num_threads(1)
     tag = "" if moves == "all" else f"_{moves}"
     path = TRACES / f"umbrella{tag}_k{K:g}_steps{steps}_burn{burn}_chains{chains}_step{step:g}_seed{seed}.npz"
     wall = float("nan")
@@ -72,22 +75,24 @@ def main() -> None:
     parser.add_argument("--burn", type=int, help="burn-in steps (sweeps); default 2,000 (all: 10,000)")
     parser.add_argument("--chains", type=int, default=8)
     parser.add_argument("--step", type=float, help="move size per coordinate; default 0.1 (all: 0.02)")
+    parser.add_argument("--jobs", type=int, default=1, help="repeats run in parallel (one core each)")
     args = parser.parse_args()
     particle = args.moves == "particle"
     args.steps = args.steps or (20_000 if particle else 40_000)
     args.burn = args.burn or (2_000 if particle else 10_000)
     args.step = args.step or (0.1 if particle else 0.02)
     torch.set_num_threads(1)
-    rows, profiles = [], []
-    for seed in args.seeds:
-        row, data = repeat(seed, args.steps, args.burn, args.chains, args.step, args.moves)
-        rows.append(row)
-        profiles.append(mbar_profile(data, EDGES))
+    settings = (args.steps, args.burn, args.chains, args.step, args.moves)
+    with ProcessPoolExecutor(args.jobs) as pool:
+        repeats = list(pool.map(repeat, args.seeds, *[[s] * len(args.seeds) for s in settings]))
+    rows = [row for row, _ in repeats]
+    profiles = [mbar_profile(data, EDGES) for _, data in repeats]
     values = np.array([r["delta_f"] for r in rows])
     spread = float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else float("nan")
     summary = {"seed": "mean", "delta_f": float(values.mean()), "repeat_stderr": spread,
                "mbar_stderr": float(np.sqrt(np.mean([r["mbar_stderr"] ** 2 for r in rows]) / len(rows))),
-               "settings": vars(args) | {"force_constant": K, "windows": len(CENTRES)}}
+               "settings": vars(args) | {"force_constant": K, "windows": len(CENTRES)},
+               "command": " ".join(["python benchmarks/dimer_reference.py", *sys.argv[1:]])}
     f = np.nanmean([p.f for p in profiles], 0)
     save_array(RESULTS / "dimer_reference_profile.npz", edges=EDGES, f=f - np.nanmin(f),
                stderr=np.sqrt(np.nanmean([p.stderr**2 for p in profiles], 0) / len(profiles)))
@@ -96,7 +101,7 @@ def main() -> None:
     cells.append(["mean", f"{summary['delta_f']:.3f} ± {max(spread, summary['mbar_stderr']):.3f}", "", "", ""])
     table = markdown_table(
         f"Solvated dimer ΔF(open − closed) at kT = 1 by umbrella sampling + MBAR "
-        f"(`python benchmarks/dimer_reference.py`; {len(CENTRES)} windows, K = {K:g}); the mean's error is the larger "
+        f"(`{summary['command']}`; {len(CENTRES)} windows, K = {K:g}); the mean's error is the larger "
         "of the repeat spread and MBAR's:",
         ["seed", "ΔF (kT)", "min. neighbour overlap", "samples (decorrelated)", "wall (min)"], cells)
     write_results("dimer_reference", [*rows, summary], table)

@@ -16,17 +16,19 @@ peak memory of the process. Also one row per horizon with a step beyond the stab
 from __future__ import annotations
 
 import argparse
+import json
 import resource
 import time
 
 import torch
-from pipeline import markdown_table, save_figure, write_results
+from pipeline import RESULTS, markdown_table, save_figure, write_results
 
 from mlmol.diffsim import MoleculeLangevin
 from mlmol.diffsim.estimators import first_terms, perturbations, zeroth_terms
 from mlmol.systems.molecules import alanine_dipeptide
 
 SIGMA = 0.1  # kT
+STABLE = 1e-6  # the stable step (nm²), s λ_max ≈ 0.55
 
 
 def peak_memory_gb() -> float:
@@ -83,29 +85,39 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=128)
     parser.add_argument("--horizons", type=int, nargs="+", default=[10, 30, 100, 300, 1000])
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--tabulate", action="store_true", help="measure nothing: redraw from the stored rows")
     args = parser.parse_args()
+    if args.tabulate:
+        render(json.loads((RESULTS / "md_gradients.json").read_text()))
+        return
     torch.set_num_threads(args.threads)
     energy = alanine_dipeptide(backend="torch")
     curvature = largest_curvature(energy)
-    stable, unstable = 1e-6, 5e-6  # s λ_max ≈ 0.55 and ≈ 2.7 (the limit is 2)
+    stable, unstable = STABLE, 5e-6  # s λ_max ≈ 0.55 and ≈ 2.7 (the limit is 2)
     print(f"λ_max = {curvature:.4g} kT/nm²: stable for s < {2 / curvature:.3g} nm²", flush=True)
     rows = study(energy, stable, args.horizons, args.samples)
     rows += study(energy, unstable, [h for h in args.horizons if h <= 30], args.samples)
     for row in rows:
         row["s_lambda_max"] = row["step_nm2"] * curvature
+    render(rows)
+
+
+def render(rows: list[dict]) -> None:
+    """The results table (and JSON) and the figure from the rows."""
+    curvature = rows[0]["s_lambda_max"] / rows[0]["step_nm2"]
     caption = (f"Per-sample variance of first- and zeroth-order gradient terms of the time-averaged cos φ "
                f"after T overdamped Langevin steps of alanine dipeptide (vacuum, torch force field, float64), "
-               f"θ = 0, σ = {SIGMA} kT, {args.samples} samples (`python benchmarks/md_gradients.py`); "
+               f"θ = 0, σ = {SIGMA} kT, {rows[0]['samples']} samples (`python benchmarks/md_gradients.py`); "
                f"λ_max = {curvature:.3g} kT/nm², stability needs s λ_max < 2.")
     table = markdown_table(caption, ["step s (nm²)", "s λ_max", "T", "first-order variance", "zeroth-order variance",
-                                     "first-order mean", "finite", "first-order time (s)", "process peak memory so far (GB)"],
+                                     "first-order mean", "finite", "first-order time (s)",
+                                     "process peak memory so far (GiB)"],
                            [[f"{r['step_nm2']:g}", f"{r['s_lambda_max']:.2f}", str(r["steps"]),
                              f"{r['first_variance']:.3g}", f"{r['zeroth_variance']:.3g}", f"{r['first_mean']:.3g}",
                              f"{r['first_finite']:.0%}", f"{r['first_order_s']:.1f}", f"{r['peak_memory_gb']:.1f}"]
                             for r in rows], text_columns=0)
     write_results("md_gradients", rows, table)
-    plot(rows, stable)
-
+    plot(rows, STABLE)
 
 if __name__ == "__main__":
     main()
