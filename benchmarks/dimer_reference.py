@@ -1,6 +1,6 @@
 """Reference ΔF(open − closed) of the solvated dimer at kT = 1: umbrella sampling along the dimer distance + MBAR.
 
-    python benchmarks/dimer_reference.py [--seeds 0 1]
+    python benchmarks/dimer_reference.py [--seeds 0 1 2] [--jobs 2]
 
 Independent of any Boltzmann generator. Windows at d = 0.7, 0.75, ..., 2.3 with K = 500 kT
 per unit² (the paper's force constant), ``--chains`` Metropolis chains per window started from
@@ -9,7 +9,9 @@ then ``--steps`` sweeps recording d every 10. A sweep moves each particle once (
 moves of 0.1, about 40% accepted); ``--moves all`` runs the paper's all-particle steps instead
 (0.02 per coordinate, d every 50 steps), whose repeats disagreed by far more than MBAR's error (see
 README). MBAR (pymbar) reweights all windows; each seed
-is an independent repeat and the spread of the repeats is quoted with MBAR's own error.
+is an independent repeat and the spread of the repeats is quoted with MBAR's own error. Seeds 0 and 1
+start each window's chains from the lattice with the dimer at the window's distance; seed 2 (3)
+starts every window from the closed (open) lattice, d = 0.7 (2.3), and lets the restraint pull it.
 Open is d > 1.5, closed d < 1.5. Traces are cached in runs/dimer/; results go to
 benchmarks/results/dimer_reference.json/.md and the profile to dimer_reference_profile.npz there.
 """
@@ -33,6 +35,9 @@ from mlmol.systems.particles import SolvatedDimer, dimer_distance
 
 TRACES = Path(__file__).resolve().parent.parent / "runs" / "dimer"
 CENTRES = np.round(np.arange(0.7, 2.3001, 0.05), 3)
+# seed: the dimer distance every window starts from (the restraint pulls it to the window's centre
+# during burn-in); seeds not listed start each window at its own centre
+STARTS = {2: 0.7, 3: 2.3}
 K = 500.0
 EDGES = np.linspace(0.7, 2.3, 65)
 
@@ -43,7 +48,7 @@ def is_open(theta: np.ndarray) -> np.ndarray:
 
 def repeat(seed: int, steps: int, burn: int, chains: int, step: float, moves: str) -> tuple[dict, UmbrellaTraces]:
     torch.set_num_threads(1)
-    tag = "" if moves == "all" else f"_{moves}"
+    tag = ("" if moves == "all" else f"_{moves}") + (f"_from{STARTS[seed]:g}" if seed in STARTS else "")
     path = TRACES / f"umbrella{tag}_k{K:g}_steps{steps}_burn{burn}_chains{chains}_step{step:g}_seed{seed}.npz"
     wall = float("nan")
     timing = path.with_suffix(".json")  # the wall time of the run that made the cached traces
@@ -53,7 +58,8 @@ def repeat(seed: int, steps: int, burn: int, chains: int, step: float, moves: st
     else:
         system = SolvatedDimer()
         started = time.perf_counter()
-        data = umbrella_mcmc(system, dimer_distance, CENTRES, K, system.lattice, steps=steps, burn=burn,
+        start = system.lattice if seed not in STARTS else (lambda centre, d=STARTS[seed]: system.lattice(d))
+        data = umbrella_mcmc(system, dimer_distance, CENTRES, K, start, steps=steps, burn=burn,
                              interval=50 if moves == "all" else 10, chains=chains, step=step, seed=seed,
                              progress=True, moves=moves)
         wall = time.perf_counter() - started
@@ -61,14 +67,14 @@ def repeat(seed: int, steps: int, burn: int, chains: int, step: float, moves: st
         data.save(path)
         atomic_write(timing, json.dumps({"wall_s": wall}))
     value, stderr, details = mbar_delta_f(data, is_open)
-    return {"seed": seed, "delta_f": value, "mbar_stderr": stderr, "wall_s": wall,
+    return {"seed": seed, "start": f"d = {STARTS[seed]:g}" if seed in STARTS else "window centre", "delta_f": value, "mbar_stderr": stderr, "wall_s": wall,
             "min_neighbour_overlap": details["min_neighbour_overlap"],
             "samples": int(sum(details["samples_per_window"]))}, data
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--moves", choices=["particle", "all"], default="particle",
                         help="particle: sweeps of single-particle moves (default); all: the paper's all-particle moves")
     parser.add_argument("--steps", type=int, help="sampling steps (sweeps); default 20,000 (all: 40,000)")
@@ -96,14 +102,15 @@ def main() -> None:
     f = np.nanmean([p.f for p in profiles], 0)
     save_array(RESULTS / "dimer_reference_profile.npz", edges=EDGES, f=f - np.nanmin(f),
                stderr=np.sqrt(np.nanmean([p.stderr**2 for p in profiles], 0) / len(profiles)))
-    cells = [[str(r["seed"]), f"{r['delta_f']:.3f} ± {r['mbar_stderr']:.3f}", f"{r['min_neighbour_overlap']:.3f}",
+    cells = [[str(r["seed"]), r["start"], f"{r['delta_f']:.3f} ± {r['mbar_stderr']:.3f}", f"{r['min_neighbour_overlap']:.3f}",
               f"{r['samples']:,}", f"{r['wall_s'] / 60:.1f}"] for r in rows]
-    cells.append(["mean", f"{summary['delta_f']:.3f} ± {max(spread, summary['mbar_stderr']):.3f}", "", "", ""])
+    cells.append(["mean", "", f"{summary['delta_f']:.3f} ± {max(spread, summary['mbar_stderr']):.3f}", "", "", ""])
     table = markdown_table(
         f"Solvated dimer ΔF(open − closed) at kT = 1 by umbrella sampling + MBAR "
         f"(`{summary['command']}`; {len(CENTRES)} windows, K = {K:g}); the mean's error is the larger "
         "of the repeat spread and MBAR's:",
-        ["seed", "ΔF (kT)", "min. neighbour overlap", "samples (decorrelated)", "wall (min)"], cells)
+        ["seed", "windows start at", "ΔF (kT)", "min. neighbour overlap", "samples (decorrelated)", "wall (min)"],
+        cells, text_columns=2)
     write_results("dimer_reference", [*rows, summary], table)
 
 
