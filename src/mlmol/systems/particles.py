@@ -149,7 +149,7 @@ class SolvatedDimer(ParticleSystem):
     s = 2 (d − 1.5), d the dimer distance,
 
     - dimer bond:  c s − a s² + b s⁴ with a = 25, b = 10 and c = 2 (closed d ≈ 0.93 favoured by
-      about 4.4 kT in bare energy, open d ≈ 2.05, barrier ≈ 18 kT above closed);
+      about 4.5 kT in bare energy, open d ≈ 2.05, barrier ≈ 18 kT above closed);
     - repulsion: ε Σ (r_m / r_ij)¹² over all pairs except the dimer pair, ε = 1, r_m = 1.1;
     - walls: k_w δ² per particle and axis for δ the distance beyond |x| = 3 (box half-width),
       k_w = 200;
