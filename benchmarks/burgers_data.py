@@ -56,12 +56,16 @@ def main() -> None:
         with np.load(path) as f:
             u0, u1 = f["inputs"][:args.pairs, :, 0], f["outputs"][:args.pairs, :, 0]
         rows.append({"data": name, "file": file, "command": command, **statistics(u0, u1)})
-    cells = [[r["data"], f"{r['norm_ratio_median']:.3f} ({r['norm_ratio_range'][0]:.3f}–{r['norm_ratio_range'][1]:.3f})",
-              f"{r['steepening_median']:.2f} ({r['steepening_range'][0]:.2f}–{r['steepening_range'][1]:.2f})",
+    def spread(median: float, extremes: list[float]) -> str:
+        return f"{median:.3g} ({extremes[0]:.3g}–{extremes[1]:.3g})"
+
+    cells = [[r["data"], spread(r["norm_ratio_median"], r["norm_ratio_range"]),
+              spread(r["steepening_median"], r["steepening_range"]),
               f"{r['spectrum_beyond_256']:.1e}", f"{r['spectrum_beyond_512']:.1e}"] for r in rows]
     write_results("burgers_data", rows, markdown_table(
         f"The Burgers data at 8192 points, first {args.pairs} training pairs (`{command}`): median (range) over "
-        "pairs; spectrum of u(·, 1) beyond a mode relative to its peak, the largest over pairs",
+        "pairs; spectrum of u(·, 1) beyond a mode relative to its peak, the largest over pairs (the files hold "
+        "float32, whose roundoff floors the spectra near 1e-9):",
         ["data", "‖u(·, 1)‖ / ‖u₀‖", "steepest slope of u(·, 1) / of u₀", "spectrum beyond mode 256",
          "spectrum beyond mode 512"], cells))
 

@@ -11,7 +11,8 @@ moves of 0.1, about 40% accepted); ``--moves all`` runs the paper's all-particle
 README). MBAR (pymbar) reweights all windows; each seed
 is an independent repeat and the spread of the repeats is quoted with MBAR's own error. Seeds 0 and 1
 start each window's chains from the lattice with the dimer at the window's distance; seed 2 (3)
-starts every window from the closed (open) lattice, d = 0.7 (2.3), and lets the restraint pull it.
+starts every window from the closed (open) lattice, ``lattice(0.7)`` (``lattice(2.3)``), and lets the
+restraint pull it.
 Open is d > 1.5, closed d < 1.5. Traces are cached in runs/dimer/; results go to
 benchmarks/results/dimer_reference.json/.md and the profile to dimer_reference_profile.npz there.
 """
@@ -35,8 +36,9 @@ from mlmol.systems.particles import SolvatedDimer, dimer_distance
 
 TRACES = Path(__file__).resolve().parent.parent / "runs" / "dimer"
 CENTRES = np.round(np.arange(0.7, 2.3001, 0.05), 3)
-# seed: the dimer distance every window starts from (the restraint pulls it to the window's centre
-# during burn-in); seeds not listed start each window at its own centre
+# seed: the lattice every window starts from, SolvatedDimer.lattice(d) (which scales everything by 1.05,
+# so d = 0.7 puts the dimer at 0.735, closed); the restraint pulls it to the window's centre during
+# burn-in. Seeds not listed start each window from lattice(centre).
 STARTS = {2: 0.7, 3: 2.3}
 K = 500.0
 EDGES = np.linspace(0.7, 2.3, 65)
@@ -67,7 +69,8 @@ def repeat(seed: int, steps: int, burn: int, chains: int, step: float, moves: st
         data.save(path)
         atomic_write(timing, json.dumps({"wall_s": wall}))
     value, stderr, details = mbar_delta_f(data, is_open)
-    return {"seed": seed, "start": f"d = {STARTS[seed]:g}" if seed in STARTS else "window centre", "delta_f": value, "mbar_stderr": stderr, "wall_s": wall,
+    start = f"lattice({STARTS[seed]:g})" if seed in STARTS else "lattice(centre)"
+    return {"seed": seed, "start": start, "delta_f": value, "mbar_stderr": stderr, "wall_s": wall,
             "min_neighbour_overlap": details["min_neighbour_overlap"],
             "samples": int(sum(details["samples_per_window"]))}, data
 
@@ -102,8 +105,8 @@ def main() -> None:
     f = np.nanmean([p.f for p in profiles], 0)
     save_array(RESULTS / "dimer_reference_profile.npz", edges=EDGES, f=f - np.nanmin(f),
                stderr=np.sqrt(np.nanmean([p.stderr**2 for p in profiles], 0) / len(profiles)))
-    cells = [[str(r["seed"]), r["start"], f"{r['delta_f']:.3f} ± {r['mbar_stderr']:.3f}", f"{r['min_neighbour_overlap']:.3f}",
-              f"{r['samples']:,}", f"{r['wall_s'] / 60:.1f}"] for r in rows]
+    cells = [[str(r["seed"]), r["start"], f"{r['delta_f']:.3f} ± {r['mbar_stderr']:.3f}",
+              f"{r['min_neighbour_overlap']:.3f}", f"{r['samples']:,}", f"{r['wall_s'] / 60:.1f}"] for r in rows]
     cells.append(["mean", "", f"{summary['delta_f']:.3f} ± {max(spread, summary['mbar_stderr']):.3f}", "", "", ""])
     table = markdown_table(
         f"Solvated dimer ΔF(open − closed) at kT = 1 by umbrella sampling + MBAR "

@@ -178,9 +178,10 @@ def test_a_run_from_before_the_validation_split_is_not_resumed(tmp_path):
 #   smoluchowski (Boltzmann 0.60–0.75, identity 0.72–0.91):   test 0.17–0.22,   ratio 0.23–0.31
 # so 0.5 leaves a margin of 1.6–2.8×, and an untrained or zeroed model (ratio 1.0–15) fails it by ≥ 2×.
 # Darcy (slow: 2D; data solved at 85 × 85 instead of 421 × 421) against the constant-coefficient
-# solution (0.17): seed 1 reached test 0.070, ratio 0.42, so its bound is 0.6 (a 1.4× margin).
+# solution (0.15–0.19): over seeds 0–4 test ratios 0.42–0.52 and validation ratios 0.37–0.57, so
+# its bound is 0.75 (a margin of 1.3× or more); an untrained or zeroed model fails it.
 BOUND = 0.5
-BOUNDS = {"darcy": 0.6}
+BOUNDS = {"darcy": 0.75}
 SMALL = {"train": 64, "validation": 8, "test": 32, "epochs": 30, "coarse_epochs": 0, "batch_size": 8, "modes": 16,
          "width": 16, "validate_every_epochs": 30}
 
@@ -194,7 +195,7 @@ def _burgers_at_1024(setting: burgers.Setting):
 
 
 def _darcy_at_85(samples: int, seed: int, progress: bool):
-    """Darcy pairs solved at 85 × 85 directly instead of 421 × 421 (second order either way), ~400× cheaper."""
+    """Darcy pairs solved at 85 × 85 directly instead of 421 × 421 (second order either way), ~70× cheaper per pair."""
     a, u = darcy.dataset(samples, 85, seed=seed, fine=85)
     return a.astype(np.float32)[..., None], u.astype(np.float32)[..., None]
 
@@ -225,7 +226,7 @@ def _bound(result: dict) -> float:
     return BOUNDS.get(result["problem"], BOUND) * min(result["reference_l2"].values())
 
 
-def test_a_small_trained_fno_halves_the_error_of_the_best_cheap_reference(small_run):
+def test_a_small_trained_fno_beats_the_best_cheap_reference_by_its_margin(small_run):
     config, result, _, _ = small_run
     error = result["test_l2"][str(config["resolution"])]
     assert error < _bound(result), (error, result["reference_l2"])
