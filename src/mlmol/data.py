@@ -59,6 +59,16 @@ def load_torch(path: str | Path, what: str = "checkpoint"):
         ) from None
 
 
+def ess(log_weights: torch.Tensor) -> float:
+    """Kish effective sample size (Σw)² / Σw², computed stably from log weights (also
+    :func:`mlmol.estimators.ess`; here so that :class:`Samples` can print it)."""
+    lw = torch.as_tensor(log_weights, dtype=torch.float64)
+    lw = lw[torch.isfinite(lw)]  # -inf is a zero weight; NaN counts as zero too
+    if lw.numel() == 0:
+        return 0.0
+    return float(torch.exp(2 * torch.logsumexp(lw, 0) - torch.logsumexp(2 * lw, 0)))
+
+
 @dataclass
 class Samples:
     """Generator samples with their unnormalised log weights log w = −u(x) − log q(x).
@@ -76,8 +86,6 @@ class Samples:
         return len(self.x)
 
     def __repr__(self) -> str:
-        from .estimators import ess
-
         return f"Samples(n={len(self)}, dim={self.x.shape[-1]}, kT={self.kT:g}, ess={ess(self.log_weights):.1f})"
 
     def save(self, path: str | Path) -> Path:

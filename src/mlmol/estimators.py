@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .data import Samples
+from .data import Samples, ess
 from .errors import MlmolError
 from .systems.base import Energy, State, grid, require_bounds
 
@@ -44,15 +44,6 @@ class Profile:
     @property
     def centres(self) -> np.ndarray:
         return 0.5 * (self.edges[1:] + self.edges[:-1])
-
-
-def ess(log_weights: torch.Tensor) -> float:
-    """Kish effective sample size (Σw)² / Σw², computed stably from log weights."""
-    lw = torch.as_tensor(log_weights, dtype=torch.float64)
-    lw = lw[torch.isfinite(lw)]  # -inf is a zero weight; NaN counts as zero too
-    if lw.numel() == 0:
-        return 0.0
-    return float(torch.exp(2 * torch.logsumexp(lw, 0) - torch.logsumexp(2 * lw, 0)))
 
 
 def ess_fraction(log_weights: torch.Tensor) -> float:

@@ -9,9 +9,10 @@ spline itself is zuko's.
 
 from .bijections import AffineCoupling, Bijection, Chain, CircularShift, SplineCoupling, Standardize
 from .equivariant import EquivariantFlow, PairVelocity
-from .flow import FAMILIES, Flow, NeuralSpline, RealNVP, build
+from .flow import Flow, NeuralSpline, RealNVP
 from .internal import InternalCoordinates, zmatrix
 from .molecular import MolecularFlow
+from .registry import FAMILIES, build
 
 __all__ = ["Bijection", "Chain", "CircularShift", "Standardize", "AffineCoupling", "SplineCoupling", "Flow",
            "RealNVP", "NeuralSpline", "FAMILIES", "build",

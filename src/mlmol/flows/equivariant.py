@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from ..errors import MlmolError
-from ..systems.particles import hungarian_relabel, remove_mean
+from ..geometry import hungarian_relabel, remove_mean
 from .flow import DeviceAware
 
 

@@ -123,31 +123,3 @@ def NeuralSpline(dim: int, blocks: int = 4, hidden: Sequence[int] = (64, 64), bi
     return _coupling_flow("spline", dim, blocks,
                           lambda t, c: SplineCoupling(t, c, hidden, bins=bins, bound=bound),
                           loc, scale, {"hidden": list(hidden), "bins": bins, "bound": bound})
-
-
-def _molecular(**spec) -> Flow:
-    from .molecular import MolecularFlow
-
-    spec.pop("loc", None), spec.pop("scale", None)  # its standardisation lives in the state dict
-    return MolecularFlow(**spec)
-
-
-def _equivariant(**spec):
-    from .equivariant import EquivariantFlow
-
-    spec.pop("loc", None), spec.pop("scale", None)  # centred coordinates need no standardisation
-    return EquivariantFlow(**spec)
-
-
-FAMILIES = {"realnvp": RealNVP, "spline": NeuralSpline, "molecular": _molecular, "equivariant": _equivariant}
-
-
-def build(spec: dict, loc=None, scale=None) -> Flow:
-    """A flow from its spec, e.g. ``{"kind": "realnvp", "dim": 2, "blocks": 4}``."""
-    spec = dict(spec)
-    kind = spec.pop("kind", "realnvp")
-    if spec.pop("standardize", False) and loc is None and scale is None:
-        loc, scale = torch.zeros(spec["dim"]), torch.ones(spec["dim"])  # values come from the state dict
-    if kind not in FAMILIES:
-        raise MlmolError(f"unknown flow kind {kind!r}; choose one of {', '.join(FAMILIES)}")
-    return FAMILIES[kind](**spec, loc=loc, scale=scale)

@@ -23,16 +23,8 @@ import numpy as np
 import torch
 
 from ..errors import MlmolError
+from ..geometry import dihedral_from_points
 from .bijections import Bijection
-
-
-def dihedral_from_points(a, b, c, d):
-    """Torsion angle a-b-c-d in radians, (−π, π], for points of shape ``[*batch, 3]``."""
-    b1 = c - b
-    b1 = b1 / torch.linalg.norm(b1, dim=-1, keepdim=True)
-    v = (a - b) - ((a - b) * b1).sum(-1, keepdim=True) * b1
-    w = (d - c) - ((d - c) * b1).sum(-1, keepdim=True) * b1
-    return torch.atan2((torch.cross(b1, v, dim=-1) * w).sum(-1), (v * w).sum(-1))
 
 
 def _angle(a, b, c):

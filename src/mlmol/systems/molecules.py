@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import MlmolError
-from ..flows.internal import dihedral_from_points
+from ..geometry import dihedral_from_points
 from .base import Energy
 from .forcefield import TorchEnergy, UnsupportedForce
 from .openmm import OpenMMEnergy, require_openmm

@@ -10,30 +10,11 @@ from __future__ import annotations
 import math
 from typing import ClassVar
 
-import numpy as np
 import torch
-from scipy.optimize import linear_sum_assignment
 
 from ..errors import MlmolError
+from ..geometry import hungarian_relabel, in_sector, pair_distances, particle_view, remove_mean
 from .base import Energy
-
-
-def particle_view(x: torch.Tensor, n_particles: int, spatial_dim: int) -> torch.Tensor:
-    """``[*batch, n * d]`` → ``[*batch, n, d]``."""
-    return x.reshape(*x.shape[:-1], n_particles, spatial_dim)
-
-
-def pair_distances(x: torch.Tensor, n_particles: int, spatial_dim: int) -> torch.Tensor:
-    """Distances of all pairs i < j, ``[*batch, n (n − 1) / 2]`` in the order of ``torch.triu_indices``."""
-    r = particle_view(x, n_particles, spatial_dim)
-    i, j = torch.triu_indices(n_particles, n_particles, 1, device=x.device)
-    return torch.linalg.vector_norm(r[..., i, :] - r[..., j, :], dim=-1)
-
-
-def remove_mean(x: torch.Tensor, n_particles: int, spatial_dim: int) -> torch.Tensor:
-    """Coordinates relative to the centre of mass (equal masses), same shape as ``x``."""
-    r = particle_view(x, n_particles, spatial_dim)
-    return (r - r.mean(-2, keepdim=True)).reshape(x.shape)
 
 
 def icosahedron(radius: float = 1.0) -> torch.Tensor:
@@ -253,31 +234,3 @@ class SolvatedDimer(ParticleSystem):
     def _walls(self, r: torch.Tensor, dims) -> torch.Tensor:
         """k_w Σ δ² over ``dims`` of particle positions ``r``, δ the distance beyond the box per coordinate."""
         return self.k_wall * (torch.clamp(r.abs() - self.box_half, min=0.0) ** 2).sum(dims)
-
-
-def hungarian_relabel(x: torch.Tensor, reference: torch.Tensor, first: int = 2, spatial_dim: int = 2,
-                      chunk: int = 10_000) -> torch.Tensor:
-    """Relabel the identical particles ``first, first + 1, ...`` of each configuration to a reference.
-
-    Solves the assignment that minimises Σ |x_π(i) − ref_i|² (Hungarian algorithm, scipy) and
-    reorders the particles accordingly; earlier particles keep their labels. ``reference`` is one
-    configuration ``[dim]`` or one per configuration (same shape as ``x``). With one reference the
-    images of all configurations form one permutation sector: a fundamental domain of the
-    permutation group. Memory: ``chunk`` configurations' cost matrices at a time.
-    """
-    r = x.detach().reshape(*x.shape[:-1], -1, spatial_dim).clone()
-    flat = r.reshape(-1, *r.shape[-2:])
-    ref = reference.detach().to(r).reshape(-1, *flat.shape[1:])  # one reference, or one per configuration
-    for rows in torch.arange(len(flat), device=flat.device).split(chunk):  # cost matrices chunk by chunk
-        part = flat[rows]
-        ref_rows = ref[rows] if len(ref) > 1 else ref.expand(len(rows), -1, -1)
-        cost = torch.cdist(ref_rows[:, first:], part[:, first:]).pow(2).cpu().numpy()
-        order = torch.as_tensor(np.stack([linear_sum_assignment(c)[1] for c in cost]), device=r.device) + first
-        part[:, first:] = torch.gather(part, 1, order[..., None].expand(-1, -1, spatial_dim))
-        flat[rows] = part
-    return flat.reshape(x.shape).to(x.dtype)
-
-
-def in_sector(x: torch.Tensor, reference: torch.Tensor, first: int = 2, spatial_dim: int = 2) -> torch.Tensor:
-    """True where relabelling to ``reference`` leaves the configuration unchanged, ``[*batch]``."""
-    return (hungarian_relabel(x, reference, first, spatial_dim) == x).all(-1)

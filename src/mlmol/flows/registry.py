@@ -1,0 +1,35 @@
+"""Flow families by name, and :func:`build`, which makes a flow from its spec (the spec a
+checkpoint stores): coupling flows, the molecular flow and the equivariant flow."""
+
+from __future__ import annotations
+
+import torch
+
+from ..errors import MlmolError
+from .equivariant import EquivariantFlow
+from .flow import Flow, NeuralSpline, RealNVP
+from .molecular import MolecularFlow
+
+
+def _molecular(**spec) -> Flow:
+    spec.pop("loc", None), spec.pop("scale", None)  # its standardisation lives in the state dict
+    return MolecularFlow(**spec)
+
+
+def _equivariant(**spec) -> EquivariantFlow:
+    spec.pop("loc", None), spec.pop("scale", None)  # centred coordinates need no standardisation
+    return EquivariantFlow(**spec)
+
+
+FAMILIES = {"realnvp": RealNVP, "spline": NeuralSpline, "molecular": _molecular, "equivariant": _equivariant}
+
+
+def build(spec: dict, loc=None, scale=None) -> Flow:
+    """A flow from its spec, e.g. ``{"kind": "realnvp", "dim": 2, "blocks": 4}``."""
+    spec = dict(spec)
+    kind = spec.pop("kind", "realnvp")
+    if spec.pop("standardize", False) and loc is None and scale is None:
+        loc, scale = torch.zeros(spec["dim"]), torch.ones(spec["dim"])  # values come from the state dict
+    if kind not in FAMILIES:
+        raise MlmolError(f"unknown flow kind {kind!r}; choose one of {', '.join(FAMILIES)}")
+    return FAMILIES[kind](**spec, loc=loc, scale=scale)
