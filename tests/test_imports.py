@@ -68,3 +68,14 @@ def test_a_cycle_is_caught():
     graph["mlmol.geometry"].add("mlmol.flows.flow")  # geometry importing a flow: a back-arrow
     with pytest.raises(CycleError):
         tuple(TopologicalSorter(package_graph(graph)).static_order())
+
+
+def test_molecules_are_reachable_from_systems_and_loaded_only_when_asked_for():
+    import subprocess
+    import sys
+
+    code = ("import sys, mlmol, mlmol.systems as s; "
+            "assert 'openmm' not in sys.modules and 'mlmol.systems.molecules' not in sys.modules; "
+            "assert s.from_pdb.__module__ == 'mlmol.systems.molecules' and callable(s.alanine_dipeptide); "
+            "assert 'mlmol.systems.molecules' in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -21,9 +21,20 @@ BUILTIN: dict[str, Callable[[], Energy]] = {
     "solvated-dimer": SolvatedDimer,
 }
 
+_MOLECULAR = ("from_pdb", "alanine_dipeptide", "molecule")  # need OpenMM: imported on first use
 __all__ = ["Energy", "FunctionEnergy", "State", "DoubleWell", "MuellerBrown", "Gaussian",
            "MultiDoubleWell", "LennardJones", "SolvatedDimer",
-           "BUILTIN", "get", "from_file", "check_finite", "log_partition"]
+           "BUILTIN", "get", "from_file", "check_finite", "log_partition", *_MOLECULAR]
+
+
+def __getattr__(name: str):
+    """``mlmol.systems.from_pdb``, ``alanine_dipeptide`` and ``molecule`` load
+    :mod:`mlmol.systems.molecules` (and OpenMM) only when first asked for."""
+    if name in _MOLECULAR:
+        from . import molecules
+
+        return getattr(molecules, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def get(name: str) -> Energy:
