@@ -13,11 +13,10 @@ and .md (mean ± sd over seeds).
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
-from pipeline import MIN_EFFECTIVE, RESULTS, pipeline, write_results
+from pipeline import MIN_EFFECTIVE, pipeline, read_results, write_results
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = 100_000  # `mlmol sample --n` of pipeline(); rows stored before "samples" was recorded used it
@@ -32,7 +31,7 @@ def main() -> None:
                         help="measure nothing: rewrite the table from the stored rows (results/ablation.json)")
     args = parser.parse_args()
     if args.tabulate:
-        render(json.loads((RESULTS / "ablation.json").read_text()))
+        render(read_results("ablation"))
         return
     rows = []
     for losses in args.losses:

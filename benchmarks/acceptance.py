@@ -11,10 +11,9 @@ effective sample count, ΔF error, profile RMSE per coordinate).
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-from pipeline import MIN_EFFECTIVE, RESULTS, pipeline, write_results
+from pipeline import MIN_EFFECTIVE, pipeline, read_results, write_results
 
 ROOT = Path(__file__).resolve().parent.parent
 SYSTEMS = {
@@ -32,7 +31,7 @@ def main() -> None:
                         help="measure nothing: rewrite the table from the stored rows (results/acceptance.json)")
     args = parser.parse_args()
     if args.tabulate:
-        render(json.loads((RESULTS / "acceptance.json").read_text()))
+        render(read_results("acceptance"))
         return
     rows = []
     for name, train_args in SYSTEMS.items():

@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from pipeline import MIN_EFFECTIVE, RESULTS, markdown_table, write_results
+from pipeline import MIN_EFFECTIVE, markdown_table, read_results, write_results
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = 20_000  # the default --samples; the stored rows made before "samples" was recorded used it
@@ -38,7 +37,7 @@ def main() -> None:
                         help="measure nothing: rewrite the table from the stored rows (results/ala2_data_size.json)")
     args = parser.parse_args()
     if args.tabulate:
-        render(json.loads((RESULTS / "ala2_data_size.json").read_text()))
+        render(read_results("ala2_data_size"))
         return
     torch.set_num_threads(1)
 

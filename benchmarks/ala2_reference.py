@@ -33,7 +33,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from pipeline import RESULTS, markdown_table, write_results
+from pipeline import RESULTS, combine_repeats, markdown_table, write_results
 
 from mlmol.data import atomic_write, save_array
 
@@ -101,16 +101,6 @@ def one_repeat(solvent: str, seed: int, step_deg: float, k: float, steps: int, e
             "overlap": overlap, "omega_deg": omega.astype(np.float16)}
 
 
-def combine(values: np.ndarray, stderrs: np.ndarray) -> tuple[float, float, float, float, float]:
-    """Mean of independent repeats and its error: the larger of the repeats' standard error sd/√n and
-    MBAR's error of the mean √Σσ²/n (MBAR's alone for one repeat); returns (mean, error, sd, repeat
-    standard error, MBAR's error of the mean)."""
-    n = len(values)
-    sd = float(values.std(ddof=1)) if n > 1 else float("nan")
-    repeats, mbar = sd / np.sqrt(n), float(np.sqrt((stderrs**2).sum()) / n)
-    return float(values.mean()), float(np.nanmax([repeats, mbar])), sd, float(repeats), mbar
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--solvent", choices=["vacuum", "implicit"], default="implicit")
@@ -134,7 +124,7 @@ def main() -> None:
         np.savez_compressed(buffer, **arrays)
         atomic_write(RESULTS / f"ala2_reference_{args.solvent}_{kind}.npz", buffer.getvalue())
     values = np.array([r["delta_f"] for r in rows])
-    mean, sem, sd, sem_repeats, sem_mbar = combine(values, np.array([r["mbar_stderr"] for r in rows]))
+    mean, sem, sd, sem_repeats, sem_mbar = combine_repeats(values, np.array([r["mbar_stderr"] for r in rows]))
     command = (f"python benchmarks/ala2_reference.py --solvent {args.solvent} --seeds "
                f"{' '.join(map(str, args.seeds))} --step-deg {args.step_deg:g} --k {args.k:g} --steps {args.steps} "
                f"--equilibration {args.equilibration}")

@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import statistics
 import sys
 
 import torch
-from pipeline import RESULTS, markdown_table, write_results
+from pipeline import markdown_table, read_results, write_results
 
 from mlmol import fit
 from mlmol.experiments import noe2019
@@ -51,7 +50,7 @@ def main() -> None:
     parser.add_argument("--tabulate", action="store_true", help="measure nothing: redraw from the stored rows")
     args = parser.parse_args()
     if args.tabulate:
-        render(json.loads((RESULTS / "bg_step_speed.json").read_text()))
+        render(read_results("bg_step_speed"))
         return
     system = alanine_dipeptide(backend="torch")
     g = torch.Generator().manual_seed(0)
@@ -85,6 +84,7 @@ def render(rows: list[dict]) -> None:
         "and the ML + KL step's speed-up over the first device listed at the same batch:",
         ["device", "batch", "ML step (ms)", "ML + KL step (ms)", "ML + KL speed-up"], cells, text_columns=1)
     write_results("bg_step_speed", rows, table)
+
 
 if __name__ == "__main__":
     main()

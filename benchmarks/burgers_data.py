@@ -43,6 +43,11 @@ def statistics(u0: np.ndarray, u1: np.ndarray) -> dict:
             "spectrum_beyond_256": tail[256], "spectrum_beyond_512": tail[512]}
 
 
+def spread(median: float, extremes: list[float]) -> str:
+    """"median (low–high)" to three significant digits."""
+    return f"{median:.3g} ({extremes[0]:.3g}–{extremes[1]:.3g})"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pairs", type=int, default=200)
@@ -56,9 +61,6 @@ def main() -> None:
         with np.load(path) as f:
             u0, u1 = f["inputs"][:args.pairs, :, 0], f["outputs"][:args.pairs, :, 0]
         rows.append({"data": name, "file": file, "command": command, **statistics(u0, u1)})
-    def spread(median: float, extremes: list[float]) -> str:
-        return f"{median:.3g} ({extremes[0]:.3g}–{extremes[1]:.3g})"
-
     cells = [[r["data"], spread(r["norm_ratio_median"], r["norm_ratio_range"]),
               spread(r["steepening_median"], r["steepening_range"]),
               f"{r['spectrum_beyond_256']:.1e}", f"{r['spectrum_beyond_512']:.1e}"] for r in rows]

@@ -15,12 +15,11 @@ implicit_principles.png (samples of each over the energy contours, seed 0).
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 import numpy as np
 import torch
-from pipeline import RESULTS, markdown_table, save_figure, write_results
+from pipeline import markdown_table, read_results, save_figure, write_results
 
 from mlmol.flows import RealNVP
 from mlmol.implicit import ClassProbability, FDivergenceKL, MomentMatching, RatioMatching, mmd2
@@ -88,7 +87,7 @@ def main() -> None:
     parser.add_argument("--tabulate", action="store_true", help="only rebuild the table from the results JSON")
     args = parser.parse_args()
     if args.tabulate:
-        tabulate(json.loads((RESULTS / "implicit_principles.json").read_text()))
+        tabulate(read_results("implicit_principles"))
         return
     torch.set_num_threads(args.threads)
     principles = [ClassProbability(), FDivergenceKL(), RatioMatching(), MomentMatching(), MaximumLikelihood()]

@@ -16,12 +16,11 @@ peak memory of the process. Also one row per horizon with a step beyond the stab
 from __future__ import annotations
 
 import argparse
-import json
 import resource
 import time
 
 import torch
-from pipeline import RESULTS, markdown_table, save_figure, write_results
+from pipeline import markdown_table, read_results, save_figure, write_results
 
 from mlmol.diffsim import MoleculeLangevin
 from mlmol.diffsim.estimators import first_terms, perturbations, zeroth_terms
@@ -88,7 +87,7 @@ def main() -> None:
     parser.add_argument("--tabulate", action="store_true", help="measure nothing: redraw from the stored rows")
     args = parser.parse_args()
     if args.tabulate:
-        render(json.loads((RESULTS / "md_gradients.json").read_text()))
+        render(read_results("md_gradients"))
         return
     torch.set_num_threads(args.threads)
     energy = alanine_dipeptide(backend="torch")
@@ -118,6 +117,7 @@ def render(rows: list[dict]) -> None:
                             for r in rows], text_columns=0)
     write_results("md_gradients", rows, table)
     plot(rows, STABLE)
+
 
 if __name__ == "__main__":
     main()

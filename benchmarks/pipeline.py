@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 from mlmol.data import atomic_write
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -60,6 +62,21 @@ def write_results(name: str, rows: list[dict], table: list[str]) -> None:
     atomic_write(RESULTS / f"{name}.json", json.dumps(rows, indent=2))
     atomic_write(RESULTS / f"{name}.md", "\n".join(table) + "\n")
     print("\n".join(table))
+
+
+def read_results(name: str) -> list[dict]:
+    """The rows of benchmarks/results/NAME.json, as :func:`write_results` stored them."""
+    return json.loads((RESULTS / f"{name}.json").read_text())
+
+
+def combine_repeats(values: np.ndarray, stderrs: np.ndarray) -> tuple[float, float, float, float, float]:
+    """Mean of independent repeats and its error: the larger of the repeats' standard error sd/√n and
+    MBAR's error of the mean √Σσ²/n (MBAR's alone for one repeat); returns (mean, error, sd, repeat
+    standard error, MBAR's error of the mean)."""
+    n = len(values)
+    sd = float(values.std(ddof=1)) if n > 1 else float("nan")
+    repeats, mbar = sd / np.sqrt(n), float(np.sqrt((stderrs**2).sum()) / n)
+    return float(values.mean()), float(np.nanmax([repeats, mbar])), sd, float(repeats), mbar
 
 
 def save_figure(fig, name: str, dpi: int = 110) -> None:

@@ -62,7 +62,7 @@ def test_a_gpu_run_without_openmm_cuda_gets_no_ratios(bench, monkeypatch, tmp_pa
 
 
 def test_the_reference_error_is_the_larger_of_the_repeat_spread_and_mbar(bench):
-    combine = bench("ala2_reference").combine
+    combine = bench("pipeline").combine_repeats  # the umbrella references of alanine dipeptide and the dimer
     mean, error, sd, repeats, mbar = combine(np.array([3.2, 3.4, 3.7]), np.array([0.12, 0.12, 0.12]))
     assert np.isclose(mean, 3.4333, atol=1e-4) and np.isclose(repeats, sd / np.sqrt(3))
     assert np.isclose(mbar, 0.12 / np.sqrt(3)) and error == max(repeats, mbar) == repeats

@@ -162,7 +162,7 @@ def test_mcmc_umbrella_with_single_particle_sweeps():
 
 def test_the_statistical_inefficiency_is_set_by_the_slowest_restrained_torsion():
     """Two torsions in one window: φ white noise, ψ an AR(1) process with ρ = 0.8, whose
-    integrated g is (1 + ρ)/(1 − ρ) = 9; the window's g follows ψ, and MBAR keeps about N/g frames."""
+    integrated g is (1 + ρ)/(1 − ρ) = 9; the window's g follows ψ."""
     from mlmol.samplers.umbrella import statistical_inefficiency
 
     rng = np.random.default_rng(1)

@@ -147,10 +147,10 @@ def umbrella(system: Energy, torsions: Sequence[Sequence[int]], centres_deg, for
     return UmbrellaTraces(centres, ks, traces, system.kT, held=held if len(hold_trans) else None, order=order)
 
 
-def _bias(data: UmbrellaTraces, theta: np.ndarray) -> np.ndarray:
-    """Reduced bias energies ``[W, n]`` of every window at torsions ``theta`` ``[n, T]``."""
-    centres = data.centres.reshape(len(data.centres), -1)
-    ks = data.force_constants.reshape(centres.shape)
+def _bias(data: UmbrellaTraces, theta: np.ndarray, windows: slice | list[int] = slice(None)) -> np.ndarray:
+    """Reduced bias energies ``[W, n]`` of every window (or of ``windows``) at torsions ``theta`` ``[n, T]``."""
+    centres = data.centres.reshape(len(data.centres), -1)[windows]
+    ks = data.force_constants.reshape(len(data.centres), -1)[windows]
     u = np.zeros((len(centres), len(theta)))
     for t in range(centres.shape[1]):
         u += 0.5 * ks[:, t, None] * data.difference(theta[None, :, t], centres[:, t, None]) ** 2 / data.kT
@@ -192,8 +192,7 @@ def statistical_inefficiency(data: UmbrellaTraces, window: int) -> float:
 
     trace = data.traces[window].reshape(len(data.traces[window]), -1)
     signals = [*(np.concatenate([np.cos(trace), np.sin(trace)], -1) if data.periodic else trace).T,
-               _bias(UmbrellaTraces(data.centres[window:window + 1], data.force_constants[window:window + 1],
-                                    [], data.kT, data.periodic), trace)[0]]
+               _bias(data, trace, [window])[0]]
     return max(float(timeseries.statistical_inefficiency(signal)) for signal in signals)
 
 
