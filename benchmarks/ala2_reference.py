@@ -49,7 +49,7 @@ def one_repeat(solvent: str, seed: int, step_deg: float, k: float, steps: int, e
     import torch
 
     from mlmol.samplers.md import pulled_positions
-    from mlmol.samplers.umbrella import UmbrellaTraces, grid, mbar_delta_f, umbrella
+    from mlmol.samplers.umbrella import UmbrellaTraces, mbar_delta_f, umbrella, window_centres
     from mlmol.systems.molecules import PHI, PSI, alanine_dipeptide, peptide_bonds
 
     torch.set_num_threads(1)
@@ -66,7 +66,7 @@ def one_repeat(solvent: str, seed: int, step_deg: float, k: float, steps: int, e
         energy = alanine_dipeptide(implicit_solvent=solvent == "implicit", workers=1)
         start = time.perf_counter()
         positions = pulled_positions(energy, {"phi": phi, "psi": psi}, seed=seed)
-        data = umbrella(energy, [PHI, PSI], grid(step_deg, 2), k, steps=steps, equilibration=equilibration,
+        data = umbrella(energy, [PHI, PSI], window_centres(step_deg, 2), k, steps=steps, equilibration=equilibration,
                         interval=100, seed=seed, progress=seed == 0, hold_trans=peptide_bonds(energy.topology),
                         positions=positions, reverse=reverse)
         wall = time.perf_counter() - start

@@ -43,7 +43,7 @@ from pipeline import RESULTS, markdown_table, write_results
 from mlmol.data import atomic_write
 from mlmol.systems.forcefield import ForceField
 from mlmol.systems.molecules import alanine_dipeptide
-from mlmol.systems.openmm import OpenMMBridge
+from mlmol.systems.openmm_bridge import OpenMMBridge
 
 # the arithmetic of each OpenMM platform as run here: Reference is double precision, CPU computes
 # forces in single and accumulates in double, CUDA is set to single (its fastest)

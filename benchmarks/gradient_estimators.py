@@ -8,7 +8,7 @@
    for the linear-quadratic task, and the zeroth-order mean of 1,000,000 perturbations for
    Langevin dynamics (unbiased, with a bounded variance; the first-order terms, recorded beside it,
    are too heavy-tailed through 1,000 chaotic steps to pin the mean down).
-   The α order is given with both rules of :func:`~mlmol.diffsim.estimators.alpha_blend`, and
+   The α order is given with both rules of :func:`~mlmol.diffsim.gradients.alpha_blend`, and
    each rule's MSE against the better of the other two at 100 and 1,000 samples.
    Seeds (``SEEDS``, also written to the JSON): the first table uses the seeds the robust rule
    was designed on; the comparison table uses held-out seeds for every random stream (the
@@ -39,7 +39,7 @@ from mlmol.diffsim import (
     smoothed_gradient_quadrature,
     smoothed_value_quadrature,
 )
-from mlmol.diffsim.estimators import alpha_blend, first_terms, perturbations, zeroth_terms
+from mlmol.diffsim.gradients import alpha_blend, first_terms, perturbations, zeroth_terms
 
 ESTIMATORS = ("zeroth order", "first order", "α order", "α order, paper's rule")
 BLENDS = {"α order": "robust", "α order, paper's rule": "paper"}  # estimator: alpha_blend rule

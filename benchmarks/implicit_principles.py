@@ -25,7 +25,7 @@ from mlmol.flows import RealNVP
 from mlmol.implicit import ClassProbability, FDivergenceKL, MomentMatching, RatioMatching, mmd2
 from mlmol.implicit.generator import train_implicit
 from mlmol.systems import DoubleWell, MuellerBrown
-from mlmol.systems.base import exact_samples
+from mlmol.systems.quadrature import exact_samples
 
 
 class MaximumLikelihood:

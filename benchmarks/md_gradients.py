@@ -23,7 +23,7 @@ import torch
 from pipeline import markdown_table, read_results, save_figure, write_results
 
 from mlmol.diffsim import MoleculeLangevin
-from mlmol.diffsim.estimators import first_terms, perturbations, zeroth_terms
+from mlmol.diffsim.gradients import first_terms, perturbations, zeroth_terms
 from mlmol.systems.molecules import alanine_dipeptide
 
 SIGMA = 0.1  # kT

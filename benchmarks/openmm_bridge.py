@@ -17,7 +17,7 @@ import openmm
 from pipeline import markdown_table, median_time, write_results
 
 from mlmol.systems.molecules import alanine_dipeptide
-from mlmol.systems.openmm import OpenMMBridge
+from mlmol.systems.openmm_bridge import OpenMMBridge
 
 
 def main() -> None:

@@ -50,7 +50,7 @@ def main() -> None:
         if load != "idle":
             def keep_busy():
                 while not stop.is_set():
-                    energy.bridge.compute(batch)
+                    energy.backend.bridge.compute(batch)
             busy = threading.Thread(target=keep_busy, daemon=True)
             busy.start()
             time.sleep(0.5)

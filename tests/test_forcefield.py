@@ -11,7 +11,7 @@ from openmm import app, unit  # noqa: E402
 from mlmol import MlmolError  # noqa: E402
 from mlmol.systems.forcefield import ForceField, Pairs, TorchEnergy, UnsupportedForce  # noqa: E402
 from mlmol.systems.molecules import ALANINE_DIPEPTIDE_PDB, from_pdb  # noqa: E402
-from mlmol.systems.openmm import OpenMMEnergy  # noqa: E402
+from mlmol.systems.openmm_bridge import OpenMMEnergy  # noqa: E402
 
 pytestmark = pytest.mark.openmm
 OPENMM_DATA = app.__path__[0] + "/data"
@@ -118,12 +118,12 @@ def test_overlapping_atoms_give_large_finite_energies_in_float64_and_never_nan()
     x[1, 21] = x[1, 0]  # two non-bonded atoms on top of each other
     x[2] = x[2, 0]  # every atom at one point
     x = x.reshape(3, -1)
-    u64 = energy.forcefield(x)
+    u64 = energy.backend.forcefield(x)
     assert torch.isfinite(u64).all() and u64[1] > 1e20 and u64[2] > 1e20
     x64 = x.clone().requires_grad_(True)
-    (gradient,) = torch.autograd.grad(energy.forcefield(x64).sum(), x64)
+    (gradient,) = torch.autograd.grad(energy.backend.forcefield(x64).sum(), x64)
     assert not gradient.isnan().any()
-    u32 = energy.forcefield_for("cpu", torch.float32)(x.float())
+    u32 = energy.backend.forcefield_for("cpu", torch.float32)(x.float())
     assert torch.isfinite(u32[0]) and not u32.isnan().any()  # float32: overlaps overflow to +inf, never NaN
     assert (u32[1:] == float("inf")).all()
 
@@ -133,7 +133,7 @@ def test_torch_energy_is_the_reduced_energy_and_keeps_float64_whatever_the_input
                             add_hydrogens=False)
     bridge = from_pdb(ALANINE_DIPEPTIDE_PDB, forcefield=["amber99sbildn.xml"], backend="openmm", add_hydrogens=False)
     try:
-        assert isinstance(torch_energy, TorchEnergy) and isinstance(bridge, OpenMMEnergy)
+        assert isinstance(torch_energy.backend, TorchEnergy) and isinstance(bridge.backend, OpenMMEnergy)
         x = torch.tensor(torch_energy.positions)[None] + 0.01 * torch.randn(4, torch_energy.dim,
                                                                            generator=torch.Generator().manual_seed(0))
         assert torch.allclose(torch_energy.energy(x), bridge.energy(x), rtol=1e-10)
@@ -153,7 +153,7 @@ def test_unsupported_forces_and_constraints_are_named_with_the_way_out():
         from_pdb(GLYCINE, forcefield=["amber14-all.xml"], implicit_solvent="obc2", backend="torch")
     auto = from_pdb(GLYCINE, forcefield=["amber14-all.xml"], implicit_solvent="obc2")  # auto: falls back
     try:
-        assert isinstance(auto, OpenMMEnergy)
+        assert isinstance(auto.backend, OpenMMEnergy)
     finally:
         auto.close()
     constrained = app.ForceField("amber14-all.xml").createSystem(

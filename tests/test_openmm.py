@@ -14,7 +14,7 @@ openmm = pytest.importorskip("openmm")
 
 from mlmol import MlmolError  # noqa: E402
 from mlmol.systems.molecules import alanine_dipeptide, dihedral, from_pdb  # noqa: E402
-from mlmol.systems.openmm import OpenMMBridge, OpenMMWorkerError  # noqa: E402
+from mlmol.systems.openmm_bridge import OpenMMBridge, OpenMMWorkerError  # noqa: E402
 
 pytestmark = pytest.mark.openmm
 
@@ -35,7 +35,7 @@ def _configurations(energy, n, scale=0.02, seed=0):
 def test_energies_and_forces_match_a_direct_openmm_call(ala2):
     x = _configurations(ala2, 16)
     u = ala2.energy(x)
-    energies, forces = ala2.bridge.compute(x.numpy())
+    energies, forces = ala2.backend.bridge.compute(x.numpy())
     context = openmm.Context(ala2.system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
     for i in range(len(x)):
         context.setPositions(x[i].reshape(-1, 3).numpy())
@@ -115,7 +115,7 @@ def test_a_thousand_calls_leak_no_processes_or_memory():
         energy.energy(x)
     assert _rss_mb() - rss < 20
     assert len(_children() - before) == 2
-    pids = [w.process.pid for w in energy.bridge.workers]
+    pids = [w.process.pid for w in energy.backend.bridge.workers]
     del energy
     gc.collect()
     time.sleep(0.2)
@@ -148,7 +148,7 @@ def test_workers_end_with_their_parent(ending):
               "signal.signal(signal.SIGINT, signal.default_int_handler)\n"  # a shell's background job ignores it
               "from mlmol.systems.molecules import alanine_dipeptide\n"
               "e = alanine_dipeptide(workers=2, backend='openmm')\n"
-              "print(' '.join(str(w.process.pid) for w in e.bridge.workers), flush=True)\n"
+              "print(' '.join(str(w.process.pid) for w in e.backend.bridge.workers), flush=True)\n"
               + ("" if ending == "exit" else "time.sleep(60)\n"))
     parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     pids = [int(p) for p in parent.stdout.readline().split()]

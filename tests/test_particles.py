@@ -171,7 +171,7 @@ def test_hungarian_relabelling_is_a_fundamental_domain_of_solvent_permutations()
     assert in_sector(y, reference).all() and not in_sector(permuted, reference).all()
 
 
-@pytest.mark.parametrize("name", ["solvated-dimer", "lj13"])
+@pytest.mark.parametrize("name", ["solvated-dimer", "lj13", "dw4"])
 def test_single_particle_moves_change_the_energy_by_the_particle_terms(name):
     from mlmol.samplers.mcmc import particle_sweep
 

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from mlmol.samplers.umbrella import UmbrellaTraces, _periodic, grid, mbar_delta_f, sweep_order
+from mlmol.samplers.umbrella import UmbrellaTraces, _periodic, mbar_delta_f, sweep_order, window_centres
 
 pytest.importorskip("pymbar")
 
@@ -27,7 +27,7 @@ def test_mbar_recovers_the_exact_torsion_free_energy():
     u = 3 * np.sin(points[:, 0]) + np.cos(2 * points[:, 0])
     inside = (points[:, 0] > 0) & (points[:, 0] < np.pi)
     exact = -math.log(np.exp(-u)[inside].sum() / np.exp(-u)[~inside].sum())
-    data = _biased_windows(u, points, np.radians(grid(20.0, 1)), 40.0, 2.5, 2000, rng)
+    data = _biased_windows(u, points, np.radians(window_centres(20.0, 1)), 40.0, 2.5, 2000, rng)
     value, stderr, details = mbar_delta_f(data, subsample=False)
     assert exact > 3  # the sin θ term makes 0 < θ < π unfavourable
     assert abs(value - exact) < 4 * stderr + 0.02 and stderr < 0.1
@@ -43,14 +43,14 @@ def test_mbar_recovers_a_2d_free_energy_with_a_coupled_second_torsion():
     u = 2 * np.sin(phi) + 2 * np.cos(psi - phi) + np.cos(2 * psi)
     inside = (phi > 0) & (phi < np.pi)
     exact = -math.log(np.exp(-u)[inside].sum() / np.exp(-u)[~inside].sum())
-    data = _biased_windows(u, points, np.radians(grid(45.0, 2)), 10.0, 2.5, 400, rng)
+    data = _biased_windows(u, points, np.radians(window_centres(45.0, 2)), 10.0, 2.5, 400, rng)
     value, stderr, details = mbar_delta_f(data, subsample=False)
     assert abs(value - exact) < 4 * stderr + 0.02 and stderr < 0.1
     assert details["min_neighbour_overlap"] > 0.01
 
 
 def test_grid_and_sweep_visit_every_window_once_by_small_steps():
-    centres = np.radians(grid(30.0, 2))
+    centres = np.radians(window_centres(30.0, 2))
     assert centres.shape == (144, 2)
     order = sweep_order(centres, np.zeros(2))
     assert sorted(order) == list(range(144))
@@ -59,7 +59,7 @@ def test_grid_and_sweep_visit_every_window_once_by_small_steps():
 
 
 def test_the_reverse_sweep_visits_every_window_once_in_the_other_direction():
-    centres = np.radians(grid(30.0, 2))
+    centres = np.radians(window_centres(30.0, 2))
     start = np.radians([-80.0, 70.0])  # nearest window (−90°, 60°)
     forward, reverse = sweep_order(centres, start), sweep_order(centres, start, reverse=True)
     assert sorted(reverse) == list(range(144)) and forward[0] == reverse[0]  # the same nearest first window

@@ -16,9 +16,11 @@ import torch
 
 from .data import Samples, ess
 from .errors import MlmolError
-from .systems.base import Energy, State, grid, require_bounds
+from .systems.base import Energy, State
+from .systems.quadrature import StateLike, boltzmann_probabilities, exact_delta_f, require_bounds
 
-StateLike = Callable[[torch.Tensor], torch.Tensor] | str
+__all__ = ["Estimate", "Profile", "ess", "ess_fraction", "delta_f", "free_energy_profile", "exact_profile",
+           "exact_delta_f", "profile_rmse", "default_edges", "histogram_tv"]
 
 
 @dataclass(frozen=True)
@@ -123,28 +125,12 @@ def free_energy_profile(samples: Samples, coordinate: int | Callable, edges, n_b
     return Profile(edges, f, stderr)
 
 
-def _quadrature(system: Energy, points: int) -> tuple[torch.Tensor, np.ndarray]:
-    _, x = grid(require_bounds(system), points)
-    with torch.no_grad():
-        u = system.energy(x).double()
-    p = torch.exp(-(u - u.min())).numpy()
-    return x, p / p.sum()
-
-
 def exact_profile(system: Energy, coordinate: int, edges, points: int = 1001) -> Profile:
     """Exact free-energy profile by quadrature over ``system.bounds`` (dim <= 2)."""
     edges = np.asarray(edges, dtype=float)
-    x, p = _quadrature(system, points)
+    x, p = boltzmann_probabilities(system, points)
     f = _profile_from_weights(x[:, coordinate].numpy(), p, edges)
     return Profile(edges, f, np.zeros_like(f))
-
-
-def exact_delta_f(system: Energy, state_a: StateLike, state_b: StateLike, points: int = 1001) -> float:
-    """Exact F_a − F_b in kT by quadrature over ``system.bounds`` (dim <= 2)."""
-    x, p = _quadrature(system, points)
-    pa = p[_as_state(state_a)(x).numpy().astype(bool)].sum()
-    pb = p[_as_state(state_b)(x).numpy().astype(bool)].sum()
-    return float(-np.log(pa / pb))
 
 
 def profile_rmse(estimate: Profile, exact: Profile, max_f: float = 5.0) -> tuple[float, int]:

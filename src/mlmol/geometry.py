@@ -65,3 +65,14 @@ def hungarian_relabel(x: torch.Tensor, reference: torch.Tensor, first: int = 2, 
 def in_sector(x: torch.Tensor, reference: torch.Tensor, first: int = 2, spatial_dim: int = 2) -> torch.Tensor:
     """True where relabelling to ``reference`` leaves the configuration unchanged, ``[*batch]``."""
     return (hungarian_relabel(x, reference, first, spatial_dim) == x).all(-1)
+
+
+def dihedral(x: torch.Tensor, i: int, j: int, k: int, m: int) -> torch.Tensor:
+    """Torsion angle ``[*batch]`` (radians, in (−π, π]) of atoms i-j-k-m for flat coordinates ``[*batch, 3N]`` (nm)."""
+    p = x.reshape(*x.shape[:-1], -1, 3)
+    return dihedral_from_points(p[..., i, :], p[..., j, :], p[..., k, :], p[..., m, :])
+
+
+def dihedral_of(x: torch.Tensor, atoms: tuple[int, int, int, int]) -> torch.Tensor:
+    """:func:`dihedral` of the four ``atoms``."""
+    return dihedral(x, *atoms)

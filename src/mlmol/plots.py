@@ -10,7 +10,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from .estimators import Profile  # noqa: E402
-from .systems.base import Energy, grid  # noqa: E402
+from .systems.base import Energy  # noqa: E402
+from .systems.quadrature import grid  # noqa: E402
 
 
 def _ax(ax):

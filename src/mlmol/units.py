@@ -11,7 +11,3 @@ def kT_kj_mol(temperature_k: float) -> float:
         raise ValueError(f"temperature must be positive, got {temperature_k} K")
     return BOLTZMANN_KJ_MOL_K * temperature_k
 
-
-def reduce(energy_kj_mol, temperature_k: float):
-    """Reduced (dimensionless) energy u = U / kT from U in kJ/mol."""
-    return energy_kj_mol / kT_kj_mol(temperature_k)

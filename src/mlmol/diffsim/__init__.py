@@ -1,6 +1,6 @@
 """Gradients through simulators: zeroth-, first- and α-order estimators (Suh et al., ICML 2022).
 
-- :mod:`~mlmol.diffsim.estimators`: the three estimators of the gradient of a Gaussian-smoothed
+- :mod:`~mlmol.diffsim.gradients`: the three estimators of the gradient of a Gaussian-smoothed
   objective, for any batched objective ``f(theta [n, d]) -> [n]``, each with its variance.
 - :mod:`~mlmol.diffsim.tasks`: differentiable simulators with a discontinuity (ball and wall),
   stiffness (pushing through a penalty contact), a smooth control problem, and Langevin
@@ -8,7 +8,7 @@
   force field).
 """
 
-from .estimators import (
+from .gradients import (
     GradientEstimate,
     alpha_blend,
     alpha_order,

@@ -13,6 +13,7 @@ import torch
 
 from ..errors import MlmolError
 from ..systems.base import Energy, check_finite
+from ..systems.particles import ParticleSystem
 
 
 def find_minima(system: Energy, seed: int = 0, starts: int = 64, spread: float = 2.0,
@@ -82,13 +83,13 @@ def metropolis(system: Energy, n: int, seed: int = 0, starts=None, step: float =
     """``n`` samples (float64, ``[n, dim]``) from random-walk Metropolis chains (Gaussian steps).
 
     ``moves="all"``: a step moves every coordinate by N(0, ``step``²). ``moves="particle"``
-    (particle systems with ``particle_energy``): a step is a sweep of single-particle moves
+    (a :class:`~mlmol.systems.particles.ParticleSystem`): a step is a sweep of single-particle moves
     (:func:`particle_sweep`), far better at decorrelating dense solvent; ``burn`` and ``thin``
     then count sweeps.
     """
     if moves == "particle":
-        if not hasattr(system, "particle_energy"):
-            raise MlmolError(f"{system.name} has no particle_energy: use moves='all'")
+        if not isinstance(system, ParticleSystem):
+            raise MlmolError(f"{system.name} is not a system of particles (no particle_energy): use moves='all'")
         return _run(system, n, seed, starts, chains_per_start, burn, thin,
                     lambda x, u, g: particle_sweep(system, x, u, g, step)[:2], progress)
     if moves != "all":

@@ -8,8 +8,9 @@ import numpy as np
 import torch
 
 from ..errors import MlmolError
-from ..systems.base import Energy
-from ..systems.openmm import auto_platform, require_openmm
+from ..geometry import dihedral
+from ..systems.molecule import Molecule
+from ..systems.openmm_bridge import OpenMMEnergy, auto_platform, require_openmm
 
 
 class MolecularDynamics:
@@ -23,20 +24,21 @@ class MolecularDynamics:
     of them) added to a copy of the system.
     """
 
-    def __init__(self, system: Energy, timestep_fs: float = 1.0, friction_per_ps: float = 1.0, seed: int = 0,
-                 positions=None, minimize: bool = True, equilibration: int = 5_000, bias=None):
+    def __init__(self, system: Molecule, timestep_fs: float = 1.0, friction_per_ps: float = 1.0, seed: int = 0,
+                 positions: np.ndarray | None = None, minimize: bool = True, equilibration: int = 5_000, bias=None):
         openmm = require_openmm()
         unit = openmm.unit
-        start = getattr(system, "positions", None) if positions is None else positions
-        if start is None:
-            raise MlmolError(f"{system.name} has no starting structure; pass positions=")
+        if not isinstance(system, Molecule):
+            raise MlmolError(f"MD needs a molecule (mlmol.systems.from_pdb or a built-in one); {system.name} is not one")
+        start = system.positions if positions is None else positions
         self.system = system
         self.unit = unit
         integrator = openmm.LangevinMiddleIntegrator(system.temperature * unit.kelvin,
                                                      friction_per_ps / unit.picosecond, timestep_fs * unit.femtosecond)
         integrator.setRandomNumberSeed(seed + 1)  # OpenMM treats 0 as "pick a random seed"
-        bridge = getattr(system, "bridge", None)  # the torch backend has none: pick as the bridge would
-        platform = bridge.platform if bridge is not None else auto_platform(system.dim // 3, system.system)
+        backend = system.backend  # the torch backend has no OpenMM platform: pick as the bridge would
+        platform = backend.bridge.platform if isinstance(backend, OpenMMEnergy) else auto_platform(system.dim // 3,
+                                                                                                   system.system)
         properties = {"Threads": "1"} if platform == "CPU" else {}
         openmm_system = system.system
         if bias is not None:  # extra forces (e.g. umbrella restraints) on a copy of the system
@@ -126,7 +128,7 @@ def flat_bottom_restraint(torsions, centre_deg: float = 180.0, half_width_deg: f
     return force
 
 
-def pulled_positions(system: Energy, targets: dict[str, float], seed: int = 0, steps: int = 20_000,
+def pulled_positions(system: Molecule, targets: dict[str, float], seed: int = 0, steps: int = 20_000,
                      force_constant: float = 1000.0, stages: int = 100) -> np.ndarray:
     """Positions ``[3N]`` (nm) after restrained MD pulls the named torsions to ``targets`` (degrees).
 
@@ -134,9 +136,7 @@ def pulled_positions(system: Energy, targets: dict[str, float], seed: int = 0, s
     steps along the shorter arc (a sudden stiff restraint far from the structure tears it
     apart), then hold there for the last fifth of ``steps``.
     """
-    from ..systems.molecules import dihedral
-
-    torsions = getattr(system, "torsions", {})
+    torsions = system.torsions
     unknown = set(targets) - set(torsions)
     if unknown:
         raise MlmolError(f"{system.name} has no torsions named {sorted(unknown)}; known: "
@@ -155,7 +155,7 @@ def pulled_positions(system: Energy, targets: dict[str, float], seed: int = 0, s
     return md.checked_positions("the pull to the start")
 
 
-def molecular_dynamics(system: Energy, n_frames: int, interval: int = 250, timestep_fs: float = 1.0,
+def molecular_dynamics(system: Molecule, n_frames: int, interval: int = 250, timestep_fs: float = 1.0,
                        friction_per_ps: float = 1.0, equilibration: int = 5_000, seed: int = 0,
                        positions=None, minimize: bool = True, progress: bool = False,
                        starts: list[dict[str, float]] | None = None) -> torch.Tensor:

@@ -20,7 +20,8 @@ import torch
 from ..errors import MlmolError
 from ..estimators import Profile
 from ..systems.base import Energy, check_finite
-from ..systems.molecules import dihedral
+from ..systems.particles import ParticleSystem
+from ..geometry import dihedral
 from .md import MolecularDynamics, flat_bottom_restraint, torsion_restraint
 
 
@@ -76,7 +77,7 @@ def _periodic(d):
     return (d + np.pi) % (2 * np.pi) - np.pi
 
 
-def grid(step_deg: float, dims: int = 2) -> np.ndarray:
+def window_centres(step_deg: float, dims: int = 2) -> np.ndarray:
     """Window centres ``[W, dims]`` (degrees) on a periodic grid from −180° with spacing ``step_deg``."""
     axis = np.arange(-180.0, 180.0, step_deg)
     return np.stack(np.meshgrid(*[axis] * dims, indexing="ij"), -1).reshape(-1, dims)
@@ -286,8 +287,9 @@ def umbrella_mcmc(system: Energy, variable: Callable[[torch.Tensor], torch.Tenso
     ``chains`` independent chains per window centre start at ``start(centre)`` (a configuration
     ``[dim]``), run ``burn`` then ``steps`` Metropolis steps under u(x) + ½ K (θ(x) − θ_k)² (K =
     ``force_constant`` in kT / unit²) and record θ every ``interval`` steps. ``moves="all"``: a
-    step moves every coordinate by N(0, ``step``²); ``moves="particle"`` (particle systems with
-    ``particle_energy``): a step is a sweep of single-particle moves (:func:`particle_sweep`).
+    step moves every coordinate by N(0, ``step``²); ``moves="particle"`` (a
+    :class:`~mlmol.systems.particles.ParticleSystem`): a step is a sweep of single-particle moves
+    (:func:`particle_sweep`).
     Returns traces in reduced units (kT = 1) for :func:`mbar_delta_f` and :func:`mbar_profile`.
     """
     from .mcmc import metropolis, particle_sweep
@@ -302,8 +304,8 @@ def umbrella_mcmc(system: Energy, variable: Callable[[torch.Tensor], torch.Tenso
                        burn=burn, thin=interval, progress=progress)
         theta = variable(x).reshape(kept, len(centres), chains).numpy()
     elif moves == "particle":
-        if not hasattr(system, "particle_energy"):
-            raise MlmolError(f"{system.name} has no particle_energy: use moves='all'")
+        if not isinstance(system, ParticleSystem):
+            raise MlmolError(f"{system.name} is not a system of particles (no particle_energy): use moves='all'")
         g = torch.Generator().manual_seed(seed)
         check_finite(biased, starts, "umbrella starting points")
         x = starts

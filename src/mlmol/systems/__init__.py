@@ -8,7 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import MlmolError
-from .base import Energy, FunctionEnergy, State, check_finite, log_partition
+from .base import Energy, FunctionEnergy, State, check_finite
+from .quadrature import log_partition
 from .particles import LennardJones, MultiDoubleWell, SolvatedDimer
 from .toy import DoubleWell, Gaussian, MuellerBrown
 

@@ -13,9 +13,6 @@ import pickle
 import struct
 import sys
 
-# This folder holds mlmol's own openmm.py: keep it off the path so "import openmm" finds OpenMM.
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
-
 HEADER = struct.Struct("!Q")
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable, Sequence
 
@@ -192,39 +191,3 @@ def check_finite(system: Energy, x: torch.Tensor, what: str) -> torch.Tensor:
         )
     return u
 
-
-def grid(bounds: Bounds, points: int) -> tuple[list[torch.Tensor], torch.Tensor]:
-    """Axes and flattened grid ``[points**d, d]`` (float64) over a box."""
-    axes = [torch.linspace(lo, hi, points, dtype=torch.float64) for lo, hi in bounds]
-    mesh = torch.meshgrid(*axes, indexing="ij")
-    return axes, torch.stack([m.reshape(-1) for m in mesh], dim=-1)
-
-
-def log_partition(system: Energy, points: int = 801) -> float:
-    """log Z = log ∫ exp(-u) dx by quadrature over ``system.bounds`` (dim <= 2 only)."""
-    axes, x = grid(require_bounds(system), points)
-    with torch.no_grad():
-        u = system.energy(x).double()
-    cell = math.prod(float(a[1] - a[0]) for a in axes)
-    return float(torch.logsumexp(-u, 0)) + math.log(cell)
-
-
-def exact_samples(system: Energy, n: int, seed: int = 0, points: int = 801) -> torch.Tensor:
-    """``n`` samples (float64 ``[n, dim]``) of exp(−u) by quadrature over ``system.bounds``
-    (dim <= 2): a grid cell drawn with its Boltzmann weight, then a uniform point inside it."""
-    axes, x = grid(require_bounds(system), points)
-    with torch.no_grad():
-        u = system.energy(x).double()
-    g = torch.Generator().manual_seed(seed)
-    cells = torch.multinomial(torch.softmax(-u, 0), n, replacement=True, generator=g)
-    spacing = torch.tensor([float(a[1] - a[0]) for a in axes], dtype=torch.float64)
-    return x[cells] + (torch.rand(n, len(axes), generator=g, dtype=torch.float64) - 0.5) * spacing
-
-
-def require_bounds(system: Energy) -> Bounds:
-    if system.bounds is None or system.dim > 2:
-        raise MlmolError(
-            f"{system.name}: exact references by quadrature need dim <= 2 and bounds "
-            "(set 'bounds' in the run's config.yaml)"
-        )
-    return system.bounds

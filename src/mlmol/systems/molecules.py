@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ..errors import MlmolError
-from ..geometry import dihedral_from_points
-from .base import Energy
+from ..geometry import dihedral
 from .forcefield import TorchEnergy, UnsupportedForce
-from .openmm import OpenMMEnergy, require_openmm
+from .molecule import Molecule, Start
+from .openmm_bridge import OpenMMEnergy, require_openmm
 
 DATA = Path(__file__).with_name("data")
 ALANINE_DIPEPTIDE_PDB = DATA / "alanine-dipeptide.pdb"
@@ -41,18 +43,19 @@ def read_pdb(path: str | Path):
 
 
 BACKENDS = ("auto", "torch", "openmm")
-
-
 def from_pdb(path: str | Path, forcefield: Sequence[str] = ("amber14-all.xml",), implicit_solvent: str | None = None,
              temperature: float = 300.0, add_hydrogens: bool = True, platform: str = "auto", workers: int = 1,
-             name: str | None = None, backend: str = "auto", compile: bool = False) -> Energy:
+             name: str | None = None, backend: str = "auto", compile: bool = False,
+             states: tuple[str, str] | None = None, starts: list[Start] | None = None) -> Molecule:
     """The reduced energy of the molecule in ``path`` (no cutoff, no constraints).
 
     ``forcefield`` lists OpenMM force-field XML files; ``implicit_solvent`` is one of
     obc1, obc2, gbn, gbn2, hct (OpenMM's ``implicit/*.xml``) or an XML file. Missing
     hydrogens are added with OpenMM's Modeller (``add_hydrogens=False`` refuses instead).
     Coordinates are flat nm in the atom order of ``.topology``; ``.positions`` [3N] holds the
-    PDB's (possibly completed) structure.
+    PDB's (possibly completed) structure. The backbone torsions are named (``phi``/``psi``, or
+    ``phi1``, ``psi1``, ... for several residues); ``states`` defaults to the φ basins
+    ``("phi > 0", "phi < 0")`` for a capped amino acid.
 
     ``backend``: "torch" evaluates batches natively (:class:`~mlmol.systems.forcefield.TorchEnergy`);
     "openmm" calls OpenMM through worker processes (:class:`OpenMMEnergy`; ``platform`` and
@@ -106,12 +109,11 @@ def from_pdb(path: str | Path, forcefield: Sequence[str] = ("amber14-all.xml",),
     if energy is None:
         energy = OpenMMEnergy(system, topology, temperature=temperature, platform=platform, workers=workers,
                               name=name)
-    energy.positions = np.array(positions.value_in_unit(positions.unit), dtype=np.float64).reshape(-1)
-    set_torsions(energy, backbone_torsions(topology))
-    energy.profile_coords = ()  # Cartesian profiles mean nothing for a molecule; the report shows Ramachandran
-    if "phi" in energy.torsions:  # a capped amino acid: ΔF between the φ basins, as for alanine dipeptide
-        energy.states = ("phi > 0", "phi < 0")
-    return energy
+    torsions = backbone_torsions(topology)
+    if states is None and "phi" in torsions:  # a capped amino acid: ΔF between the φ basins, as for alanine dipeptide
+        states = ("phi > 0", "phi < 0")
+    return Molecule(energy, topology, np.array(positions.value_in_unit(positions.unit)), torsions, states=states,
+                    starts=starts, name=name)
 
 
 def _residue_atoms(chain) -> list[dict[str, int]]:
@@ -161,39 +163,27 @@ def peptide_bonds(topology) -> list[tuple[int, int, int, int]]:
     return found
 
 
-def set_torsions(energy: Energy, torsions: dict[str, tuple[int, int, int, int]]) -> None:
-    """Name torsions of ``energy``: usable in states ("phi > 0"), data starts and plots (radians)."""
-    energy.torsions = dict(torsions)
-    energy.variables = {name: (lambda x, atoms=atoms: dihedral(x, *atoms)) for name, atoms in torsions.items()}
-
-
 def alanine_dipeptide(implicit_solvent: bool = False, temperature: float = 300.0, platform: str = "auto",
-                      workers: int = 1, backend: str = "auto") -> Energy:
+                      workers: int = 1, backend: str = "auto") -> Molecule:
     """Capped alanine (Ace-Ala-Nme, 22 atoms) with amber99sbildn (+ amber99_obc.xml implicit solvent).
 
     Vacuum: no cutoff, no constraints; 300 K by default. The PDB ships with mlmol (built by
     tools/build_alanine_dipeptide.py from ideal geometry and minimised).
     """
-    energy = from_pdb(ALANINE_DIPEPTIDE_PDB, forcefield=("amber99sbildn.xml",),
-                      implicit_solvent="amber99_obc.xml" if implicit_solvent else None, temperature=temperature,
-                      add_hydrogens=False, platform=platform, workers=workers, backend=backend,
-                      name="alanine-dipeptide" + ("-implicit" if implicit_solvent else ""))
-    if energy.torsions != {"phi": PHI, "psi": PSI}:
-        raise MlmolError(f"the shipped alanine dipeptide PDB gave backbone torsions {energy.torsions}; reinstall mlmol")
-    energy.states = ("phi > 0", "phi < 0")  # ΔF(φ > 0 − φ < 0), radians
-    # training MD starts in β, αL and C7ax: one plain trajectory never reaches φ > 0 (REFERENCES.md)
-    energy.starts = [{"phi": -80.0, "psi": 150.0}, {"phi": 60.0, "psi": 40.0}, {"phi": 70.0, "psi": -70.0}]
-    energy.profile_coords = ()
-    return energy
+    molecule = from_pdb(ALANINE_DIPEPTIDE_PDB, forcefield=("amber99sbildn.xml",),
+                        implicit_solvent="amber99_obc.xml" if implicit_solvent else None, temperature=temperature,
+                        add_hydrogens=False, platform=platform, workers=workers, backend=backend,
+                        name="alanine-dipeptide" + ("-implicit" if implicit_solvent else ""),
+                        states=("phi > 0", "phi < 0"),  # ΔF(φ > 0 − φ < 0), radians
+                        # training MD starts in β, αL and C7ax: one plain trajectory never reaches φ > 0
+                        starts=[{"phi": -80.0, "psi": 150.0}, {"phi": 60.0, "psi": 40.0}, {"phi": 70.0, "psi": -70.0}])
+    if molecule.torsions != {"phi": PHI, "psi": PSI}:
+        raise MlmolError(f"the shipped alanine dipeptide PDB gave backbone torsions {molecule.torsions}; "
+                         "reinstall mlmol")
+    return molecule
 
 
 PHI, PSI = (4, 6, 8, 10), (6, 8, 10, 16)  # backbone torsions of the shipped alanine dipeptide
-
-
-def dihedral(x, i: int, j: int, k: int, m: int):
-    """Torsion angle (radians, in (−π, π]) of atoms i-j-k-m for flat coordinates ``[*batch, 3N]``."""
-    p = x.reshape(*x.shape[:-1], -1, 3)
-    return dihedral_from_points(p[..., i, :], p[..., j, :], p[..., k, :], p[..., m, :])
 
 
 def chiral_centres(topology) -> list[tuple[int, int, int, int]]:
@@ -206,17 +196,15 @@ def chiral_centres(topology) -> list[tuple[int, int, int, int]]:
     return centres
 
 
-def handedness(x, centres: list[tuple[int, int, int, int]]):
+def handedness(x: torch.Tensor, centres: list[tuple[int, int, int, int]]) -> torch.Tensor:
     """Sign of (N − CA)·[(C − CA) × (CB − CA)] per centre, ``[*batch, n_centres]``; +1 is L for amino acids."""
-    import torch
-
     p = x.reshape(*x.shape[:-1], -1, 3)
     idx = torch.as_tensor(centres, dtype=torch.long)
     n, ca, c, cb = (p[..., idx[:, k], :] for k in range(4))
     return torch.sign((torch.cross(c - ca, cb - ca, dim=-1) * (n - ca)).sum(-1))
 
 
-def wrong_handed_fraction(x, reference, centres) -> float:
+def wrong_handed_fraction(x: torch.Tensor, reference: torch.Tensor, centres: list[tuple[int, int, int, int]]) -> float:
     """Fraction of configurations with at least one Cα of the other hand than in ``reference``."""
     if not centres:
         return 0.0
@@ -224,20 +212,23 @@ def wrong_handed_fraction(x, reference, centres) -> float:
     return float(flipped.any(-1).double().mean())
 
 
-MOLECULES = {
-    "alanine-dipeptide": lambda **kw: alanine_dipeptide(implicit_solvent=False, **kw),
-    "alanine-dipeptide-implicit": lambda **kw: alanine_dipeptide(implicit_solvent=True, **kw),
+MOLECULES: dict[str, tuple[Callable[..., Molecule], str]] = {  # name -> (factory, one line for listings)
+    "alanine-dipeptide": (partial(alanine_dipeptide, implicit_solvent=False),
+                          "Ace-Ala-Nme, amber99sbildn, vacuum, 300 K"),
+    "alanine-dipeptide-implicit": (partial(alanine_dipeptide, implicit_solvent=True),
+                                   "Ace-Ala-Nme, amber99sbildn + amber99_obc.xml, 300 K"),
 }
 
 
-def molecule(name: str, **kwargs) -> Energy:
-    """A built-in molecule by name (see ``MOLECULES``)."""
+def molecule(name: str, **kwargs) -> Molecule:
+    """A built-in molecule by name (see ``MOLECULES``); ``kwargs`` go to its factory
+    (``temperature``, ``backend``, ``workers``, ``platform``)."""
     if name not in MOLECULES:
         raise MlmolError(f"unknown molecule {name!r}. Known molecules: {', '.join(MOLECULES)}; "
                          "for your own use --pdb FILE")
-    return MOLECULES[name](**kwargs)
+    return MOLECULES[name][0](**kwargs)
 
 
 __all__ = ["from_pdb", "alanine_dipeptide", "molecule", "chiral_centres", "handedness", "wrong_handed_fraction",
-           "MOLECULES", "read_pdb", "dihedral", "backbone_torsions", "peptide_bonds", "set_torsions",
+           "MOLECULES", "Molecule", "read_pdb", "dihedral", "backbone_torsions", "peptide_bonds",
            "ALANINE_DIPEPTIDE_PDB"]

@@ -43,6 +43,11 @@ class ParticleSystem(Energy):
         super().__init__(n_particles * spatial_dim, kT)
         self.n_particles, self.spatial_dim = int(n_particles), int(spatial_dim)
 
+    def particle_energy(self, x: torch.Tensor, i: int) -> torch.Tensor:
+        """The terms of u that involve particle ``i``, ``[*batch]``: moving only particle i changes u
+        by exactly the change of this (single-particle Monte Carlo moves use it)."""
+        raise NotImplementedError
+
     def distances(self, x: torch.Tensor) -> torch.Tensor:
         """All pair distances i < j, ``[*batch, n (n − 1) / 2]``."""
         return pair_distances(x, self.n_particles, self.spatial_dim)
@@ -72,7 +77,16 @@ class MultiDoubleWell(ParticleSystem):
 
     def energy(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input(x)
-        s = self.distances(x) - self.d0
+        return self._pair_sum(self.distances(x))
+
+    def particle_energy(self, x: torch.Tensor, i: int) -> torch.Tensor:
+        r = particle_view(x, self.n_particles, self.spatial_dim)
+        others = torch.arange(self.n_particles, device=x.device) != i
+        return self._pair_sum(torch.linalg.vector_norm(r[..., others, :] - r[..., i : i + 1, :], dim=-1))
+
+    def _pair_sum(self, d: torch.Tensor) -> torch.Tensor:
+        """Σ a (d − d₀)⁴ + b (d − d₀)² + c over the last axis of pair distances ``d``."""
+        s = d - self.d0
         return (self.a * s**4 + self.b * s**2 + self.c).sum(-1)
 
 

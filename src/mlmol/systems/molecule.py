@@ -1,0 +1,76 @@
+"""The molecule system type: a force-field energy with its topology, structure, torsions and states."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import numpy as np
+import torch
+
+from ..errors import MlmolError
+from ..geometry import dihedral_of
+from .base import Energy
+from .forcefield import TorchEnergy
+from .openmm_bridge import OpenMMEnergy
+
+Torsions = dict[str, tuple[int, int, int, int]]  # name -> four atom indices
+Start = dict[str, float]  # torsion name -> degrees
+
+
+class Molecule(Energy):
+    """A molecule: the reduced energy of an OpenMM ``System`` and the structure around it.
+
+    Arguments:
+        backend: evaluates u(x): :class:`~mlmol.systems.forcefield.TorchEnergy` (native, batched) or
+            :class:`~mlmol.systems.openmm_bridge.OpenMMEnergy` (OpenMM worker processes).
+        topology: the ``openmm.app.Topology``, atoms in the order of the coordinates.
+        positions: a structure ``[3N]`` (nm), where MD starts.
+        torsions: named torsions (four atom indices), usable in ``states``, ``starts`` and plots.
+        states: two state specs over the torsions (radians), e.g. ``("phi > 0", "phi < 0")``, whose ΔF is reported.
+        starts: torsion values (degrees) where training MD starts, e.g. ``[{"phi": -80, "psi": 150}]``.
+        name: a short name.
+
+    Coordinates are flat ``[*batch, 3N]`` in nm; :meth:`energy` gives ``[*batch]`` in units of kT
+    at ``temperature`` (kelvin).
+
+    Example:
+        >>> ala2 = mlmol.systems.alanine_dipeptide()  # doctest: +SKIP
+        >>> ala2.energy(torch.tensor(ala2.positions)[None])  # doctest: +SKIP
+    """
+
+    profile_coords = ()  # Cartesian profiles mean nothing for a molecule; the report shows Ramachandran
+
+    def __init__(self, backend: TorchEnergy | OpenMMEnergy, topology, positions: np.ndarray, torsions: Torsions,
+                 states: tuple[str, str] | None = None, starts: list[Start] | None = None, name: str = "molecule"):
+        super().__init__(backend.dim, backend.kT)
+        self.backend = backend
+        self.name = name
+        self.topology = topology
+        self.positions = np.asarray(positions, dtype=np.float64).reshape(-1)
+        if self.positions.shape != (self.dim,):
+            raise MlmolError(f"{name}: positions have {self.positions.size} values; the system has {self.dim}")
+        self.torsions: Torsions = dict(torsions)
+        self.variables = {key: partial(dihedral_of, atoms=atoms) for key, atoms in self.torsions.items()}
+        self.states = states
+        self.starts = None if starts is None else [dict(start) for start in starts]
+
+    @property
+    def temperature(self) -> float:
+        """Kelvin."""
+        return self.backend.temperature
+
+    @property
+    def system(self):
+        """The ``openmm.System`` (no cutoff, no constraints)."""
+        return self.backend.system
+
+    def energy(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backend.energy(x)
+
+    def close(self) -> None:
+        self.backend.close()
+
+    def extra_repr(self) -> str:
+        return f"name={self.name!r}, torsions={list(self.torsions)}, states={self.states}"
+
+
