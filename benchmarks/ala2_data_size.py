@@ -44,7 +44,7 @@ def main() -> None:
     from mlmol import estimators, flows
     from mlmol.experiments import noe2019
     from mlmol.generate import sample
-    from mlmol.run import MOLECULE_DEFAULTS
+    from mlmol.config import MOLECULE_DEFAULTS
     from mlmol.systems.molecules import alanine_dipeptide
     from mlmol.train import fit
 

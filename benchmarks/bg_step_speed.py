@@ -24,7 +24,7 @@ from pipeline import markdown_table, read_results, write_results
 from mlmol import fit
 from mlmol.experiments import noe2019
 from mlmol.flows import MolecularFlow
-from mlmol.run import MOLECULE_DEFAULTS
+from mlmol.config import MOLECULE_DEFAULTS
 from mlmol.systems.molecules import alanine_dipeptide
 
 

@@ -166,7 +166,7 @@ def main() -> None:
            "val_ml": history["val_ml"][-1], "samples": args.samples, "temperatures": {}}
     for tau in args.temperatures:
         started = time.perf_counter()
-        samples = sample(flow, system, args.samples, temperature=tau, seed=args.seed, batch_size=20_000)
+        samples = sample(flow, system, args.samples, tau=tau, seed=args.seed, batch_size=20_000)
         inside = torch.isfinite(samples.log_weights)  # sample() gives zero weight outside the canonical sector
         estimate = delta_f(samples, lambda x: dimer_distance(x) > 1.5, lambda x: dimer_distance(x) < 1.5)
         row["temperatures"][str(tau)] = {"delta_f": estimate.value, "stderr": estimate.stderr,

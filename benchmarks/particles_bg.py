@@ -32,7 +32,7 @@ from mlmol.estimators import ess, ess_fraction, histogram_tv
 from mlmol.experiments import klein2023
 from mlmol.flows import EquivariantFlow
 from mlmol.generate import sample
-from mlmol.run import SYSTEM_DEFAULTS
+from mlmol.config import SYSTEM_DEFAULTS
 from mlmol.systems import get
 
 SAMPLES = {"dw4": 100_000, "lj13": 10_000}  # generated samples per system (sampling LJ-13 costs more)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from pipeline import markdown_table, write_results
 
+from mlmol.rundir import RunDirectory
 from mlmol.vmc import get
 from mlmol.vmc.hartree_fock import hartree_fock
 
@@ -46,11 +47,20 @@ def run_dir(arguments: list[str]) -> Path:
     return Path(arguments[arguments.index("--out") + 1])
 
 
+def evaluation(run: Path) -> dict | None:
+    """The run's evaluation: RUN/metrics.json (energy.json in runs written before the shared run contract)."""
+    for name in ("metrics.json", "energy.json"):
+        if (run / name).is_file():
+            return json.loads((run / name).read_text())
+    return None
+
+
 def train_seconds(run: Path) -> float:
     """Wall time of training: the last logged step's seconds since its call started, summed over calls."""
     total, last = 0.0, 0.0
     for line in (run / "metrics.jsonl").read_text().splitlines():
-        elapsed = json.loads(line).get("elapsed_s")
+        record = json.loads(line)
+        elapsed = record.get("time_s", record.get("elapsed_s"))  # elapsed_s: runs written before the shared loop
         if elapsed is None:
             return float("nan")
         if elapsed < last:  # a new call (resume) restarted the clock
@@ -65,21 +75,21 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     for (system, ansatz), extra in RUNS.items():
-        if args.run in (ansatz, "all") and not (run_dir(extra) / "energy.json").is_file():
+        if args.run in (ansatz, "all") and evaluation(run_dir(extra)) is None:
             subprocess.run([sys.executable, "-m", "mlmol", "vmc", system, *extra, "--threads", str(args.threads)],
                            check=True)
     reference = {name: hartree_fock(get(name), "cc-pv5z").energy for name in ("Li", "LiH")}
     rows, cells = [], []
     for (system, ansatz), extra in RUNS.items():
         run = run_dir(extra)
-        if not (run / "energy.json").is_file():
-            print(f"skipping {run}: no energy.json (make it with: mlmol vmc {system} {' '.join(extra)})")
+        result = evaluation(run)
+        if result is None:
+            print(f"skipping {run}: no evaluation (make it with: mlmol vmc {system} {' '.join(extra)})")
             continue
-        result = json.loads((run / "energy.json").read_text())
         seconds = train_seconds(run)
         if math.isnan(seconds):  # runs from before metrics carried elapsed_s
             seconds = result["train_s_this_call"]
-        optimizer = json.loads((run / "config.json").read_text()).get("optimizer", "adam")
+        optimizer = RunDirectory(run).read_config().get("optimizer", "adam")
         row = {"system": system, "ansatz": ansatz, "optimizer": optimizer,
                "command": f"mlmol vmc {system} {' '.join(extra)}", "steps": result["steps"], "energy": result["value"], "stderr": result["stderr"],
                "exact": result["exact"], "error_mha": 1e3 * result["error"], "train_s": seconds}

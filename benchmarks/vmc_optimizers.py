@@ -19,6 +19,9 @@ from pathlib import Path
 
 import numpy as np
 from pipeline import markdown_table, save_figure, write_results
+from vmc_energies import evaluation
+
+from mlmol.rundir import RunDirectory
 
 OPTIMIZERS = ("adam", "natural-gradient")
 
@@ -26,7 +29,8 @@ OPTIMIZERS = ("adam", "natural-gradient")
 def trace(run: Path) -> tuple[np.ndarray, np.ndarray]:
     """Seconds since the start and the energy of each step, from RUN/metrics.jsonl."""
     lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    return np.array([r["elapsed_s"] for r in lines]), np.array([r["energy"] for r in lines])
+    seconds = [r.get("time_s", r.get("elapsed_s")) for r in lines]  # elapsed_s: runs from before the shared loop
+    return np.array(seconds), np.array([r["energy"] for r in lines])
 
 
 def energy_at(seconds: np.ndarray, energy: np.ndarray, t: float, window: int = 50) -> float:
@@ -71,8 +75,8 @@ def main() -> None:
         runs = run_dirs(system) if args.tabulate else race(system, args.minutes, args.threads)
         for name, run in runs.items():
             seconds, energy = trace(run)
-            result = json.loads((run / "energy.json").read_text())
-            config = json.loads((run / "config.json").read_text())
+            result = evaluation(run)
+            config = RunDirectory(run).read_config()
             at = {f"{t / 60:.3g} min": energy_at(seconds, energy, t) for t in checkpoints}
             rows.append({"system": system, "optimizer": name, "lr": config["lr"], "steps": result["steps"],
                          "seconds_per_step": float(seconds[-1] / len(seconds)), "energy": result["value"],

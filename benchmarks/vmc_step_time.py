@@ -15,7 +15,8 @@ import time
 import torch
 from pipeline import markdown_table, write_results
 
-from mlmol.vmc import FermiNet, SlaterJastrow, Walkers, get, vmc_step
+from mlmol.losses import Batch
+from mlmol.vmc import FermiNet, SlaterJastrow, VMCObjective, Walkers, get
 
 
 def step_time(ansatz, system, walkers: int, repeats: int) -> float:
@@ -24,10 +25,14 @@ def step_time(ansatz, system, walkers: int, repeats: int) -> float:
     w = Walkers(wf, system, walkers, seed=0)
     w.step(20)
     optimizer = torch.optim.Adam(wf.parameters(), lr=1e-4)
+    objective, generator = VMCObjective(system, w), torch.Generator()
     times = []
-    for i in range(repeats + 2):
+    for i in range(repeats + 2):  # one step of the training loop: walkers, local energies, gradient, update
         started = time.perf_counter()
-        vmc_step(wf, w, system, optimizer)
+        value, _ = objective(Batch(wf, None, None, generator))
+        optimizer.zero_grad()
+        value.backward()
+        optimizer.step()
         if i >= 2:
             times.append(time.perf_counter() - started)
     return sorted(times)[len(times) // 2]

@@ -60,10 +60,10 @@ def test_flow_density_normalised_at_every_temperature(family):
     for tau in (0.5, 1.0, 2.0):
         axis = torch.linspace(-12, 12, 601, dtype=torch.float64)
         xx = torch.stack(torch.meshgrid(axis, axis, indexing="ij"), -1).reshape(-1, 2)
-        mass = flow.log_prob(xx, temperature=tau).exp().sum() * (axis[1] - axis[0]) ** 2
+        mass = flow.log_prob(xx, tau=tau).exp().sum() * (axis[1] - axis[0]) ** 2
         assert abs(mass.item() - 1) < 2e-3
-        x, log_q = flow.sample_with_log_prob(100, temperature=tau)
-        torch.testing.assert_close(log_q, flow.log_prob(x, temperature=tau), atol=1e-9, rtol=1e-9)
+        x, log_q = flow.sample_with_log_prob(100, tau=tau)
+        torch.testing.assert_close(log_q, flow.log_prob(x, tau=tau), atol=1e-9, rtol=1e-9)
 
 
 def test_coupling_needs_two_dimensions():

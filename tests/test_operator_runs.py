@@ -78,7 +78,7 @@ def test_operator_cli_trains_a_mass_conserving_smoluchowski_propagator(tmp_path,
     assert not any("test_l2" in record for record in records)  # the test pairs are not looked at during training
     config, model = operator_run.load(run)
     assert config["problem"] == "smoluchowski" and isinstance(model, operator_run.DensityFNO)
-    assert main(args) == 2 and "already holds a run" in capsys.readouterr().err
+    assert main(args) == 2 and "already holds a trained run" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("args, message", [
@@ -164,7 +164,8 @@ def test_an_operator_run_stopped_and_resumed_ends_bit_for_bit_where_an_uninterru
 def test_a_run_from_before_the_validation_split_is_not_resumed(tmp_path):
     config = operator_run.make_config("smoluchowski")
     del config["validation"]
-    (tmp_path / "config.json").write_text(json.dumps(config))
+    (tmp_path / "config.json").write_text(json.dumps(config))  # as runs were written then, with a checkpoint
+    (tmp_path / "checkpoint.pt").write_bytes(b"")
     with pytest.raises(MlmolError, match="before the validation split"):
         operator_run.train(None, tmp_path, resume=True)
 

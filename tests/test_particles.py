@@ -99,7 +99,7 @@ def test_sampling_and_density_agree(n, d):
 
 def test_base_is_the_standard_gaussian_on_the_centre_of_mass_free_subspace():
     flow = EquivariantFlow(5, 3).double()
-    z = flow.base_sample(200_000, temperature=2.0, generator=torch.Generator().manual_seed(4))
+    z = flow.base_sample(200_000, tau=2.0, generator=torch.Generator().manual_seed(4))
     assert z.reshape(-1, 5, 3).mean(1).abs().max() < 1e-12
     assert (z**2).sum(-1).mean().item() == pytest.approx(2.0 * flow.dim, rel=0.01)  # χ² with (n − 1) d dof, scaled
     # the density at 0 is that of a 12-dimensional Gaussian with variance 2

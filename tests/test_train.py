@@ -24,8 +24,8 @@ def test_flow_that_can_represent_a_gaussian_reaches_ess_above_099():
     exact = mlmol.estimators.exact_delta_f(system, "x0 < 0", "x0 > 0")
     d = mlmol.estimators.delta_f(samples, "x0 < 0", "x0 > 0")
     assert abs(d.value - exact) < 4 * d.stderr + 1e-3
-    # an affine flow of a Gaussian is exact at every latent temperature: u/τ is matched too
-    hot = mlmol.sample(flow, system, 20_000, temperature=2.0, seed=2)
+    # an affine flow of a Gaussian is exact at every latent tau: u/τ is matched too
+    hot = mlmol.sample(flow, system, 20_000, tau=2.0, seed=2)
     assert hot.kT == 2.0 and mlmol.estimators.ess_fraction(hot.log_weights) > 0.99
     torch.testing.assert_close(hot.energy, system.energy(hot.x) / 2.0)
 

@@ -21,6 +21,9 @@ A typical session:
   mlmol vmc He --out runs/he                       FermiNet energy of helium by VMC
   mlmol operator burgers --out runs/burgers        Fourier neural operator on Burgers' equation
 
+Every run directory (Boltzmann generator, VMC, operator) holds config.yaml, checkpoint.pt,
+metrics.jsonl and metrics.json; mlmol train --resume, evaluate and report work on all of them.
+
 Your own energy: a Python function of a [batch, D] torch tensor returning reduced
 energies (units of kT) of shape [batch]:
   mlmol train --energy my_energy.py:u --dim 2 --out runs/mine
@@ -35,10 +38,13 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("systems", help="list built-in systems")
 
-    train = sub.add_parser("train", help="train a Boltzmann generator into a run directory",
-                           description="Train a Boltzmann generator. Writes RUN/config.yaml, data.npz, "
-                                       "checkpoint.pt and metrics.jsonl.")
-    train.add_argument("target", nargs="?", help="a built-in system name or a CONFIG.yaml")
+    train = sub.add_parser("train", help="train a run (Boltzmann generator, VMC, operator) into a run directory",
+                           description="Train a run. Writes RUN/config.yaml, checkpoint.pt and metrics.jsonl (and "
+                                       "a Boltzmann generator's data.npz). A VMC system (H, He, Li, H2, LiH) or an "
+                                       "operator problem (burgers, darcy, ...) trains with its defaults; mlmol vmc "
+                                       "and mlmol operator take their options.")
+    train.add_argument("target", nargs="?", help="a built-in system, molecule, VMC system or operator problem, "
+                                                 "or a CONFIG.yaml (e.g. another run's)")
     train.add_argument("--out", required=True, metavar="RUN", help="run directory to write")
     train.add_argument("--energy", metavar="FILE.py:FUNCTION", help="your own energy function")
     train.add_argument("--dim", type=int, help="number of coordinates (with --energy)")
@@ -47,7 +53,8 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--implicit-solvent", help="obc1, obc2, gbn, gbn2, hct or an XML file (with --pdb)")
     train.add_argument("--seed", type=int, help="random seed (default 0)")
     train.add_argument("--steps", type=int, help="total optimisation steps (default from the recipe)")
-    train.add_argument("--losses", help="ml, ml+kl, ml+kl+rc (default) or kl")
+    train.add_argument("--losses", help="ml, ml+kl, ml+kl+rc or kl (default: the system's recipe, e.g. ml+kl+rc for "
+                                        "toy systems and ml for molecules; RUN/config.yaml shows it)")
     train.add_argument("--flow", dest="flow_kind", choices=["realnvp", "spline", "equivariant"],
                        help="flow family (equivariant: identical particles, e.g. dw4, lj13)")
     train.add_argument("--energy-backend", choices=["torch", "openmm"],
@@ -62,10 +69,11 @@ def _parser() -> argparse.ArgumentParser:
     sample.add_argument("--n", type=int, required=True, help="number of samples")
     sample.add_argument("--out", required=True, metavar="FILE.npz")
     sample.add_argument("--seed", type=int, default=0)
-    sample.add_argument("--temperature", type=float, default=1.0,
-                        help="latent temperature factor τ: samples the system at τ·kT")
+    sample.add_argument("--tau", type=float, default=1.0,
+                        help="latent temperature factor τ: samples the system at τ·kT (default 1)")
 
-    evaluate = sub.add_parser("evaluate", help="ESS, free-energy difference and profiles; writes RUN/metrics.json")
+    evaluate = sub.add_parser("evaluate", help="evaluate a run (BG: ESS, ΔF, profiles; VMC: energy; operator: test "
+                                               "errors); writes RUN/metrics.json")
     evaluate.add_argument("run", metavar="RUN")
     evaluate.add_argument("--n", type=int, help="number of fresh samples (default from config: 100000)")
     evaluate.add_argument("--samples", metavar="FILE.npz", help="evaluate these samples instead of fresh ones")
@@ -89,8 +97,8 @@ def _parser() -> argparse.ArgumentParser:
 
     vmc = sub.add_parser("vmc", help="variational Monte Carlo of an atom or molecule (FermiNet)",
                          description="Optimise a neural wavefunction by VMC, then print its energy with the "
-                                     "blocking standard error. Writes RUN/config.json, checkpoint.pt, "
-                                     "metrics.jsonl and energy.json.")
+                                     "blocking standard error. Writes RUN/config.yaml, checkpoint.pt, "
+                                     "metrics.jsonl and metrics.json.")
     vmc.add_argument("system", nargs="?", help="H, He, Li, H2 (R = 1.4 bohr) or LiH (R = 3.015 bohr)")
     vmc.add_argument("--out", required=True, metavar="RUN")
     vmc.add_argument("--ansatz", choices=["ferminet", "slater-jastrow"])
@@ -113,7 +121,7 @@ def _parser() -> argparse.ArgumentParser:
                               description="Make the data (or reuse --data), train an FNO watching its validation "
                                           "pairs, then print its relative L2 error on held-out test pairs (drawn "
                                           "from their own random stream, evaluated once at the end). Writes "
-                                          "RUN/config.json, data.npz (unless --data), checkpoint.pt, metrics.jsonl "
+                                          "RUN/config.yaml, data.npz (unless --data), checkpoint.pt, metrics.jsonl "
                                           "(validation error as training goes), metrics.json (validation and test "
                                           "errors, reference predictors) and predictions.png.")
     operator.add_argument("problem", nargs="?", help="burgers (ν = 0.1, the paper's text), burgers-shock (ν = 1/1000, "
@@ -148,116 +156,116 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _print_metrics(m: dict) -> None:
-    print(f"  samples            {m['n']}")
-    print(f"  ESS (Kish)         {m['ess']:.0f}  ({100 * m['ess_fraction']:.1f}% of samples)")
-    if m.get("weighted_fraction", 1.0) < 1.0:  # absent from metrics.json written before it existed
-        print(f"  nonzero weight     {100 * m['weighted_fraction']:.1f}% of samples (the rest: outside the "
-              "canonical domain or a non-finite energy)")
-    if "delta_f" in m:
-        d = m["delta_f"]
-        line = f"  ΔF = F({d['states'][0]}) − F({d['states'][1]})  " + (
-            f"{d['value']:+.3f} ± {d['stderr']:.3f} kT" if "value" in d else f"not estimated: {d['unavailable']}")
-        if "exact" in d:
-            line += f"   exact {d['exact']:+.3f}, error {d['error']:+.3f}"
-        print(line)
-    if "wrong_handed_fraction" in m:
-        print(f"  wrong-handed Cα     {100 * m['wrong_handed_fraction']:.2f}% of samples "
-              f"({m['chiral_centres']} stereocentre(s))")
-    for name, p in m.get("profiles", {}).items():
-        print(f"  profile RMSE {name:5s}  {p['rmse']:.3f} kT  ({p['bins_compared']} bins with F < {p['max_f']:g} kT)")
-
-
 def _cmd_systems(args) -> None:
     from . import systems
+    from .operators.problems import PROBLEMS
+    from .systems.molecules import MOLECULES
+    from .vmc.systems import EXACT_ENERGIES
 
     print("built-in systems:")
     for name, factory in sorted(systems.BUILTIN.items()):
         s = factory()
         print(f"  {name:15s} dim={s.dim}  {(s.__doc__ or '').strip().splitlines()[0]}")
     print("your own: mlmol train --energy FILE.py:FUNCTION --dim D --out RUN")
-    print("molecules (OpenMM force fields; mlmol train and mlmol simulate):")
-    print("  alanine-dipeptide          dim=66  Ace-Ala-Nme, amber99sbildn, vacuum, 300 K")
-    print("  alanine-dipeptide-implicit dim=66  Ace-Ala-Nme, amber99sbildn + amber99_obc.xml, 300 K")
+    print("molecules (OpenMM force fields; mlmol train and mlmol simulate; your own: --pdb FILE):")
+    for name, (_, description) in MOLECULES.items():
+        print(f"  {name:26s} {description}")
+    print("VMC systems (mlmol vmc or mlmol train): " + ", ".join(EXACT_ENERGIES))
+    print("operator problems (mlmol operator or mlmol train): " + ", ".join(PROBLEMS))
 
 
 def _cmd_train(args) -> None:
     import torch
 
-    from . import run as runs
+    from . import runs
+    from .config import make_config
     from .errors import MlmolError
+    from .rundir import RunDirectory, read_yaml
 
     overrides = {"seed": args.seed, "steps": args.steps, "losses": args.losses, "flow_kind": args.flow_kind,
                  "device": args.device, "threads": args.threads, "backend": args.energy_backend}
+    molecular = {k: getattr(args, k) for k in ("energy", "dim", "pdb", "forcefield", "implicit_solvent")}
     if args.resume:
-        given = [f"--{k.replace('_', '-')}" for k in ("energy", "dim", "pdb", "forcefield", "implicit_solvent")
-                 if getattr(args, k) is not None]
-        if any(v is not None for v in overrides.values()) or args.target or given:
+        given = [f"--{k.replace('_', '-')}" for k, v in {**overrides, **molecular}.items() if v is not None]
+        if args.target or given:
             raise MlmolError(f"--resume continues RUN with its own config.yaml; drop the other options "
                              f"{' '.join(given)}".rstrip())
-        config = None
+        config, directory = None, RunDirectory(Path(args.out))
+        directory.start(resume=True)
+        threads = directory.read_config().get("threads", 1)
     else:
         system, base = args.target, None
         if args.target is not None and args.target.endswith((".yaml", ".yml")):
-            base, system = runs.read_config(args.target), None
-        if args.pdb is not None:
-            molecule = {"pdb": args.pdb, "implicit_solvent": args.implicit_solvent}
-            if args.forcefield:
-                molecule["forcefield"] = args.forcefield
-            base = {**(base or {}), "system": molecule}
-        if system is None and base is None and args.energy is None:
-            raise MlmolError("name a system (see mlmol systems), a CONFIG.yaml, or --energy FILE.py:FUNCTION --dim D")
-        if system is not None and args.energy is not None:
-            raise MlmolError("give either a system name or --energy, not both")
-        config = runs.make_config(system=system, energy=args.energy, dim=args.dim, base=base, **overrides)
-    if config is None:
-        saved = Path(args.out) / "config.yaml"
-        threads = runs.read_config(saved).get("threads", 1) if saved.is_file() else 1
-    else:
-        threads = config["threads"]
+            base, system = read_yaml(args.target), None
+        kind = (base or {}).get("kind") or (runs.kind_of_target(system) if system else "bg")
+        if kind != "bg":  # a VMC system or an operator problem: its defaults, or the config's settings
+            bg_only = [f"--{k.replace('_', '-')}" for k, v in {**overrides, **molecular}.items()
+                       if v is not None and k not in ("seed", "threads")]
+            if bg_only:
+                raise MlmolError(f"{' '.join(bg_only)} apply to Boltzmann generators; for a {kind} run use "
+                                 f"mlmol {kind} with its options")
+            config = runs.resolved_config(kind, base or {}, system, seed=args.seed)
+            threads = args.threads or 1
+        else:
+            if args.pdb is not None:
+                molecule = {"pdb": args.pdb, "implicit_solvent": args.implicit_solvent}
+                if args.forcefield:
+                    molecule["forcefield"] = args.forcefield
+                base = {**(base or {}), "system": molecule}
+            if system is None and base is None and args.energy is None:
+                raise MlmolError("name a system (see mlmol systems), a CONFIG.yaml, or --energy FILE.py:FUNCTION "
+                                 "--dim D")
+            if system is not None and args.energy is not None:
+                raise MlmolError("give either a system name or --energy, not both")
+            config = make_config(system=system, energy=args.energy, dim=args.dim, base=base, **overrides)
+            threads = config["threads"]
     torch.set_num_threads(int(threads))
     started = time.perf_counter()
     run = runs.train(config, args.out, resume=args.resume, progress=True)
     print(f"trained in {time.perf_counter() - started:.1f} s; run directory: {run.path}")
-    print(f"next: mlmol sample {run.path} --n 100000 --out samples.npz; mlmol evaluate {run.path}; "
-          f"mlmol report {run.path}")
+    if run.kind == "bg":
+        print(f"next: mlmol sample {run.path} --n 100000 --out samples.npz; mlmol evaluate {run.path}; "
+              f"mlmol report {run.path}")
+    else:
+        print("\n".join(runs.describe(run.kind, run.read_metrics() or {})))
+        print(f"wrote {run.metrics_file}; next: mlmol report {run.path}")
 
 
 def _cmd_sample(args) -> None:
     from . import run as runs
     from .errors import MlmolError
+    from .rundir import RunDirectory
 
     if args.n <= 0:
         raise MlmolError(f"--n must be positive, got {args.n}")
+    kind = RunDirectory(Path(args.run)).kind
+    if kind != "bg":
+        raise MlmolError(f"{args.run} is a {kind} run; mlmol sample draws from Boltzmann generators only")
     run = runs.load(args.run)
-    samples = run.sample(args.n, seed=args.seed, temperature=args.temperature)
+    samples = run.sample(args.n, seed=args.seed, tau=args.tau)
     samples.save(args.out)
     print(f"wrote {args.n} samples to {args.out}: {samples}")
 
 
 def _cmd_evaluate(args) -> None:
-    from . import run as runs
-    from .data import Samples
+    from . import runs
 
-    run = runs.load(args.run)
-    samples = Samples.load(args.samples) if args.samples else None
-    metrics = runs.evaluate_run(run, n=args.n, seed=args.seed, samples=samples, source=args.samples)
-    print(f"evaluation of {run.path}" + (f" on {args.samples}" if args.samples else ""))
-    _print_metrics(metrics)
-    print(f"wrote {run.path / 'metrics.json'}")
+    kind, metrics = runs.evaluate(args.run, n=args.n, seed=args.seed, samples_file=args.samples)
+    print(f"evaluation of {args.run}" + (f" on {args.samples}" if args.samples else ""))
+    for line in runs.describe(kind, metrics):
+        print("  " + line)
+    print(f"wrote {Path(args.run) / 'metrics.json'}")
 
 
 def _cmd_report(args) -> None:
-    from . import run as runs
-    from .report import write_report
+    from . import runs
 
-    path = write_report(runs.load(args.run), n=args.n, seed=args.seed)
-    print(f"wrote {path}")
+    print(f"wrote {runs.report(args.run, n=args.n, seed=args.seed)}")
 
 
 def _cmd_simulate(args) -> None:
-    from . import run as runs
     from .errors import MlmolError
+    from .simulation import simulate
     from .systems import molecules
 
     if (args.molecule is None) == (args.pdb is None):
@@ -268,8 +276,8 @@ def _cmd_simulate(args) -> None:
     else:
         system = molecules.molecule(args.molecule, temperature=args.temperature)
     started = time.perf_counter()
-    frames = runs.simulate(system, args.out, args.frames, interval=args.interval, seed=args.seed,
-                           resume=args.resume, progress=True, timestep_fs=args.timestep_fs)
+    frames = simulate(system, args.out, args.frames, interval=args.interval, seed=args.seed,
+                      resume=args.resume, progress=True, timestep_fs=args.timestep_fs)
     system.close()
     print(f"wrote {len(frames)} frames of {system.name} to {args.out} in {time.perf_counter() - started:.1f} s")
 
@@ -286,7 +294,7 @@ def _cmd_vmc(args) -> None:
                  "pretrain_steps": args.pretrain_steps, "basis": args.basis, "max_minutes": args.max_minutes}
     if args.resume:
         if args.system or any(v is not None for k, v in overrides.items() if k not in ("steps", "max_minutes")):
-            raise MlmolError("--resume continues RUN with its own config.json; only --steps and --max-minutes "
+            raise MlmolError("--resume continues RUN with its own config.yaml; only --steps and --max-minutes "
                              "may change")
         config = None
     else:
@@ -298,7 +306,7 @@ def _cmd_vmc(args) -> None:
     result = vmc_run.train(config, args.out, resume=args.resume, progress=True, **changes)
     print(f"{result['system']} ({result['ansatz']}, {result['steps']} steps, {time.perf_counter() - started:.0f} s): "
           + vmc_run.describe(result))
-    print(f"wrote {Path(args.out) / 'energy.json'}")
+    print(f"wrote {Path(args.out) / 'metrics.json'}; next: mlmol report {args.out}")
 
 
 def _cmd_operator(args) -> None:
@@ -315,7 +323,7 @@ def _cmd_operator(args) -> None:
                  "modes": args.modes, "width": args.width, "seed": args.seed}
     if args.resume:
         if args.problem or any(v is not None for v in overrides.values()):
-            raise MlmolError("--resume continues RUN with its own config.json; give only --out (and --threads)")
+            raise MlmolError("--resume continues RUN with its own config.yaml; give only --out (and --threads)")
         config = None
     else:
         if args.problem is None:

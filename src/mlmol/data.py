@@ -8,11 +8,18 @@ import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from .errors import MlmolError
+
+if TYPE_CHECKING:
+    import mdtraj
+    from matplotlib.figure import Figure
+    from numpy.typing import ArrayLike
+    from openmm import app
 
 
 _UMASK = os.umask(0)
@@ -21,7 +28,15 @@ os.umask(_UMASK)  # read once: the process's umask (there is no way to read it w
 
 def atomic_write(path: str | Path, data: bytes | str) -> Path:
     """Write ``data`` to ``path`` via a temporary file in the same folder and a rename (with the
-    permissions a plain ``open`` would give, not mkstemp's owner-only 0600)."""
+    permissions a plain ``open`` would give, not mkstemp's owner-only 0600).
+
+    Arguments:
+        path: the file to write; missing parent folders are created.
+        data: the contents (text is written as UTF-8).
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = data.encode() if isinstance(data, str) else data
@@ -39,14 +54,23 @@ def atomic_write(path: str | Path, data: bytes | str) -> Path:
     return path
 
 
-def save_torch(obj, path: str | Path) -> Path:
-    """``torch.save`` through :func:`atomic_write`."""
+def save_torch(obj: Any, path: str | Path) -> Path:
+    """``torch.save`` of ``obj`` to ``path`` through :func:`atomic_write`; returns the path."""
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     return atomic_write(path, buffer.getvalue())
 
 
-def load_torch(path: str | Path, what: str = "checkpoint"):
+def load_torch(path: str | Path, what: str = "checkpoint") -> Any:
+    """``torch.load`` of ``path`` onto the CPU (full unpickling: trusted files only).
+
+    Arguments:
+        path: the file written by :func:`save_torch`.
+        what: what the file is, for the error messages.
+
+    Raises:
+        MlmolError: when the file is missing or cannot be read.
+    """
     path = Path(path)
     if not path.is_file():
         raise MlmolError(f"no {what} at {path}; train first (mlmol train ... --out {path.parent})")
@@ -61,7 +85,15 @@ def load_torch(path: str | Path, what: str = "checkpoint"):
 
 def ess(log_weights: torch.Tensor) -> float:
     """Kish effective sample size (Σw)² / Σw², computed stably from log weights (also
-    :func:`mlmol.estimators.ess`; here so that :class:`Samples` can print it)."""
+    :func:`mlmol.estimators.ess`; here so that :class:`Samples` can print it).
+
+    Arguments:
+        log_weights: unnormalised log weights ``[N]``; -inf and NaN count as zero weights.
+
+    Example:
+        >>> round(ess(torch.zeros(10)), 6)
+        10.0
+    """
     lw = torch.as_tensor(log_weights, dtype=torch.float64)
     lw = lw[torch.isfinite(lw)]  # -inf is a zero weight; NaN counts as zero too
     if lw.numel() == 0:
@@ -74,6 +106,13 @@ class Samples:
     """Generator samples with their unnormalised log weights log w = −u(x) − log q(x).
 
     ``x`` [N, dim] float64; ``log_weights`` [N]; ``energy`` [N] reduced (units of ``kT``).
+
+    Arguments:
+        x: the samples ``[N, dim]``.
+        log_weights: their log weights ``[N]``.
+        energy: their reduced energies u(x) ``[N]`` (kT).
+        kT: the thermal energy of the system (kJ/mol for molecules, 1 in reduced units).
+        topology: PDB text of the molecule's topology, or None.
     """
 
     x: torch.Tensor
@@ -89,7 +128,7 @@ class Samples:
         return f"Samples(n={len(self)}, dim={self.x.shape[-1]}, kT={self.kT:g}, ess={ess(self.log_weights):.1f})"
 
     def save(self, path: str | Path) -> Path:
-        """Write ``.npz`` with x, log_weights, energy, kT (and topology as PDB text)."""
+        """Write ``.npz`` with x, log_weights, energy, kT (and topology as PDB text); returns the path."""
         arrays = {"x": self.x.detach().double().cpu().numpy(),
                   "log_weights": self.log_weights.detach().double().cpu().numpy(),
                   "energy": self.energy.detach().double().cpu().numpy(),
@@ -102,6 +141,7 @@ class Samples:
 
     @classmethod
     def load(cls, path: str | Path) -> Samples:
+        """Read samples written by :meth:`save` (arrays as stored, float64 from :meth:`save`)."""
         path = Path(path)
         try:
             with np.load(path) as f:
@@ -112,14 +152,15 @@ class Samples:
             raise MlmolError(f"cannot read samples from {path}: {error}") from None
 
 
-def save_array(path: str | Path, **arrays) -> Path:
+def save_array(path: str | Path, **arrays: ArrayLike) -> Path:
+    """Write ``arrays`` (by name) as one ``.npz`` file through :func:`atomic_write`; returns the path."""
     buffer = io.BytesIO()
     np.savez(buffer, **{k: np.asarray(v) for k, v in arrays.items()})
     return atomic_write(path, buffer.getvalue())
 
 
-def save_figure(fig, path: str | Path, dpi: int = 100) -> Path:
-    """Write a matplotlib figure as PNG atomically (temp file, then rename) and close it."""
+def save_figure(fig: Figure, path: str | Path, dpi: int = 100) -> Path:
+    """Write a matplotlib figure as PNG atomically (temp file, then rename) and close it; returns the path."""
     import matplotlib.pyplot as plt
 
     buffer = io.BytesIO()
@@ -128,9 +169,9 @@ def save_figure(fig, path: str | Path, dpi: int = 100) -> Path:
     return atomic_write(path, buffer.getvalue())
 
 
-def save_trajectory(path: str | Path, x: torch.Tensor, topology) -> Path:
+def save_trajectory(path: str | Path, x: torch.Tensor, topology: mdtraj.Topology | app.Topology) -> Path:
     """Write frames ``[n, 3N]`` (nm) with an OpenMM or mdtraj topology; format from the suffix
-    (.dcd, .h5, .xtc, .pdb — whatever mdtraj writes). Atomic: temp file, then rename."""
+    (.dcd, .h5, .xtc, .pdb — whatever mdtraj writes). Atomic: temp file, then rename. Returns the path."""
     import mdtraj
 
     path = Path(path)
@@ -149,7 +190,7 @@ def save_trajectory(path: str | Path, x: torch.Tensor, topology) -> Path:
     return path
 
 
-def load_trajectory(path: str | Path, topology) -> torch.Tensor:
+def load_trajectory(path: str | Path, topology: mdtraj.Topology | app.Topology) -> torch.Tensor:
     """Frames ``[n, 3N]`` (nm, float64) of a trajectory file; the atom count must match ``topology``."""
     import mdtraj
 
@@ -166,7 +207,7 @@ def load_trajectory(path: str | Path, topology) -> torch.Tensor:
     return torch.from_numpy(traj.xyz.astype(np.float64).reshape(traj.n_frames, -1))
 
 
-def pdb_text(topology, x: torch.Tensor) -> str:
+def pdb_text(topology: app.Topology, x: torch.Tensor) -> str:
     """PDB text of an OpenMM topology at flat coordinates ``x`` [3N] (nm)."""
     from openmm import app, unit
 

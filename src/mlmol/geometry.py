@@ -12,8 +12,20 @@ import torch
 from scipy.optimize import linear_sum_assignment
 
 
-def dihedral_from_points(a, b, c, d):
-    """Torsion angle a-b-c-d in radians, (−π, π], for points of shape ``[*batch, 3]``."""
+def dihedral_from_points(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+    """Torsion angle a-b-c-d in radians, (−π, π], for points of shape ``[*batch, 3]``.
+
+    Arguments:
+        a, b, c, d: the four points, each ``[*batch, 3]`` (any length unit).
+
+    Returns:
+        The torsion angles ``[*batch]`` (radians).
+
+    Example:
+        >>> p = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, 1.0, 0.0], [-1.0, 1.0, 0.0]])
+        >>> dihedral_from_points(*p).abs()
+        tensor(3.1416)
+    """
     b1 = c - b
     b1 = b1 / torch.linalg.norm(b1, dim=-1, keepdim=True)
     v = (a - b) - ((a - b) * b1).sum(-1, keepdim=True) * b1
@@ -22,19 +34,41 @@ def dihedral_from_points(a, b, c, d):
 
 
 def particle_view(x: torch.Tensor, n_particles: int, spatial_dim: int) -> torch.Tensor:
-    """``[*batch, n * d]`` → ``[*batch, n, d]``."""
+    """Flat coordinates ``[*batch, n * d]`` as particles ``[*batch, n, d]`` (a view where possible).
+
+    Arguments:
+        x: flat, particle-major coordinates ``[*batch, n * d]``.
+        n_particles: the number of particles n.
+        spatial_dim: the spatial dimension d.
+    """
     return x.reshape(*x.shape[:-1], n_particles, spatial_dim)
 
 
 def pair_distances(x: torch.Tensor, n_particles: int, spatial_dim: int) -> torch.Tensor:
-    """Distances of all pairs i < j, ``[*batch, n (n − 1) / 2]`` in the order of ``torch.triu_indices``."""
+    """Distances of all pairs i < j, ``[*batch, n (n − 1) / 2]`` in the order of ``torch.triu_indices``.
+
+    Arguments:
+        x: flat, particle-major coordinates ``[*batch, n * d]``.
+        n_particles: the number of particles n.
+        spatial_dim: the spatial dimension d.
+
+    Example:
+        >>> pair_distances(torch.tensor([0.0, 0.0, 3.0, 4.0, 0.0, 1.0]), 3, 2)
+        tensor([5.0000, 1.0000, 4.2426])
+    """
     r = particle_view(x, n_particles, spatial_dim)
     i, j = torch.triu_indices(n_particles, n_particles, 1, device=x.device)
     return torch.linalg.vector_norm(r[..., i, :] - r[..., j, :], dim=-1)
 
 
 def remove_mean(x: torch.Tensor, n_particles: int, spatial_dim: int) -> torch.Tensor:
-    """Coordinates relative to the centre of mass (equal masses), same shape as ``x``."""
+    """Coordinates relative to the centre of mass (equal masses), same shape as ``x`` ``[*batch, n * d]``.
+
+    Arguments:
+        x: flat, particle-major coordinates ``[*batch, n * d]``.
+        n_particles: the number of particles n.
+        spatial_dim: the spatial dimension d.
+    """
     r = particle_view(x, n_particles, spatial_dim)
     return (r - r.mean(-2, keepdim=True)).reshape(x.shape)
 
@@ -48,6 +82,16 @@ def hungarian_relabel(x: torch.Tensor, reference: torch.Tensor, first: int = 2, 
     configuration ``[dim]`` or one per configuration (same shape as ``x``). With one reference the
     images of all configurations form one permutation sector: a fundamental domain of the
     permutation group. Memory: ``chunk`` configurations' cost matrices at a time.
+
+    Arguments:
+        x: flat, particle-major coordinates ``[*batch, n * d]``.
+        reference: one configuration ``[n * d]``, or one per configuration (the shape of ``x``).
+        first: the index of the first relabelled particle.
+        spatial_dim: the spatial dimension d.
+        chunk: the number of configurations per batch of assignment problems.
+
+    Returns:
+        The relabelled coordinates, the shape and dtype of ``x`` (detached).
     """
     r = x.detach().reshape(*x.shape[:-1], -1, spatial_dim).clone()
     flat = r.reshape(-1, *r.shape[-2:])
@@ -63,7 +107,14 @@ def hungarian_relabel(x: torch.Tensor, reference: torch.Tensor, first: int = 2, 
 
 
 def in_sector(x: torch.Tensor, reference: torch.Tensor, first: int = 2, spatial_dim: int = 2) -> torch.Tensor:
-    """True where relabelling to ``reference`` leaves the configuration unchanged, ``[*batch]``."""
+    """True where relabelling to ``reference`` leaves the configuration unchanged, ``[*batch]``.
+
+    Arguments:
+        x: flat, particle-major coordinates ``[*batch, n * d]``.
+        reference: as for :func:`hungarian_relabel`.
+        first: the index of the first relabelled particle.
+        spatial_dim: the spatial dimension d.
+    """
     return (hungarian_relabel(x, reference, first, spatial_dim) == x).all(-1)
 
 
@@ -74,5 +125,5 @@ def dihedral(x: torch.Tensor, i: int, j: int, k: int, m: int) -> torch.Tensor:
 
 
 def dihedral_of(x: torch.Tensor, atoms: tuple[int, int, int, int]) -> torch.Tensor:
-    """:func:`dihedral` of the four ``atoms``."""
+    """:func:`dihedral` of the four ``atoms``: torsions ``[*batch]`` (radians) of coordinates ``[*batch, 3N]`` (nm)."""
     return dihedral(x, *atoms)

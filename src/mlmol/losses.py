@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .errors import MlmolError
-from .flows import Flow
+from .flows import FlowModel
 from .flows.equivariant import EquivariantFlow, align
 from .systems import Energy
 
@@ -28,11 +28,18 @@ def linlog(u: torch.Tensor, high: float, cap: float) -> torch.Tensor:
     return torch.where(finite, regular, torch.full_like(u, cap))
 
 
+class Diverged(MlmolError):
+    """Raised by a loss when this step cannot be taken (e.g. every local energy non-finite, a
+    variance explosion): a recipe with ``max_recoveries`` goes back to its last checkpoint."""
+
+
 @dataclass
 class Batch:
-    """What one training step sees. Draws data and flow samples lazily, in a fixed order."""
+    """What one training step sees: the ``model`` being trained (a flow, a neural operator, a
+    wavefunction), the system, the training data and the step's random generator. Draws data
+    and flow samples lazily, in a fixed order."""
 
-    flow: Flow
+    model: torch.nn.Module
     system: Energy | None
     data: torch.Tensor | None
     generator: torch.Generator
@@ -42,9 +49,11 @@ class Batch:
     _data_x: torch.Tensor | None = None
 
     @property
-    def model(self) -> torch.nn.Module:
-        """The module being trained (the flow, or a neural operator)."""
-        return self.flow
+    def flow(self) -> FlowModel:
+        """The model as a flow (for the losses of Boltzmann generators)."""
+        if not isinstance(self.model, FlowModel):
+            raise MlmolError(f"this loss trains a flow, not a {type(self.model).__name__}")
+        return self.model
 
     def data_x(self) -> torch.Tensor:
         if self._data_x is None:
@@ -55,23 +64,34 @@ class Batch:
             self._data_x = self.data[idx.to(self.data.device)]
         return self._data_x
 
-    def generated(self, temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
-        """Flow samples x and log q(x) at a latent temperature, drawn once per batch."""
-        if temperature not in self._generated:
-            x, log_q = self.flow.sample_with_log_prob(self.batch_size, temperature, self.generator)
+    def generated(self, tau: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+        """Flow samples x and log q(x) at latent temperature τ = ``tau``, drawn once per batch."""
+        if tau not in self._generated:
+            x, log_q = self.flow.sample_with_log_prob(self.batch_size, tau, self.generator)
             if x.requires_grad:  # NaN gradients at non-finite energies must not reach the weights
                 x.register_hook(lambda g: torch.nan_to_num(g, nan=0.0, posinf=0.0, neginf=0.0))
-            self._generated[temperature] = (x, log_q)
-        return self._generated[temperature]
+            self._generated[tau] = (x, log_q)
+        return self._generated[tau]
 
 
 class Loss:
-    """Base class: ``loss(batch) -> (value, metrics)``. Add losses and scale them by numbers."""
+    """Base class: ``loss(batch) -> (value, metrics)``. Add losses and scale them by numbers.
+
+    A loss with state that must survive a resume (e.g. MCMC walkers) returns it from
+    :meth:`state_dict` and takes it back in :meth:`load_state_dict`; the checkpoint holds it.
+    """
 
     name = "loss"
 
     def __call__(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
         raise NotImplementedError
+
+    def state_dict(self) -> dict:
+        """What a checkpoint must hold to continue this loss bit for bit (nothing by default)."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict`."""
 
     def __add__(self, other: Loss) -> Sum:
         return Sum(_terms(self) + _terms(other))
@@ -124,19 +144,19 @@ class ReverseKL(Loss):
 
     name = "kl"
 
-    def __init__(self, system: Energy, temperature: float = 1.0, high: float = 1e3, cap: float = 1e6):
-        self.system, self.temperature, self.high, self.cap = system, temperature, high, cap
+    def __init__(self, system: Energy, tau: float = 1.0, high: float = 1e3, cap: float = 1e6):
+        self.system, self.tau, self.high, self.cap = system, tau, high, cap
 
     def __call__(self, batch):
-        x, log_q = batch.generated(self.temperature)
-        u = self.system.energy(x) / self.temperature
+        x, log_q = batch.generated(self.tau)
+        u = self.system.energy(x) / self.tau
         finite = torch.isfinite(u)
         value = (linlog(u, self.high, self.cap) + log_q).mean()
         return value, {"kl": float(value.detach()), "n_high_energy": int((u > self.high).sum()),
                        "n_nonfinite_energy": int((~finite).sum())}
 
     def __repr__(self):
-        return f"ReverseKL({self.system.name}, T={self.temperature:g})"
+        return f"ReverseKL({self.system.name}, tau={self.tau:g})"
 
 
 class ReactionCoordinate(Loss):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -13,14 +16,30 @@ from .estimators import Profile  # noqa: E402
 from .systems.base import Energy  # noqa: E402
 from .systems.quadrature import grid  # noqa: E402
 
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
 
 def _ax(ax):
     return plt.subplots(figsize=(5, 4))[1] if ax is None else ax
 
 
-def energy_contours(system: Energy, points: torch.Tensor | None = None, ax=None, max_u: float = 12.0,
-                    label: str = "samples", color: str = "C3", n_points: int = 3000):
-    """Contours of u(x) − min u (kT) over the system's bounds, with sample points on top."""
+def energy_contours(system: Energy, points: torch.Tensor | None = None, ax: Axes | None = None, max_u: float = 12.0,
+                    label: str = "samples", color: str = "C3", n_points: int = 3000) -> Axes:
+    """Contours of u(x) − min u (kT) over the system's bounds, with sample points on top.
+
+    Arguments:
+        system: a two-dimensional energy with ``bounds`` (evaluated on a 200 × 200 grid).
+        points: samples ``[n, 2]`` to scatter, or None.
+        ax: the axes to draw on (default: a new figure).
+        max_u: the highest contour level (kT); higher energies are clipped to it.
+        label: the legend label of the points.
+        color: the colour of the points.
+        n_points: at most this many of ``points`` are drawn.
+
+    Returns:
+        The axes.
+    """
     ax = _ax(ax)
     axes, x = grid(system.bounds, 200)
     with torch.no_grad():
@@ -38,9 +57,23 @@ def energy_contours(system: Energy, points: torch.Tensor | None = None, ax=None,
     return ax
 
 
-def free_energy_profile(estimate: Profile, exact: Profile | None = None, ax=None, label: str = "generator, reweighted",
-                        coordinate: str = "x0", max_f: float = 12.0, raw: Profile | None = None):
-    """Reweighted profile with bootstrap error bars, against the exact one when given (min set to 0)."""
+def free_energy_profile(estimate: Profile, exact: Profile | None = None, ax: Axes | None = None,
+                        label: str = "generator, reweighted", coordinate: str = "x0", max_f: float = 12.0,
+                        raw: Profile | None = None) -> Axes:
+    """Reweighted profile with bootstrap error bars, against the exact one when given (min set to 0).
+
+    Arguments:
+        estimate: the estimated profile (kT), drawn with its standard errors.
+        exact: the exact profile (kT); the estimate is shifted to it by the best constant.
+        ax: the axes to draw on (default: a new figure).
+        label: the legend label of the estimate.
+        coordinate: the x-axis label.
+        max_f: the top of the y-axis (kT).
+        raw: the profile without reweighting, drawn dashed, or None.
+
+    Returns:
+        The axes.
+    """
     ax = _ax(ax)
     finite = estimate.f[np.isfinite(estimate.f)]
     shift = finite.min() if finite.size else 0.0
@@ -60,8 +93,18 @@ def free_energy_profile(estimate: Profile, exact: Profile | None = None, ax=None
     return ax
 
 
-def energy_histograms(energies: dict[str, np.ndarray], ax=None, weights: dict[str, np.ndarray] | None = None):
-    """Histograms of reduced energies, e.g. training data against generator samples."""
+def energy_histograms(energies: dict[str, np.ndarray], ax: Axes | None = None,
+                      weights: dict[str, np.ndarray] | None = None) -> Axes:
+    """Histograms of reduced energies, e.g. training data against generator samples.
+
+    Arguments:
+        energies: reduced energies ``[n]`` (kT) by legend label.
+        ax: the axes to draw on (default: a new figure).
+        weights: weights ``[n]`` for some of the labels (the others are unweighted).
+
+    Returns:
+        The axes.
+    """
     ax = _ax(ax)
     finite = np.concatenate([e[np.isfinite(e)] for e in energies.values()])
     lo, hi = np.percentile(finite, [0.1, 99.5])
@@ -75,8 +118,19 @@ def energy_histograms(energies: dict[str, np.ndarray], ax=None, weights: dict[st
     return ax
 
 
-def training_curves(records: list[dict], ax=None, keys=("ml", "val_ml", "kl", "loss"), log_z: float | None = None):
-    """Loss terms against the step, from metrics.jsonl records; −log Z (the KL term's floor) if known."""
+def training_curves(records: list[dict[str, Any]], ax: Axes | None = None,
+                    keys: Sequence[str] = ("ml", "val_ml", "kl", "loss"), log_z: float | None = None) -> Axes:
+    """Loss terms against the step, from metrics.jsonl records; −log Z (the KL term's floor) if known.
+
+    Arguments:
+        records: one dictionary per logged step, with ``"step"`` and any of ``keys``.
+        ax: the axes to draw on (default: a new figure).
+        keys: the loss terms to draw (those absent from every record are skipped).
+        log_z: the exact log partition function, or None.
+
+    Returns:
+        The axes.
+    """
     ax = _ax(ax)
     if log_z is not None:
         ax.axhline(-log_z, color="k", ls=":", label="−log Z (exact): floor of kl")
@@ -93,9 +147,22 @@ def training_curves(records: list[dict], ax=None, keys=("ml", "val_ml", "kl", "l
     return ax
 
 
-def ramachandran(phi: np.ndarray, psi: np.ndarray, weights: np.ndarray | None = None, ax=None, bins: int = 60,
-                 max_f: float = 10.0, title: str = ""):
-    """Free energy (kT, minimum 0) of the (φ, ψ) histogram, torsions in radians, shown in degrees."""
+def ramachandran(phi: np.ndarray, psi: np.ndarray, weights: np.ndarray | None = None, ax: Axes | None = None,
+                 bins: int = 60, max_f: float = 10.0, title: str = "") -> Axes:
+    """Free energy (kT, minimum 0) of the (φ, ψ) histogram, torsions in radians, shown in degrees.
+
+    Arguments:
+        phi: torsions φ ``[n]`` (radians).
+        psi: torsions ψ ``[n]`` (radians).
+        weights: sample weights ``[n]``, or None.
+        ax: the axes to draw on (default: a new figure).
+        bins: bins per axis over [−180°, 180°).
+        max_f: the top of the colour scale (kT).
+        title: the axes' title.
+
+    Returns:
+        The axes.
+    """
     ax = _ax(ax)
     edges = np.linspace(-180, 180, bins + 1)
     hist, _, _ = np.histogram2d(np.degrees(phi), np.degrees(psi), bins=[edges, edges], weights=weights)

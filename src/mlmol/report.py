@@ -1,4 +1,8 @@
-"""A self-contained HTML report of a run (figures embedded as PNG)."""
+"""Reports: one self-contained HTML page per run (figures embedded as PNG), for every kind of run.
+
+Each kind draws its own figures (:func:`mlmol.run_report.report` for Boltzmann generators, and
+``report`` in :mod:`mlmol.vmc.run` and :mod:`mlmol.operators.run`); this module writes the page.
+"""
 
 from __future__ import annotations
 
@@ -8,18 +12,18 @@ import io
 import json
 from pathlib import Path
 
+import matplotlib
+
+matplotlib.use("Agg")
 import matplotlib.pyplot as plt
-import numpy as np
-import torch
+from matplotlib.figure import Figure
 
-from . import estimators, plots
-from .data import Samples, atomic_write
-from .errors import MlmolError
-from .run import Run, evaluate
-from .systems import log_partition
+from .data import atomic_write
+from .rundir import RunDirectory
 
 
-def _png(fig) -> str:
+def figure_png(fig: Figure) -> str:
+    """The figure as base64 PNG text (and closed)."""
     buffer = io.BytesIO()
     fig.tight_layout()
     fig.savefig(buffer, format="png", dpi=110)
@@ -27,140 +31,37 @@ def _png(fig) -> str:
     return base64.b64encode(buffer.getvalue()).decode()
 
 
-def _metrics_table(metrics: dict) -> str:
-    rows = [("samples", f"{metrics['n']}"),
-            ("ESS (Kish)", f"{metrics['ess']:.0f} ({100 * metrics['ess_fraction']:.1f}%)")]
-    if "delta_f" in metrics:
-        d = metrics["delta_f"]
-        text = f"{d['value']:.3f} ± {d['stderr']:.3f} kT" if "value" in d else f"not estimated: {d['unavailable']}"
-        if "exact" in d:
-            text += f" (exact {d['exact']:.3f}, error {d['error']:+.3f})"
-        rows.append((f"ΔF = F({d['states'][0]}) − F({d['states'][1]})", text))
-    for name, p in metrics.get("profiles", {}).items():
-        rows.append((f"profile RMSE along {name}", f"{p['rmse']:.3f} kT over {p['bins_compared']} bins "
-                                                   f"with F < {p['max_f']:g} kT"))
-    return "".join(f"<tr><th>{html.escape(a)}</th><td>{html.escape(b)}</td></tr>" for a, b in rows)
-
-
-def _read_metrics(run: Run) -> dict | None:
-    """RUN/metrics.json as ``mlmol evaluate`` wrote it, or None when there is none."""
-    path = run.path / "metrics.json"
-    if not path.is_file():
-        return None
-    try:
-        metrics = json.loads(path.read_text())
-    except (OSError, ValueError) as error:
-        raise MlmolError(f"cannot read {path} ({error}); write it again: mlmol evaluate {run.path}") from None
-    if not isinstance(metrics, dict) or not {"n", "ess", "ess_fraction"} <= metrics.keys():
-        raise MlmolError(f"{path} is not metrics written by mlmol evaluate; write it again: mlmol evaluate {run.path}")
-    return metrics
-
-
-def _figure_samples(run: Run, metrics: dict | None, n: int, seed: int) -> tuple[Samples, str]:
-    """The samples for the figures, and where they came from: the file metrics.json names (the ones
-    ``mlmol evaluate --samples`` evaluated), else RUN/samples.npz, else ``n`` fresh ones."""
-    files = [Path(metrics["samples"])] if metrics and metrics.get("samples") else []
-    for path in [*files, run.path / "samples.npz"]:
-        if path.is_file():
-            samples = Samples.load(path)
-            if samples.x.shape[-1] != run.system.dim:
-                raise MlmolError(f"the samples in {path} have dim {samples.x.shape[-1]} but the run's system has "
-                                 f"dim {run.system.dim}; move them out of the way or sample again: mlmol sample")
-            origin = f"{len(samples)} samples from {path}"
-            if files and path == files[0] and len(samples) != metrics["n"]:
-                origin += f", not the {metrics['n']} metrics.json was written for: rerun mlmol evaluate"
-            return samples, origin
-    if n <= 0:
-        raise MlmolError(f"--n must be positive, got {n}")
-    return run.sample(n, seed=seed), f"{n} fresh samples (seed {seed})"
-
-
-def write_report(run: Run, n: int = 20_000, seed: int = 0) -> str:
-    """Write RUN/report.html; returns its path.
-
-    The table is RUN/metrics.json as ``mlmol evaluate`` wrote it; this never rewrites it. The figures use
-    the samples metrics.json names, else RUN/samples.npz, else ``n`` fresh ones (``seed``). Without
-    metrics.json the table is computed from the figure samples, for the report only.
-    """
-    metrics = _read_metrics(run)
-    samples, samples_origin = _figure_samples(run, metrics, n, seed)
-    if metrics is None:
-        options = run.config["evaluate"]
-        metrics = evaluate(run.system, samples, options["bins"], options["max_f"])
-        metrics_origin = (f"computed for this report from the figures' samples, not saved "
-                          f"(mlmol evaluate {run.path} writes metrics.json)")
-    else:
-        metrics_origin = f"{run.path / 'metrics.json'}, written by mlmol evaluate"
-        if metrics.get("samples"):
-            metrics_origin += f" from the samples in {metrics['samples']}"
-        else:
-            metrics_origin += f" from {metrics['n']} fresh samples (seed {metrics.get('seed', 0)})"
-    system, figures = run.system, []
-    exact = system.bounds is not None and system.dim <= 2
-
-    if system.dim == 2 and system.bounds is not None:
-        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-        if run.data is not None:
-            plots.energy_contours(system, run.data, ax=axes[0], label="training data", color="C2")
-        axes[0].set_title("training data")
-        plots.energy_contours(system, samples.x, ax=axes[1], label="generator")
-        axes[1].set_title("generator samples")
-        figures.append(("Samples over the energy", _png(fig)))
-
-    if {"phi", "psi"} <= set(system.variables):
-        fig, axes = plt.subplots(1, 3, figsize=(15, 4))
-        phi, psi = (system.variables[k](samples.x).numpy() for k in ("phi", "psi"))
-        w = torch.exp(samples.log_weights - samples.log_weights.max()).numpy()
-        if run.data is not None:
-            plots.ramachandran(system.variables["phi"](run.data).numpy(), system.variables["psi"](run.data).numpy(),
-                               ax=axes[0], title="training data (MD)")
-        plots.ramachandran(phi, psi, ax=axes[1], title="generator")
-        plots.ramachandran(phi, psi, weights=w, ax=axes[2], title="generator, reweighted")
-        figures.append(("Ramachandran free energy", _png(fig)))
-
-    coords = system.profile_coords
-    if coords:
-        fig, axes = plt.subplots(1, len(coords), figsize=(5 * len(coords), 4), squeeze=False)
-        for ax, c in zip(axes[0], coords):
-            if exact:
-                edges = estimators.default_edges(system, c, run.config["evaluate"]["bins"])
-            else:
-                lo, hi = np.percentile(samples.x[:, c].numpy(), [0.05, 99.95])
-                edges = np.linspace(lo, hi, run.config["evaluate"]["bins"] + 1)
-            profile = estimators.free_energy_profile(samples, c, edges)
-            unweighted = type(samples)(samples.x, torch.zeros_like(samples.log_weights), samples.energy)
-            raw = estimators.free_energy_profile(unweighted, c, edges, n_bootstrap=1)
-            reference = estimators.exact_profile(system, c, edges) if exact else None
-            plots.free_energy_profile(profile, reference, ax=ax, coordinate=f"x{c}", raw=raw)
-        figures.append(("Free-energy profiles", _png(fig)))
-
-    energies = {"generator": samples.energy.numpy()}
-    weights = {}
-    if run.data is not None:
-        with torch.no_grad():
-            energies = {"training data": system.energy(run.data).double().numpy(), **energies}
-    w = torch.exp(samples.log_weights - samples.log_weights.max()).numpy()
-    energies["generator, reweighted"] = samples.energy.numpy()
-    weights["generator, reweighted"] = w
-    fig, ax = plt.subplots(figsize=(5, 4))
-    plots.energy_histograms(energies, ax=ax, weights=weights)
-    figures.append(("Energy distributions", _png(fig)))
-
-    if run.history is not None and len(run.history):
-        fig, ax = plt.subplots(figsize=(6, 4))
-        plots.training_curves(run.history.records, ax=ax, log_z=log_partition(system) if exact else None)
-        figures.append(("Training curves", _png(fig)))
-
-    body = "".join(f"<h2>{html.escape(title)}</h2><img src='data:image/png;base64,{data}'/>"
-                   for title, data in figures)
-    name = run.config["system"].get("name") or run.config["system"].get("energy")
-    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>mlmol report: {html.escape(str(name))}</title>
+def write_report(run: RunDirectory, title: str, notes: list[str], rows: list[tuple[str, str]],
+                 figures: list[tuple[str, Figure]], config: dict) -> Path:
+    """Write RUN/report.html: ``title``, ``notes`` (where the numbers come from), the metrics
+    ``rows``, the titled ``figures`` and the run's config; returns its path."""
+    table = "".join(f"<tr><th>{html.escape(a)}</th><td>{html.escape(b)}</td></tr>" for a, b in rows)
+    body = "".join(f"<h2>{html.escape(name)}</h2><img src='data:image/png;base64,{figure_png(fig)}'/>"
+                   for name, fig in figures)
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>mlmol report: {html.escape(title)}</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}th{{text-align:left;padding-right:1em}}
 img{{max-width:100%}}pre{{background:#f4f4f4;padding:1em}}</style></head><body>
-<h1>Boltzmann generator: {html.escape(str(name))}</h1>
-<p>Metrics: {html.escape(metrics_origin)}.<br/>Figures: {html.escape(samples_origin)}.</p>
-<table>{_metrics_table(metrics)}</table>{body}
-<h2>Config</h2><pre>{html.escape(json.dumps(run.config, indent=2))}</pre></body></html>"""
-    path = run.path / "report.html"
-    atomic_write(path, page)
-    return str(path)
+<h1>{html.escape(title)}</h1>
+<p>{"<br/>".join(html.escape(note) for note in notes)}</p>
+<table>{table}</table>{body}
+<h2>Config</h2><pre>{html.escape(json.dumps(config, indent=2))}</pre></body></html>"""
+    atomic_write(run.report_file, page)
+    return run.report_file
+
+
+def training_curves(records: list[dict], keys: dict[str, str], ylabel: str, exact: float | None = None,
+                    log: bool = False) -> Figure:
+    """Logged ``keys`` (name in metrics.jsonl -> label) against the step, with an optional exact line."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for key, label in keys.items():
+        points = [(r["step"], r[key]) for r in records if r.get(key) is not None]
+        if points:
+            ax.plot(*zip(*points, strict=True), label=label)
+    if exact is not None:
+        ax.axhline(exact, color="k", linestyle="--", label="exact")
+    if log:
+        ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel(ylabel)
+    ax.legend(frameon=False)
+    return fig

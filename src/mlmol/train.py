@@ -14,18 +14,21 @@ from torch import nn
 
 from .data import atomic_write, load_torch, save_torch
 from .errors import MlmolError
-from .flows import Flow
-from .losses import Batch, Loss
+from .flows import FlowModel
+from .losses import Batch, Diverged, Loss
 from .systems import Energy
+
+Optimizer = Callable[..., torch.optim.Optimizer]  # (parameters, lr=...) -> optimiser
 
 
 @dataclass
 class Stage:
-    """``steps`` optimisation steps of ``loss`` with Adam at learning rate ``lr``.
+    """``steps`` optimisation steps of ``loss`` with ``optimizer`` (Adam by default) at learning rate ``lr``.
 
     ``batch_size`` flow samples per step (for energy-based terms); ``data_batch_size``
-    data points per step (for ML; defaults to ``batch_size``). ``lr_end`` (optional) anneals
-    the learning rate from ``lr`` to ``lr_end`` over the stage on a cosine.
+    data points per step (for ML; defaults to ``batch_size``). The learning rate is annealed
+    from ``lr`` to ``lr_end`` over the stage on a cosine when ``lr_end`` is given, or decays as
+    lr / (1 + t / ``decay``) (FermiNet's schedule) when ``decay`` is.
     """
 
     steps: int
@@ -35,15 +38,19 @@ class Stage:
     data_batch_size: int | None = None
     name: str = ""
     lr_end: float | None = None
+    decay: float | None = None
+    optimizer: Optimizer = torch.optim.Adam
 
     def lr_at(self, step: int) -> float:
         """Learning rate at ``step`` steps into the stage."""
+        if self.decay is not None:
+            return self.lr / (1 + step / self.decay) if math.isfinite(self.decay) else self.lr
         if self.lr_end is None or self.steps <= 1:
             return self.lr
         return self.lr_end + 0.5 * (self.lr - self.lr_end) * (1 + math.cos(math.pi * step / (self.steps - 1)))
 
 
-def negative_log_likelihood(flow: Flow, data: torch.Tensor) -> dict[str, float]:
+def negative_log_likelihood(flow: FlowModel, data: torch.Tensor) -> dict[str, float]:
     """``{"val_ml": −mean log q(data)}``, in chunks (the default validation metric of a flow)."""
     return {"val_ml": sum(-flow.log_prob(chunk).sum().item() for chunk in data.split(4096)) / len(data)}
 
@@ -55,6 +62,11 @@ class Recipe:
     ``validation`` (optional) holds data kept out of training; ``validation_metric(model, data)``
     is logged on it (default: the negative log-likelihood ``val_ml`` of a flow; a rise while
     ``ml`` falls is overfitting: more data or fewer steps).
+
+    A step whose loss or gradient is not finite is skipped (and logged as skipped). With
+    ``max_recoveries`` > 0 such a step, a loss that raises :class:`~mlmol.losses.Diverged`, or one that
+    leaves non-finite weights instead sends training back to its last checkpoint with the learning
+    rate halved, at most that many times (for runs whose walkers or weights can run away, e.g. VMC).
     """
 
     stages: Sequence[Stage]
@@ -63,6 +75,7 @@ class Recipe:
     grad_clip: float = 1e3
     validation: torch.Tensor | None = None
     validation_metric: Callable[[nn.Module, torch.Tensor], dict[str, float]] = negative_log_likelihood
+    max_recoveries: int = 0
 
     @property
     def total_steps(self) -> int:
@@ -104,21 +117,27 @@ def _read_metrics(path: Path, up_to_step: int) -> list[dict]:
     return [r for r in records if r["step"] <= up_to_step]
 
 
-def fit(flow: nn.Module, recipe: Recipe, seed: int = 0, checkpoint: str | Path | None = None,
+def _finite(module: nn.Module) -> bool:
+    return all(bool(torch.isfinite(p).all()) for p in module.parameters())
+
+
+def fit(model: nn.Module, recipe: Recipe, seed: int = 0, checkpoint: str | Path | None = None,
         metrics: str | Path | None = None, resume: bool = False, progress: bool = False,
         log_every: int = 10, checkpoint_every: int = 250, until: int | None = None,
-        validate_every: int = 250) -> History:
-    """Train ``flow`` (or any module the recipe's losses know, e.g. a neural operator) through the
-    stages of ``recipe``.
+        validate_every: int = 250, max_seconds: float | None = None, extra_state: dict | None = None,
+        description: str = "training") -> History:
+    """Train ``model`` (a flow, a neural operator, a wavefunction: any module the recipe's losses
+    know) through the stages of ``recipe``: the one training loop of every kind of run.
 
     Seeded: the same seed gives the same weights. With ``checkpoint`` the full state (weights,
-    optimiser, random generator, step) is written atomically every ``checkpoint_every`` steps,
-    at the end, and on Ctrl-C; ``resume=True`` continues from it bit for bit. ``until`` stops
-    early at a global step (the schedule is unchanged). Metrics go to ``metrics`` as JSON lines,
-    with the recipe's validation metric (a flow's ``val_ml`` by default) every ``validate_every`` steps
-    when the recipe has validation data.
+    optimiser, random generator, the losses' own state, step, recoveries, and ``extra_state``) is
+    written atomically every ``checkpoint_every`` steps, at the end, and on Ctrl-C; ``resume=True``
+    continues from it bit for bit. ``until`` stops early at a global step and ``max_seconds`` after
+    that much wall time (the schedule is unchanged). Metrics go to ``metrics`` as JSON lines every
+    ``log_every`` steps, with the recipe's validation metric (a flow's ``val_ml`` by default) every
+    ``validate_every`` steps when the recipe has validation data.
     """
-    weight = next(p for p in flow.parameters() if p.is_floating_point())
+    weight = next(p for p in model.parameters() if p.is_floating_point())
     device, dtype = weight.device, weight.dtype
     generator = torch.Generator(device=device).manual_seed(seed)
     torch.manual_seed(seed)
@@ -126,30 +145,39 @@ def fit(flow: nn.Module, recipe: Recipe, seed: int = 0, checkpoint: str | Path |
     validation = None if recipe.validation is None else recipe.validation.to(device=device, dtype=dtype)
 
     def validate() -> dict[str, float]:
-        flow.eval()
+        model.eval()
         with torch.no_grad():
-            values = recipe.validation_metric(flow, validation)
-        flow.train()
+            values = recipe.validation_metric(model, validation)
+        model.train()
         return values
-    step, stage_index, optimizer = 0, -1, None
+    step, stage_index, recoveries, optimizer = 0, -1, 0, None
     metrics_path = None if metrics is None else Path(metrics)
     history = History()
 
-    if resume:
-        if checkpoint is None:
-            raise MlmolError("resume=True needs a checkpoint path")
+    def restore() -> None:
+        """Weights, optimiser, generator, step and the losses' state from the checkpoint."""
+        nonlocal step, stage_index, optimizer, recoveries
         state = load_torch(checkpoint)
         try:
-            flow.load_state_dict(state["flow"])
+            model.load_state_dict(state["flow"])
             step, stage_index = state["step"], state["stage"]
+            recoveries = max(recoveries, state.get("recoveries", 0))
             generator.set_state(state["generator"])
-            optimizer = torch.optim.Adam(flow.parameters(), lr=recipe.stages[stage_index].lr)
+            stage = recipe.stages[stage_index]
+            optimizer = stage.optimizer(model.parameters(), lr=stage.lr)
             optimizer.load_state_dict(state["optimizer"])
+            for stage, loss_state in zip(recipe.stages, state.get("losses", []), strict=False):
+                stage.loss.load_state_dict(loss_state)
         except (KeyError, RuntimeError, ValueError, IndexError) as error:
             raise MlmolError(
                 f"the checkpoint {checkpoint} does not match this run ({type(error).__name__}: "
                 f"{error}); train again without --resume"
             ) from None
+
+    if resume:
+        if checkpoint is None:
+            raise MlmolError("resume=True needs a checkpoint path")
+        restore()
         if metrics_path is not None:
             history.records = _read_metrics(metrics_path, step)
             atomic_write(metrics_path, "".join(json.dumps(r) + "\n" for r in history.records))
@@ -160,43 +188,67 @@ def fit(flow: nn.Module, recipe: Recipe, seed: int = 0, checkpoint: str | Path |
 
     def save() -> None:
         if checkpoint is not None:
-            save_torch({"flow": flow.state_dict(), "optimizer": optimizer.state_dict() if optimizer else None,
-                        "generator": step_start_rng, "step": step, "stage": stage_index,
-                        "spec": getattr(flow, "spec", None)}, checkpoint)
+            save_torch({"flow": model.state_dict(), "optimizer": optimizer.state_dict() if optimizer else None,
+                        "generator": step_start_rng, "step": step, "stage": stage_index, "recoveries": recoveries,
+                        "losses": [stage.loss.state_dict() for stage in recipe.stages], **(extra_state or {})},
+                       checkpoint)
 
     total = recipe.total_steps
     stop = total if until is None else min(until, total)
     bar = None
     if progress:
         from tqdm.auto import tqdm
-        bar = tqdm(total=total, initial=step, desc="training", unit="step", dynamic_ncols=True, mininterval=1.0,
+        bar = tqdm(total=total, initial=step, desc=description, unit="step", dynamic_ncols=True, mininterval=1.0,
                    disable=None)  # None: no bar when stderr is not a terminal (logs, CI)
     log_file = open(metrics_path, "a") if metrics_path is not None else None
     started = time.perf_counter()
+    deadline = math.inf if max_seconds is None else started + max_seconds
+    if recipe.max_recoveries and checkpoint is not None and not resume:
+        save()  # the state a first divergence goes back to
     try:
-        flow.train()
-        while step < stop:
+        model.train()
+        while step < stop and time.perf_counter() < deadline:
             index, stage, start = _stage_at(recipe, step)
             if index != stage_index:
                 stage_index = index
-                optimizer = torch.optim.Adam(flow.parameters(), lr=stage.lr)
+                optimizer = stage.optimizer(model.parameters(), lr=stage.lr)
+            lr = 0.5**recoveries * stage.lr_at(step - start)
             for group in optimizer.param_groups:
-                group["lr"] = stage.lr_at(step - start)
-            batch = Batch(flow, recipe.system, data, generator, stage.batch_size, stage.data_batch_size)
-            loss, record = stage.loss(batch)
-            optimizer.zero_grad(set_to_none=True)
-            skipped = not torch.isfinite(loss)
-            if not skipped:
-                loss.backward()
-                norm = torch.nn.utils.clip_grad_norm_(flow.parameters(), recipe.grad_clip)
-                skipped = not math.isfinite(float(norm))
+                group["lr"] = lr
+            batch = Batch(model, recipe.system, data, generator, stage.batch_size, stage.data_batch_size)
+            try:
+                loss, record = stage.loss(batch)
+                optimizer.zero_grad(set_to_none=True)
+                skipped = not torch.isfinite(loss)
                 if not skipped:
-                    optimizer.step()
+                    if loss.requires_grad:
+                        loss.backward()
+                    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
+                    skipped = not math.isfinite(float(norm))
+                    if not skipped:
+                        optimizer.step()
+                healthy = not skipped and (not recipe.max_recoveries or _finite(model))
+            except Diverged:
+                if not recipe.max_recoveries:
+                    raise
+                healthy = False
+            if not healthy and recipe.max_recoveries:
+                recoveries += 1
+                if recoveries > recipe.max_recoveries or checkpoint is None:
+                    raise MlmolError(f"training diverged {recoveries} times; the last checkpoint is {checkpoint}. "
+                                     "Lower the learning rate and resume, or restart")
+                restore()
+                step_start_rng = generator.get_state()
+                if bar is not None:
+                    bar.n = step
+                    bar.write(f"step {step}: diverged (non-finite or exploding); back to the checkpoint, learning "
+                              f"rate × {0.5**recoveries:g}")
+                continue
             step += 1
             step_start_rng = generator.get_state()
             validating = validation is not None and (step % validate_every == 0 or step == stop)
             if step % log_every == 0 or step == total or skipped or validating:
-                record = {"step": step, "stage": stage.name or str(index), "loss": float(loss.detach()),
+                record = {"step": step, "stage": stage.name or str(index), "loss": float(loss.detach()), "lr": lr,
                           **record, "skipped": skipped, "time_s": round(time.perf_counter() - started, 3)}
                 if validating:
                     record.update(validate())
@@ -219,5 +271,5 @@ def fit(flow: nn.Module, recipe: Recipe, seed: int = 0, checkpoint: str | Path |
             bar.close()
         if log_file is not None:
             log_file.close()
-        flow.eval()
+        model.eval()
     return history

@@ -47,7 +47,7 @@ class GradientEstimate:
 
     @property
     def stderr(self) -> torch.Tensor:
-        """Standard error of each coordinate of the gradient."""
+        """Standard error of each coordinate of the gradient, sqrt(variance / samples), ``[d]``."""
         return (self.variance / self.samples).sqrt()
 
 
@@ -111,14 +111,43 @@ def _estimate(terms: torch.Tensor, alpha: float | None = None) -> GradientEstima
 
 def zeroth_order(f: Objective, theta: torch.Tensor, sigma: float, n: int,
                  generator: torch.Generator | None = None) -> GradientEstimate:
-    """The zeroth-order (function values only) estimate of ∇F(θ) from ``n`` samples."""
+    """The zeroth-order (function values only) estimate of ∇F(θ) from ``n`` samples.
+
+    Arguments:
+        f: the batched objective, parameters ``[n, d]`` to values ``[n]``.
+        theta: the parameters θ ``[d]``.
+        sigma: the smoothing standard deviation σ (θ's units).
+        n: the number of samples (at least 2); f is called on ``n + 1`` rows.
+        generator: the source of the perturbations, or None for the global one.
+
+    Example:
+        >>> f = lambda theta: (theta**2).sum(-1)
+        >>> g = torch.Generator().manual_seed(0)
+        >>> estimate = zeroth_order(f, torch.tensor([1.0, -2.0]), 0.1, 10_000, generator=g)
+        >>> estimate.gradient.shape, estimate.stderr.shape
+        (torch.Size([2]), torch.Size([2]))
+    """
     theta = _check(theta, sigma, n)
     return _estimate(zeroth_terms(f, theta, perturbations(theta, sigma, n, generator), sigma))
 
 
 def first_order(f: Objective, theta: torch.Tensor, sigma: float, n: int,
                 generator: torch.Generator | None = None) -> GradientEstimate:
-    """The first-order (gradients through ``f``) estimate of ∇F(θ) from ``n`` samples."""
+    """The first-order (gradients through ``f``) estimate of ∇F(θ) from ``n`` samples.
+
+    Arguments:
+        f: the batched objective, parameters ``[n, d]`` to values ``[n]``, differentiable by autograd.
+        theta: the parameters θ ``[d]``.
+        sigma: the smoothing standard deviation σ (θ's units).
+        n: the number of samples (at least 2).
+        generator: the source of the perturbations, or None for the global one.
+
+    Example:
+        >>> f = lambda theta: (theta**2).sum(-1)
+        >>> g = torch.Generator().manual_seed(0)
+        >>> first_order(f, torch.tensor([1.0, -2.0]), 0.1, 1000, generator=g).gradient.round(decimals=1)
+        tensor([ 2., -4.])
+    """
     theta = _check(theta, sigma, n)
     return _estimate(first_terms(f, theta, perturbations(theta, sigma, n, generator)))
 
@@ -137,6 +166,7 @@ def alpha_order(f: Objective, theta: torch.Tensor, sigma: float, n: int, toleran
     ``tolerance`` γ is the largest bias (in the gradient's norm: the objective's units per unit
     of θ) the blend may carry; ``confidence`` sets the ZoBG's confidence half-width (the paper's
     released code uses 0.95); ``rule`` is ``"robust"`` (default) or ``"paper"`` (Suh et al.'s rule as released).
+    ``f``, ``theta`` ``[d]``, ``sigma``, ``n`` and ``generator`` are as for :func:`first_order`.
     """
     theta = _check(theta, sigma, n)
     _check_alpha(tolerance, confidence, rule)
@@ -207,7 +237,8 @@ def _gaussian_quadrature(f: Objective, theta: float, sigma: float, points: int, 
 def smoothed_gradient_quadrature(f: Objective, theta: float, sigma: float, points: int = 200_001,
                                  width: float = 8.0) -> float:
     """dF/dθ of a one-parameter objective by quadrature: ∫ f(θ + w) w / σ² N(w; 0, σ²) dw on a
-    uniform grid of ``points`` over ±``width`` σ (exact for jumps: no derivative of f is taken)."""
+    uniform grid of ``points`` over ±``width`` σ (exact for jumps: no derivative of f is taken).
+    ``f`` maps ``[points, 1]`` to ``[points]``."""
     return _gaussian_quadrature(f, theta, sigma, points, width, lambda w: w / sigma**2)
 
 

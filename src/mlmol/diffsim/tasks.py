@@ -21,11 +21,15 @@ by autograd wherever the simulator is, with ``dim`` parameters and a starting po
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 
 from ..errors import MlmolError
 from ..systems import DoubleWell
+
+if TYPE_CHECKING:
+    from ..systems.molecule import Molecule
 
 
 class BallWithWall:
@@ -34,12 +38,26 @@ class BallWithWall:
     0.06 m, 0.02 m high, g = 9.81 m/s²). A ball that lands short of the wall lands at its range
     v0² sin 2θ / g; one that reaches the wall below its top stops there (x_final = wall
     distance); one that clears it lands at its range. The cost jumps at the two angles where the
-    ball starts and stops clearing the wall (≈ 0.693 and 1.199 rad)."""
+    ball starts and stops clearing the wall (≈ 0.693 and 1.199 rad).
+
+    Called on angles θ ``[n, 1]`` (radians), it returns costs ``[n]`` (m²).
+
+    Arguments:
+        v0: the launch speed (m/s).
+        wall_distance: the wall's distance from the launch point (m).
+        wall_height: the wall's height (m).
+        g: the gravitational acceleration (m/s²).
+
+    Example:
+        >>> BallWithWall()(torch.tensor([[0.5], [0.9]]))  # stopped by the wall; over it
+        tensor([-0.0036, -0.0099])
+    """
 
     dim = 1
     theta0 = (0.5,)
 
-    def __init__(self, v0: float = 1.0, wall_distance: float = 0.06, wall_height: float = 0.02, g: float = 9.81):
+    def __init__(self, v0: float = 1.0, wall_distance: float = 0.06, wall_height: float = 0.02,
+                 g: float = 9.81) -> None:
         self.v0, self.wall_distance, self.wall_height, self.g = v0, wall_distance, wall_height, g
 
     def __call__(self, theta: torch.Tensor) -> torch.Tensor:
@@ -59,13 +77,24 @@ class Pushing:
     """A pusher (mass 1) leaves x = 0 with speed θ towards a box (mass 1) at ``gap``; contact
     force k · max(0, x_pusher − x_box) (penalty contact of stiffness ``stiffness``), viscous
     friction ``friction`` on both bodies, ``steps`` semi-implicit Euler steps of ``dt``. The cost
-    is (x_box(T) − ``target``)²."""
+    is (x_box(T) − ``target``)².
+
+    Called on initial speeds θ ``[n, 1]``, it returns costs ``[n]`` (dimensionless units throughout).
+
+    Arguments:
+        stiffness: the contact stiffness k.
+        gap: the box's initial position.
+        target: the box's target position.
+        friction: the viscous friction coefficient.
+        dt: the time step.
+        steps: the number of steps.
+    """
 
     dim = 1
     theta0 = (1.0,)
 
     def __init__(self, stiffness: float = 100.0, gap: float = 0.2, target: float = 0.6, friction: float = 1.0,
-                 dt: float = 0.01, steps: int = 300):
+                 dt: float = 0.01, steps: int = 300) -> None:
         self.stiffness, self.gap, self.target, self.friction = stiffness, gap, target, friction
         self.dt, self.steps = dt, steps
 
@@ -73,7 +102,7 @@ class Pushing:
         return (self.final_positions(theta)[1] - self.target) ** 2
 
     def final_positions(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Positions ``[n]`` of the pusher and of the box after ``steps`` steps."""
+        """Positions ``[n]`` of the pusher and of the box after ``steps`` steps, for speeds θ ``[n, 1]``."""
         pusher, box = torch.zeros_like(theta[:, 0]), torch.full_like(theta[:, 0], self.gap)
         v_pusher, v_box = theta[:, 0], torch.zeros_like(theta[:, 0])
         for _ in range(self.steps):
@@ -90,11 +119,18 @@ class Pushing:
 class LinearQuadratic:
     """Open-loop control u₀ … u_{H−1} (θ, ``horizon`` of them) of a damped double integrator
     (position, velocity; dt 0.1, damping 0.1) from (1, 0); cost Σ |x_t|² + ``control_cost`` u_t²
-    over the horizon plus |x_H|². Quadratic in θ, so F(θ) = f(θ) + const and ∇F = ∇f."""
+    over the horizon plus |x_H|². Quadratic in θ, so F(θ) = f(θ) + const and ∇F = ∇f.
+
+    Called on controls θ ``[n, horizon]``, it returns costs ``[n]`` (dimensionless).
+
+    Arguments:
+        horizon: the number of controls H (``dim``).
+        control_cost: the weight of u_t² in the cost.
+    """
 
     theta0: tuple[float, ...]
 
-    def __init__(self, horizon: int = 20, control_cost: float = 0.1):
+    def __init__(self, horizon: int = 20, control_cost: float = 0.1) -> None:
         self.horizon, self.control_cost = horizon, control_cost
         self.dim = horizon
         self.theta0 = (0.0,) * horizon
@@ -121,13 +157,23 @@ class LangevinBias:
     it is left out), at temperature factor ``temperature`` τ, from the left minimum for ``steps``
     steps of ``dt``. The bias θ x₁ tilts the well. The cost is (⟨x₁⟩ − ``target``)², ⟨x₁⟩ the
     time average of x₁ over the second half of the path; each evaluation draws its own noise
-    path, so f is itself random."""
+    path, so f is itself random.
+
+    Called on biases θ ``[n, 1]`` (reduced energy per unit length), it returns costs ``[n]``.
+
+    Arguments:
+        steps: the number of time steps.
+        dt: the time step (reduced).
+        temperature: the temperature factor τ.
+        target: the target of ⟨x₁⟩.
+        generator: the source of the noise, or None for the global one.
+    """
 
     dim = 1
     theta0 = (0.0,)
 
     def __init__(self, steps: int = 1000, dt: float = 0.005, temperature: float = 3.0, target: float = 0.0,
-                 generator: torch.Generator | None = None):
+                 generator: torch.Generator | None = None) -> None:
         self.steps, self.dt, self.temperature, self.target = steps, dt, temperature, target
         self.system = DoubleWell()
         self.generator = generator
@@ -157,13 +203,29 @@ class MoleculeLangevin:
     default). The cost is the time average of cos φ over the second half of the path. Each
     evaluation draws its own noise path; ``energy`` defaults to vacuum alanine dipeptide through
     the native torch force field (float64), whose second derivatives the first-order gradient
-    needs."""
+    needs.
+
+    Called on biases θ ``[n, 1]`` (kT), it returns the averages of cos φ ``[n]``.
+
+    Arguments:
+        steps: the number of time steps.
+        step: the step s = D Δt (nm²).
+        energy: a molecule with a torch-backend energy and the torsion in its ``variables``
+            (default: vacuum alanine dipeptide).
+        torsion: the name of the biased torsion.
+        generator: the source of the noise, or None for the global one.
+
+    Example:
+        >>> task = MoleculeLangevin(steps=10)  # doctest: +SKIP
+        >>> task(torch.zeros(4, 1)).shape  # doctest: +SKIP
+        torch.Size([4])
+    """
 
     dim = 1
     theta0 = (0.0,)
 
-    def __init__(self, steps: int = 100, step: float = 1e-6, energy=None, torsion: str = "phi",
-                 generator: torch.Generator | None = None):
+    def __init__(self, steps: int = 100, step: float = 1e-6, energy: Molecule | None = None, torsion: str = "phi",
+                 generator: torch.Generator | None = None) -> None:
         from ..systems.molecules import alanine_dipeptide
 
         self.steps, self.step, self.torsion = steps, step, torsion
@@ -174,7 +236,8 @@ class MoleculeLangevin:
         self.generator = generator
 
     def gradient(self, x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
-        """∇ₓ(u + θ cos φ) ``[n, 3N]``, differentiable in x and θ when autograd is recording."""
+        """∇ₓ(u + θ cos φ) ``[n, 3N]`` (kT/nm) at ``x`` ``[n, 3N]`` (nm) for θ ``[n, 1]`` (kT), differentiable in x
+        and θ when autograd is recording."""
         recording = torch.is_grad_enabled()
         with torch.enable_grad():
             y = x if x.requires_grad else x.detach().requires_grad_(True)

@@ -9,11 +9,28 @@ spline itself is zuko's.
 
 from .bijections import AffineCoupling, Bijection, Chain, CircularShift, SplineCoupling, Standardize
 from .equivariant import EquivariantFlow, PairVelocity
-from .flow import Flow, NeuralSpline, RealNVP
+from .flow import CouplingFlow, Flow, FlowModel, NeuralSpline, RealNVP
 from .internal import InternalCoordinates, zmatrix
 from .molecular import MolecularFlow
 from .registry import FAMILIES, build
 
-__all__ = ["Bijection", "Chain", "CircularShift", "Standardize", "AffineCoupling", "SplineCoupling", "Flow",
-           "RealNVP", "NeuralSpline", "FAMILIES", "build",
-           "InternalCoordinates", "zmatrix", "MolecularFlow", "PairVelocity", "EquivariantFlow"]
+__all__ = [
+           "FAMILIES",
+           "AffineCoupling",
+           "Bijection",
+           "Chain",
+           "CircularShift",
+           "CouplingFlow",
+           "EquivariantFlow",
+           "Flow",
+           "FlowModel",
+           "InternalCoordinates",
+           "MolecularFlow",
+           "NeuralSpline",
+           "PairVelocity",
+           "RealNVP",
+           "SplineCoupling",
+           "Standardize",
+           "build",
+           "zmatrix",
+]

@@ -133,7 +133,7 @@ class PairVelocity(nn.Module):
 class EquivariantFlow(DeviceAware):
     """A continuous normalizing flow x = φ₁(z) with a :class:`PairVelocity` (see the module notes).
 
-    Offers the flow contract: ``sample_with_log_prob(n, temperature, generator)``, ``sample``,
+    Offers the flow contract: ``sample_with_log_prob(n, tau, generator)``, ``sample``,
     ``log_prob(x)`` (x is centred first, so translations do not matter). ``steps`` RK4 steps;
     ``chunk`` samples per exact-divergence pass (memory grows with chunk × dim).
     """
@@ -155,12 +155,12 @@ class EquivariantFlow(DeviceAware):
     def centre(self, x: torch.Tensor) -> torch.Tensor:
         return remove_mean(x, self.n_particles, self.spatial_dim)
 
-    def base_sample(self, n: int, temperature: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
+    def base_sample(self, n: int, tau: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
         z = torch.randn(n, self.event_dim, generator=generator, dtype=self.dtype, device=self.device)
-        return math.sqrt(temperature) * self.centre(z)
+        return math.sqrt(tau) * self.centre(z)
 
-    def base_log_prob(self, z: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-        return -0.5 * (z**2).sum(-1) / temperature - 0.5 * self.dim * math.log(2 * math.pi * temperature)
+    def base_log_prob(self, z: torch.Tensor, tau: float = 1.0) -> torch.Tensor:
+        return -0.5 * (z**2).sum(-1) / tau - 0.5 * self.dim * math.log(2 * math.pi * tau)
 
     def _velocity_and_divergence(self, t: float, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.velocity.with_divergence(t, x)
@@ -189,24 +189,24 @@ class EquivariantFlow(DeviceAware):
         ends, integrals = zip(*(self._integrate(c, t0, t1) for c in x.split(self.chunk)))
         return torch.cat(ends), torch.cat(integrals)
 
-    def sample_with_log_prob(self, n: int, temperature: float = 1.0,
+    def sample_with_log_prob(self, n: int, tau: float = 1.0,
                              generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``n`` samples ``[n, n_particles · d]`` (centred) and log q(x) ``[n]``. No gradients flow."""
-        z = self.base_sample(n, temperature, generator)
+        z = self.base_sample(n, tau, generator)
         x, integral = self._chunked(z, 0.0, 1.0)
-        return x, self.base_log_prob(z, temperature) - integral
+        return x, self.base_log_prob(z, tau) - integral
 
-    def sample(self, n: int, temperature: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample(self, n: int, tau: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
         """``n`` samples without their densities (no divergence: about ``dim`` times cheaper)."""
-        return self._integrate(self.base_sample(n, temperature, generator), 0.0, 1.0, divergence=False)[0]
+        return self._integrate(self.base_sample(n, tau, generator), 0.0, 1.0, divergence=False)[0]
 
-    def log_prob(self, x: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    def log_prob(self, x: torch.Tensor, tau: float = 1.0) -> torch.Tensor:
         """log q(x) on the centre-of-mass-free subspace (x is centred first). No gradients flow."""
         if x.shape[-1] != self.event_dim:
             raise MlmolError(f"the flow has {self.n_particles} particles in {self.spatial_dim}D (dim "
                              f"{self.event_dim}) but got x of shape {tuple(x.shape)}")
         z, integral = self._chunked(self.centre(x.to(self.dtype)), 1.0, 0.0)
-        return self.base_log_prob(z, temperature) + integral
+        return self.base_log_prob(z, tau) + integral
 
     def extra_repr(self) -> str:
         n = sum(p.numel() for p in self.parameters())

@@ -46,6 +46,20 @@ def zmatrix(n_atoms: int, bonds: Iterable[tuple[int, int]]) -> np.ndarray:
     bond partner) when there is one, so that only the first atom around each bond carries
     the free rotation and the others a narrow offset from it (as in bgflow's hand-made
     alanine Z-matrix). The graph must be connected.
+
+    Arguments:
+        n_atoms: the number of atoms.
+        bonds: the bonds as pairs of atom indices.
+
+    Returns:
+        The rows ``[n_atoms, 4]`` (int64) in placement order; −1 where the first atoms lack a partner.
+
+    Example:
+        >>> zmatrix(4, [(0, 1), (1, 2), (2, 3)])
+        array([[ 1, -1, -1, -1],
+               [ 2,  1, -1, -1],
+               [ 0,  1,  2, -1],
+               [ 3,  2,  1,  0]])
     """
     neighbours: list[list[int]] = [[] for _ in range(n_atoms)]
     for i, j in bonds:
@@ -87,9 +101,20 @@ class InternalCoordinates(Bijection):
 
     ``inverse`` accepts Cartesians in any frame (the internal coordinates are invariant);
     ``forward`` rebuilds them in the canonical frame of the Z-matrix's first three atoms.
+
+    Arguments:
+        n_atoms: the number of atoms N (at least 4).
+        bonds: the bonds as pairs of atom indices; the bond graph must be connected.
+
+    Example:
+        >>> ic = InternalCoordinates(4, [(0, 1), (1, 2), (2, 3)])
+        >>> x = torch.tensor([0.0, 0, 0, 0.15, 0, 0, 0.2, 0.14, 0, 0.35, 0.16, 0.05])
+        >>> q, ladj = ic.inverse(x)
+        >>> q.shape, ladj.shape
+        (torch.Size([6]), torch.Size([]))
     """
 
-    def __init__(self, n_atoms: int, bonds: Iterable[tuple[int, int]]):
+    def __init__(self, n_atoms: int, bonds: Iterable[tuple[int, int]]) -> None:
         super().__init__()
         if n_atoms < 4:
             raise MlmolError(f"internal coordinates need at least 4 atoms, got {n_atoms}")
@@ -100,22 +125,28 @@ class InternalCoordinates(Bijection):
 
     @property
     def dim(self) -> int:
+        """The number of internal coordinates, 3N − 6."""
         return 3 * self.n_atoms - 6
 
     @property
     def torsion_slice(self) -> slice:
+        """Where the torsions lie in the internal coordinates (after the bonds and angles)."""
         return slice(self.n_bonds + self.n_angles, self.dim)
 
-    def inverse(self, x):
+    def inverse(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Internal coordinates ``[*batch, 3N−6]`` (bonds in nm, angles and torsions in radians) of
+        Cartesians ``x`` ``[*batch, 3N]`` (nm), and log|det| ``[*batch]`` (= −log J)."""
         p = x.reshape(*x.shape[:-1], self.n_atoms, 3)
         a, b, c, d = (self.rows[:, k] for k in range(4))
-        at = lambda idx: p[..., idx, :]  # noqa: E731
+        at = lambda idx: p[..., idx, :]
         bonds = torch.linalg.norm(at(a[1:]) - at(b[1:]), dim=-1)
         angles = _angle(at(a[2:]), at(b[2:]), at(c[2:]))
         torsions = dihedral_from_points(at(a[3:]), at(b[3:]), at(c[3:]), at(d[3:]))
         return torch.cat([bonds, angles, torsions], dim=-1), -_log_jacobian(bonds, angles)
 
-    def forward(self, ic):
+    def forward(self, ic: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Cartesians ``[*batch, 3N]`` (nm, canonical frame) from internal coordinates ``ic``
+        ``[*batch, 3N−6]`` (nm, radians), and log J ``[*batch]``."""
         bonds = ic[..., :self.n_bonds]
         angles = ic[..., self.n_bonds:self.n_bonds + self.n_angles]
         torsions = ic[..., self.torsion_slice]

@@ -23,14 +23,29 @@ from .flow import Flow
 from .internal import InternalCoordinates
 
 
-def MolecularFlow(n_atoms: int, bonds: Iterable[tuple[int, int]], data: torch.Tensor | None = None,
-                  blocks: int = 4, hidden: Sequence[int] = (128, 128), bins: int = 8,
-                  narrow: Sequence[int] | None = None, narrow_std: float = 0.5) -> Flow:
-    """A flow on Cartesians ``[*batch, 3N]`` through internal coordinates built from ``bonds``.
+class MolecularFlow(Flow):
+    """A flow on Cartesians ``[*batch, 3N]`` (nm) through internal coordinates built from ``bonds``.
 
-    ``data`` (Cartesian training samples) sets the standardisation and, unless ``narrow``
-    (indices among the torsions) is given, which torsions are narrow (circular std < ``narrow_std`` rad).
+    Arguments:
+        n_atoms: N.
+        bonds: atom index pairs (the molecule's bond graph; it must be connected).
+        data: Cartesian training samples ``[n, 3N]``: set the standardisation and, unless ``narrow``
+            (indices among the torsions) is given, which torsions are narrow (circular std < ``narrow_std`` rad).
+        blocks, hidden, bins: coupling blocks, conditioner widths and spline bins.
     """
+
+    def __init__(self, n_atoms: int, bonds: Iterable[tuple[int, int]], data: torch.Tensor | None = None,
+                 blocks: int = 4, hidden: Sequence[int] = (128, 128), bins: int = 8,
+                 narrow: Sequence[int] | None = None, narrow_std: float = 0.5):
+        transform, dim, spec, torsions = _molecular_transform(n_atoms, bonds, data, blocks, hidden, bins, narrow,
+                                                              narrow_std)
+        super().__init__(transform, dim, spec=spec, event_dim=3 * n_atoms, circular=torsions)
+
+
+def _molecular_transform(n_atoms: int, bonds: Iterable[tuple[int, int]], data: torch.Tensor | None, blocks: int,
+                         hidden: Sequence[int], bins: int, narrow: Sequence[int] | None, narrow_std: float
+                         ) -> tuple[Chain, int, dict, list[int]]:
+    """The chain of :class:`MolecularFlow`, its latent dim, spec and free-torsion latent indices."""
     bonds = [tuple(map(int, b)) for b in bonds]
     ic = InternalCoordinates(n_atoms, bonds)
     dim, start = ic.dim, ic.torsion_slice.start
@@ -66,4 +81,4 @@ def MolecularFlow(n_atoms: int, bonds: Iterable[tuple[int, int]], data: torch.Te
     layers += [Standardize(loc, scale, periodic=narrow_dims), ic]
     spec = {"kind": "molecular", "n_atoms": n_atoms, "bonds": [list(b) for b in bonds], "blocks": blocks,
             "hidden": list(hidden), "bins": bins, "narrow": narrow}
-    return Flow(Chain(layers), dim, spec=spec, event_dim=3 * n_atoms, circular=torsions)
+    return Chain(layers), dim, spec, torsions

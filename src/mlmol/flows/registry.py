@@ -3,15 +3,17 @@ checkpoint stores): coupling flows, the molecular flow and the equivariant flow.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from ..errors import MlmolError
 from .equivariant import EquivariantFlow
-from .flow import Flow, NeuralSpline, RealNVP
+from .flow import FlowModel, NeuralSpline, RealNVP
 from .molecular import MolecularFlow
 
 
-def _molecular(**spec) -> Flow:
+def _molecular(**spec) -> MolecularFlow:
     spec.pop("loc", None), spec.pop("scale", None)  # its standardisation lives in the state dict
     return MolecularFlow(**spec)
 
@@ -21,10 +23,10 @@ def _equivariant(**spec) -> EquivariantFlow:
     return EquivariantFlow(**spec)
 
 
-FAMILIES = {"realnvp": RealNVP, "spline": NeuralSpline, "molecular": _molecular, "equivariant": _equivariant}
+FAMILIES: dict[str, Callable[..., FlowModel]] = {"realnvp": RealNVP, "spline": NeuralSpline, "molecular": _molecular, "equivariant": _equivariant}
 
 
-def build(spec: dict, loc=None, scale=None) -> Flow:
+def build(spec: dict, loc: torch.Tensor | None = None, scale: torch.Tensor | None = None) -> FlowModel:
     """A flow from its spec, e.g. ``{"kind": "realnvp", "dim": 2, "blocks": 4}``."""
     spec = dict(spec)
     kind = spec.pop("kind", "realnvp")

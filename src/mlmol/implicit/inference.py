@@ -19,6 +19,7 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -27,6 +28,9 @@ from torch.distributions import Distribution, Independent, MultivariateNormal, U
 from ..errors import MlmolError
 from ..flows.bijections import mlp
 from .principles import ClassProbability
+
+if TYPE_CHECKING:
+    from sbi.inference.posteriors.base_posterior import NeuralPosterior
 
 
 class SimulationWarning(UserWarning):
@@ -54,6 +58,20 @@ def simulations(simulate: Callable[[torch.Tensor], torch.Tensor], prior: Distrib
     Rows with a non-finite x, and whole batches whose ``simulate`` raised, are counted and
     left out with a :class:`SimulationWarning`; once more than ``max_failed_fraction`` of all
     attempts failed, an :class:`MlmolError` stops the loop (it never retries forever).
+
+    Arguments:
+        simulate: the simulator, parameters ``[b, d_θ]`` to data ``[b, ...]`` (flattened to ``[b, d_x]``).
+        prior: the distribution of θ.
+        n: the number of successful simulations.
+        seed: seeds the prior draws (and a simulator that uses torch's global generator).
+        batch_size: parameters per call of ``simulate``.
+        max_failed_fraction: the largest tolerated fraction of failed simulations.
+
+    Example:
+        >>> from mlmol.implicit import LinearGaussian
+        >>> task = LinearGaussian()
+        >>> simulations(task.simulate, task.prior, 100)  # doctest: +ELLIPSIS
+        Simulations(n=100, theta_dim=10, x_dim=10, failed=0, wall_s=...)
     """
     started = time.perf_counter()
     kept_theta, kept_x, done, failed, attempted, first_error = [], [], 0, 0, 0, None
@@ -92,17 +110,24 @@ def _zscore(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def rejection_abc(theta: torch.Tensor, x: torch.Tensor, x_obs: torch.Tensor, n: int = 100) -> torch.Tensor:
-    """The ``n`` parameters of ``theta`` whose simulations ``x`` lie nearest ``x_obs`` (Euclidean,
-    per-dimension z-scored data: the summary statistics are the data themselves)."""
+    """The ``n`` parameters ``[n, d_θ]`` of ``theta`` ``[N, d_θ]`` whose simulations ``x`` ``[N, d_x]`` lie
+    nearest ``x_obs`` ``[d_x]`` (Euclidean, per-dimension z-scored data: the summary statistics are the data
+    themselves)."""
     scale = _zscore(x)[1]
     distance = (((x - x_obs) / scale) ** 2).sum(-1)
     return theta[distance.argsort()[:n]]
 
 
 class RatioEstimator(nn.Module):
-    """log r(θ, x) = log p(x | θ) / p(x) by an MLP on standardised (θ, x)."""
+    """log r(θ, x) = log p(x | θ) / p(x) by an MLP on standardised (θ, x).
 
-    def __init__(self, theta: torch.Tensor, x: torch.Tensor, hidden: Sequence[int] = (128, 128, 128)):
+    Arguments:
+        theta: training parameters ``[N, d_θ]``, whose mean and standard deviation standardise θ.
+        x: training data ``[N, d_x]``, likewise for x.
+        hidden: the widths of the hidden layers.
+    """
+
+    def __init__(self, theta: torch.Tensor, x: torch.Tensor, hidden: Sequence[int] = (128, 128, 128)) -> None:
         super().__init__()
         for name, values in (("theta", theta), ("x", x)):
             loc, scale = _zscore(values.float())
@@ -127,7 +152,26 @@ def train_ratio(theta: torch.Tensor, x: torch.Tensor, seed: int = 0, hidden: Seq
     ignore). ``contrastive=False``: binary classification of joint against shuffled pairs (the
     :class:`ClassProbability` loss, balanced; the logit converges to log r itself). On two
     moons the contrastive loss learnt far better than the binary one in our trials. Adam with the
-    learning rate halved after 10 epochs without improvement, early stopping on a held-out fraction (the best epoch's weights are returned)."""
+    learning rate halved after 10 epochs without improvement, early stopping on a held-out fraction (the best
+    epoch's weights are returned).
+
+    Arguments:
+        theta: parameters ``[N, d_θ]``.
+        x: their simulated data ``[N, d_x]``.
+        seed: seeds the split, the batches and torch's global generator.
+        hidden: the network's hidden widths.
+        epochs: the most epochs.
+        batch_size: pairs per batch.
+        negatives: shuffled pairs per joint pair.
+        lr: Adam's initial learning rate.
+        validation_fraction: the held-out fraction (at least 2 pairs).
+        patience: epochs without improvement before stopping.
+        contrastive: the NRE-B loss (else binary classification).
+        progress: show a progress bar.
+
+    Returns:
+        The trained estimator, in evaluation mode.
+    """
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
     order = torch.randperm(len(theta), generator=g)
@@ -217,7 +261,8 @@ def sample_posterior(log_likelihood: Callable[[torch.Tensor], torch.Tensor], pri
 
 def ratio_posterior(estimator: RatioEstimator, prior: Distribution, x_obs: torch.Tensor, n: int,
                     seed: int = 0) -> torch.Tensor:
-    """Posterior samples from a trained ratio estimator: prior(θ) · r(θ, x_obs)."""
+    """``n`` posterior samples (float64 ``[n, d_θ]``) of prior(θ) · r(θ, x_obs) from a trained ratio estimator,
+    by :func:`sample_posterior`, for one observation ``x_obs`` ``[d_x]``."""
     return sample_posterior(lambda t: estimator(t, x_obs[None]), prior, n, seed=seed)
 
 
@@ -254,11 +299,19 @@ class _NoTracker:
 
 
 def npe(theta: torch.Tensor, x: torch.Tensor, prior: Distribution, seed: int = 0, density_estimator: str = "nsf",
-        **train_kwargs):
+        **train_kwargs: Any) -> NeuralPosterior:
     """Neural posterior estimation with ``sbi``: a neural spline flow (sbibm's choice; its C2ST per task at
     10⁴ simulations is in benchmarks/results/sbi_tasks.md; sbi's default MAF did worse on two moons in our
     trials), sbi's training defaults (early stopping; ``train_kwargs`` go to sbi's ``train``); returns
-    sbi's posterior (``.sample((n,), x=x_obs)``), which rejects samples outside a bounded prior's support."""
+    sbi's posterior (``.sample((n,), x=x_obs)``), which rejects samples outside a bounded prior's support.
+
+    Arguments:
+        theta: parameters ``[N, d_θ]``.
+        x: their simulated data ``[N, d_x]``.
+        prior: the prior of θ (box-uniform or Gaussian, see :func:`sbi_prior`).
+        seed: seeds torch's global generator.
+        density_estimator: sbi's density estimator name.
+    """
     try:
         from sbi.inference import NPE
     except ImportError as error:  # pragma: no cover - sbi is a dependency

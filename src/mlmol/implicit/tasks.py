@@ -17,6 +17,7 @@ only the scoring uses.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch.distributions import Distribution, Independent, MultivariateNormal, Uniform
@@ -24,27 +25,41 @@ from torch.distributions import Distribution, Independent, MultivariateNormal, U
 from .inference import sample_posterior
 
 
-def box_prior(low, high) -> Distribution:
-    """A uniform prior on the box [low, high] (per parameter), shape ``[d]``."""
+def box_prior(low: Sequence[float] | torch.Tensor, high: Sequence[float] | torch.Tensor) -> Distribution:
+    """A uniform prior on the box [low, high] (per parameter), shape ``[d]`` (float64).
+
+    Example:
+        >>> box_prior([-1.0, 0.5], [1.0, 4.0]).sample((3,)).shape
+        torch.Size([3, 2])
+    """
     low, high = torch.as_tensor(low, dtype=torch.float64), torch.as_tensor(high, dtype=torch.float64)
     return Independent(Uniform(low, high), 1)
 
 
 class Task:
-    """A simulator with a prior and a reference posterior; subclasses set the names and shapes."""
+    """A simulator with a prior and a reference posterior; subclasses set the names and shapes.
+
+    Example:
+        >>> task = TwoMoons()
+        >>> theta, x_obs = task.observation(seed=0)
+        >>> task.reference_posterior(x_obs, 100).shape
+        torch.Size([100, 2])
+    """
 
     name = "task"
     parameter_names: tuple[str, ...] = ()
     prior: Distribution
 
     def simulate(self, theta: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Data x ``[n, d_x]`` (θ's dtype) for parameters θ ``[n, d_θ]``, noise from ``generator``."""
         raise NotImplementedError
 
     def reference_posterior(self, x_obs: torch.Tensor, n: int, seed: int = 0) -> torch.Tensor:
+        """``n`` samples ``[n, d_θ]`` (float64) of the posterior given ``x_obs`` ``[d_x]``."""
         raise NotImplementedError
 
     def observation(self, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """A true θ from the prior and its simulated data x_obs ``[d_x]`` (deterministic in ``seed``).
+        """A true θ ``[d_θ]`` from the prior and its simulated data x_obs ``[d_x]`` (deterministic in ``seed``).
 
         θ and the simulator's noise come from separate random streams: one seed for both would
         correlate them (for the linear Gaussian, x = 2θ exactly)."""
@@ -58,22 +73,29 @@ class Task:
 
 
 class LinearGaussian(Task):
-    """sbibm's linear Gaussian: θ ~ N(0, 0.1 I_d), x | θ ~ N(θ, 0.1 I_d), d = 10 by default."""
+    """sbibm's linear Gaussian: θ ~ N(0, 0.1 I_d), x | θ ~ N(θ, 0.1 I_d), d = 10 by default.
+
+    Arguments:
+        dim: the dimension d of θ and x.
+        prior_var: the prior's variance per parameter.
+        noise_var: the noise variance per data coordinate.
+    """
 
     name = "linear-gaussian"
 
-    def __init__(self, dim: int = 10, prior_var: float = 0.1, noise_var: float = 0.1):
+    def __init__(self, dim: int = 10, prior_var: float = 0.1, noise_var: float = 0.1) -> None:
         self.dim, self.prior_var, self.noise_var = dim, prior_var, noise_var
         self.parameter_names = tuple(f"θ{i + 1}" for i in range(dim))
         self.prior = MultivariateNormal(torch.zeros(dim, dtype=torch.float64),
                                         prior_var * torch.eye(dim, dtype=torch.float64))
 
-    def simulate(self, theta, generator=None):
+    def simulate(self, theta: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """x = θ + noise ``[n, d]`` for θ ``[n, d]``."""
         noise = torch.randn(theta.shape, generator=generator, dtype=theta.dtype)
         return theta + math.sqrt(self.noise_var) * noise
 
-    def reference_posterior(self, x_obs, n, seed=0):
-        """Exact: N(x · v_p / (v_p + v_n), v_p v_n / (v_p + v_n) I)."""
+    def reference_posterior(self, x_obs: torch.Tensor, n: int, seed: int = 0) -> torch.Tensor:
+        """Exact: N(x · v_p / (v_p + v_n), v_p v_n / (v_p + v_n) I); ``[n, d]`` float64 for ``x_obs`` ``[d]``."""
         v = self.prior_var * self.noise_var / (self.prior_var + self.noise_var)
         mean = x_obs.double() * self.prior_var / (self.prior_var + self.noise_var)
         g = torch.Generator().manual_seed(seed)
@@ -87,7 +109,7 @@ class TwoMoons(Task):
     name = "two-moons"
     parameter_names = ("θ1", "θ2")
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.prior = box_prior([-1.0, -1.0], [1.0, 1.0])
 
     @staticmethod
@@ -96,14 +118,16 @@ class TwoMoons(Task):
         r = 0.1 + 0.01 * torch.randn(n, generator=generator, dtype=dtype)
         return torch.stack([r * torch.cos(alpha) + 0.25, r * torch.sin(alpha)], -1)
 
-    def simulate(self, theta, generator=None):
+    def simulate(self, theta: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Points x ``[n, 2]`` for θ ``[n, 2]``."""
         shift = torch.stack([-(theta[:, 0] + theta[:, 1]).abs(), -theta[:, 0] + theta[:, 1]], -1) / math.sqrt(2)
         return self._moon(len(theta), generator, theta.dtype) + shift
 
-    def reference_posterior(self, x_obs, n, seed=0):
+    def reference_posterior(self, x_obs: torch.Tensor, n: int, seed: int = 0) -> torch.Tensor:
         """Exact, by inverting the simulator: for a fresh moon point p, |θ₁ + θ₂| = −√2 (x₁ − p₁)
         and θ₂ − θ₁ = √2 (x₂ − p₂); the sign of θ₁ + θ₂ is ±1 with equal probability; draws
-        outside the prior box (or with x₁ − p₁ > 0) are rejected (the prior is uniform)."""
+        outside the prior box (or with x₁ − p₁ > 0) are rejected (the prior is uniform).
+        Returns ``[n, 2]`` (float64) for ``x_obs`` ``[2]``."""
         g = torch.Generator().manual_seed(seed)
         kept, total = [], 0
         while total < n:
@@ -130,22 +154,27 @@ class LangevinDoubleWell(Task):
     statistics: the posterior given S equals that given the full path); ``trajectory`` gives the
     path and ``log_likelihood`` the exact likelihood, the same from S as from the path.
     A diverged path (|y| > 10⁶ or non-finite) gives NaN statistics.
+
+    Arguments:
+        steps: the number K of Euler–Maruyama steps.
+        dt: the time step Δt (reduced time).
+        y0: the starting position.
     """
 
     name = "langevin-double-well"
     parameter_names = ("tilt c", "barrier h")
 
-    def __init__(self, steps: int = 2000, dt: float = 0.005, y0: float = -1.0):
+    def __init__(self, steps: int = 2000, dt: float = 0.005, y0: float = -1.0) -> None:
         self.steps, self.dt, self.y0 = steps, dt, y0
         self.prior = box_prior([-1.0, 0.5], [1.0, 4.0])
 
     @staticmethod
     def force_basis(y: torch.Tensor) -> torch.Tensor:
-        """g(y) = 4 y (y² − 1): the drift is −h g(y) − c."""
+        """g(y) = 4 y (y² − 1), elementwise: the drift is −h g(y) − c."""
         return 4 * y * (y**2 - 1)
 
     def trajectory(self, theta: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Paths ``[n, steps + 1]`` for parameters ``[n, 2]``."""
+        """Paths ``[n, steps + 1]`` (y₀ first) for parameters θ = (c, h) ``[n, 2]``."""
         c, h = theta[:, 0], theta[:, 1]
         y = torch.full_like(c, self.y0)
         path = [y]
@@ -162,7 +191,8 @@ class LangevinDoubleWell(Task):
         step, g = path.diff(dim=-1), self.force_basis(path[:, :-1])
         return torch.stack([(step * g).sum(-1), step.sum(-1), (g**2).sum(-1), g.sum(-1)], -1)
 
-    def simulate(self, theta, generator=None):
+    def simulate(self, theta: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """The statistics S ``[n, 4]`` of one path per θ = (c, h) ``[n, 2]``."""
         return self.statistics(self.trajectory(theta, generator))
 
     def log_likelihood(self, theta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -174,6 +204,7 @@ class LangevinDoubleWell(Task):
                                                                          + self.steps * c**2)
         return -quadratic / (4 * self.dt)
 
-    def reference_posterior(self, x_obs, n, seed=0):
-        """Metropolis on log prior + the exact log-likelihood."""
+    def reference_posterior(self, x_obs: torch.Tensor, n: int, seed: int = 0) -> torch.Tensor:
+        """Metropolis on log prior + the exact log-likelihood (:func:`~mlmol.implicit.inference.sample_posterior`):
+        ``[n, 2]`` (float64) for statistics ``x_obs`` ``[4]``."""
         return sample_posterior(lambda theta: self.log_likelihood(theta, x_obs), self.prior, n, seed=seed)

@@ -34,7 +34,7 @@ FINE_POINTS = 8192
 @dataclass(frozen=True)
 class Setting:
     """One Burgers data distribution: viscosity ν, the initial field N(0, scale (−Δ + shift I)^−power)
-    and the solver's time step ``dt`` (ETDRK4 at 8192 points)."""
+    and the solver's time step ``dt`` (ETDRK4 at 8192 points); all in the units of x ∈ [0, 1) and t ∈ [0, 1]."""
 
     viscosity: float
     scale: float
@@ -53,7 +53,7 @@ VISCOSITY = PAPER_TEXT.viscosity
 
 
 def wavenumbers(n: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
-    """2π k for the ``n // 2 + 1`` modes of a real field on n points of [0, 1)."""
+    """2π k ``[n // 2 + 1]`` for the modes of a real field on n points of [0, 1)."""
     return 2 * math.pi * torch.arange(n // 2 + 1, dtype=dtype)
 
 
@@ -62,7 +62,19 @@ def gaussian_random_field(samples: int, n: int, scale: float = 625.0, shift: flo
     """``[samples, n]`` draws of N(0, scale (−Δ + shift I)^−power) on mean-zero periodic functions
     of the unit interval, at the points x_j = j / n (the Karhunen–Loève sum over the nonzero Fourier
     modes the grid resolves). Leaving out the constant mode matters: with it (variance
-    scale / shift^power = 1 here) the mean dominates ‖u‖ and relative errors look 10–100× smaller."""
+    scale / shift^power = 1 here) the mean dominates ‖u‖ and relative errors look 10–100× smaller.
+
+    Arguments:
+        samples: the number of fields.
+        n: grid points per field.
+        scale, shift, power: the covariance scale (−Δ + shift I)^−power.
+        generator: the source of randomness, or None for the global one.
+
+    Example:
+        >>> u0 = gaussian_random_field(3, 256, generator=torch.Generator().manual_seed(0))
+        >>> u0.shape, u0.dtype
+        (torch.Size([3, 256]), torch.float64)
+    """
     k = wavenumbers(n)
     sqrt_eigenvalues = math.sqrt(scale) * (k**2 + shift) ** (-power / 2)
     real = torch.randn(samples, len(k), generator=generator, dtype=torch.float64)
@@ -135,7 +147,21 @@ def dataset(samples: int, resolution: int, seed: int = 0, fine: int = FINE_POINT
             ) -> tuple[torch.Tensor, torch.Tensor]:
     """(u₀, u(·, 1)), each ``[samples, resolution]`` for the data distribution ``setting``: solved at
     ``fine`` points with time step ``dt`` (default: the setting's), subsampled (every
-    ``fine / resolution``-th point)."""
+    ``fine / resolution``-th point).
+
+    Arguments:
+        samples: the number of pairs.
+        resolution: grid points per function (a divisor of ``fine``).
+        seed: seeds the initial fields.
+        fine: the solver's grid points.
+        chunk: fields solved at once.
+        dt: the solver's time step, or None for the setting's.
+        progress: show a progress bar.
+        setting: the data distribution (:data:`PAPER_TEXT` or :data:`RELEASED`).
+
+    Returns:
+        Inputs and outputs, each ``[samples, resolution]`` (float64).
+    """
     if fine % resolution:
         raise MlmolError(f"resolution {resolution} must divide the solver's {fine} points (e.g. 256, 1024, 4096)")
     generator = torch.Generator().manual_seed(seed)

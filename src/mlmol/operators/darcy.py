@@ -27,7 +27,12 @@ def gaussian_random_field(samples: int, n: int, shift: float = 9.0, power: float
                           rng: np.random.Generator | None = None) -> np.ndarray:
     """``[samples, n, n]`` draws of N(0, (−Δ + shift I)^−power) on [0, 1]² with zero Neumann
     conditions, at the grid points x_i = i / (n − 1): Σ_k √λ_k ξ_k φ_k₁(x) φ_k₂(y) over the n × n
-    lowest modes of the orthonormal cosine basis φ₀ = 1, φ_k = √2 cos(πkx), λ_k = (π²|k|² + shift)^−power."""
+    lowest modes of the orthonormal cosine basis φ₀ = 1, φ_k = √2 cos(πkx), λ_k = (π²|k|² + shift)^−power.
+
+    Example:
+        >>> gaussian_random_field(2, 33, rng=np.random.default_rng(0)).shape
+        (2, 33, 33)
+    """
     rng = rng or np.random.default_rng()
     k = np.arange(n)
     basis = np.sqrt(2.0) * np.cos(np.pi * np.outer(np.linspace(0, 1, n), k))
@@ -38,7 +43,7 @@ def gaussian_random_field(samples: int, n: int, shift: float = 9.0, power: float
 
 
 def threshold(psi: np.ndarray) -> np.ndarray:
-    """The coefficient: 12 where ψ ≥ 0, 3 elsewhere."""
+    """The coefficient: 12 where ψ ≥ 0, 3 elsewhere (float64, the shape of ``psi``)."""
     return np.where(psi >= 0, HIGH, LOW)
 
 
@@ -48,7 +53,14 @@ def _harmonic(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def solve(a: np.ndarray, f: float | np.ndarray = 1.0) -> np.ndarray:
     """u ``[n, n]`` on the grid x_i = i / (n − 1) (boundary rows and columns are 0) for the nodal
-    coefficient ``a`` ``[n, n]``: the 5-point scheme with harmonic-mean face coefficients, sparse LU (about a second at 421 × 421 on one core)."""
+    coefficient ``a`` ``[n, n]``: the 5-point scheme with harmonic-mean face coefficients, sparse LU (about a
+    second at 421 × 421 on one core). ``f``: the source, a number or ``[n, n]`` (only its interior is used).
+
+    Example:
+        >>> u = solve(np.ones((5, 5)))
+        >>> u.shape, bool(u[0].any()), bool(u[2, 2] > 0)
+        ((5, 5), False, True)
+    """
     a = np.asarray(a, dtype=float)
     n = a.shape[0]
     if a.ndim != 2 or a.shape[1] != n or n < 3:
@@ -81,7 +93,15 @@ def solve(a: np.ndarray, f: float | np.ndarray = 1.0) -> np.ndarray:
 def dataset(samples: int, resolution: int, seed: int = 0, fine: int = FINE_POINTS,
             progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(a, u), each ``[samples, resolution, resolution]``: solved on ``fine`` × ``fine`` points and
-    subsampled every (fine − 1) / (resolution − 1) points (421 → 85, 141, 211, 421)."""
+    subsampled every (fine − 1) / (resolution − 1) points (421 → 85, 141, 211, 421), float64.
+
+    Arguments:
+        samples: the number of pairs.
+        resolution: grid points per axis of the returned fields.
+        seed: seeds the random fields.
+        fine: grid points per axis of the solver.
+        progress: show a progress bar.
+    """
     stride = (fine - 1) / (resolution - 1)
     if stride != int(stride):
         raise MlmolError(f"resolution {resolution} does not subsample the {fine}-point grid; (fine − 1) must be a "
@@ -97,6 +117,7 @@ def dataset(samples: int, resolution: int, seed: int = 0, fine: int = FINE_POINT
 
 
 def convergence_order(errors: list[float], sizes: list[int]) -> float:
-    """Least-squares slope of log(error) against log(h), h = 1 / (n − 1)."""
+    """Least-squares slope of log(error) against log(h), h = 1 / (n − 1), for errors at grid sizes n
+    (``sizes``); NaN with fewer than two errors."""
     h = [1 / (n - 1) for n in sizes]
     return float(np.polyfit(np.log(h), np.log(errors), 1)[0]) if len(errors) > 1 else math.nan

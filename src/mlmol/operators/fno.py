@@ -52,9 +52,15 @@ class SpectralConv(nn.Module):
     Only the kept modes are computed, by matrix products with truncated DFT matrices: equal to
     ``irfftn(R · rfftn(v)|modes)`` and, with few modes, several times faster on CPU than FFTs
     (pocketfft is slow on grid sizes with large prime factors, such as 85 = 5 · 17).
+
+    Arguments:
+        channels_in: input channels.
+        channels_out: output channels.
+        modes: Fourier modes kept per axis (the grid needs at least ``2 * modes`` points per axis).
+        dim: the number of spatial axes, 1 or 2.
     """
 
-    def __init__(self, channels_in: int, channels_out: int, modes: int, dim: int):
+    def __init__(self, channels_in: int, channels_out: int, modes: int, dim: int) -> None:
         super().__init__()
         if dim not in (1, 2):
             raise MlmolError(f"SpectralConv supports 1 or 2 spatial dimensions, got {dim}")
@@ -66,6 +72,7 @@ class SpectralConv(nn.Module):
         self.weight = nn.Parameter(scale * torch.randn(*shape, dtype=torch.cfloat))
 
     def forward(self, v: torch.Tensor) -> torch.Tensor:
+        """``[B, out, *grid]`` from ``v`` ``[B, in, *grid]`` (real, float32 or float64)."""
         grid, m = v.shape[2:], self.modes
         if any(s < 2 * m for s in grid):
             raise MlmolError(f"the grid {tuple(grid)} is too coarse for {m} Fourier modes; use at least {2 * m} points "
@@ -105,10 +112,25 @@ class FNO(nn.Module):
 
     Input ``[B, *grid, channels_in]`` (the function's values on the grid), output
     ``[B, *grid, channels_out]``. Defaults are the paper's: 1D 16 modes × width 64, 2D 12 modes ×
-    width 32, 4 Fourier layers."""
+    width 32, 4 Fourier layers.
+
+    Arguments:
+        dim: the number of spatial axes, 1 or 2.
+        modes: Fourier modes kept per axis (default 16 in 1D, 12 in 2D).
+        width: channels of the Fourier layers (default 64 in 1D, 32 in 2D).
+        layers: the number of Fourier layers.
+        channels_in: channels of the input function.
+        channels_out: channels of the output function.
+        hidden: the width of the projection's hidden layer.
+
+    Example:
+        >>> model = FNO(dim=1, modes=8, width=16)
+        >>> model(torch.randn(4, 64, 1)).shape
+        torch.Size([4, 64, 1])
+    """
 
     def __init__(self, dim: int = 1, modes: int | None = None, width: int | None = None, layers: int = 4,
-                 channels_in: int = 1, channels_out: int = 1, hidden: int = 128):
+                 channels_in: int = 1, channels_out: int = 1, hidden: int = 128) -> None:
         super().__init__()
         if dim not in (1, 2):
             raise MlmolError(f"FNO supports dim 1 or 2, got {dim}")
@@ -135,12 +157,13 @@ class FNO(nn.Module):
                 getattr(self, f"{prefix}_scale").copy_(flat.std(0).clamp_min(1e-12))
         return self
 
-    def grid(self, shape: tuple[int, ...], device=None) -> torch.Tensor:
-        """Coordinates ``[*shape, dim]`` of the grid points on [0, 1]^dim (endpoints included)."""
+    def grid(self, shape: tuple[int, ...], device: torch.device | str | None = None) -> torch.Tensor:
+        """Coordinates ``[*shape, dim]`` (float32) of the grid points on [0, 1]^dim (endpoints included)."""
         axes = [torch.linspace(0, 1, n, device=device) for n in shape]
         return torch.stack(torch.meshgrid(*axes, indexing="ij"), -1)
 
     def forward(self, a: torch.Tensor) -> torch.Tensor:
+        """The output function ``[B, *grid, channels_out]`` from the input ``a`` ``[B, *grid, channels_in]``."""
         if a.ndim != self.dim + 2:
             raise MlmolError(f"FNO{self.dim}d expects [batch, {', '.join(['points'] * self.dim)}, channels], "
                              f"got shape {tuple(a.shape)}")
@@ -156,6 +179,11 @@ class FNO(nn.Module):
 
 
 def relative_l2(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Mean over the batch of ‖prediction − target‖₂ / ‖target‖₂ (the paper's loss and metric)."""
+    """Mean over the batch of ‖prediction − target‖₂ / ‖target‖₂ (the paper's loss and metric), a scalar.
+
+    Arguments:
+        prediction: ``[B, ...]``.
+        target: ``[B, ...]``, the same shape; each sample's norm runs over all but the first axis.
+    """
     difference = (prediction - target).flatten(1).norm(dim=1)
     return (difference / target.flatten(1).norm(dim=1)).mean()

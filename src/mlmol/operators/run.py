@@ -1,13 +1,11 @@
-"""An operator-learning run directory: make (or load) the data, train an FNO through the shared
-loop (:func:`mlmol.train.fit`), evaluate at the training resolution and at others.
+"""An operator-learning run: make (or load) the data (:mod:`mlmol.operators.problems`), train an FNO
+through the shared loop (:func:`mlmol.train.fit`), evaluate at the training resolution and at others.
 
-RUN/config.json      problem, data sizes, resolutions, model and schedule (enough to rerun)
-RUN/data.npz         the data at the stored resolution (unless ``data`` names a shared file, reused
-                     when it exists and written when not): ``inputs`` ``[N, *grid, c_in]`` and
-                     ``outputs`` ``[N, *grid, c_out]``, drawn from ``seed``, of which the first ``train``
-                     pairs train the model and the next ``validation`` validate it; ``test_inputs`` and
-                     ``test_outputs``, drawn from their own stream (``seed`` + 1,000,000), of which the
-                     first ``test`` are the held-out test set
+The run directory is the one every kind shares (:mod:`mlmol.rundir`):
+
+RUN/config.yaml      kind operator: problem, data sizes, resolutions, model and schedule (enough to rerun)
+RUN/data.npz         the data at the stored resolution, unless ``data`` names a shared file (reused
+                     when it exists and written when not); see :mod:`mlmol.operators.problems`
 RUN/checkpoint.pt    weights, optimiser, random state (atomic; ``resume`` continues it)
 RUN/metrics.jsonl    training loss ``l2`` and the validation error ``val_l2`` as training goes
                      (the test set is never looked at during training)
@@ -15,32 +13,70 @@ RUN/metrics.json     after training, once: the validation error, the held-out te
                      evaluated resolution, reference predictors on the test set, mass error
                      (densities), data seeds, times
 RUN/predictions.png  test samples: input, truth, prediction
-
-Data files written before the validation split held only ``inputs`` and ``outputs`` (the last ``test``
-pairs then served as both the validation and the test set). They are upgraded on first use: their
-first ``train`` + ``validation`` pairs are kept as the training and validation pairs, and fresh test
-pairs from the test stream are made and added to the file (a one-line notice says so).
 """
 
 from __future__ import annotations
 
-import json
 import math
-import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from matplotlib.figure import Figure
 
-from ..data import atomic_write, load_torch, save_array, save_figure
+from ..data import load_torch, save_figure
 from ..errors import MlmolError
 from ..losses import Batch, Loss
+from ..rundir import RunDirectory
 from ..train import Recipe, Stage, fit
-from . import burgers, darcy, smoluchowski
 from .fno import FNO, relative_l2
+from .problems import (
+    PROBLEMS,
+    TEST_SEED_OFFSET,
+    OperatorData,
+    Problem,
+    coarse_resolution,
+    every,
+    get,
+    load_data,
+    pairs,
+    references,
+    stride,
+    subsample,
+    test_seed,
+)
+
+__all__ = [
+    "DEFAULTS",
+    "PROBLEMS",
+    "TEST_SEED_OFFSET",
+    "DensityFNO",
+    "OperatorData",
+    "OperatorL2",
+    "Problem",
+    "build",
+    "coarse_resolution",
+    "describe",
+    "evaluate",
+    "evaluate_run",
+    "every",
+    "get",
+    "load",
+    "load_data",
+    "make_config",
+    "mean_error",
+    "pairs",
+    "predict",
+    "predictions_figure",
+    "recipe",
+    "references",
+    "steps_per_epoch",
+    "stride",
+    "subsample",
+    "test_seed",
+    "train",
+]
 
 
 class DensityFNO(FNO):
@@ -53,73 +89,9 @@ class DensityFNO(FNO):
         return s * a[..., :1].sum(axes, keepdim=True) / s.sum(axes, keepdim=True)
 
 
-@dataclass(frozen=True)
-class Problem:
-    """A data set of function pairs: how to make it, its grid and the model that fits it.
-
-    ``grid``: "periodic" (points i/n, subsample by n_stored / n), "nodal" (points i/(n − 1),
-    boundary included, subsample by (n_stored − 1)/(n − 1)) or "cells" (stored resolution only).
-    """
-
-    dim: int
-    channels_in: int
-    stored: int
-    resolution: int
-    grid: str
-    make: Callable[[int, int, bool], tuple[np.ndarray, np.ndarray]]
-    description: str
-    normalize: bool = False
-    density: bool = False
-    defaults: tuple[tuple[str, object], ...] = ()
-    viscosity: float | None = None  # Burgers: the heat-equation reference uses it
-
-
-def _burgers(samples: int, seed: int, progress: bool, setting: burgers.Setting = burgers.PAPER_TEXT
-             ) -> tuple[np.ndarray, np.ndarray]:
-    u0, u1 = burgers.dataset(samples, burgers.FINE_POINTS, seed=seed, progress=progress, setting=setting)
-    return u0.float().numpy()[..., None], u1.float().numpy()[..., None]
-
-
-def _burgers_shock(samples: int, seed: int, progress: bool) -> tuple[np.ndarray, np.ndarray]:
-    return _burgers(samples, seed, progress, burgers.RELEASED)
-
-
-def _darcy(samples: int, seed: int, progress: bool) -> tuple[np.ndarray, np.ndarray]:
-    a, u = darcy.dataset(samples, 85, seed=seed, progress=progress)
-    return a.astype(np.float32)[..., None], u.astype(np.float32)[..., None]
-
-
-def _smoluchowski(samples: int, seed: int, progress: bool) -> tuple[np.ndarray, np.ndarray]:
-    inputs, outputs = smoluchowski.dataset(samples, 256, seed=seed)
-    return inputs.astype(np.float32), outputs.astype(np.float32)[..., None]
-
-
-PROBLEMS = {
-    "burgers": Problem(1, 1, burgers.FINE_POINTS, 1024, "periodic", _burgers,
-                       "Burgers' equation, ν = 0.1: u(·, 0) ↦ u(·, 1) (solved at 8192 points)",
-                       normalize=True, defaults=(("epochs", 80),), viscosity=burgers.PAPER_TEXT.viscosity),
-    "burgers-shock": Problem(1, 1, burgers.FINE_POINTS, 1024, "periodic", _burgers_shock,
-                             "Burgers' equation, ν = 1/1000, the released generator's field (shocks): "
-                             "u(·, 0) ↦ u(·, 1) (solved at 8192 points)",
-                             normalize=True, viscosity=burgers.RELEASED.viscosity,
-                             defaults=(("epochs", 50), ("coarse_epochs", 450), ("coarse_stride", 4))),
-    "darcy": Problem(2, 1, 85, 85, "nodal", _darcy,
-                     "Darcy flow: coefficient a ↦ pressure u (solved at 421 × 421, stored at 85 × 85)",
-                     normalize=True,
-                     defaults=(("epochs", 20), ("coarse_epochs", 120), ("validate_every_epochs", 10))),
-    "smoluchowski": Problem(1, 2, 256, 256, "cells", _smoluchowski,
-                            "Smoluchowski equation: (p₀, βU) ↦ p(t = 0.1) on random double wells",
-                            normalize=True, density=True, defaults=(("epochs", 100),)),
-}
 DEFAULTS = {"train": 1000, "validation": 100, "test": 200, "resolution": None, "eval_resolutions": [],
             "batch_size": 20, "lr": 1e-3, "epochs": 100, "coarse_epochs": 0, "coarse_stride": 2, "modes": None,
             "width": None, "seed": 0, "data": None, "validate_every_epochs": 5}
-
-
-def get(name: str) -> Problem:
-    if name not in PROBLEMS:
-        raise MlmolError(f"unknown operator problem {name!r}; choose {', '.join(PROBLEMS)}")
-    return PROBLEMS[name]
 
 
 def make_config(problem: str, **overrides) -> dict:
@@ -138,40 +110,9 @@ def make_config(problem: str, **overrides) -> dict:
     return config
 
 
-def stride(problem: Problem, resolution: int) -> int:
-    """Subsampling stride from the stored grid to ``resolution`` points per axis; errors if none."""
-    stored, n = problem.stored, int(resolution)
-    if problem.grid == "periodic" and n > 0 and stored % n == 0:
-        return stored // n
-    if problem.grid == "nodal" and n > 1 and (stored - 1) % (n - 1) == 0:
-        return (stored - 1) // (n - 1)
-    if n == stored:
-        return 1
-    allowed = {"periodic": f"a divisor of {stored} (e.g. {stored // 32}, {stored // 8}, {stored // 2})",
-               "nodal": f"(n − 1) dividing {stored - 1} (e.g. {(stored - 1) // 2 + 1}, {stored})",
-               "cells": f"only {stored}"}[problem.grid]
-    raise MlmolError(f"resolution {n} is not available for this problem: {allowed}")
-
-
-def coarse_resolution(problem: Problem, config: dict) -> int:
-    """Points per axis after subsampling the training resolution by ``coarse_stride``."""
-    n, s = int(config["resolution"]), int(config["coarse_stride"])
-    return (n - 1) // s + 1 if problem.grid == "nodal" else n // s
-
-
-def every(step: int, dim: int) -> tuple[slice, ...]:
-    """The index taking every ``step``-th grid point of ``[N, *grid, c]`` along its ``dim`` grid axes."""
-    return (slice(None), *[slice(None, None, step)] * dim)
-
-
 def steps_per_epoch(config: dict) -> int:
     """Optimisation steps in one pass over the training pairs."""
     return math.ceil(config["train"] / config["batch_size"])
-
-
-def subsample(values: np.ndarray | torch.Tensor, problem: Problem, resolution: int):
-    """``values`` ``[N, *grid, c]`` at the stored resolution, sampled at ``resolution`` per axis."""
-    return values[every(stride(problem, resolution), problem.dim)]
 
 
 class OperatorL2(Loss):
@@ -203,91 +144,11 @@ def mean_error(model: FNO, inputs: torch.Tensor, outputs: torch.Tensor) -> float
     return float(relative_l2(predict(model, inputs), outputs))
 
 
-TEST_SEED_OFFSET = 1_000_000
-
-
-def test_seed(seed: int) -> int:
-    """The seed of the held-out test pairs of a data set drawn from ``seed``: their own random stream,
-    so they are never among the training or validation pairs (whatever the split sizes)."""
-    return int(seed) + TEST_SEED_OFFSET
-
-
-@dataclass
-class OperatorData:
-    """The pairs of a run at the stored resolution. ``inputs``/``outputs`` are drawn from ``seed``
-    (``None``: a file from before the validation split, which did not record it): the first
-    ``train`` train the model, the next ``validation`` validate it. ``test_inputs``/``test_outputs``
-    are drawn from ``test_seed``: the first ``test`` are the held-out test set."""
-
-    inputs: np.ndarray
-    outputs: np.ndarray
-    test_inputs: np.ndarray
-    test_outputs: np.ndarray
-    seed: int | None
-    test_seed: int
-
-    def split(self, name: str, config: dict) -> tuple[np.ndarray, np.ndarray]:
-        """(inputs, outputs) of ``name`` ("train", "validation" or "test") for the sizes in ``config``."""
-        train, validation = int(config["train"]), int(config["validation"])
-        if name == "train":
-            return self.inputs[:train], self.outputs[:train]
-        if name == "validation":
-            return self.inputs[train:train + validation], self.outputs[train:train + validation]
-        if name == "test":
-            return self.test_inputs[:config["test"]], self.test_outputs[:config["test"]]
-        raise MlmolError(f"unknown split {name!r}; choose train, validation or test")
-
-
-def load_data(config: dict, path: str | Path, progress: bool = False) -> OperatorData:
-    """The data of the run: read from ``config["data"]`` or RUN/data.npz, made and written if absent
-    (training and validation pairs from ``config["seed"]``, test pairs from :func:`test_seed`). A
-    file from before the validation split gets its test pairs made and added (see the module notes)."""
-    problem = get(config["problem"])
-    file = Path(config["data"]) if config["data"] else Path(path) / "data.npz"
-    pool, test, seed = config["train"] + config["validation"], config["test"], int(config["seed"])
-    grid = (problem.stored,) * problem.dim
-    if not file.is_file():
-        inputs, outputs = problem.make(pool, seed, progress)
-        test_inputs, test_outputs = problem.make(test, test_seed(seed), progress)
-        save_array(file, inputs=inputs, outputs=outputs, test_inputs=test_inputs, test_outputs=test_outputs,
-                   seed=seed, test_seed=test_seed(seed))
-        return OperatorData(inputs, outputs, test_inputs, test_outputs, seed, test_seed(seed))
-    try:
-        with np.load(file) as stored:
-            arrays = {key: stored[key] for key in stored.files}
-        inputs, outputs = arrays["inputs"], arrays["outputs"]
-    except (OSError, KeyError, ValueError) as error:
-        raise MlmolError(f"cannot read operator data from {file} ({error}); delete it to make it again") from None
-    if inputs.shape[1:-1] != grid or len(inputs) < pool:
-        raise MlmolError(f"{file} holds {len(inputs)} training and validation pairs on a grid {inputs.shape[1:-1]}; "
-                         f"this run needs {pool} on {grid}: name another file or delete it")
-    if "test_inputs" not in arrays:
-        print(f"{file} predates the validation split: its first {pool} pairs become the training and validation "
-              f"pairs, and {test} new test pairs (seed {test_seed(seed)}) are made and added to it", file=sys.stderr)
-        arrays["test_inputs"], arrays["test_outputs"] = problem.make(test, test_seed(seed), progress)
-        arrays["test_seed"] = np.asarray(test_seed(seed))
-        save_array(file, **arrays)
-    test_inputs, test_outputs = arrays["test_inputs"], arrays["test_outputs"]
-    if test_inputs.shape[1:-1] != grid or len(test_inputs) < test:
-        raise MlmolError(f"{file} holds {len(test_inputs)} test pairs on a grid {test_inputs.shape[1:-1]}; this run "
-                         f"needs {test} on {grid}: name another file or delete it")
-    return OperatorData(inputs, outputs, test_inputs, test_outputs,
-                        int(arrays["seed"]) if "seed" in arrays else None, int(arrays["test_seed"]))
-
-
 def build(config: dict) -> FNO:
     problem = get(config["problem"])
     torch.manual_seed(config["seed"])
     kind = DensityFNO if problem.density else FNO
     return kind(dim=problem.dim, modes=config["modes"], width=config["width"], channels_in=problem.channels_in)
-
-
-def pairs(config: dict, data: OperatorData, split: str, resolution: int | None = None) -> torch.Tensor:
-    """``[N, *grid, c_in + c_out]`` of one split at ``resolution`` (default: the training resolution)."""
-    problem = get(config["problem"])
-    inputs, outputs = data.split(split, config)
-    both = torch.from_numpy(np.concatenate([inputs, outputs], -1))
-    return subsample(both, problem, resolution or config["resolution"])
 
 
 def recipe(config: dict, model: FNO, data: OperatorData) -> Recipe:
@@ -318,78 +179,68 @@ def recipe(config: dict, model: FNO, data: OperatorData) -> Recipe:
 
 def train(config: dict | None, out: str | Path, resume: bool = False, progress: bool = False) -> dict:
     """Train (or, with ``resume``, continue) the run in ``out``, watching the validation pairs; then
-    evaluate it once on the held-out test pairs; return RUN/metrics.json."""
-    path = Path(out)
+    evaluate it once on the held-out test pairs (RUN/metrics.json, RUN/predictions.png); returns the
+    evaluation."""
+    run = RunDirectory(Path(out))
+    run.start(resume)
     if resume:
-        if not (path / "config.json").is_file():
-            raise MlmolError(f"{path} has no config.json to resume; start a new run without --resume")
-        config = json.loads((path / "config.json").read_text())
+        config = run.read_config()
         if "validation" not in config:
-            raise MlmolError(f"{path} was made before the validation split (its test pairs were also its validation "
-                             "pairs); start a new run")
+            raise MlmolError(f"{run.path} was made before the validation split (its test pairs were also its "
+                             "validation pairs); start a new run")
+    elif config is None:
+        raise MlmolError("give a config or resume an existing run")
     else:
-        if (path / "checkpoint.pt").exists():
-            raise MlmolError(f"{path} already holds a run; pass --resume to continue it or choose another --out")
-        path.mkdir(parents=True, exist_ok=True)
-        atomic_write(path / "config.json", json.dumps(config, indent=2))
+        run.write_config({"kind": "operator", **config})
     started = time.perf_counter()
-    data = load_data(config, path, progress)
+    data = load_data(config, run.path, progress)
     data_seconds = time.perf_counter() - started
     model = build(config)
     plan = recipe(config, model, data)
     per_epoch = steps_per_epoch(config)
     started = time.perf_counter()
-    history = fit(model, plan, seed=config["seed"], checkpoint=path / "checkpoint.pt", metrics=path / "metrics.jsonl",
+    history = fit(model, plan, seed=config["seed"], checkpoint=run.checkpoint, metrics=run.metrics_log,
                   resume=resume, progress=progress, log_every=per_epoch,
                   validate_every=per_epoch * config["validate_every_epochs"])
     train_seconds = time.perf_counter() - started
-    result = evaluate(config, model, data)
     epochs = config["epochs"] + config["coarse_epochs"]
-    result.update({"data_seconds": round(data_seconds, 1), "train_seconds": round(train_seconds, 1),
-                   "seconds_per_epoch": round(train_seconds / epochs, 3), "threads": torch.get_num_threads(),
-                   "final_train_l2": history["l2"][-1] if history["l2"] else None})
-    atomic_write(path / "metrics.json", json.dumps(result, indent=2))
-    plot_predictions(config, model, data, path / "predictions.png")
-    return result
+    training = {"data_seconds": round(data_seconds, 1), "train_seconds": round(train_seconds, 1),
+                "seconds_per_epoch": round(train_seconds / epochs, 3), "threads": torch.get_num_threads(),
+                "final_train_l2": history["l2"][-1] if history["l2"] else None}
+    return evaluate_run(run, model, data, training)
 
 
 def load(out: str | Path) -> tuple[dict, FNO]:
     """The config and the trained model of a run directory."""
-    path = Path(out)
-    config = json.loads((path / "config.json").read_text())
+    run = RunDirectory(Path(out))
+    config = run.read_config()
     model = build(config)
-    state = load_torch(path / "checkpoint.pt")
-    model.load_state_dict(state["flow"])
+    state = load_torch(run.checkpoint)
+    try:
+        model.load_state_dict(state["flow"])
+    except (KeyError, RuntimeError) as error:
+        raise MlmolError(f"the checkpoint in {run.path} does not match its config ({error}); train again") from None
     return config, model.eval()
 
 
-def _relative(prediction: np.ndarray, target: np.ndarray) -> float:
-    """:func:`relative_l2` of NumPy arrays, in float64."""
-    return float(relative_l2(*(torch.as_tensor(np.asarray(v, dtype=float)) for v in (prediction, target))))
-
-
-def references(problem_name: str, inputs: np.ndarray, outputs: np.ndarray) -> dict[str, float]:
-    """Relative L2 errors of cheap reference predictors on pairs ``[N, *grid, c]`` (one resolution):
-    ``zero`` (always 1); Burgers: ``heat_equation`` (the linear part alone, exact in Fourier space);
-    Smoluchowski: ``identity`` (p(t) = p₀) and ``boltzmann`` (p ∝ exp(−βU), the t → ∞ limit);
-    Darcy: ``mean_coefficient`` (the exact solution for the constant coefficient exp(mean log a),
-    the effective coefficient of an isotropic two-phase medium in 2D, one Poisson solve)."""
-    problem = get(problem_name)
-    target = outputs[..., 0]
-    result = {"zero": _relative(np.zeros_like(target), target)}
-    if problem.viscosity is not None:
-        result["heat_equation"] = _relative(burgers.heat_equation(inputs[..., 0].astype(float), problem.viscosity),
-                                            target)
-    if problem.density:
-        p0, energy = inputs[..., 0].astype(float), inputs[..., 1].astype(float)
-        boltzmann = np.exp(-(energy - energy.min(-1, keepdims=True)))
-        boltzmann *= p0.sum(-1, keepdims=True) / boltzmann.sum(-1, keepdims=True)
-        result.update(identity=_relative(p0, target), boltzmann=_relative(boltzmann, target))
-    if problem_name == "darcy":
-        poisson = darcy.solve(np.ones(inputs.shape[1:3]))  # −Δu = 1
-        coefficient = np.exp(np.log(inputs[..., 0].astype(float)).mean((1, 2)))
-        result["mean_coefficient"] = _relative(poisson[None] / coefficient[:, None, None], target)
+def evaluate_run(run: RunDirectory, model: FNO | None = None, data: OperatorData | None = None,
+                 training: dict | None = None) -> dict:
+    """:func:`evaluate` the run's model (loaded unless given) on its data, written to RUN/metrics.json
+    with what training recorded (``training``, else the earlier file's), and RUN/predictions.png."""
+    config = run.read_config()
+    if model is None:
+        config, model = load(run.path)
+    if data is None:
+        data = load_data(config, run.path)
+    result = evaluate(config, model, data)
+    earlier = run.read_metrics() or {}
+    result.update(training or {k: earlier[k] for k in TRAINING_KEYS if k in earlier})
+    run.write_metrics(result)
+    save_figure(predictions_figure(config, model, data), run.path / "predictions.png")
     return result
+
+
+TRAINING_KEYS = ("data_seconds", "train_seconds", "seconds_per_epoch", "threads", "final_train_l2")
 
 
 def evaluate(config: dict, model: FNO, data: OperatorData) -> dict:
@@ -431,7 +282,7 @@ def describe(result: dict) -> str:
     return text
 
 
-def plot_predictions(config: dict, model: FNO, data: OperatorData, file: Path, count: int = 3) -> None:
+def predictions_figure(config: dict, model: FNO, data: OperatorData, count: int = 3) -> Figure:
     """Input, truth and prediction of the first ``count`` test samples (1D: curves; 2D: images)."""
     import matplotlib
 
@@ -464,4 +315,29 @@ def plot_predictions(config: dict, model: FNO, data: OperatorData, file: Path, c
                 ax.set_axis_off()
     fig.suptitle(f"{problem.description}: test samples", fontsize=10)
     fig.tight_layout()
-    save_figure(fig, file)
+    return fig
+
+
+def report(path: str | Path) -> Path:
+    """Write RUN/report.html for an operator run: the evaluation, the training and validation errors
+    as training went, and predictions against the truth on held-out test pairs."""
+    from ..report import training_curves, write_report
+
+    run = RunDirectory(Path(path))
+    metrics = run.read_metrics()
+    if metrics is None or "test_l2" not in metrics:
+        raise MlmolError(f"{run.path} has no operator evaluation; write it: mlmol evaluate {run.path}")
+    config, model = load(run.path)
+    rows = [("held-out test relative L2", ", ".join(f"{e:.4f} at {n}" for n, e in metrics["test_l2"].items())),
+            ("validation relative L2", ", ".join(f"{e:.4f} at {n}" for n, e in metrics["validation_l2"].items()))]
+    rows += [(f"reference: {name.replace('_', ' ')}", f"{value:.4f}")
+             for name, value in metrics.get("reference_l2", {}).items()]
+    if "mass_error" in metrics:
+        rows.append(("largest error in total probability", f"{metrics['mass_error']:.1e}"))
+    figures = [("Predictions on held-out test pairs", predictions_figure(config, model, load_data(config, run.path))),
+               ("Relative L2 during training", training_curves(run.read_log(), {"l2": "training batches",
+                                                                                 "val_l2": "validation pairs"},
+                                                               "relative L2", log=True))]
+    return write_report(run, f"Fourier neural operator: {config['problem']}",
+                        [f"Metrics: {run.metrics_file}, written after training (mlmol evaluate rewrites it)."],
+                        rows, figures, config)

@@ -21,7 +21,12 @@ from ..errors import MlmolError
 
 
 def cell_centres(n: int, half_width: float) -> np.ndarray:
-    """The n cell centres of [−L, L]."""
+    """The n cell centres ``[n]`` of [−L, L], L = ``half_width``.
+
+    Example:
+        >>> cell_centres(4, 1.0)
+        array([-0.75, -0.25,  0.25,  0.75])
+    """
     h = 2 * half_width / n
     return -half_width + h * (np.arange(n) + 0.5)
 
@@ -33,9 +38,21 @@ class Propagator:
     exp(tK) is computed by scaling and squaring (scipy's ``expm``), which stays accurate when the
     potential spans many kT. (Diagonalising the Boltzmann-symmetrised K instead divides by
     exp(−βU/2): with walls ~100 kT high that loses every digit.)
+
+    Arguments:
+        u: the reduced potential βU ``[n]`` (kT) at the cell centres, n ≥ 3.
+        h: the cell width.
+        diffusion: the diffusion constant D.
+
+    Example:
+        >>> x = cell_centres(64, 2.5)
+        >>> p0 = np.exp(-0.5 * (x / 0.3) ** 2)
+        >>> p = Propagator((x**2 - 1) ** 2, 5 / 64)(p0 / (p0.sum() * 5 / 64), 0.1)
+        >>> round(float(p.sum() * 5 / 64), 10)
+        1.0
     """
 
-    def __init__(self, u: np.ndarray, h: float, diffusion: float = 1.0):
+    def __init__(self, u: np.ndarray, h: float, diffusion: float = 1.0) -> None:
         u = np.asarray(u, dtype=float)
         if u.ndim != 1 or len(u) < 3 or not np.all(np.isfinite(u)):
             raise MlmolError("the potential must be finite values at ≥ 3 cell centres")

@@ -8,6 +8,8 @@ well but are not in equilibrium proportions (reweighting fixes that later).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -15,10 +17,25 @@ from ..errors import MlmolError
 from ..systems.base import Energy, check_finite
 from ..systems.particles import ParticleSystem
 
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+
 
 def find_minima(system: Energy, seed: int = 0, starts: int = 64, spread: float = 2.0,
                 steps: int = 500, tol: float = 1e-2) -> torch.Tensor:
-    """Distinct local minima found by gradient descent from random starts, deepest first."""
+    """Distinct local minima found by gradient descent from random starts, deepest first.
+
+    Arguments:
+        system: the energy (differentiable; without gradients the random starts are kept).
+        seed: seeds the random starts.
+        starts: the number of random starts, N(0, ``spread``²) per coordinate.
+        spread: the standard deviation of the starts.
+        steps: Adam steps (learning rate 0.02).
+        tol: minima closer than 10 ``tol`` count as one.
+
+    Returns:
+        The minima ``[k, dim]`` (float64), lowest energy first.
+    """
     g = torch.Generator().manual_seed(seed)
     x = (spread * torch.randn(starts, system.dim, generator=g, dtype=torch.float64)).requires_grad_(True)
     optimizer = torch.optim.Adam([x], lr=0.02)
@@ -47,8 +64,12 @@ def find_minima(system: Energy, seed: int = 0, starts: int = 64, spread: float =
     return torch.stack(minima)
 
 
-def starting_points(system: Energy, starts=None, seed: int = 0) -> torch.Tensor:
-    """``starts`` if given, else the system's listed minima, else minima found by descent."""
+def starting_points(system: Energy, starts: ArrayLike | None = None, seed: int = 0) -> torch.Tensor:
+    """``starts`` if given, else the system's listed minima, else minima found by descent.
+
+    Returns:
+        The starts ``[k, dim]`` (float64), checked to have finite energies.
+    """
     if starts is None:
         starts = system.minima if system.minima is not None else find_minima(system, seed)
     x = torch.as_tensor(starts, dtype=torch.float64).reshape(-1, system.dim)
@@ -77,7 +98,7 @@ def _run(system: Energy, n: int, seed: int, starts, chains_per_start: int, burn:
     return torch.stack(out).reshape(-1, system.dim)[:n]
 
 
-def metropolis(system: Energy, n: int, seed: int = 0, starts=None, step: float = 0.1,
+def metropolis(system: Energy, n: int, seed: int = 0, starts: ArrayLike | None = None, step: float = 0.1,
                chains_per_start: int = 50, burn: int = 100, thin: int = 10, progress: bool = False,
                moves: str = "all") -> torch.Tensor:
     """``n`` samples (float64, ``[n, dim]``) from random-walk Metropolis chains (Gaussian steps).
@@ -86,6 +107,23 @@ def metropolis(system: Energy, n: int, seed: int = 0, starts=None, step: float =
     (a :class:`~mlmol.systems.particles.ParticleSystem`): a step is a sweep of single-particle moves
     (:func:`particle_sweep`), far better at decorrelating dense solvent; ``burn`` and ``thin``
     then count sweeps.
+
+    Arguments:
+        system: the reduced energy (kT).
+        n: the number of samples returned.
+        seed: seeds the chains.
+        starts: starting points ``[k, dim]`` (default: :func:`starting_points`).
+        step: the proposal's standard deviation per coordinate (the coordinates' units).
+        chains_per_start: chains run from each start.
+        burn: steps discarded at the start of each chain.
+        thin: one sample is kept every ``thin`` steps.
+        progress: show a progress bar.
+        moves: ``"all"`` or ``"particle"``.
+
+    Example:
+        >>> from mlmol.systems import DoubleWell
+        >>> metropolis(DoubleWell(), 1000, step=0.5).shape
+        torch.Size([1000, 2])
     """
     if moves == "particle":
         if not isinstance(system, ParticleSystem):
@@ -106,9 +144,13 @@ def metropolis(system: Energy, n: int, seed: int = 0, starts=None, step: float =
     return _run(system, n, seed, starts, chains_per_start, burn, thin, propose, progress)
 
 
-def langevin(system: Energy, n: int, seed: int = 0, starts=None, step: float = 0.01,
+def langevin(system: Energy, n: int, seed: int = 0, starts: ArrayLike | None = None, step: float = 0.01,
              chains_per_start: int = 50, burn: int = 100, thin: int = 10, progress: bool = False) -> torch.Tensor:
-    """``n`` samples from Metropolis-adjusted overdamped Langevin chains (MALA, time step ``step``)."""
+    """``n`` samples (float64, ``[n, dim]``) from Metropolis-adjusted overdamped Langevin chains (MALA, time step
+    ``step``: the proposal is x + step · F + √(2 step) ξ with the reduced force F = −∇u).
+
+    The other arguments are those of :func:`metropolis`; the system must be differentiable.
+    """
 
     def log_proposal(to, frm, force):
         return -((to - frm - step * force) ** 2).sum(-1) / (4 * step)
@@ -126,8 +168,9 @@ def langevin(system: Energy, n: int, seed: int = 0, starts=None, step: float = 0
     return _run(system, n, seed, starts, chains_per_start, burn, thin, propose, progress)
 
 
-def particle_sweep(system: Energy, x: torch.Tensor, u: torch.Tensor, g: torch.Generator, step: float,
-                   bias=None) -> tuple[torch.Tensor, torch.Tensor, float]:
+def particle_sweep(system: ParticleSystem, x: torch.Tensor, u: torch.Tensor, g: torch.Generator, step: float,
+                   bias: Callable[[torch.Tensor], torch.Tensor] | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor, float]:
     """One sweep of single-particle Metropolis moves over all chains ``x`` ``[chains, dim]``.
 
     Particles are visited in a random order; each move displaces one particle by N(0, step²)
@@ -135,6 +178,14 @@ def particle_sweep(system: Energy, x: torch.Tensor, u: torch.Tensor, g: torch.Ge
     that involve particle i) plus that of ``bias(x)`` (optional, per chain). ``u`` (the total
     reduced energy per chain) is kept up to date. Returns x, u and the acceptance rate. Far
     cheaper than moving all particles at once: each move costs O(n) and is accepted often.
+
+    Arguments:
+        system: a system of particles with ``particle_energy``.
+        x: the chains' configurations ``[chains, dim]``.
+        u: their reduced energies ``[chains]`` (kT).
+        g: the random generator.
+        step: the standard deviation of a move per coordinate.
+        bias: an extra reduced energy per chain, ``[chains, dim] -> [chains]``, or None.
     """
     n, d = system.n_particles, system.spatial_dim
     accepted = 0.0

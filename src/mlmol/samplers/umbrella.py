@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -23,6 +24,13 @@ from ..systems.base import Energy, check_finite
 from ..systems.particles import ParticleSystem
 from ..geometry import dihedral
 from .md import MolecularDynamics, flat_bottom_restraint, torsion_restraint
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from numpy.typing import ArrayLike
+
+    from ..systems.molecule import Molecule
 
 
 @dataclass
@@ -41,7 +49,8 @@ class UmbrellaTraces:
     held: list[np.ndarray] | None = None
     order: np.ndarray | None = None
 
-    def save(self, path) -> None:
+    def save(self, path: str | Path) -> None:
+        """Write everything to one ``.npz`` file (atomically)."""
         from ..data import save_array
 
         arrays = {f"trace_{k}": t for k, t in enumerate(self.traces)}
@@ -52,7 +61,8 @@ class UmbrellaTraces:
                    periodic=np.array(self.periodic), **arrays)
 
     @classmethod
-    def load(cls, path) -> UmbrellaTraces:
+    def load(cls, path: str | Path) -> UmbrellaTraces:
+        """Read traces written by :meth:`save`."""
         with np.load(path) as f:
             windows = range(len(f["centres"]))
             traces = [f[f"trace_{k}"] for k in windows]
@@ -70,6 +80,7 @@ class UmbrellaTraces:
         return float(np.mean(np.abs(_periodic(omega - np.pi)) > np.radians(half_width_deg)))
 
     def difference(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """a − b elementwise; for torsions (``periodic``) wrapped to [−π, π) radians."""
         return _periodic(a - b) if self.periodic else a - b
 
 
@@ -88,6 +99,21 @@ def sweep_order(centres: np.ndarray, start: np.ndarray, reverse: bool = False) -
 
     Ties (on a grid, several neighbours are equally near) go to the lowest window index, or with
     ``reverse`` to the highest: the two sweeps run through the grid in opposite directions.
+
+    Arguments:
+        centres: window centres ``[W, T]`` (radians).
+        start: where the sweep starts ``[T]`` (radians).
+        reverse: break ties towards the highest window index.
+
+    Returns:
+        The window indices ``[W]`` in the order visited.
+
+    Example:
+        >>> centres = np.radians(window_centres(90.0, dims=1))  # -180°, -90°, 0°, 90°
+        >>> sweep_order(centres, np.array([0.1]))
+        array([2, 1, 0, 3])
+        >>> sweep_order(centres, np.array([0.1]), reverse=True)
+        array([2, 3, 0, 1])
     """
     left = list(range(len(centres)))
     order, here = [], np.asarray(start, dtype=float)
@@ -100,10 +126,11 @@ def sweep_order(centres: np.ndarray, start: np.ndarray, reverse: bool = False) -
     return np.array(order)
 
 
-def umbrella(system: Energy, torsions: Sequence[Sequence[int]], centres_deg, force_constants=200.0,
-             steps: int = 20_000, equilibration: int = 5_000, interval: int = 100, timestep_fs: float = 1.0,
-             seed: int = 0, progress: bool = False, hold_trans: Sequence[Sequence[int]] = (),
-             positions=None, reverse: bool = False) -> UmbrellaTraces:
+def umbrella(system: Molecule, torsions: Sequence[Sequence[int]], centres_deg: ArrayLike,
+             force_constants: float | ArrayLike = 200.0, steps: int = 20_000, equilibration: int = 5_000,
+             interval: int = 100, timestep_fs: float = 1.0, seed: int = 0, progress: bool = False,
+             hold_trans: Sequence[Sequence[int]] = (), positions: np.ndarray | None = None,
+             reverse: bool = False) -> UmbrellaTraces:
     """Restrained MD in every window ``centres_deg`` ``[W, T]`` (degrees) on the T ``torsions``.
 
     One trajectory starts from ``positions`` ``[3N]`` (nm, used as given; default the system's
@@ -116,6 +143,24 @@ def umbrella(system: Energy, torsions: Sequence[Sequence[int]], centres_deg, for
     peptide bond to cis (seen in vacuum alanine dipeptide), a state 300 K MD never reaches,
     and the sweep then carries cis into every later window. The held torsions are recorded
     with the traces (``UmbrellaTraces.held``).
+
+    Arguments:
+        system: a molecule (MD in OpenMM at its temperature).
+        torsions: the T restrained torsions, four atom indices each.
+        centres_deg: window centres ``[W, T]`` (degrees).
+        force_constants: kJ/mol/rad², a number, ``[W]`` or ``[W, T]``.
+        steps: MD steps recorded per window.
+        equilibration: MD steps per window before recording.
+        interval: steps between recorded frames.
+        timestep_fs: the MD time step (fs).
+        seed: seeds the MD.
+        progress: show a progress bar over the windows.
+        hold_trans: torsions (four atom indices each) held within 90° of trans.
+        positions: the starting structure ``[3N]`` (nm), or None.
+        reverse: break ties of the sweep the other way.
+
+    Returns:
+        The traces (radians, kJ/mol, kT of the system).
     """
     torsions = [tuple(int(a) for a in t) for t in torsions]
     centres = np.radians(np.asarray(centres_deg, dtype=float).reshape(-1, len(torsions)))
@@ -214,13 +259,14 @@ def _subsampled(data: UmbrellaTraces, subsample: bool) -> tuple[np.ndarray, np.n
 
 
 def mbar_delta_f(data: UmbrellaTraces, inside: Callable[[np.ndarray], np.ndarray] | None = None,
-                 subsample: bool = True) -> tuple[float, float, dict]:
+                 subsample: bool = True) -> tuple[float, float, dict[str, Any]]:
     """F(inside) − F(rest) in kT by MBAR over all windows; returns (value, stderr, details).
 
     ``inside`` maps traces ``[n, T]`` to a boolean mask (default: 0 < θ_0 < π). ``details``
     holds the samples kept per window, MBAR's overlap matrix ``[W, W]`` (``overlap``) and the
     smallest, over windows, of a window's largest overlap with any other window (near 0 means an
-    isolated window: add windows around it).
+    isolated window: add windows around it). ``subsample``: keep every g-th frame of each window
+    (:func:`statistical_inefficiency`).
     """
     from pymbar import MBAR
 
@@ -241,9 +287,15 @@ def mbar_delta_f(data: UmbrellaTraces, inside: Callable[[np.ndarray], np.ndarray
                            "overlap": matrix}
 
 
-def mbar_profile(data: UmbrellaTraces, edges, subsample: bool = True) -> Profile:
+def mbar_profile(data: UmbrellaTraces, edges: ArrayLike, subsample: bool = True) -> Profile:
     """Free-energy profile (kT, lowest bin 0) along the first variable by MBAR (pymbar's FES), with
-    its analytical uncertainties; empty bins are NaN."""
+    its analytical uncertainties; empty bins are NaN.
+
+    Arguments:
+        data: the umbrella traces.
+        edges: bin edges ``[bins + 1]`` along the first variable (its units: radians for torsions).
+        subsample: keep every g-th frame of each window (:func:`statistical_inefficiency`).
+    """
     from pymbar import FES
 
     edges = np.asarray(edges, dtype=float)
@@ -278,7 +330,8 @@ class _Restrained(Energy):
         return self.system.energy(x) + self.bias(x)
 
 
-def umbrella_mcmc(system: Energy, variable: Callable[[torch.Tensor], torch.Tensor], centres, force_constant: float,
+def umbrella_mcmc(system: Energy, variable: Callable[[torch.Tensor], torch.Tensor], centres: ArrayLike,
+                  force_constant: float,
                   start: Callable[[float], torch.Tensor], steps: int = 50_000, burn: int = 10_000,
                   interval: int = 50, chains: int = 8, step: float = 0.02, seed: int = 0,
                   progress: bool = False, moves: str = "all") -> UmbrellaTraces:
@@ -291,6 +344,24 @@ def umbrella_mcmc(system: Energy, variable: Callable[[torch.Tensor], torch.Tenso
     :class:`~mlmol.systems.particles.ParticleSystem`): a step is a sweep of single-particle moves
     (:func:`particle_sweep`).
     Returns traces in reduced units (kT = 1) for :func:`mbar_delta_f` and :func:`mbar_profile`.
+
+    Arguments:
+        system: the reduced energy (kT).
+        variable: the restrained variable, ``[n, dim] -> [n]``.
+        centres: window centres ``[W]`` (the variable's units).
+        force_constant: K (kT / unit²).
+        start: a configuration ``[dim]`` for a window centre.
+        steps: Metropolis steps (or sweeps) recorded.
+        burn: steps (or sweeps) before recording.
+        interval: steps between recorded values.
+        chains: chains per window.
+        step: the proposal's standard deviation per coordinate.
+        seed: seeds the chains.
+        progress: show a progress bar.
+        moves: ``"all"`` or ``"particle"``.
+
+    Returns:
+        Traces ``[chains · steps / interval, 1]`` per window, chain after chain (not periodic).
     """
     from .mcmc import metropolis, particle_sweep
 

@@ -20,9 +20,17 @@ class State:
 
     The left side is a coordinate ``x<i>`` or the name of one of ``variables`` (functions of
     x, e.g. a torsion in radians). Calling it on ``x`` ``[*batch, dim]`` gives a mask ``[*batch]``.
+
+    Arguments:
+        spec: the region, ``"<coordinate or variable> <op> <number>"`` with op one of <, >, <=, >=.
+        variables: named functions of x ``[*batch, dim] -> [*batch]`` usable on the left side.
+
+    Example:
+        >>> State("x0 < 0.5")(torch.tensor([[0.0, 1.0], [1.0, 0.0]]))
+        tensor([ True, False])
     """
 
-    def __init__(self, spec: str, variables: dict | None = None):
+    def __init__(self, spec: str, variables: dict[str, Callable[[torch.Tensor], torch.Tensor]] | None = None) -> None:
         match = _STATE.match(spec)
         variables = variables or {}
         if match is None or not (_COORDINATE.match(match.group(1)) or match.group(1) in variables):
@@ -64,17 +72,22 @@ class Energy(torch.nn.Module):
     override :meth:`augment`, :meth:`canonical` and :meth:`in_canonical`: training data are
     augmented and mapped to one canonical copy, and generated samples outside the canonical
     domain get zero weight (see :func:`mlmol.sample`).
+
+    Arguments:
+        dim: the number of coordinates.
+        kT: the thermal energy in the system's energy unit (kJ/mol for molecules; 1 for reduced units).
     """
 
     name: str = "energy"
-    variables: dict = {}  # named collective variables, functions of x (e.g. torsions), for states
+    # named collective variables, functions of x (e.g. torsions), for states
+    variables: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {}
     bounds: Bounds | None = None
     states: tuple[str, str] | None = None
     profile_coords: tuple[int, ...] = (0,)
     rc: tuple[int, float, float] | None = None
     minima: tuple[tuple[float, ...], ...] | None = None
 
-    def __init__(self, dim: int, kT: float = 1.0):
+    def __init__(self, dim: int, kT: float = 1.0) -> None:
         super().__init__()
         if dim < 1:
             raise MlmolError(f"dim must be a positive integer, got {dim}")
@@ -86,6 +99,7 @@ class Energy(torch.nn.Module):
         raise NotImplementedError
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The reduced energy :meth:`energy` of ``x`` ``[*batch, dim]``, shape ``[*batch]``."""
         return self.energy(x)
 
     def force(self, x: torch.Tensor) -> torch.Tensor:
@@ -110,6 +124,7 @@ class Energy(torch.nn.Module):
         return None
 
     def check_input(self, x: torch.Tensor) -> None:
+        """Raise an :class:`~mlmol.errors.MlmolError` unless the last axis of ``x`` has ``dim`` entries."""
         if x.shape[-1] != self.dim:
             raise MlmolError(
                 f"{self.name} has dim {self.dim} but got coordinates of shape {tuple(x.shape)}; "
@@ -120,11 +135,25 @@ class Energy(torch.nn.Module):
         """Release what the energy holds outside this process (worker processes); usually nothing."""
 
     def extra_repr(self) -> str:
+        """``dim`` and ``kT``, for the module's ``repr``."""
         return f"dim={self.dim}, kT={self.kT}"
 
 
 class FunctionEnergy(Energy):
-    """A user's energy: a function of a ``[batch, dim]`` tensor returning reduced energies ``[batch]``."""
+    """A user's energy: a function of a ``[batch, dim]`` tensor returning reduced energies ``[batch]``.
+
+    Arguments:
+        function: the reduced energy u (kT), ``[batch, dim] -> [batch]``.
+        dim: the number of coordinates.
+        name: a short name for messages.
+        bounds: a box ``((lo, hi), ...)`` holding the Boltzmann mass (enables quadrature for dim <= 2).
+        states: two state specs whose ΔF is reported (default ``("x0 < 0", "x0 > 0")``).
+
+    Example:
+        >>> u = FunctionEnergy(lambda x: (x**2).sum(-1) / 2, dim=2)
+        >>> u.energy(torch.ones(3, 2))
+        tensor([1., 1., 1.])
+    """
 
     def __init__(
         self,
@@ -133,7 +162,7 @@ class FunctionEnergy(Energy):
         name: str = "user energy",
         bounds: Sequence[Sequence[float]] | None = None,
         states: tuple[str, str] | None = None,
-    ):
+    ) -> None:
         super().__init__(dim)
         self.function = function
         self.name = name
@@ -147,11 +176,17 @@ class FunctionEnergy(Energy):
         check_energy_function(self)
 
     def energy(self, x: torch.Tensor) -> torch.Tensor:
+        """``function(x)``: reduced energies ``[batch]`` of ``x`` ``[batch, dim]``."""
         return self.function(x)
 
 
 def check_energy_function(system: Energy, batch: int = 4) -> None:
-    """Call the energy once on a small batch and check the output shape; raise a clear error."""
+    """Call the energy once on a small batch and check the output shape; raise a clear error.
+
+    Arguments:
+        system: the energy to check.
+        batch: the size of the test batch ``[batch, dim]`` (N(0, 0.1²) coordinates).
+    """
     x = torch.randn(batch, system.dim, generator=torch.Generator().manual_seed(0)) * 0.1
     try:
         u = system.energy(x)
@@ -176,7 +211,13 @@ def check_energy_function(system: Energy, batch: int = 4) -> None:
 
 
 def check_finite(system: Energy, x: torch.Tensor, what: str) -> torch.Tensor:
-    """Energies of ``x``; raise an error naming how many and which are NaN/inf."""
+    """Reduced energies ``[n]`` of ``x`` ``[n, dim]``; raise an error naming how many and which are NaN/inf.
+
+    Arguments:
+        system: the energy.
+        x: the configurations ``[n, dim]``.
+        what: what ``x`` is, for the message (e.g. ``"starting points"``).
+    """
     with torch.no_grad():
         u = system.energy(x)
     bad = ~torch.isfinite(u)

@@ -31,6 +31,8 @@ from __future__ import annotations
 import copy
 import math
 import warnings
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -38,6 +40,10 @@ from torch import nn
 from ..errors import MlmolError
 from ..units import kT_kj_mol
 from .base import Energy
+
+if TYPE_CHECKING:
+    import openmm
+    from openmm import app
 
 ONE_4PI_EPS0 = 138.93545764438198  # kJ mol⁻¹ nm e⁻²
 MIN_DISTANCE = 1e-6  # nm
@@ -89,8 +95,8 @@ class Geometry:
       with a ±1 incidence matrix ``[V, N]`` (its backward is a product too, not a scatter).
     """
 
-    def __init__(self, positions: torch.Tensor, incidence: torch.Tensor):
-        """``positions`` ``[N, 3, B]`` nm, contiguous."""
+    def __init__(self, positions: torch.Tensor, incidence: torch.Tensor) -> None:
+        """``positions`` ``[N, 3, B]`` nm, contiguous; ``incidence`` ``[V, N]`` (±1 entries)."""
         n_atoms, batch = positions.shape[0], positions.shape[2]
         self.positions = positions
         self.vectors = None
@@ -110,16 +116,25 @@ class _Term(nn.Module):
         super().__init__()
         self.name, self.group, self.pairs = name, group, []
 
-    def index(self, rows: list[tuple[int, ...]], *vectors: tuple[int, int]) -> None:
-        """Ask for the vectors x[row[b]] − x[row[a]] of every row, for each (a, b) in ``vectors``."""
+    def index(self, rows: Sequence[Sequence[Any]], *vectors: tuple[int, int]) -> None:
+        """Ask for the vectors x[row[b]] − x[row[a]] of every row, for each (a, b) in ``vectors``
+        (``rows``: OpenMM parameter lists, atom indices first)."""
         self.pairs += [(row[a], row[b]) for a, b in vectors for row in rows]
 
-    def parameter(self, name: str, rows: list, k: int) -> None:
+    def parameter(self, name: str, rows: Sequence[Sequence[Any]], k: int) -> None:
+        """Register the ``k``-th entries of ``rows`` (MD units) as the float64 buffer ``name`` ``[V, 1]``."""
         self.register_buffer(name, _column(rows, k)[:, None])
 
 
 class HarmonicBonds(_Term):
-    def __init__(self, force, group: int):
+    """OpenMM's ``HarmonicBondForce``: ½ k (r − r₀)² (k in kJ/mol/nm², r₀ in nm).
+
+    Arguments:
+        force: the ``openmm.HarmonicBondForce``.
+        group: its OpenMM force group.
+    """
+
+    def __init__(self, force: openmm.HarmonicBondForce, group: int) -> None:
         super().__init__("HarmonicBondForce", group)
         rows = [force.getBondParameters(b) for b in range(force.getNumBonds())]
         self.index(rows, (0, 1))
@@ -127,11 +142,19 @@ class HarmonicBonds(_Term):
         self.parameter("k", rows, 3)
 
     def forward(self, vectors: torch.Tensor, geometry: Geometry) -> torch.Tensor:
+        """Energy ``[B]`` (kJ/mol) from the bond vectors ``[bonds, 3, B]`` (nm)."""
         return (0.5 * self.k * (_norm(vectors) - self.length) ** 2).sum(0)
 
 
 class HarmonicAngles(_Term):
-    def __init__(self, force, group: int):
+    """OpenMM's ``HarmonicAngleForce``: ½ k (θ − θ₀)² (k in kJ/mol/rad², θ₀ in radians).
+
+    Arguments:
+        force: the ``openmm.HarmonicAngleForce``.
+        group: its OpenMM force group.
+    """
+
+    def __init__(self, force: openmm.HarmonicAngleForce, group: int) -> None:
         super().__init__("HarmonicAngleForce", group)
         rows = [force.getAngleParameters(a) for a in range(force.getNumAngles())]
         self.index(rows, (1, 0), (1, 2))
@@ -139,13 +162,21 @@ class HarmonicAngles(_Term):
         self.parameter("k", rows, 4)
 
     def forward(self, vectors: torch.Tensor, geometry: Geometry) -> torch.Tensor:
+        """Energy ``[B]`` (kJ/mol) from the two arm vectors of each angle, ``[2 · angles, 3, B]`` (nm)."""
         u, v = vectors.chunk(2)
         theta = torch.atan2(_norm(_cross(u, v)), _dot(u, v))  # stable near 0 and π
         return (0.5 * self.k * (theta - self.angle) ** 2).sum(0)
 
 
 class PeriodicTorsions(_Term):
-    def __init__(self, force, group: int):
+    """OpenMM's ``PeriodicTorsionForce``: k (1 + cos(n φ − φ₀)) (k in kJ/mol, φ₀ in radians).
+
+    Arguments:
+        force: the ``openmm.PeriodicTorsionForce``.
+        group: its OpenMM force group.
+    """
+
+    def __init__(self, force: openmm.PeriodicTorsionForce, group: int) -> None:
         super().__init__("PeriodicTorsionForce", group)
         rows = [force.getTorsionParameters(t) for t in range(force.getNumTorsions())]
         self.index(rows, (0, 1), (1, 2), (2, 3))
@@ -154,6 +185,7 @@ class PeriodicTorsions(_Term):
         self.parameter("k", rows, 6)
 
     def forward(self, vectors: torch.Tensor, geometry: Geometry) -> torch.Tensor:
+        """Energy ``[B]`` (kJ/mol) from the three bond vectors of each torsion, ``[3 · torsions, 3, B]`` (nm)."""
         b1, b2, b3 = vectors.chunk(3)
         n1, n2 = _cross(b1, b2), _cross(b2, b3)
         # φ = atan2(|b2| b1·n2, n1·n2): the IUPAC torsion (trans = π), as OpenMM's
@@ -167,9 +199,13 @@ class Pairs(nn.Module):
     column lists each of its pairs twice; ``unique`` ``[N, K]`` keeps the first. Pair arrays
     ``[N, K, B]`` hold half the entries of all ordered pairs ``[N, N, B]``; partners are read
     through a strided view and sums over partners are rolls, so the pair loops fuse under
-    ``torch.compile`` (no gather, no scatter)."""
+    ``torch.compile`` (no gather, no scatter).
 
-    def __init__(self, n_atoms: int):
+    Arguments:
+        n_atoms: the number of atoms N.
+    """
+
+    def __init__(self, n_atoms: int) -> None:
         super().__init__()
         self.n_atoms, self.width = n_atoms, n_atoms // 2
         rows, columns = torch.arange(n_atoms)[:, None], torch.arange(self.width)[None, :]
@@ -221,15 +257,21 @@ class _PairTerm(_Term):
         r2 = (d * d).sum(2)
         return d, r2, torch.rsqrt(r2.clamp_min(MIN_DISTANCE**2))
 
-    def forward(self, vectors: torch.Tensor, geometry: Geometry) -> torch.Tensor:
+    def forward(self, vectors: torch.Tensor | None, geometry: Geometry) -> torch.Tensor:
+        """Energy ``[B]`` (kJ/mol) from ``geometry.positions`` (``vectors`` is unused), with the closed-form gradient."""
         return _AnalyticEnergy.apply(geometry.positions, self)
 
 
 class Nonbonded(_PairTerm):
     """Lennard-Jones and Coulomb over all pairs without cutoff, with pair parameters ``[N, K, 1]``:
-    Lorentz–Berthelot pairs, exceptions in their place, excluded pairs zero."""
+    Lorentz–Berthelot pairs, exceptions in their place, excluded pairs zero.
 
-    def __init__(self, force, group: int):
+    Arguments:
+        force: the ``openmm.NonbondedForce`` (``NoCutoff``, no parameter offsets).
+        group: its OpenMM force group.
+    """
+
+    def __init__(self, force: openmm.NonbondedForce, group: int) -> None:
         super().__init__("NonbondedForce", group, force.getNumParticles())
         from openmm import NonbondedForce
 
@@ -254,8 +296,9 @@ class Nonbonded(_PairTerm):
         self.register_buffer("sigma2", self.pair_list.matrix(sigma**2))
         self.register_buffer("epsilon", self.pair_list.matrix(4 * epsilon))  # 4ε
 
-    def energy_and_gradient(self, positions: torch.Tensor, gradient: bool = True):
-        """Energy ``[B]`` kJ/mol and, if ``gradient``, dE/dx ``[N, 3, B]`` kJ/mol/nm from positions
+    def energy_and_gradient(self, positions: torch.Tensor,
+                            gradient: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Energy ``[B]`` kJ/mol and, if ``gradient``, dE/dx ``[N, 3, B]`` kJ/mol/nm (else None) from positions
         ``[N, 3, B]`` nm."""
         d, r2, inverse_r = self.geometry(positions)
         inverse_r2 = inverse_r * inverse_r
@@ -269,9 +312,14 @@ class Nonbonded(_PairTerm):
 
 
 class GeneralizedBorn(_PairTerm):
-    """OBC2 implicit solvent with the ACE non-polar term (OpenMM's ``GBSAOBCForce``)."""
+    """OBC2 implicit solvent with the ACE non-polar term (OpenMM's ``GBSAOBCForce``).
 
-    def __init__(self, force, group: int):
+    Arguments:
+        force: the ``openmm.GBSAOBCForce`` (``NoCutoff``).
+        group: its OpenMM force group.
+    """
+
+    def __init__(self, force: openmm.GBSAOBCForce, group: int) -> None:
         super().__init__("GBSAOBCForce", group, force.getNumParticles())
         from openmm import GBSAOBCForce
 
@@ -309,8 +357,9 @@ class GeneralizedBorn(_PairTerm):
         derivative = 0.25 * (1 + scaled2 * inverse_r**2) * squares - 0.5 * log_ratio * inverse_r**2
         return torch.where(overlaps, term, 0.0), torch.where(overlaps, derivative, 0.0)
 
-    def energy_and_gradient(self, positions: torch.Tensor, gradient: bool = True):
-        """Energy ``[B]`` kJ/mol and, if ``gradient``, dE/dx ``[N, 3, B]`` kJ/mol/nm from positions
+    def energy_and_gradient(self, positions: torch.Tensor,
+                            gradient: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Energy ``[B]`` kJ/mol and, if ``gradient``, dE/dx ``[N, 3, B]`` kJ/mol/nm (else None) from positions
         ``[N, 3, B]`` nm: the chain rule through the Born radii in closed form, as OpenMM does."""
         pairs = self.pair_list
         d, r2, inverse_r = self.geometry(positions)
@@ -386,9 +435,18 @@ class ForceField(nn.Module):
     fastest measured for alanine dipeptide), fewer for large molecules, so that a piece holds at
     most ``PAIR_BUDGET`` pair entries.
     ``compile=True`` (or :meth:`compile_terms`) runs the terms through ``torch.compile``.
+
+    Arguments:
+        system: the ``openmm.System``: non-periodic, no constraints, supported forces only.
+        compile: whether to evaluate through ``torch.compile``.
+        chunk: configurations per piece (default: chosen from the device and the atom count).
+
+    Example:
+        >>> forcefield = ForceField(system)  # doctest: +SKIP
+        >>> energies = forcefield(x)  # doctest: +SKIP
     """
 
-    def __init__(self, system, compile: bool = False, chunk: int | None = None):
+    def __init__(self, system: openmm.System, compile: bool = False, chunk: int | None = None) -> None:
         super().__init__()
         self.chunk = chunk
         self.__dict__["_compiled"] = None
@@ -495,6 +553,7 @@ class ForceField(nn.Module):
         return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The potential energy ``[*batch]`` (kJ/mol) of positions ``[*batch, 3N]`` (nm)."""
         return sum(self._energies(x))
 
 
@@ -505,17 +564,25 @@ class TorchEnergy(Energy):
     back) on the input's device. A float64 master copy of the parameters is kept on the CPU and
     converted copies are cached per device and precision. ``compile=True`` evaluates through
     ``torch.compile`` (:meth:`ForceField.compile_terms`).
+
+    Arguments:
+        system: the ``openmm.System`` (see :class:`ForceField` for what it may hold).
+        topology: its ``openmm.app.Topology``, kept as ``self.topology``, or None.
+        temperature: the temperature (kelvin) that sets kT.
+        name: a short name.
+        precision: the dtype of the evaluation, or None for the input's dtype.
+        compile: whether to evaluate through ``torch.compile``.
     """
 
-    def __init__(self, system, topology=None, temperature: float = 300.0, name: str = "torch",
-                 precision: torch.dtype | None = torch.float64, compile: bool = False):
+    def __init__(self, system: openmm.System, topology: app.Topology | None = None, temperature: float = 300.0,
+                 name: str = "torch", precision: torch.dtype | None = torch.float64, compile: bool = False) -> None:
         super().__init__(dim=3 * system.getNumParticles(), kT=kT_kj_mol(temperature))
         self.name, self.temperature, self.system, self.topology = name, temperature, system, topology
         self.precision, self.compiled = precision, compile
         self.__dict__["forcefield"] = ForceField(system).double()  # not a submodule: .float() must not touch it
         self.__dict__["_copies"] = {}
 
-    def forcefield_for(self, device: torch.device, dtype: torch.dtype) -> ForceField:
+    def forcefield_for(self, device: torch.device | str, dtype: torch.dtype) -> ForceField:
         """The force field with its parameters on ``device`` in ``dtype`` (cached)."""
         key = (torch.device(device), dtype)
         if key not in self._copies:
@@ -525,11 +592,13 @@ class TorchEnergy(Energy):
         return self._copies[key]
 
     def energy(self, x: torch.Tensor) -> torch.Tensor:
+        """Reduced energy ``[*batch]`` (kT) of ``x`` ``[*batch, 3N]`` (nm), in ``x``'s dtype, differentiable."""
         self.check_input(x)
         dtype = self.precision or x.dtype
         u = self.forcefield_for(x.device, dtype)(x.to(dtype)) / self.kT
         return u.to(x.dtype)
 
     def extra_repr(self) -> str:
+        """Atoms, temperature and the force terms, for the module's ``repr``."""
         terms = ", ".join(term.name for term in self.forcefield.terms_)
         return f"atoms={self.dim // 3}, T={self.temperature} K, backend=torch ({terms})"

@@ -229,6 +229,18 @@ def molecule(name: str, **kwargs) -> Molecule:
     return MOLECULES[name][0](**kwargs)
 
 
-__all__ = ["from_pdb", "alanine_dipeptide", "molecule", "chiral_centres", "handedness", "wrong_handed_fraction",
-           "MOLECULES", "Molecule", "read_pdb", "dihedral", "backbone_torsions", "peptide_bonds",
-           "ALANINE_DIPEPTIDE_PDB"]
+__all__ = [
+    "ALANINE_DIPEPTIDE_PDB",
+    "MOLECULES",
+    "Molecule",
+    "alanine_dipeptide",
+    "backbone_torsions",
+    "chiral_centres",
+    "dihedral",
+    "from_pdb",
+    "handedness",
+    "molecule",
+    "peptide_bonds",
+    "read_pdb",
+    "wrong_handed_fraction",
+]

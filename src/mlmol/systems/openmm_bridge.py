@@ -18,6 +18,7 @@ import sys
 import time
 import weakref
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -26,12 +27,20 @@ from ..errors import MlmolError
 from ..units import kT_kj_mol
 from .base import Energy
 
+if TYPE_CHECKING:
+    from types import ModuleType
+
+    import openmm
+    from openmm import app
+    from typing_extensions import Self
+
 HEADER = struct.Struct("!Q")
 WORKER = Path(__file__).with_name("_openmm_worker.py")
 REFERENCE_MAX_ATOMS = 100  # "auto" platform: Reference up to this size, else CPU/CUDA
 
 
-def require_openmm():
+def require_openmm() -> ModuleType:
+    """The ``openmm`` module, or an :class:`~mlmol.errors.MlmolError` saying how to install it."""
     try:
         import openmm
     except ImportError:
@@ -43,12 +52,19 @@ class OpenMMWorkerError(MlmolError):
     """A worker died, hung past its timeout, or failed to start; it has been replaced."""
 
 
-def auto_platform(n_atoms: int, system=None) -> str:
+def auto_platform(n_atoms: int, system: openmm.System | None = None) -> str:
     """Reference for small systems (fastest on CPU: no thread start-up), else CUDA or CPU.
 
     Systems with custom forces (e.g. OpenMM's implicit/obc2.xml, a CustomGBForce) skip
     Reference, which interprets their expressions: measured 350 MD steps/s for glycine
     dipeptide in obc2 on Reference.
+
+    Arguments:
+        n_atoms: the number of atoms (Reference up to ``REFERENCE_MAX_ATOMS``).
+        system: the ``openmm.System``, checked for custom forces, or None.
+
+    Returns:
+        An OpenMM platform name: ``"Reference"``, ``"CUDA"`` or ``"CPU"``.
     """
     openmm = require_openmm()
     names = {openmm.Platform.getPlatform(i).getName() for i in range(openmm.Platform.getNumPlatforms())}
@@ -123,10 +139,21 @@ class OpenMMBridge:
     ``compute(positions)`` with positions ``[B, n_atoms, 3]`` in nm returns energies ``[B]``
     (kJ/mol) and forces ``[B, n_atoms, 3]`` (kJ/mol/nm). Configurations OpenMM cannot
     evaluate (e.g. NaN coordinates) get an infinite energy and zero force.
+
+    Arguments:
+        system: the ``openmm.System`` (serialised once and sent to every worker).
+        platform: an OpenMM platform name, or ``"auto"`` (:func:`auto_platform`).
+        workers: the number of worker processes; each batch is split across them.
+        timeout: seconds a call may wait for a worker before replacing it.
+        properties: OpenMM platform properties (default on CPU: one thread per worker).
+
+    Example:
+        >>> with OpenMMBridge(system, workers=2) as bridge:  # doctest: +SKIP
+        ...     energies, forces = bridge.compute(positions)
     """
 
-    def __init__(self, system, platform: str = "auto", workers: int = 1, timeout: float = 60.0,
-                 properties: dict | None = None):
+    def __init__(self, system: openmm.System, platform: str = "auto", workers: int = 1, timeout: float = 60.0,
+                 properties: dict[str, str] | None = None) -> None:
         openmm = require_openmm()
         if workers < 1:
             raise MlmolError(f"workers must be at least 1, got {workers}")
@@ -149,6 +176,12 @@ class OpenMMBridge:
                                  "Retry the call; if this repeats, check the system or raise the timeout.")
 
     def compute(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Energies ``[B]`` (kJ/mol) and forces ``[B, n_atoms, 3]`` (kJ/mol/nm) at ``positions`` ``[B, n_atoms, 3]``
+        (nm; any shape with ``B · n_atoms · 3`` entries), float64.
+
+        Raises:
+            OpenMMWorkerError: when a worker died or timed out (it is replaced before the error is raised).
+        """
         positions = np.ascontiguousarray(positions, dtype=np.float64).reshape(-1, self.n_atoms, 3)
         chunks = np.array_split(positions, min(len(self.workers), max(len(positions), 1)))
         sent = []
@@ -180,10 +213,10 @@ class OpenMMBridge:
         """Stop the workers (also done automatically when the bridge is garbage collected or at exit)."""
         self._finalizer()
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
@@ -208,10 +241,19 @@ class OpenMMEnergy(Energy):
 
     ``platform``: "auto" (Reference for ≤ 100 atoms, else CUDA if present, else CPU),
     "Reference", "CPU" or "CUDA". ``workers`` processes share each batch.
+
+    Arguments:
+        system: the ``openmm.System`` (energies in kJ/mol, positions in nm).
+        topology: its ``openmm.app.Topology``, kept as ``self.topology``, or None.
+        temperature: the temperature (kelvin) that sets kT.
+        platform: an OpenMM platform name, or ``"auto"``.
+        workers: the number of worker processes.
+        timeout: seconds a call may wait for a worker.
+        name: a short name.
     """
 
-    def __init__(self, system, topology=None, temperature: float = 300.0, platform: str = "auto",
-                 workers: int = 1, timeout: float = 60.0, name: str = "openmm"):
+    def __init__(self, system: openmm.System, topology: app.Topology | None = None, temperature: float = 300.0,
+                 platform: str = "auto", workers: int = 1, timeout: float = 60.0, name: str = "openmm") -> None:
         super().__init__(dim=3 * system.getNumParticles(), kT=kT_kj_mol(temperature))
         self.name = name
         self.temperature = temperature
@@ -220,6 +262,8 @@ class OpenMMEnergy(Energy):
         self.bridge = OpenMMBridge(system, platform=platform, workers=workers, timeout=timeout)
 
     def energy(self, x: torch.Tensor) -> torch.Tensor:
+        """Reduced energy ``[*batch]`` (kT) of ``x`` ``[*batch, 3N]`` (nm), differentiable (forces from OpenMM);
+        infinite where OpenMM cannot evaluate a configuration."""
         self.check_input(x)
         return _ReducedEnergy.apply(x, self.bridge, self.kT)
 
@@ -228,5 +272,6 @@ class OpenMMEnergy(Energy):
         self.bridge.close()
 
     def extra_repr(self) -> str:
+        """Atoms, temperature, platform and workers, for the module's ``repr``."""
         return f"atoms={self.dim // 3}, T={self.temperature} K, platform={self.bridge.platform}, " \
                f"workers={len(self.bridge.workers)}"

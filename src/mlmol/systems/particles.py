@@ -8,6 +8,7 @@ the papers' dimensionless units.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import ClassVar
 
 import torch
@@ -18,7 +19,12 @@ from .base import Energy
 
 
 def icosahedron(radius: float = 1.0) -> torch.Tensor:
-    """A particle at the origin and 12 on a regular icosahedron of circumradius ``radius``, ``[13, 3]``."""
+    """A particle at the origin and 12 on a regular icosahedron of circumradius ``radius``, ``[13, 3]`` (float64).
+
+    Example:
+        >>> icosahedron(2.0).norm(dim=-1)[:3]
+        tensor([0., 2., 2.], dtype=torch.float64)
+    """
     golden = (1 + math.sqrt(5)) / 2
     vertices = []
     for a in (-1.0, 1.0):
@@ -33,13 +39,18 @@ class ParticleSystem(Energy):
 
     ``symmetric`` says which symmetries leave the energy unchanged: permutations of all
     particles, rotations and translations (the latter two for systems without walls).
+
+    Arguments:
+        n_particles: the number of particles n.
+        spatial_dim: the spatial dimension d (coordinates ``[*batch, n * d]``).
+        kT: the thermal energy (1 in reduced units).
     """
 
     n_particles: int
     spatial_dim: int
     profile_coords = ()  # profiles along Cartesian coordinates mean nothing for identical particles
 
-    def __init__(self, n_particles: int, spatial_dim: int, kT: float = 1.0):
+    def __init__(self, n_particles: int, spatial_dim: int, kT: float = 1.0) -> None:
         super().__init__(n_particles * spatial_dim, kT)
         self.n_particles, self.spatial_dim = int(n_particles), int(spatial_dim)
 
@@ -53,6 +64,7 @@ class ParticleSystem(Energy):
         return pair_distances(x, self.n_particles, self.spatial_dim)
 
     def extra_repr(self) -> str:
+        """``n_particles``, ``spatial_dim`` and ``kT``, for the module's ``repr``."""
         return f"n_particles={self.n_particles}, spatial_dim={self.spatial_dim}, kT={self.kT}"
 
 
@@ -63,12 +75,18 @@ class MultiDoubleWell(ParticleSystem):
     4 particles in 2D, kT = 1. Each pair prefers d₀ ± √(−b / 2a) ≈ 4 ± 1.49. The energy is
     invariant to permutations, rotations, reflections and translations; densities are
     reported on centre-of-mass-free coordinates.
+
+    Arguments:
+        n_particles: the number of particles.
+        spatial_dim: the spatial dimension.
+        a, b, c: the coefficients of the pair potential (kT per power of length).
+        d0: the centre d₀ of the pair double well (length).
     """
 
     name = "dw4"
 
     def __init__(self, n_particles: int = 4, spatial_dim: int = 2, a: float = 0.9, b: float = -4.0,
-                 c: float = 0.0, d0: float = 4.0):
+                 c: float = 0.0, d0: float = 4.0) -> None:
         super().__init__(n_particles, spatial_dim)
         self.a, self.b, self.c, self.d0 = a, b, c, d0
 
@@ -76,10 +94,12 @@ class MultiDoubleWell(ParticleSystem):
             self.minima = (tuple((3.9 / 2 * torch.tensor([-1.0, -1, 1, -1, 1, 1, -1, 1])).tolist()),)
 
     def energy(self, x: torch.Tensor) -> torch.Tensor:
+        """Reduced energy ``[*batch]`` (kT) of ``x`` ``[*batch, n * d]``."""
         self.check_input(x)
         return self._pair_sum(self.distances(x))
 
     def particle_energy(self, x: torch.Tensor, i: int) -> torch.Tensor:
+        """The pair terms of particle ``i``, ``[*batch]`` (kT)."""
         r = particle_view(x, self.n_particles, self.spatial_dim)
         others = torch.arange(self.n_particles, device=x.device) != i
         return self._pair_sum(torch.linalg.vector_norm(r[..., others, :] - r[..., i : i + 1, :], dim=-1))
@@ -100,12 +120,20 @@ class LennardJones(ParticleSystem):
     pairs, counting every pair twice, and the published LJ-13 datasets and likelihoods use that
     energy. We follow it: ``pair_factor = 2`` (equivalently ε = 2 per unordered pair). Set
     ``pair_factor=1`` for the textbook convention.
+
+    Arguments:
+        n_particles: the number of particles.
+        spatial_dim: the spatial dimension.
+        epsilon: the well depth ε (kT).
+        r_min: the distance r_m of the pair minimum (length).
+        oscillator: the spring constant k of the centre-of-mass oscillator (kT / length²).
+        pair_factor: the factor f on the pair sum (2: bgflow's ordered pairs).
     """
 
     name = "lj13"
 
     def __init__(self, n_particles: int = 13, spatial_dim: int = 3, epsilon: float = 1.0, r_min: float = 1.0,
-                 oscillator: float = 1.0, pair_factor: float = 2.0):
+                 oscillator: float = 1.0, pair_factor: float = 2.0) -> None:
         super().__init__(n_particles, spatial_dim)
         self.epsilon, self.r_min, self.oscillator, self.pair_factor = epsilon, r_min, oscillator, pair_factor
         if (n_particles, spatial_dim) == (13, 3):  # a start for reference chains: a centred icosahedron
@@ -120,6 +148,7 @@ class LennardJones(ParticleSystem):
         return self._pair_sum((self.r_min**2 / r2) ** 3) + self._oscillator(x)
 
     def energy(self, x: torch.Tensor) -> torch.Tensor:
+        """Reduced energy ``[*batch]`` (kT) of ``x`` ``[*batch, n * d]``."""
         self.check_input(x)
         return self._pair_sum((self.r_min / self.distances(x)) ** 6) + self._oscillator(x)
 
@@ -154,17 +183,28 @@ class SolvatedDimer(ParticleSystem):
     with the parameters its runs loaded: the supplement's table lists c = −0.5 but the runs used
     c = 2, and its code puts 2 × box_k = 200 on the walls. The energy is invariant to permutations
     of the solvent only.
+
+    Arguments:
+        n_solvent: the number of solvent particles (a square number for :meth:`lattice`).
+        epsilon: the repulsion strength ε (kT).
+        r_min: the repulsion length r_m.
+        slope: the dimer's linear coefficient c (kT).
+        a, b: the dimer's quadratic and quartic coefficients (kT).
+        d_mid: the dimer distance at the centre of the bond potential (1.5).
+        k_dimer: the restraint constant k_d (kT / length²).
+        box_half: the box half-width.
+        k_wall: the wall constant k_w (kT / length²).
     """
 
     name = "solvated-dimer"
-    variables: ClassVar[dict] = {"d": dimer_distance}
+    variables: ClassVar[dict[str, Callable[[torch.Tensor], torch.Tensor]]] = {"d": dimer_distance}
     states = ("d > 1.5", "d < 1.5")  # ΔF reported: open − closed
     # the RC loss spreads samples along x₁ ≈ d / 2 (the restraint centres the dimer), d from 0.7 to 2.3
     rc = (2, 0.35, 1.15)
 
     def __init__(self, n_solvent: int = 36, epsilon: float = 1.0, r_min: float = 1.1, slope: float = 2.0,
                  a: float = 25.0, b: float = 10.0, d_mid: float = 1.5, k_dimer: float = 20.0,
-                 box_half: float = 3.0, k_wall: float = 200.0):
+                 box_half: float = 3.0, k_wall: float = 200.0) -> None:
         super().__init__(n_solvent + 2, 2)
         self.epsilon, self.r_min, self.slope, self.a, self.b, self.d_mid = epsilon, r_min, slope, a, b, d_mid
         self.k_dimer, self.box_half, self.k_wall = k_dimer, box_half, k_wall
@@ -175,7 +215,8 @@ class SolvatedDimer(ParticleSystem):
         self.minima = (tuple(self.lattice(1.0).tolist()), tuple(self.lattice(2.0).tolist()))
 
     def lattice(self, d: float) -> torch.Tensor:
-        """A start: the dimer at (±d/2, 0), the solvent on a 6 × 6 grid, everything scaled by 1.05 (the paper's)."""
+        """A start ``[2 (n_solvent + 2)]`` (float64): the dimer at (±d/2, 0), the solvent on a 6 × 6 grid,
+        everything scaled by 1.05 (the paper's)."""
         n_side = math.isqrt(self.n_particles - 2)
         if n_side**2 != self.n_particles - 2:
             raise MlmolError(f"lattice starts need a square number of solvent particles, got {self.n_particles - 2}")
@@ -212,6 +253,7 @@ class SolvatedDimer(ParticleSystem):
         return in_sector(x, self.lattice(self.d_mid))
 
     def dimer_energy(self, d: torch.Tensor) -> torch.Tensor:
+        """The dimer bond c s − a s² + b s⁴ (kT), s = 2 (d − ``d_mid``), elementwise in the distances ``d``."""
         s = 2 * (d - self.d_mid)
         return self.slope * s - self.a * s**2 + self.b * s**4
 
@@ -234,6 +276,7 @@ class SolvatedDimer(ParticleSystem):
         return u + self._dimer_terms(x) if i < 2 else u
 
     def energy(self, x: torch.Tensor) -> torch.Tensor:
+        """Reduced energy ``[*batch]`` (kT) of ``x`` ``[*batch, 2 (n_solvent + 2)]``."""
         self.check_input(x)
         r = particle_view(x, self.n_particles, 2)
         q12 = self._inverse_12(((r[..., self._i, :] - r[..., self._j, :]) ** 2).sum(-1))

@@ -19,7 +19,17 @@ StateLike = Callable[[torch.Tensor], torch.Tensor] | str  # a mask function of x
 
 
 def grid(bounds: Bounds, points: int) -> tuple[list[torch.Tensor], torch.Tensor]:
-    """Axes (``points`` each) and the flattened grid ``[points**d, d]`` (float64) over a box."""
+    """Axes (``points`` each) and the flattened grid ``[points**d, d]`` (float64) over a box.
+
+    Arguments:
+        bounds: the box ``((lo, hi), ...)``, one pair per coordinate.
+        points: grid points per axis, endpoints included.
+
+    Example:
+        >>> axes, x = grid(((0.0, 1.0), (0.0, 2.0)), 3)
+        >>> x.shape
+        torch.Size([9, 2])
+    """
     axes = [torch.linspace(lo, hi, points, dtype=torch.float64) for lo, hi in bounds]
     mesh = torch.meshgrid(*axes, indexing="ij")
     return axes, torch.stack([m.reshape(-1) for m in mesh], dim=-1)
@@ -45,14 +55,25 @@ def boltzmann_grid(system: Energy, points: int) -> tuple[list[torch.Tensor], tor
 
 
 def log_partition(system: Energy, points: int = 801) -> float:
-    """log Z = log ∫ exp(−u) dx by quadrature over ``system.bounds`` (dim <= 2 only)."""
+    """log Z = log ∫ exp(−u) dx by quadrature over ``system.bounds`` (dim <= 2 only).
+
+    Arguments:
+        system: the energy (reduced, kT).
+        points: grid points per axis.
+
+    Example:
+        >>> from mlmol.systems import Gaussian
+        >>> system = Gaussian()
+        >>> abs(log_partition(system) - system.log_z) < 1e-6
+        True
+    """
     axes, _, u = boltzmann_grid(system, points)
     cell = math.prod(float(a[1] - a[0]) for a in axes)
     return float(torch.logsumexp(-u, 0)) + math.log(cell)
 
 
 def boltzmann_probabilities(system: Energy, points: int) -> tuple[torch.Tensor, np.ndarray]:
-    """Grid points ``[G, dim]`` and their Boltzmann probabilities ``[G]`` (summing to 1)."""
+    """Grid points ``[G, dim]`` and their Boltzmann probabilities ``[G]`` (summing to 1), G = ``points``**dim."""
     _, x, u = boltzmann_grid(system, points)
     p = torch.exp(-(u - u.min())).numpy()
     return x, p / p.sum()
@@ -60,6 +81,11 @@ def boltzmann_probabilities(system: Energy, points: int) -> tuple[torch.Tensor, 
 
 def exact_delta_f(system: Energy, state_a: StateLike, state_b: StateLike, points: int = 1001) -> float:
     """Exact F_a − F_b (kT) by quadrature over ``system.bounds`` (dim <= 2).
+
+    Arguments:
+        system: the energy (reduced, kT).
+        state_a, state_b: the two states, as specs (``"x0 < 0"``) or masks ``[G, dim] -> [G]``.
+        points: grid points per axis.
     """
     x, p = boltzmann_probabilities(system, points)
     a, b = (State(s) if isinstance(s, str) else s for s in (state_a, state_b))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 from .base import Energy
@@ -12,6 +14,13 @@ class DoubleWell(Energy):
 
     Minima near x1 ≈ −1.77 (u ≈ −10.8) and x1 ≈ +1.69 (u ≈ −7.3); the left well is
     deeper by ≈ 3.4 kT of free energy; the barrier at x1 ≈ 0.08 is ≈ 10.8 kT above it.
+
+    Arguments:
+        a, b, c, d: the coefficients (kT per power of the coordinate).
+
+    Example:
+        >>> DoubleWell().energy(torch.tensor([[0.0, 0.0], [1.0, 2.0]]))
+        tensor([ 0., -2.])
     """
 
     name = "double-well"
@@ -21,11 +30,12 @@ class DoubleWell(Energy):
     rc = (0, -2.5, 2.5)
     minima = ((-1.77, 0.0), (1.69, 0.0))
 
-    def __init__(self, a: float = 1.0, b: float = -6.0, c: float = 1.0, d: float = 0.5):
+    def __init__(self, a: float = 1.0, b: float = -6.0, c: float = 1.0, d: float = 0.5) -> None:
         super().__init__(dim=2)
         self.a, self.b, self.c, self.d = a, b, c, d
 
     def energy(self, x: torch.Tensor) -> torch.Tensor:
+        """Reduced energy ``[*batch]`` (kT) of ``x`` ``[*batch, 2]``."""
         x1, x2 = x[..., 0], x[..., 1]
         return self.a * x1**4 + self.b * x1**2 + self.c * x1 + self.d * x2**2
 
@@ -39,6 +49,9 @@ class MuellerBrown(Energy):
     Minima: (−0.558, 1.442) u ≈ −14.7, (0.623, 0.028) u ≈ −10.8, (−0.050, 0.467) u ≈ −8.1.
     States for ΔF: the deep upper-left basin (y > 0.75, beyond the free-energy barrier along y)
     against the two lower basins.
+
+    Arguments:
+        alpha: the factor α on the original potential (kT per its energy unit).
     """
 
     name = "mueller-brown"
@@ -55,11 +68,12 @@ class MuellerBrown(Energy):
     x_hat = (1.0, 0.0, -0.5, -1.0)
     y_hat = (0.0, 0.5, 1.5, 1.0)
 
-    def __init__(self, alpha: float = 0.1):
+    def __init__(self, alpha: float = 0.1) -> None:
         super().__init__(dim=2)
         self.alpha = alpha
 
     def energy(self, x: torch.Tensor) -> torch.Tensor:
+        """Reduced energy ``[*batch]`` (kT) of ``x`` ``[*batch, 2]``."""
         px, py = x[..., 0], x[..., 1]
         u = torch.zeros_like(px)
         for A, a, b, c, xh, yh in zip(self.A, self.a, self.b, self.c, self.x_hat, self.y_hat):
@@ -69,12 +83,20 @@ class MuellerBrown(Energy):
 
 
 class Gaussian(Energy):
-    """A correlated Gaussian u(x) = ½ (x − μ)ᵀ Σ⁻¹ (x − μ); log Z = ½ log det(2π Σ) exactly."""
+    """A correlated Gaussian u(x) = ½ (x − μ)ᵀ Σ⁻¹ (x − μ); log Z = ½ log det(2π Σ) exactly.
+
+    Arguments:
+        mean: the mean μ ``[d]``.
+        covariance: the covariance Σ ``[d, d]``.
+
+    The bounds are μ ± 8 standard deviations per coordinate; ``log_z`` holds log Z.
+    """
 
     name = "gaussian"
     states = ("x0 < 0", "x0 > 0")
 
-    def __init__(self, mean=(1.0, -0.5), covariance=((1.0, 0.6), (0.6, 0.5))):
+    def __init__(self, mean: Sequence[float] | torch.Tensor = (1.0, -0.5),
+                 covariance: Sequence[Sequence[float]] | torch.Tensor = ((1.0, 0.6), (0.6, 0.5))) -> None:
         mean = torch.as_tensor(mean, dtype=torch.float64)
         super().__init__(dim=mean.numel())
         cov = torch.as_tensor(covariance, dtype=torch.float64)
@@ -87,5 +109,6 @@ class Gaussian(Energy):
         self.minima = (tuple(mean.tolist()),)
 
     def energy(self, x: torch.Tensor) -> torch.Tensor:
+        """Reduced energy ``[*batch]`` (kT) of ``x`` ``[*batch, d]``."""
         d = x - self.mean.to(x.dtype)
         return 0.5 * torch.einsum("...i,ij,...j->...", d, self.precision.to(x.dtype), d)

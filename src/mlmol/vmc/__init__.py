@@ -4,11 +4,11 @@
 - :mod:`~mlmol.vmc.wavefunctions`: FermiNet and a Slater–Jastrow baseline, ``x -> (sign, log|ψ|)``.
 - :mod:`~mlmol.vmc.hamiltonian`: local energies with the exact Laplacian (``torch.func``).
 - :mod:`~mlmol.vmc.sampling`: Metropolis–Hastings walkers and the blocking analysis.
-- :mod:`~mlmol.vmc.optimize`: the VMC gradient step with clipped local energies, and evaluation.
+- :mod:`~mlmol.vmc.optimize`: the VMC objective (clipped local energies, plain or natural gradient) and evaluation.
 """
 
 from .hamiltonian import kinetic_energy, local_energy, potential_energy
-from .optimize import VMCEnergy, evaluate, vmc_step
+from .optimize import NaturalGradient, VMCEnergy, VMCObjective, evaluate
 from .sampling import Walkers, blocking_error, initial_positions
 from .systems import EXACT_ENERGIES, Molecule, get, molecule
 from .wavefunctions import FermiNet, HydrogenGroundState, SlaterJastrow
@@ -19,7 +19,9 @@ __all__ = [
     "HydrogenGroundState",
     "Molecule",
     "SlaterJastrow",
+    "NaturalGradient",
     "VMCEnergy",
+    "VMCObjective",
     "Walkers",
     "blocking_error",
     "evaluate",
@@ -29,5 +31,4 @@ __all__ = [
     "local_energy",
     "molecule",
     "potential_energy",
-    "vmc_step",
 ]

@@ -16,8 +16,14 @@ from .systems import Molecule
 
 
 def potential_energy(x: torch.Tensor, molecule: Molecule) -> torch.Tensor:
-    """V(x) ``[B]`` for electrons ``x`` ``[B, N, 3]``: electron–nucleus attraction, electron–electron
-    and nucleus–nucleus repulsion."""
+    """V(x) ``[B]`` (hartree) for electrons ``x`` ``[B, N, 3]`` (bohr): electron–nucleus attraction,
+    electron–electron and nucleus–nucleus repulsion.
+
+    Example:
+        >>> from mlmol.vmc.systems import get
+        >>> potential_energy(torch.tensor([[[1.0, 0.0, 0.0]]], dtype=torch.float64), get("H"))
+        tensor([-1.], dtype=torch.float64)
+    """
     charges, positions = (t.to(x.dtype) for t in molecule.tensors())
     v = -(charges / (x[:, :, None, :] - positions).norm(dim=-1)).sum((1, 2))
     n = x.shape[1]
@@ -28,7 +34,12 @@ def potential_energy(x: torch.Tensor, molecule: Molecule) -> torch.Tensor:
 
 
 def kinetic_energy(wavefunction: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """−½ ∇²ψ / ψ ``[B]`` by the exact Laplacian of log|ψ| (no gradient to the parameters)."""
+    """−½ ∇²ψ / ψ ``[B]`` (hartree) by the exact Laplacian of log|ψ| (no gradient to the parameters).
+
+    Arguments:
+        wavefunction: maps electrons ``[B, N, 3]`` (bohr) to ``(sign ψ, log|ψ|)``, each ``[B]``.
+        x: electron positions ``[B, N, 3]`` (bohr).
+    """
     params = {k: v.detach() for k, v in wavefunction.named_parameters()}
     buffers = dict(wavefunction.named_buffers())
     shape = x.shape[1:]
@@ -48,5 +59,14 @@ def kinetic_energy(wavefunction: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 def local_energy(wavefunction: nn.Module, x: torch.Tensor, molecule: Molecule) -> torch.Tensor:
-    """E_L(x) ``[B]`` in hartree."""
+    """E_L(x) ``[B]`` in hartree at electrons ``x`` ``[B, N, 3]`` (bohr): :func:`kinetic_energy` +
+    :func:`potential_energy`, without gradients to the parameters or to x.
+
+    Example:
+        >>> from mlmol.vmc.systems import get
+        >>> from mlmol.vmc.wavefunctions import HydrogenGroundState
+        >>> x = torch.randn(5, 1, 3, dtype=torch.float64)
+        >>> local_energy(HydrogenGroundState(), x, get("H"))  # exact eigenstate: E_L = −½ everywhere
+        tensor([-0.5000, -0.5000, -0.5000, -0.5000, -0.5000], dtype=torch.float64)
+    """
     return kinetic_energy(wavefunction, x) + potential_energy(x.detach(), molecule)

@@ -36,7 +36,14 @@ def _pyscf():
 @dataclass
 class HartreeFock:
     """A converged Hartree–Fock solution: ``energy`` (hartree), and the occupied orbitals' coefficients
-    per spin in the atomic basis of the pyscf molecule ``mol``."""
+    per spin in the atomic basis of the pyscf molecule ``mol``.
+
+    Arguments:
+        energy: the Hartree–Fock energy (hartree).
+        basis: the pyscf basis name.
+        mol: the pyscf ``Mole`` (positions in bohr).
+        coefficients: per spin (up, down), the occupied orbitals' coefficients ``[n_ao, n_spin]``.
+    """
 
     energy: float
     basis: str
@@ -59,18 +66,30 @@ class HartreeFock:
 
 class HartreeFockWavefunction(nn.Module):
     """The Hartree–Fock Slater determinant as a wavefunction ``x -> (sign, log|ψ|)`` (no parameters;
-    for sampling |ψ_HF|²)."""
+    for sampling |ψ_HF|²).
 
-    def __init__(self, hf: HartreeFock):
+    Arguments:
+        hf: the Hartree–Fock solution.
+    """
+
+    def __init__(self, hf: HartreeFock) -> None:
         super().__init__()
         self.hf = hf
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(sign ψ, log|ψ|), each ``[B]``, at electrons ``x`` ``[B, N, 3]`` (bohr; spin-up first)."""
         return spin_slogdet(self.hf.orbitals(x))
 
 
 def hartree_fock(molecule: Molecule, basis: str = "cc-pvdz") -> HartreeFock:
-    """Run Hartree–Fock on ``molecule`` in the Gaussian ``basis`` (any pyscf basis name)."""
+    """Run Hartree–Fock on ``molecule`` in the Gaussian ``basis`` (any pyscf basis name).
+
+    Example:
+        >>> from mlmol.vmc.systems import get
+        >>> hf = hartree_fock(get("He"))  # needs pyscf  # doctest: +SKIP
+        >>> hf.energy  # doctest: +SKIP
+        -2.855...
+    """
     gto, scf = _pyscf()
     atoms = [[_symbol(z), p] for z, p in zip(molecule.charges, molecule.positions, strict=True)]
     try:
@@ -104,7 +123,21 @@ def pretrain(wavefunction: nn.Module, hf: HartreeFock, molecule: Molecule, steps
     ``walkers`` sampling |ψ_HF|² and as many sampling the network's |ψ|² (FermiNet's mixture: the
     second set finds where the network puts weight that Hartree–Fock does not). Returns the
     Hartree–Fock walkers' final positions (to start VMC from) and the loss per step (squared
-    orbital differences summed over each matrix, averaged over samples and determinants)."""
+    orbital differences summed over each matrix, averaged over samples and determinants).
+
+    Arguments:
+        wavefunction: a wavefunction with ``orbital_matrices(x)`` (per spin ``[B, K, a, j]``).
+        hf: the Hartree–Fock solution to fit.
+        molecule: the molecule of both.
+        steps: Adam steps.
+        walkers: walkers per sampler.
+        lr: Adam's learning rate.
+        seed: seeds the walkers.
+        progress: show a progress bar.
+
+    Returns:
+        The Hartree–Fock walkers ``[walkers, N, 3]`` (bohr) and the losses ``[steps]``.
+    """
     if not hasattr(wavefunction, "orbital_matrices"):
         raise MlmolError(f"{type(wavefunction).__name__} has no orbital_matrices(x) to pre-train")
     samplers = [Walkers(HartreeFockWavefunction(hf), molecule, walkers, seed=seed),

@@ -1,29 +1,32 @@
-"""A VMC run directory: train with checkpoints and resume, recover from diverging steps, evaluate.
+"""A VMC run: the run directory every kind shares (:mod:`mlmol.rundir`), trained by the shared loop.
 
-RUN/config.json      the system, the ansatz and the optimisation settings
+RUN/config.yaml      kind vmc: the system, the ansatz and the optimisation settings
 RUN/checkpoint.pt    wavefunction, optimiser, walkers and step (written atomically)
 RUN/metrics.jsonl    one line per step: energy, variance, acceptance, move width, learning rate, seconds since
                      this call started (after a recovery the steps since the checkpoint appear again;
                      the later line counts)
-RUN/energy.json      the final evaluation: energy ± blocking standard error, exact and error
+RUN/metrics.json     the evaluation: energy ± blocking standard error, exact and error
+RUN/pretrain.json    with --pretrain: the Hartree–Fock energy and the pre-training losses
 """
 
 from __future__ import annotations
 
 import json
 import math
-import statistics
 import time
-from collections import deque
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from ..data import atomic_write, load_torch, save_torch
+from ..data import atomic_write, load_torch
 from ..errors import MlmolError
-from .optimize import NaturalGradient, evaluate, learning_rate, vmc_step
-from .sampling import Walkers
+from ..rundir import RunDirectory
+from ..train import Recipe, Stage, fit
+from .optimize import NaturalGradient, VMCObjective, evaluate
+from .sampling import Walkers, blocking_levels
 from .systems import EXACT_ENERGIES, Molecule, get
 from .wavefunctions import FermiNet, SlaterJastrow
 
@@ -59,21 +62,6 @@ def build(config: dict) -> tuple[Molecule, torch.nn.Module]:
     return molecule, ANSATZE[config["ansatz"]](molecule).double()
 
 
-def _save(path: Path, wavefunction, optimizer, walkers: Walkers, step: int, recoveries: int) -> None:
-    save_torch({"wavefunction": wavefunction.state_dict(), "optimizer": optimizer.state_dict(), "x": walkers.x,
-                "width": walkers.width, "generator": walkers.generator.get_state(), "step": step,
-                "recoveries": recoveries}, path / "checkpoint.pt")
-
-
-def _restore(path: Path, wavefunction, optimizer, walkers: Walkers) -> tuple[int, int]:
-    state = load_torch(path / "checkpoint.pt")
-    wavefunction.load_state_dict(state["wavefunction"])
-    optimizer.load_state_dict(state["optimizer"])
-    walkers.place(state["x"], state["width"])
-    walkers.generator.set_state(state["generator"])
-    return state["step"], state["recoveries"]
-
-
 def _pretrain(config: dict, path: Path, molecule: Molecule, wavefunction, walkers: Walkers, progress: bool) -> None:
     """Fit the orbitals to Hartree–Fock (RUN/pretrain.json: HF energy and losses); the walkers start
     from the Hartree–Fock samples."""
@@ -87,104 +75,92 @@ def _pretrain(config: dict, path: Path, molecule: Molecule, wavefunction, walker
                                                      "loss_first": losses[0], "loss_last": losses[-1]}, indent=2))
 
 
-def _exploded(variance: float, recent: deque) -> bool:
-    """Whether this step's local-energy variance is over 100 times the median of the last 100 steps':
-    the sign of an update that threw the wavefunction off (seen with the natural gradient on
-    Slater–Jastrow H₂); the run then goes back to its last checkpoint like a non-finite step."""
-    return len(recent) == recent.maxlen and variance > 100 * statistics.median(recent)
-
-
-def _finite(module: torch.nn.Module) -> bool:
-    return all(torch.isfinite(p).all() for p in module.parameters())
+def recipe(config: dict, molecule: Molecule, walkers: Walkers) -> Recipe:
+    """One stage of ``steps`` steps of :class:`~mlmol.vmc.optimize.VMCObjective` with the configured
+    optimiser, FermiNet's learning-rate decay lr / (1 + t / ``lr_decay``), and recovery from
+    diverging steps (at most ``max_recoveries``, each halving the learning rate)."""
+    optimizer = config.get("optimizer", "adam")  # runs from before the option: Adam
+    objective = VMCObjective(molecule, walkers, int(config["mcmc_steps"]), float(config["clip"]),
+                             natural_gradient=optimizer == "natural-gradient")
+    make = partial(NaturalGradient, source=objective) if optimizer == "natural-gradient" else OPTIMIZERS[optimizer][0]
+    stage = Stage(int(config["steps"]), objective, lr=float(config["lr"]), batch_size=len(walkers.x),
+                  name="vmc", decay=float(config["lr_decay"]), optimizer=make)
+    return Recipe([stage], grad_clip=math.inf, max_recoveries=int(config["max_recoveries"]))
 
 
 def train(config: dict | None, out: str | Path, resume: bool = False, progress: bool = False,
           steps: int | None = None, max_minutes: float | None = None) -> dict:
-    """Train (or with ``resume`` continue) a VMC run in ``out``, then evaluate it; returns the evaluation.
+    """Train (or with ``resume`` continue) a VMC run in ``out`` through :func:`mlmol.train.fit`, then
+    evaluate it (RUN/metrics.json); returns the evaluation.
 
     ``max_minutes`` (in the config) stops training after that much wall time in this call; on resume,
     ``steps`` and ``max_minutes`` replace the run's settings. A step whose local energies are all
     non-finite, whose natural-gradient solve fails, that leaves non-finite parameters, or whose
-    local-energy variance explodes (:func:`_exploded`) sends the run back to its last checkpoint with
-    the learning rate halved (at most ``max_recoveries`` times).
+    local-energy variance explodes sends the run back to its last checkpoint with the learning rate
+    halved (at most ``max_recoveries`` times).
     """
-    path = Path(out)
+    run = RunDirectory(Path(out))
+    run.start(resume)
     if resume:
-        if not (path / "checkpoint.pt").is_file():
-            raise MlmolError(f"{path} has no checkpoint.pt to resume from; start it without --resume")
-        config = json.loads((path / "config.json").read_text())
+        config = run.read_config()
         if steps is not None or max_minutes is not None:
             config.update({k: v for k, v in (("steps", steps), ("max_minutes", max_minutes)) if v is not None})
-            atomic_write(path / "config.json", json.dumps(config, indent=2))
+            run.write_config(config)
     elif config is None:
         raise MlmolError("give a config or resume an existing run")
-    elif (path / "checkpoint.pt").exists():
-        raise MlmolError(f"{path} already holds a run; continue it with --resume or choose another --out")
     molecule, wavefunction = build(config)
     walkers = Walkers(wavefunction, molecule, int(config["walkers"]), seed=int(config["seed"]))
-    optimizer_class = OPTIMIZERS[config.get("optimizer", "adam")][0]  # runs from before the option: Adam
-    optimizer = optimizer_class(wavefunction.parameters(), lr=float(config["lr"]))
-    step, recoveries = 0, 0
-    if resume:
-        step, recoveries = _restore(path, wavefunction, optimizer, walkers)
-    else:
-        path.mkdir(parents=True, exist_ok=True)
-        atomic_write(path / "config.json", json.dumps(config, indent=2))
+    if not resume:
+        run.write_config({"kind": "vmc", **config})
         if int(config["pretrain_steps"]):
-            _pretrain(config, path, molecule, wavefunction, walkers, progress)
+            _pretrain(config, run.path, molecule, wavefunction, walkers, progress)
         walkers.step(int(config["burn_in"]))
-        _save(path, wavefunction, optimizer, walkers, step, recoveries)
-    lr_scale = 0.5**recoveries
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-        bar = tqdm(total=int(config["steps"]), initial=step, desc=f"VMC {config['system']}", unit="step")
-    variances: deque[float] = deque(maxlen=100)  # recent local-energy variances, to see a divergence coming
+    plan = recipe(config, molecule, walkers)
+    max_seconds = None if config.get("max_minutes") is None else 60 * float(config["max_minutes"])
     started = time.perf_counter()
-    deadline = math.inf if config.get("max_minutes") is None else started + 60 * float(config["max_minutes"])
-    with open(path / "metrics.jsonl", "a") as log:
-        while step < int(config["steps"]) and time.perf_counter() < deadline:
-            lr = lr_scale * learning_rate(step, float(config["lr"]), float(config["lr_decay"]))
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            try:
-                record = vmc_step(wavefunction, walkers, molecule, optimizer, int(config["mcmc_steps"]),
-                                  float(config["clip"]))
-                healthy = _finite(wavefunction) and not _exploded(record["variance"], variances)
-            except MlmolError:
-                healthy = False
-            if not healthy:
-                recoveries += 1
-                if recoveries > int(config["max_recoveries"]):
-                    raise MlmolError(f"the run diverged {recoveries} times; the last checkpoint is in {path}. "
-                                     "Lower --lr and resume, or restart")
-                step, _ = _restore(path, wavefunction, optimizer, walkers)
-                lr_scale = 0.5**recoveries
-                if bar is not None:
-                    bar.write(f"step {step}: diverged (non-finite or exploding energies); back to the checkpoint, "
-                              f"learning rate × {lr_scale:g}")
-                continue
-            step += 1
-            variances.append(record["variance"])
-            log.write(json.dumps({"step": step, "lr": lr, "elapsed_s": time.perf_counter() - started, **record}) + "\n")
-            if bar is not None:
-                bar.update()
-                bar.set_postfix(E=f"{record['energy']:.4f}", acc=f"{record['acceptance']:.2f}")
-            if step % int(config["checkpoint_every"]) == 0 or step == int(config["steps"]):
-                log.flush()
-                _save(path, wavefunction, optimizer, walkers, step, recoveries)
-    if step % int(config["checkpoint_every"]):  # stopped by max_minutes between checkpoints
-        _save(path, wavefunction, optimizer, walkers, step, recoveries)
-    if bar is not None:
-        bar.close()
-    train_s = time.perf_counter() - started
-    energy = evaluate(wavefunction, walkers, molecule, int(config["eval_steps"]), int(config["mcmc_steps"]))
+    fit(wavefunction, plan, seed=int(config["seed"]), checkpoint=run.checkpoint, metrics=run.metrics_log,
+        resume=resume, progress=progress, log_every=1, checkpoint_every=int(config["checkpoint_every"]),
+        max_seconds=max_seconds, description=f"VMC {config['system']}")
+    state = load_torch(run.checkpoint)
+    training = {"train_s_this_call": time.perf_counter() - started, "recoveries": state["recoveries"]}
+    return evaluate_run(run, wavefunction, plan.stages[0].loss, training)
+
+
+def load(out: str | Path) -> tuple[dict, Molecule, torch.nn.Module, VMCObjective]:
+    """The config, system, trained wavefunction and objective (with its walkers where training left
+    them) of a VMC run directory."""
+    run = RunDirectory(Path(out))
+    config = run.read_config()
+    molecule, wavefunction = build(config)
+    walkers = Walkers(wavefunction, molecule, int(config["walkers"]), seed=int(config["seed"]))
+    objective = recipe(config, molecule, walkers).stages[0].loss
+    state = load_torch(run.checkpoint)
+    try:
+        wavefunction.load_state_dict(state["flow"])
+        objective.load_state_dict(state["losses"][0])
+    except (KeyError, IndexError, RuntimeError) as error:
+        raise MlmolError(f"the checkpoint in {run.path} does not match its config ({error}); train again") from None
+    return config, molecule, wavefunction.eval(), objective
+
+
+def evaluate_run(run: RunDirectory, wavefunction: torch.nn.Module | None = None,
+                 objective: VMCObjective | None = None, training: dict | None = None) -> dict:
+    """The energy ± blocking standard error over ``eval_steps`` sweeps of the walkers from where
+    training left them (loaded from the checkpoint unless given), against the exact energy; written
+    to RUN/metrics.json with what training recorded there (``training``, else the earlier file's)."""
+    config = run.read_config()
+    if wavefunction is None or objective is None:
+        config, _, wavefunction, objective = load(run.path)
+    state = load_torch(run.checkpoint)
+    energy = evaluate(wavefunction, objective.walkers, objective.molecule, int(config["eval_steps"]),
+                      int(config["mcmc_steps"]))
     exact = EXACT_ENERGIES.get(config["system"])
-    result = {"system": config["system"], "ansatz": config["ansatz"], "steps": step, **asdict(energy),
-              "exact": exact, "error": None if exact is None else energy.value - exact,
-              "train_s_this_call": train_s, "recoveries": recoveries,
+    earlier = run.read_metrics() or {}
+    training = training or {k: earlier[k] for k in ("train_s_this_call", "recoveries") if k in earlier}
+    result = {"system": config["system"], "ansatz": config["ansatz"], "steps": state["step"], **asdict(energy),
+              "exact": exact, "error": None if exact is None else energy.value - exact, **training,
               "parameters": sum(p.numel() for p in wavefunction.parameters())}
-    atomic_write(path / "energy.json", json.dumps(result, indent=2))
+    run.write_metrics(result)
     return result
 
 
@@ -197,3 +173,36 @@ def describe(result: dict) -> str:
         if abs(result["error"]) <= 1.6e-3:
             line += " (within chemical accuracy)"
     return line if math.isfinite(result["value"]) else line + " — not finite"
+
+
+def report(path: str | Path) -> Path:
+    """Write RUN/report.html for a VMC run: the evaluation, the energy and its variance as training
+    went, and the blocking analysis of the evaluation's correlated walker means."""
+    import matplotlib.pyplot as plt
+
+    from ..report import training_curves, write_report
+
+    run = RunDirectory(Path(path))
+    config, metrics = run.read_config(), run.read_metrics()
+    if metrics is None or "value" not in metrics:
+        raise MlmolError(f"{run.path} has no VMC evaluation; write it: mlmol evaluate {run.path}")
+    records = run.read_log()
+    rows = [("energy", describe(metrics)), ("steps", f"{metrics['steps']:,}"),
+            ("parameters", f"{metrics['parameters']:,}")]
+    figures = [("Energy during training", training_curves(records, {"energy": "⟨E_L⟩ per step"}, "energy (Ha)",
+                                                           exact=metrics.get("exact"))),
+               ("Local-energy variance", training_curves(records, {"variance": "var(E_L)"}, "variance (Ha²)",
+                                                         log=True))]
+    if len(metrics.get("series", [])) >= 4:
+        levels = blocking_levels(np.asarray(metrics["series"]))
+        fig, ax = plt.subplots(figsize=(6, 4))
+        ax.errorbar([b for _, _, b in levels], [se for se, _, _ in levels], [d for _, d, _ in levels], marker="o")
+        ax.axhline(metrics["stderr"], color="k", linestyle="--", label=f"chosen: blocks of {metrics['block']}")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("block length (sweeps)")
+        ax.set_ylabel("standard error of the mean (Ha)")
+        ax.legend(frameon=False)
+        figures.append(("Blocking analysis of the evaluation", fig))
+    return write_report(run, f"VMC: {config['system']} ({config['ansatz']})",
+                        [f"Metrics: {run.metrics_file}, written after training (mlmol evaluate rewrites it)."],
+                        rows, figures, config)

@@ -22,7 +22,20 @@ EXACT_ENERGIES = {"H": -0.5, "He": -2.903724, "H2": -1.174475, "Li": -7.478060, 
 
 @dataclass(frozen=True)
 class Molecule:
-    """Nuclear ``charges`` (e), nuclear ``positions`` (bohr) and electrons per spin."""
+    """Nuclear ``charges`` (e), nuclear ``positions`` (bohr) and electrons per spin.
+
+    Arguments:
+        charges: the nuclear charges Z ``[M]`` (e), positive.
+        positions: the nuclear positions ``[M, 3]`` (bohr), at least 10⁻³ bohr apart.
+        n_up: spin-up electrons.
+        n_down: spin-down electrons.
+        name: a short name.
+
+    Example:
+        >>> h2 = Molecule((1.0, 1.0), ((0.0, 0.0, -0.7), (0.0, 0.0, 0.7)), 1, 1, "H2")
+        >>> h2.n_electrons, round(h2.nuclear_repulsion(), 6)
+        (2, 0.714286)
+    """
 
     charges: tuple[float, ...]
     positions: tuple[tuple[float, float, float], ...]
@@ -50,6 +63,7 @@ class Molecule:
 
     @property
     def n_electrons(self) -> int:
+        """n_up + n_down."""
         return self.n_up + self.n_down
 
     def nuclear_repulsion(self) -> float:
@@ -58,14 +72,20 @@ class Molecule:
                    for i in range(len(self.charges)) for j in range(i))
 
     def tensors(self, dtype: torch.dtype = torch.float64) -> tuple[torch.Tensor, torch.Tensor]:
-        """Charges ``[M]`` and positions ``[M, 3]``."""
+        """Charges ``[M]`` (e) and positions ``[M, 3]`` (bohr) as tensors of ``dtype``."""
         return torch.tensor(self.charges, dtype=dtype), torch.tensor(self.positions, dtype=dtype)
 
 
 def molecule(atoms: Sequence[tuple[str | float, Sequence[float]]], charge: int = 0, spin: int | None = None,
              name: str = "molecule") -> Molecule:
     """A molecule from (element or charge, (x, y, z) in bohr) pairs, its total ``charge`` and
-    ``spin`` = n_up − n_down (default: 0 or 1, the lowest the electron count allows)."""
+    ``spin`` = n_up − n_down (default: 0 or 1, the lowest the electron count allows).
+
+    Example:
+        >>> lih = molecule([("Li", (0, 0, 0)), ("H", (0, 0, 3.015))], name="LiH")
+        >>> lih.n_up, lih.n_down
+        (2, 2)
+    """
     charges = []
     for symbol, _ in atoms:
         if isinstance(symbol, str):

@@ -17,7 +17,13 @@ from .systems import Molecule
 
 
 def signed_logsumexp(signs: torch.Tensor, logs: torch.Tensor, dim: int = -1) -> tuple[torch.Tensor, torch.Tensor]:
-    """(sign, log|·|) of Σ signs · exp(logs) along ``dim``, computed stably."""
+    """(sign, log|·|) of Σ signs · exp(logs) along ``dim``, computed stably; ``signs`` and ``logs`` share a shape,
+    the results lack ``dim``.
+
+    Example:
+        >>> signed_logsumexp(torch.tensor([1.0, -1.0]), torch.tensor([0.0, -1.0]))
+        (tensor(1.), tensor(-0.4587))
+    """
     top = logs.max(dim, keepdim=True).values.detach()
     total = (signs * torch.exp(logs - top)).sum(dim)
     return torch.sign(total), torch.log(total.abs()) + top.squeeze(dim)
@@ -68,10 +74,23 @@ class FermiNet(nn.Module):
     Layer l: fᵢ = [hᵢ, mean_up h, mean_down h, mean_{j up} hᵢⱼ, mean_{j down} hᵢⱼ];
     hᵢ ← tanh(V fᵢ + b) (+ hᵢ when the width is unchanged); hᵢⱼ ← tanh(W hᵢⱼ + c) (+ hᵢⱼ).
     Orbital a of determinant k at electron j: (w_ka · hⱼ + g_ka) Σ_I π_kaI exp(−σ_kaI |rⱼ − R_I|).
+
+    Arguments:
+        molecule: the nuclei (bohr) and the electrons per spin.
+        one: widths of the one-electron stream, one per layer.
+        two: widths of the two-electron stream, one per layer (as many as ``one``).
+        determinants: the number K of determinants.
+
+    Example:
+        >>> from mlmol.vmc.systems import get
+        >>> psi = FermiNet(get("LiH")).double()
+        >>> sign, log_abs = psi(torch.randn(3, 4, 3, dtype=torch.float64))
+        >>> sign.shape, log_abs.shape
+        (torch.Size([3]), torch.Size([3]))
     """
 
     def __init__(self, molecule: Molecule, one: Sequence[int] = (32, 32, 32), two: Sequence[int] = (8, 8, 8),
-                 determinants: int = 4):
+                 determinants: int = 4) -> None:
         super().__init__()
         if len(one) != len(two):
             raise ValueError("give one width per layer for both streams (len(one) == len(two))")
@@ -104,10 +123,12 @@ class FermiNet(nn.Module):
         return [t.mean(dim) if t.shape[dim] else torch.zeros_like(h.select(dim, 0)) for t in (up, down)]
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(sign ψ, log|ψ|), each ``[B]``, at electrons ``x`` ``[B, N, 3]`` (bohr; spin-up first)."""
         return spin_slogdet(self.orbital_matrices(x))
 
     def orbital_matrices(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Orbital matrices per spin, ``[B, K, a, j]``: orbital a of determinant k at electron j."""
+        """Orbital matrices per spin, ``[B, K, a, j]``: orbital a of determinant k at electron j, for electrons
+        ``x`` ``[B, N, 3]`` (bohr)."""
         nuclei = self.nuclei.to(x.dtype)
         en = x[:, :, None, :] - nuclei  # [B, N, M, 3]
         en_distance = en.norm(dim=-1)  # [B, N, M]
@@ -139,9 +160,14 @@ class FermiNet(nn.Module):
 class SlaterJastrow(nn.Module):
     """One determinant per spin of Slater-type orbitals φ_a(r) = Σ_I Σ_m c_aIm exp(−ζ_Im |r − R_I|)
     (``exponents`` per nucleus, learnable), times the Jastrow factor exp(Σ_{i<j} a r/(1 + b r)) with
-    the cusp values a = ½ for antiparallel and ¼ for parallel spins (b learnable)."""
+    the cusp values a = ½ for antiparallel and ¼ for parallel spins (b learnable).
 
-    def __init__(self, molecule: Molecule, exponents: int = 4):
+    Arguments:
+        molecule: the nuclei (bohr) and the electrons per spin.
+        exponents: Slater exponents ζ per nucleus (1/bohr; initially Z, Z/2, Z/4, Z/8, then 0.1 Z).
+    """
+
+    def __init__(self, molecule: Molecule, exponents: int = 4) -> None:
         super().__init__()
         charges, positions = molecule.tensors()
         self.register_buffer("nuclei", positions)
@@ -170,7 +196,8 @@ class SlaterJastrow(nn.Module):
         return c.flatten(1)
 
     def orbital_matrices(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Orbital matrices per spin, ``[B, 1, a, j]``: orbital a at electron j."""
+        """Orbital matrices per spin, ``[B, 1, a, j]``: orbital a at electron j, for electrons ``x`` ``[B, N, 3]``
+        (bohr)."""
         d = (x[:, :, None, :] - self.nuclei.to(x.dtype)).norm(dim=-1)  # [B, N, M]
         basis = torch.exp(-torch.exp(self.log_zeta).to(x.dtype) * d[..., None]).flatten(2)  # [B, N, M·exponents]
         matrices = []
@@ -180,6 +207,7 @@ class SlaterJastrow(nn.Module):
         return matrices
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(sign ψ, log|ψ|), each ``[B]``, at electrons ``x`` ``[B, N, 3]`` (bohr; spin-up first)."""
         sign, log = spin_slogdet(self.orbital_matrices(x))
         if self.pairs.shape[1]:
             r = (x[:, self.pairs[0]] - x[:, self.pairs[1]]).norm(dim=-1)
@@ -192,5 +220,6 @@ class HydrogenGroundState(nn.Module):
     a reference for the local energy."""
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(sign ψ, log|ψ|), each ``[B]``, at the electron ``x`` ``[B, 1, 3]`` (bohr)."""
         r = x[:, 0].norm(dim=-1)
         return torch.ones_like(r), -r - 0.5 * math.log(math.pi)

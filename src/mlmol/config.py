@@ -1,0 +1,153 @@
+"""The config of a Boltzmann-generator run: defaults per kind of system, merging a user's config
+into them, and resolving it fully (every option written out, so RUN/config.yaml reruns the run)."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+from . import experiments, systems
+from .errors import MlmolError
+
+DEFAULTS: dict = {
+    "kind": "bg",
+    "system": {"name": "double-well"},
+    "seed": 0,
+    "device": "cpu",
+    "threads": 1,
+    "data": {"sampler": "metropolis", "n": 10_000, "step": 0.1, "chains_per_start": 50,
+             "burn": 100, "thin": 10, "starts": None},
+    "flow": {"kind": "realnvp", "blocks": 4, "hidden": [100, 100, 100]},
+    "recipe": {"name": "noe2019"},
+    "evaluate": {"n": 100_000, "bins": 60, "max_f": 5.0},
+}
+
+
+MOLECULE_DEFAULTS: dict = {  # the alanine dipeptide schedule of benchmarks/ala2_bg.py (20-22 min on 2 cores there)
+    **DEFAULTS,
+    "system": {"molecule": "alanine-dipeptide", "temperature": 300.0, "workers": 1},
+    # many frames matter more than long training: 20,000 frames were memorised (held-out frames 13.7 nats
+    # less likely than training frames, ESS 0.15%); 95,000 generalise (benchmarks/ala2_data_size.py)
+    "data": {"sampler": "md", "n": 100_000, "interval": 100, "timestep_fs": 1.0, "equilibration": 5_000,
+             "starts": None},
+    "flow": {"kind": "molecular", "blocks": 4, "hidden": [128, 128], "bins": 8, "narrow_std": 0.5},
+    "recipe": {"name": "noe2019", "losses": "ml", "steps": 1_000, "ml_fraction": 1.0, "ml_batch": 1024,
+               "ml_lr": 1e-3, "ml_lr_end": 1e-4, "batch": 256, "lr": 1e-5, "high": 1e4, "cap": 1e8,
+               "validation": 0.05},
+    "evaluate": {"n": 100_000, "bins": 60, "max_f": 5.0},
+}
+
+
+def _particle_defaults(data: dict, cutoff: float, steps: int) -> dict:
+    """Identical particles: Metropolis data, an equivariant flow, equivariant flow matching."""
+    return {**DEFAULTS,
+            "data": {"sampler": "metropolis", "n": 100_000, "chains_per_start": 1000, "starts": None, **data},
+            "flow": {"kind": "equivariant", "hidden": 64, "layers": 3, "basis": 16, "cutoff": cutoff, "steps": 20},
+            "recipe": {"name": "klein2023", "steps": steps, "batch": 256, "lr": 1e-3, "lr_end": 1e-5},
+            "evaluate": {"n": 20_000, "bins": 60, "max_f": 5.0}}
+
+
+SYSTEM_DEFAULTS: dict = {  # flows and schedules used by benchmarks/particles_bg.py
+    "dw4": _particle_defaults({"step": 0.25, "burn": 20_000, "thin": 500}, cutoff=8.0, steps=20_000),
+    # LJ-13: sweeps of single-particle moves relax the cluster (burn and thin count sweeps)
+    "lj13": _particle_defaults({"moves": "particle", "step": 0.1, "burn": 5000, "thin": 100}, cutoff=4.0,
+                               steps=10_000),
+    # the solvated dimer as benchmarks/dimer_bg.py runs it (Noé et al. 2019): particle sweeps from both
+    # states, mirror images and relabelled solvent (SolvatedDimer.augment/canonical), the paper's RealNVP,
+    # ML then ML + KL + RC; 30-60 min of data and training on one core
+    "solvated-dimer": {
+        **DEFAULTS,
+        "data": {"sampler": "metropolis", "n": 40_000, "moves": "particle", "step": 0.1, "chains_per_start": 1000,
+                 "burn": 1000, "thin": 50, "starts": None},
+        "flow": {"kind": "realnvp", "blocks": 8, "hidden": [200, 200, 200]},
+        "recipe": {"name": "noe2019", "losses": "ml+kl+rc", "steps": 8000, "ml_fraction": 0.5, "ml_batch": 512,
+                   "ml_lr": 1e-3, "ml_lr_end": 1e-5, "batch": 512, "lr": 1e-4, "lr_end": 1e-5, "high": 1e3,
+                   "cap": 1e6, "w_rc": 5.0},
+        # the weights are spread thin (ESS about 0.005%): ΔF needs millions of samples
+        "evaluate": {"n": 1_000_000, "bins": 60, "max_f": 5.0},
+    },
+}
+
+
+def is_molecule(spec: dict) -> bool:
+    """Whether a config's system section names a molecule (built-in or a PDB file)."""
+    return "molecule" in spec or "pdb" in spec
+
+
+REPLACED = ("system",)  # a system given replaces the whole section: its keys depend on the kind of system
+OPEN = ("recipe",)  # keys checked against the recipe's own options once the recipe is known
+
+
+def merge(base: dict, update: dict) -> dict:
+    """``base`` updated section by section by ``update`` (a user's config); unknown keys are errors."""
+    out = copy.deepcopy(base)
+    for key, value in update.items():
+        if key not in out:
+            raise MlmolError(f"unknown key {key!r} in config; known keys: {', '.join(sorted(out))}")
+        if key in REPLACED or not isinstance(value, dict) or not isinstance(out[key], dict):
+            out[key] = copy.deepcopy(value)
+            continue
+        unknown = set(value) - set(out[key])
+        if unknown and key not in OPEN:
+            raise MlmolError(f"unknown key {min(unknown)!r} in config.{key}; known keys: "
+                             f"{', '.join(sorted(out[key]))}")
+        out[key] = {**out[key], **copy.deepcopy(value)}
+    return out
+
+
+def make_config(system: str | None = None, energy: str | None = None, dim: int | None = None,
+                base: dict | None = None, **overrides) -> dict:
+    """A fully resolved config from a system name or an energy file, a base config and overrides."""
+    from .systems.molecules import MOLECULES
+
+    base = dict(base or {})
+    if system in MOLECULES:
+        base["system"] = {"molecule": system}
+        system = None
+    molecular = is_molecule(base.get("system", {}))
+    name = system if system is not None and energy is None else base.get("system", {}).get("name")
+    config = merge(MOLECULE_DEFAULTS if molecular else SYSTEM_DEFAULTS.get(name, DEFAULTS), base)
+    if molecular:
+        defaults = {"temperature": 300.0, "workers": 1, "backend": "auto"}
+        if "pdb" in config["system"]:
+            defaults.update(forcefield=["amber14-all.xml"], implicit_solvent=None)
+            config["system"]["pdb"] = str(Path(config["system"]["pdb"]).resolve())
+        config["system"] = {**defaults, **config["system"]}
+    if energy is not None:
+        if dim is None:
+            raise MlmolError("--energy needs --dim D, the number of coordinates the function takes")
+        path, _, function = energy.rpartition(":")
+        config["system"] = {"energy": f"{Path(path).resolve()}:{function}" if path else energy, "dim": dim}
+    elif system is not None:
+        config["system"] = {"name": system}
+    if dim is not None and "name" in config["system"]:
+        built_dim = systems.get(config["system"]["name"]).dim
+        if dim != built_dim:
+            raise MlmolError(f"{config['system']['name']} has dim {built_dim}, but --dim {dim} was given; "
+                             "drop --dim for a built-in system")
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if key in ("steps", "losses"):
+            config["recipe"][key] = value
+        elif key == "backend":
+            if not molecular:
+                raise MlmolError("--energy-backend applies to molecules (a built-in molecule or --pdb) only")
+            config["system"]["backend"] = value
+        elif key == "flow_kind":
+            if value != config["flow"].get("kind"):  # another family: its own default options
+                config["flow"] = {"kind": value}
+        else:
+            config[key] = value
+    name = config["recipe"].get("name", "noe2019")
+    if name not in experiments.RECIPES:
+        raise MlmolError(f"unknown recipe {name!r}; known: {', '.join(experiments.RECIPES)}")
+    config["recipe"] = {"name": name, **experiments.recipe_defaults(name),
+                        **{k: v for k, v in config["recipe"].items() if k != "name"}}
+    unknown = set(config["recipe"]) - {"name", *experiments.recipe_defaults(name)}
+    if unknown:
+        raise MlmolError(f"unknown recipe options {sorted(unknown)}; known: "
+                         f"{', '.join(experiments.recipe_defaults(name))}")
+    if config["device"] not in ("cpu", "cuda") and not str(config["device"]).startswith("cuda:"):
+        raise MlmolError(f"unknown device {config['device']!r}; use cpu or cuda")
+    return config

@@ -1,0 +1,73 @@
+"""Evaluating a Boltzmann generator's samples: ESS, ΔF between the system's states and free-energy
+profiles, against exact references where quadrature gives them, and chirality for molecules."""
+
+from __future__ import annotations
+
+import torch
+
+from . import estimators, systems
+from .data import Samples
+from .errors import MlmolError
+from .systems import Energy
+from .systems.molecule import Molecule
+from .systems.molecules import chiral_centres, wrong_handed_fraction
+
+
+def evaluate(system: Energy, samples: Samples, bins: int = 60, max_f: float = 5.0) -> dict:
+    """ESS, ΔF between the system's states and free-energy profiles, against exact where possible."""
+    exact = system.bounds is not None and system.dim <= 2
+    result: dict = {"n": len(samples), "kT": samples.kT, "ess": estimators.ess(samples.log_weights),
+                    "ess_fraction": estimators.ess_fraction(samples.log_weights),
+                    # zero weights: non-finite energies, or outside the system's canonical domain
+                    "weighted_fraction": float(torch.isfinite(samples.log_weights).double().mean())}
+    if system.states is not None:
+        a, b = system.states
+        entry = {"states": [a, b]}
+        try:
+            estimate = estimators.delta_f(samples, systems.State(a, system.variables),
+                                          systems.State(b, system.variables))
+            entry.update(value=estimate.value, stderr=estimate.stderr)
+        except MlmolError as error:  # e.g. no sample in one state: report the rest, say why ΔF is missing
+            if exact:
+                raise
+            entry["unavailable"] = str(error)
+        if exact:
+            entry["exact"] = estimators.exact_delta_f(system, a, b)
+            entry["error"] = estimate.value - entry["exact"]
+        result["delta_f"] = entry
+    if isinstance(system, Molecule):
+        centres = chiral_centres(system.topology)
+        reference = torch.as_tensor(system.positions, dtype=samples.x.dtype)
+        result["wrong_handed_fraction"] = wrong_handed_fraction(samples.x, reference, centres)
+        result["chiral_centres"] = len(centres)
+    if exact:
+        result["profiles"] = {}
+        for coordinate in system.profile_coords:
+            edges = estimators.default_edges(system, coordinate, bins)
+            profile = estimators.free_energy_profile(samples, coordinate, edges)
+            rmse, compared = estimators.profile_rmse(profile, estimators.exact_profile(system, coordinate, edges),
+                                                     max_f)
+            result["profiles"][f"x{coordinate}"] = {"rmse": rmse, "bins_compared": compared, "max_f": max_f}
+    return result
+
+
+def summary_rows(metrics: dict) -> list[tuple[str, str]]:
+    """The evaluation as (name, value) rows, for the terminal and the report."""
+    rows = [("samples", f"{metrics['n']}"),
+            ("ESS (Kish)", f"{metrics['ess']:.0f} ({100 * metrics['ess_fraction']:.1f}% of samples)")]
+    if metrics.get("weighted_fraction", 1.0) < 1.0:  # absent from metrics.json written before it existed
+        rows.append(("nonzero weight", (f"{100 * metrics['weighted_fraction']:.1f}% of samples (the rest: "
+                                        "outside the canonical domain or a non-finite energy)")))
+    if "delta_f" in metrics:
+        d = metrics["delta_f"]
+        text = f"{d['value']:+.3f} ± {d['stderr']:.3f} kT" if "value" in d else f"not estimated: {d['unavailable']}"
+        if "exact" in d:
+            text += f" (exact {d['exact']:+.3f}, error {d['error']:+.3f})"
+        rows.append((f"ΔF = F({d['states'][0]}) − F({d['states'][1]})", text))
+    if "wrong_handed_fraction" in metrics:
+        rows.append(("wrong-handed Cα", (f"{100 * metrics['wrong_handed_fraction']:.2f}% of samples "
+                                         f"({metrics['chiral_centres']} stereocentre(s))")))
+    for name, p in metrics.get("profiles", {}).items():
+        rows.append((f"profile RMSE along {name}", (f"{p['rmse']:.3f} kT over {p['bins_compared']} bins "
+                                                    f"with F < {p['max_f']:g} kT")))
+    return rows

@@ -1,0 +1,124 @@
+"""The report of a Boltzmann-generator run: its evaluation and figures of its samples."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+from . import estimators, plots
+from .data import Samples
+from .errors import MlmolError
+from .evaluation import evaluate, summary_rows
+from .report import write_report
+from .run import Run
+from .systems import Energy, log_partition
+
+
+def _figure_samples(run: Run, metrics: dict | None, n: int, seed: int) -> tuple[Samples, str]:
+    """The samples for the figures, and where they came from: the file metrics.json names (the ones
+    ``mlmol evaluate --samples`` evaluated), else RUN/samples.npz, else ``n`` fresh ones."""
+    files = [Path(metrics["samples"])] if metrics and metrics.get("samples") else []
+    for path in [*files, run.path / "samples.npz"]:
+        if path.is_file():
+            samples = Samples.load(path)
+            if samples.x.shape[-1] != run.system.dim:
+                raise MlmolError(f"the samples in {path} have dim {samples.x.shape[-1]} but the run's system has "
+                                 f"dim {run.system.dim}; move them out of the way or sample again: mlmol sample")
+            origin = f"{len(samples)} samples from {path}"
+            if files and path == files[0] and len(samples) != metrics["n"]:
+                origin += f", not the {metrics['n']} metrics.json was written for: rerun mlmol evaluate"
+            return samples, origin
+    if n <= 0:
+        raise MlmolError(f"--n must be positive, got {n}")
+    return run.sample(n, seed=seed), f"{n} fresh samples (seed {seed})"
+
+
+def report(run: Run, n: int = 20_000, seed: int = 0) -> Path:
+    """Write RUN/report.html; returns its path.
+
+    The table is RUN/metrics.json as ``mlmol evaluate`` wrote it; this never rewrites it. The figures use
+    the samples metrics.json names, else RUN/samples.npz, else ``n`` fresh ones (``seed``). Without
+    metrics.json the table is computed from the figure samples, for the report only.
+    """
+    metrics = run.directory.read_metrics()
+    if metrics is not None and not {"n", "ess", "ess_fraction"} <= metrics.keys():
+        raise MlmolError(f"{run.directory.metrics_file} is not metrics written by mlmol evaluate; write it again: "
+                         f"mlmol evaluate {run.path}")
+    samples, samples_origin = _figure_samples(run, metrics, n, seed)
+    if metrics is None:
+        options = run.config["evaluate"]
+        metrics = evaluate(run.system, samples, options["bins"], options["max_f"])
+        metrics_origin = (f"computed for this report from the figures' samples, not saved "
+                          f"(mlmol evaluate {run.path} writes metrics.json)")
+    else:
+        metrics_origin = f"{run.directory.metrics_file}, written by mlmol evaluate"
+        if metrics.get("samples"):
+            metrics_origin += f" from the samples in {metrics['samples']}"
+        else:
+            metrics_origin += f" from {metrics['n']} fresh samples (seed {metrics.get('seed', 0)})"
+    system: Energy = run.system
+    figures: list[tuple[str, Figure]] = []
+    exact = system.bounds is not None and system.dim <= 2
+
+    if system.dim == 2 and system.bounds is not None:
+        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+        if run.data is not None:
+            plots.energy_contours(system, run.data, ax=axes[0], label="training data", color="C2")
+        axes[0].set_title("training data")
+        plots.energy_contours(system, samples.x, ax=axes[1], label="generator")
+        axes[1].set_title("generator samples")
+        figures.append(("Samples over the energy", fig))
+
+    if {"phi", "psi"} <= set(system.variables):
+        fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+        phi, psi = (system.variables[k](samples.x).numpy() for k in ("phi", "psi"))
+        w = torch.exp(samples.log_weights - samples.log_weights.max()).numpy()
+        if run.data is not None:
+            plots.ramachandran(system.variables["phi"](run.data).numpy(), system.variables["psi"](run.data).numpy(),
+                               ax=axes[0], title="training data (MD)")
+        plots.ramachandran(phi, psi, ax=axes[1], title="generator")
+        plots.ramachandran(phi, psi, weights=w, ax=axes[2], title="generator, reweighted")
+        figures.append(("Ramachandran free energy", fig))
+
+    coords = system.profile_coords
+    if coords:
+        fig, axes = plt.subplots(1, len(coords), figsize=(5 * len(coords), 4), squeeze=False)
+        for ax, c in zip(axes[0], coords):
+            if exact:
+                edges = estimators.default_edges(system, c, run.config["evaluate"]["bins"])
+            else:
+                lo, hi = np.percentile(samples.x[:, c].numpy(), [0.05, 99.95])
+                edges = np.linspace(lo, hi, run.config["evaluate"]["bins"] + 1)
+            profile = estimators.free_energy_profile(samples, c, edges)
+            unweighted = type(samples)(samples.x, torch.zeros_like(samples.log_weights), samples.energy)
+            raw = estimators.free_energy_profile(unweighted, c, edges, n_bootstrap=1)
+            reference = estimators.exact_profile(system, c, edges) if exact else None
+            plots.free_energy_profile(profile, reference, ax=ax, coordinate=f"x{c}", raw=raw)
+        figures.append(("Free-energy profiles", fig))
+
+    energies = {"generator": samples.energy.numpy()}
+    weights = {}
+    if run.data is not None:
+        with torch.no_grad():
+            energies = {"training data": system.energy(run.data).double().numpy(), **energies}
+    w = torch.exp(samples.log_weights - samples.log_weights.max()).numpy()
+    energies["generator, reweighted"] = samples.energy.numpy()
+    weights["generator, reweighted"] = w
+    fig, ax = plt.subplots(figsize=(5, 4))
+    plots.energy_histograms(energies, ax=ax, weights=weights)
+    figures.append(("Energy distributions", fig))
+
+    if run.history is not None and len(run.history):
+        fig, ax = plt.subplots(figsize=(6, 4))
+        plots.training_curves(run.history.records, ax=ax, log_z=log_partition(system) if exact else None)
+        figures.append(("Training curves", fig))
+
+    name = run.config["system"].get("name") or run.config["system"].get("energy") or \
+        run.config["system"].get("molecule") or run.config["system"].get("pdb")
+    return write_report(run.directory, f"Boltzmann generator: {name}",
+                        [f"Metrics: {metrics_origin}.", f"Figures: {samples_origin}."], summary_rows(metrics),
+                        figures, run.config)
