@@ -160,7 +160,7 @@ def test_linear_quadratic_gradient_matches_its_closed_form():
 
 def test_langevin_bias_tilts_the_time_average():
     g = torch.Generator().manual_seed(4)
-    task = LangevinBias(steps=400, temperature=1.0, generator=g)
+    task = LangevinBias(steps=400, kT=1.0, generator=g)
     theta = torch.tensor([[0.0], [-15.0]], dtype=torch.float64).repeat_interleave(200, 0)
     average = task(theta).sqrt()  # |⟨x₁⟩| with target 0
     # untilted: trapped in the left well (x₁ ≈ −1.77); a tilt of −15 removes the left well

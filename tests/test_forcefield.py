@@ -226,7 +226,7 @@ def test_the_same_code_runs_on_cuda():
 
 def test_energy_backend_is_a_molecule_option_of_the_config_and_cli(tmp_path, capsys):
     from mlmol.cli import main
-    from mlmol.run import make_config
+    from mlmol.config import make_config
 
     assert make_config(system="alanine-dipeptide", backend="openmm")["system"]["backend"] == "openmm"
     assert make_config(system="alanine-dipeptide")["system"]["backend"] == "auto"

@@ -251,7 +251,7 @@ def test_md_checkpoint_continues_the_same_trajectory():
 
 def test_simulate_writes_atomically_and_resumes(tmp_path):
     from mlmol.data import load_trajectory
-    from mlmol.run import simulate
+    from mlmol.simulation import simulate
 
     energy = alanine_dipeptide()
     straight = simulate(energy, tmp_path / "a.dcd", 30, interval=20, seed=1, chunk=10, equilibration=100)

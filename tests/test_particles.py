@@ -124,7 +124,7 @@ def test_flow_matching_trains_and_the_flow_rebuilds_from_its_spec(tmp_path):
     data = remove_mean(torch.randn(512, 8, generator=g) * 2, 4, 2)
     flow = EquivariantFlow(4, 2, hidden=16, layers=2, basis=8, steps=4)
     history = fit(flow, Recipe([Stage(30, FlowMatching(), lr=3e-3, batch_size=64)], system, data), seed=0,
-                  checkpoint=tmp_path / "checkpoint.pt")
+                  checkpoint=tmp_path / "checkpoint.pt", extra_state={"spec": flow.spec})
     fm = history["fm"]
     assert all(math.isfinite(v) for v in fm) and min(fm[-2:]) < fm[0]
     state = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
@@ -220,7 +220,7 @@ def test_samples_outside_the_canonical_sector_get_zero_weight():
     assert 0 < inside.sum() < 64  # an untrained flow puts some solvent in other sectors
     assert torch.isinf(samples.log_weights[~inside]).all() and (samples.log_weights[~inside] < 0).all()
     assert torch.isfinite(samples.log_weights[inside]).all()
-    from mlmol.run import evaluate
+    from mlmol.evaluation import evaluate
 
     assert evaluate(system, samples)["weighted_fraction"] == pytest.approx(float(inside.double().mean()))
     assert system.in_canonical(system.canonical(samples.x)).all()  # every copy has its canonical one
@@ -228,7 +228,8 @@ def test_samples_outside_the_canonical_sector_get_zero_weight():
 
 
 def test_training_data_of_the_solvated_dimer_are_augmented_and_canonical(tmp_path):
-    from mlmol.run import make_config, train
+    from mlmol.config import make_config
+    from mlmol.run import train
 
     config = make_config(system="solvated-dimer", steps=2)
     assert config["data"]["moves"] == "particle" and config["flow"]["blocks"] == 8  # the benchmark's protocol

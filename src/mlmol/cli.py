@@ -341,6 +341,7 @@ COMMANDS = {"systems": _cmd_systems, "simulate": _cmd_simulate, "train": _cmd_tr
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command line on ``argv`` (default: sys.argv); returns the exit status (2 for bad input)."""
     parser = _parser()
     args = parser.parse_args(argv)
     if args.version:

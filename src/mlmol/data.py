@@ -141,7 +141,7 @@ class Samples:
 
     @classmethod
     def load(cls, path: str | Path) -> Samples:
-        """Read samples written by :meth:`save` (arrays as stored, float64 from :meth:`save`)."""
+        """Read samples written by :meth:`save`."""
         path = Path(path)
         try:
             with np.load(path) as f:

@@ -56,6 +56,7 @@ class Batch:
         return self.model
 
     def data_x(self) -> torch.Tensor:
+        """This step's data batch ``[data_batch_size, dim]``, drawn once with the step's generator."""
         if self._data_x is None:
             if self.data is None or len(self.data) == 0:
                 raise MlmolError("the ML loss needs training data; pass data or drop the ML term")

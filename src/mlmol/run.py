@@ -115,6 +115,7 @@ class Run:
 
     @property
     def path(self) -> Path:
+        """The run directory."""
         return self.directory.path
 
     def sample(self, n: int, seed: int = 0, tau: float = 1.0) -> Samples:

@@ -62,22 +62,27 @@ class RunDirectory:
 
     @property
     def config_file(self) -> Path:
+        """RUN/config.yaml."""
         return self.path / "config.yaml"
 
     @property
     def checkpoint(self) -> Path:
+        """RUN/checkpoint.pt."""
         return self.path / "checkpoint.pt"
 
     @property
     def metrics_log(self) -> Path:
+        """RUN/metrics.jsonl."""
         return self.path / "metrics.jsonl"
 
     @property
     def metrics_file(self) -> Path:
+        """RUN/metrics.json."""
         return self.path / "metrics.json"
 
     @property
     def report_file(self) -> Path:
+        """RUN/report.html."""
         return self.path / "report.html"
 
     def _legacy_config_file(self) -> Path:

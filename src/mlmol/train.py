@@ -79,6 +79,7 @@ class Recipe:
 
     @property
     def total_steps(self) -> int:
+        """Steps over all stages."""
         return sum(s.steps for s in self.stages)
 
     def __repr__(self) -> str:

@@ -117,7 +117,7 @@ def zeroth_order(f: Objective, theta: torch.Tensor, sigma: float, n: int,
         f: the batched objective, parameters ``[n, d]`` to values ``[n]``.
         theta: the parameters θ ``[d]``.
         sigma: the smoothing standard deviation σ (θ's units).
-        n: the number of samples (at least 2); f is called on ``n + 1`` rows.
+        n: the number of samples (at least 2); f is called on the ``n`` perturbed points and on θ.
         generator: the source of the perturbations, or None for the global one.
 
     Example:

@@ -154,7 +154,7 @@ class LinearQuadratic:
 class LangevinBias:
     """Overdamped Langevin dynamics x ← x − Δt (∂u/∂x₁ + θ) + √(2 Δt τ) ξ along x₁ of the double
     well :class:`~mlmol.systems.DoubleWell` (reduced units; its x₂ is harmonic and decoupled, so
-    it is left out), at temperature factor ``temperature`` τ, from the left minimum for ``steps``
+    it is left out), at thermal energy ``kT`` (reduced units), from the left minimum for ``steps``
     steps of ``dt``. The bias θ x₁ tilts the well. The cost is (⟨x₁⟩ − ``target``)², ⟨x₁⟩ the
     time average of x₁ over the second half of the path; each evaluation draws its own noise
     path, so f is itself random.
@@ -164,7 +164,7 @@ class LangevinBias:
     Arguments:
         steps: the number of time steps.
         dt: the time step (reduced).
-        temperature: the temperature factor τ.
+        kT: the thermal energy, in the units of the potential.
         target: the target of ⟨x₁⟩.
         generator: the source of the noise, or None for the global one.
     """
@@ -172,16 +172,16 @@ class LangevinBias:
     dim = 1
     theta0 = (0.0,)
 
-    def __init__(self, steps: int = 1000, dt: float = 0.005, temperature: float = 3.0, target: float = 0.0,
+    def __init__(self, steps: int = 1000, dt: float = 0.005, kT: float = 3.0, target: float = 0.0,
                  generator: torch.Generator | None = None) -> None:
-        self.steps, self.dt, self.temperature, self.target = steps, dt, temperature, target
+        self.steps, self.dt, self.kT, self.target = steps, dt, kT, target
         self.system = DoubleWell()
         self.generator = generator
 
     def __call__(self, theta: torch.Tensor) -> torch.Tensor:
         a, b, c = self.system.a, self.system.b, self.system.c
         x = torch.full_like(theta[:, 0], self.system.minima[0][0])
-        noise_scale = math.sqrt(2 * self.dt * self.temperature)
+        noise_scale = math.sqrt(2 * self.dt * self.kT)
         total, start = torch.zeros_like(x), self.steps // 2
         for step in range(self.steps):
             force = -(4 * a * x**3 + 2 * b * x + c) - theta[:, 0]
@@ -191,7 +191,7 @@ class LangevinBias:
         return (total / (self.steps - start) - self.target) ** 2
 
     def __repr__(self) -> str:
-        return f"LangevinBias(steps={self.steps}, temperature={self.temperature})"
+        return f"LangevinBias(steps={self.steps}, kT={self.kT})"
 
 
 class MoleculeLangevin:

@@ -39,14 +39,22 @@ class FlowModel(Protocol):
     event_dim: int
 
     @property
-    def device(self) -> torch.device: ...
+    def device(self) -> torch.device:
+        """Where its parameters live."""
+        ...
 
     def sample_with_log_prob(self, n: int, tau: float = 1.0, generator: torch.Generator | None = None
-                             ) -> tuple[torch.Tensor, torch.Tensor]: ...
+                             ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``n`` samples ``[n, event_dim]`` and their log q ``[n]`` at latent temperature ``tau``."""
+        ...
 
-    def sample(self, n: int, tau: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor: ...
+    def sample(self, n: int, tau: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n`` samples ``[n, event_dim]``."""
+        ...
 
-    def log_prob(self, x: torch.Tensor, tau: float = 1.0) -> torch.Tensor: ...
+    def log_prob(self, x: torch.Tensor, tau: float = 1.0) -> torch.Tensor:
+        """log q(x) ``[*batch]`` of ``x`` ``[*batch, event_dim]``."""
+        ...
 
 
 class Flow(DeviceAware):

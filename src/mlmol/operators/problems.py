@@ -87,6 +87,7 @@ PROBLEMS = {
                             normalize=True, density=True, defaults=(("epochs", 100),)),
 }
 def get(name: str) -> Problem:
+    """A problem by name (see ``PROBLEMS``), or a clear error listing them."""
     if name not in PROBLEMS:
         raise MlmolError(f"unknown operator problem {name!r}; choose {', '.join(PROBLEMS)}")
     return PROBLEMS[name]

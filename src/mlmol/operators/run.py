@@ -145,6 +145,7 @@ def mean_error(model: FNO, inputs: torch.Tensor, outputs: torch.Tensor) -> float
 
 
 def build(config: dict) -> FNO:
+    """The run's untrained model (a :class:`DensityFNO` for densities), initialised from its seed."""
     problem = get(config["problem"])
     torch.manual_seed(config["seed"])
     kind = DensityFNO if problem.density else FNO
@@ -271,6 +272,7 @@ def evaluate(config: dict, model: FNO, data: OperatorData) -> dict:
 
 
 def describe(result: dict) -> str:
+    """One line: the validation and held-out test relative L2 errors, references and mass error."""
     errors = ", ".join(f"{e:.4f} at {n}" for n, e in result["test_l2"].items())
     validation = ", ".join(f"{e:.4f} at {n}" for n, e in result["validation_l2"].items())
     text = f"validation relative L2 {validation}; held-out test relative L2 {errors}"

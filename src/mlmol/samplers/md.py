@@ -91,9 +91,11 @@ class MolecularDynamics:
         return torch.from_numpy(frames)
 
     def checkpoint(self) -> bytes:
+        """The full MD state (positions, velocities, random state) as OpenMM's checkpoint bytes."""
         return self.context.createCheckpoint()
 
     def restore(self, state: bytes) -> None:
+        """Continue from :meth:`checkpoint` bytes."""
         try:
             self.context.loadCheckpoint(state)
         except Exception as error:

@@ -160,7 +160,7 @@ def umbrella(system: Molecule, torsions: Sequence[Sequence[int]], centres_deg: A
         reverse: break ties of the sweep the other way.
 
     Returns:
-        The traces (radians, kJ/mol, kT of the system).
+        The torsion traces (radians), with the force constants (kJ/mol/rad²) and the system's kT (kJ/mol).
     """
     torsions = [tuple(int(a) for a in t) for t in torsions]
     centres = np.radians(np.asarray(centres_deg, dtype=float).reshape(-1, len(torsions)))

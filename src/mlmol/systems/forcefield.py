@@ -258,7 +258,7 @@ class _PairTerm(_Term):
         return d, r2, torch.rsqrt(r2.clamp_min(MIN_DISTANCE**2))
 
     def forward(self, vectors: torch.Tensor | None, geometry: Geometry) -> torch.Tensor:
-        """Energy ``[B]`` (kJ/mol) from ``geometry.positions`` (``vectors`` is unused), with the closed-form gradient."""
+        """Energy ``[B]`` (kJ/mol) from ``geometry.positions`` (``vectors`` is unused), closed-form gradient."""
         return _AnalyticEnergy.apply(geometry.positions, self)
 
 

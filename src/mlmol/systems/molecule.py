@@ -65,9 +65,11 @@ class Molecule(Energy):
         return self.backend.system
 
     def energy(self, x: torch.Tensor) -> torch.Tensor:
+        """Reduced energy ``[*batch]`` (kT) of ``x`` ``[*batch, 3N]`` (nm), by the backend."""
         return self.backend.energy(x)
 
     def close(self) -> None:
+        """Stop the backend's worker processes (the OpenMM bridge); nothing for the torch backend."""
         self.backend.close()
 
     def extra_repr(self) -> str:
