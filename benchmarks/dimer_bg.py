@@ -14,7 +14,7 @@ relabelling: the flow's samples are kept only where relabelling leaves them unch
 reference sector, one copy of every configuration up to solvent permutations); elsewhere
 their weight is zero. Within the sector the weights are exactly p/q, and since ΔF(open −
 closed) and the d-profile are invariant to solvent permutations, their sector averages equal
-the full ones. Samples at latent temperatures τ (``--temperatures``) are reweighted to kT = τ.
+the full ones. Samples at latent temperature factors τ (``--tau``) are reweighted to kT = τ.
 
 Writes benchmarks/results/dimer_bg.json/.md (rows per seed) and dimer_bg.png (profile).
 """
@@ -105,7 +105,8 @@ def main() -> None:
     parser.add_argument("--resume", action="store_true",
                         help="continue from this run's checkpoint (a finished run is only re-evaluated); the "
                              "training time then counts the resumed part only")
-    parser.add_argument("--temperatures", type=float, nargs="+", default=[1.0, 2.0])
+    parser.add_argument("--tau", "--temperatures", dest="taus", type=float, nargs="+", default=[1.0, 2.0],
+                        help="latent temperature factors τ to sample at (--temperatures: the earlier name)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--no-mirror", dest="mirror", action="store_false",
                         help="train on the frames only, without their images under the box's reflections")
@@ -164,7 +165,7 @@ def main() -> None:
            # training's peak memory; not measured when only evaluating a finished run
            "peak_rss_mib": None if finished else round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
            "val_ml": history["val_ml"][-1], "samples": args.samples, "temperatures": {}}
-    for tau in args.temperatures:
+    for tau in args.taus:
         started = time.perf_counter()
         samples = sample(flow, system, args.samples, tau=tau, seed=args.seed, batch_size=20_000)
         inside = torch.isfinite(samples.log_weights)  # sample() gives zero weight outside the canonical sector

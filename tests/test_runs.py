@@ -15,7 +15,11 @@ CONTRACT = ("config.yaml", "checkpoint.pt", "metrics.jsonl", "metrics.json")
 
 
 def _figures(page: str) -> list[str]:
-    return [part.split("</h2>")[0] for part in page.split("<h2>")[1:]]
+    """The titles of the report's figures; each must embed a PNG image of some size."""
+    parts = page.split("<h2>")[1:]
+    titles = [part.split("</h2>")[0] for part in parts if "data:image/png;base64," in part]
+    assert all(len(part.split("base64,")[1].split("'")[0]) > 5000 for part in parts if "base64," in part)
+    return titles
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +60,10 @@ def test_every_kind_writes_the_same_files_and_its_kind(name, request):
     config = yaml.safe_load((path / "config.yaml").read_text())
     assert config["kind"] == {"bg_run": "bg", "vmc_run": "vmc", "operator_run": "operator"}[name] in KINDS
     assert RunDirectory(path).kind == config["kind"]
-    assert all("step" in r for r in RunDirectory(path).read_log())
+    log = RunDirectory(path).read_log()
+    assert log and all("step" in r and "time_s" in r for r in log) and log[-1]["step"] >= log[0]["step"]
+    checkpoint = torch.load(path / "checkpoint.pt", weights_only=False)
+    assert checkpoint["step"] == log[-1]["step"] and checkpoint["flow"]  # the weights of the last logged step
 
 
 def test_report_of_a_boltzmann_generator_run(bg_run, capsys):
@@ -112,6 +119,41 @@ def test_resume_continues_any_kind_and_refuses_options(vmc_run, tmp_path, capsys
     assert "Boltzmann generators only" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("kind", ["bg", "operator"])
+def test_mlmol_train_resume_continues_an_interrupted_run_bit_for_bit(kind, tmp_path, monkeypatch):
+    """A run stopped by Ctrl-C half way and continued with ``mlmol train --resume`` ends with the
+    weights of a run never stopped."""
+    import mlmol.train
+
+    config = tmp_path / "config.yaml"
+    if kind == "bg":
+        config.write_text(yaml.safe_dump({"system": {"name": "double-well"}, "data": {"n": 300},
+                                          "flow": {"blocks": 2, "hidden": [8, 8]},
+                                          "recipe": {"steps": 40, "batch": 32, "ml_batch": 32}}))
+    else:
+        config.write_text(yaml.safe_dump({"kind": "operator", "problem": "smoluchowski", "train": 8,
+                                          "validation": 2, "test": 2, "epochs": 10, "batch_size": 4, "modes": 4,
+                                          "width": 4, "data": str(tmp_path / "pairs.npz")}))
+    assert main(["train", str(config), "--out", str(tmp_path / "straight")]) == 0
+    real, calls = mlmol.train.Batch, {"n": 0}
+
+    def interrupting(*args, **kwargs):  # Ctrl-C at the 11th step: fit checkpoints, the command exits 130
+        calls["n"] += 1
+        if calls["n"] == 11:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(mlmol.train, "Batch", interrupting)
+    assert main(["train", str(config), "--out", str(tmp_path / "stopped")]) == 130
+    assert torch.load(tmp_path / "stopped" / "checkpoint.pt", weights_only=False)["step"] == 10
+    monkeypatch.setattr(mlmol.train, "Batch", real)
+    assert main(["train", "--out", str(tmp_path / "stopped"), "--resume"]) == 0
+    first, second = (torch.load(tmp_path / name / "checkpoint.pt", weights_only=False)
+                     for name in ("straight", "stopped"))
+    assert first["step"] == second["step"] > 10
+    assert all(torch.equal(first["flow"][k], second["flow"][k]) for k in first["flow"])
+
+
 def test_a_run_config_reruns_any_kind(vmc_run, tmp_path):
     again = tmp_path / "again"
     assert main(["train", str(vmc_run / "config.yaml"), "--out", str(again)]) == 0
@@ -121,6 +163,10 @@ def test_a_run_config_reruns_any_kind(vmc_run, tmp_path):
 
 
 def test_train_by_name_picks_the_kind_and_bg_options_are_refused(tmp_path, capsys):
+    assert main(["train", "H", "--steps", "3", "--out", str(tmp_path / "h")]) == 0
+    config = yaml.safe_load((tmp_path / "h" / "config.yaml").read_text())
+    assert (config["kind"], config["system"], config["steps"], config["ansatz"]) == ("vmc", "H", 3, "ferminet")
+    assert json.loads((tmp_path / "h" / "metrics.json").read_text())["steps"] == 3
     assert main(["train", "He", "--losses", "ml", "--out", str(tmp_path / "he")]) == 2
     assert "--losses apply to Boltzmann generators" in capsys.readouterr().err
     with pytest.raises(MlmolError, match="not a run directory"):

@@ -136,6 +136,43 @@ def test_a_run_resumes_from_its_checkpoint_and_recovers_from_nan_energies(tmp_pa
     assert json.loads(lines[-1])["step"] == 12
 
 
+def test_a_divergence_or_crash_before_the_first_checkpoint_goes_back_to_the_start(tmp_path, monkeypatch):
+    from mlmol.vmc import optimize
+    from mlmol.vmc import run as vmc_run
+
+    real, calls = optimize.local_energy, {"n": 0}
+
+    def nan_at_third(wf, x, molecule):
+        calls["n"] += 1
+        energies = real(wf, x, molecule)
+        return torch.full_like(energies, torch.nan) if calls["n"] == 3 else energies
+
+    monkeypatch.setattr(optimize, "local_energy", nan_at_third)
+    for optimizer in ("adam", "natural-gradient"):
+        calls["n"] = 0
+        config = vmc_run.make_config("H", ansatz="slater-jastrow", optimizer=optimizer, steps=6, walkers=16,
+                                     burn_in=5, eval_steps=8)
+        result = vmc_run.train(config, tmp_path / optimizer)
+        assert result["steps"] == 6 and result["recoveries"] == 1 and math.isfinite(result["value"])
+
+    def crash_at_third(wf, x, molecule):  # the process dies mid-run: only the checkpoint at step 0 is on disk
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("killed")
+        return real(wf, x, molecule)
+
+    calls["n"] = 0
+    monkeypatch.setattr(optimize, "local_energy", crash_at_third)
+    config = vmc_run.make_config("H", ansatz="slater-jastrow", steps=6, walkers=16, burn_in=5, eval_steps=8)
+    with pytest.raises(RuntimeError, match="killed"):
+        vmc_run.train(config, tmp_path / "crashed")
+    assert torch.load(tmp_path / "crashed" / "checkpoint.pt", weights_only=False)["step"] == 0
+    monkeypatch.setattr(optimize, "local_energy", real)
+    resumed = vmc_run.train(None, tmp_path / "crashed", resume=True)
+    straight = vmc_run.train(config, tmp_path / "straight")
+    assert resumed["steps"] == 6 and resumed["value"] == straight["value"]  # the same run, bit for bit
+
+
 def test_max_minutes_stops_training_and_checkpoints_where_it_stopped(tmp_path):
     from mlmol.vmc import run as vmc_run
 

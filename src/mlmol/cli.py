@@ -199,12 +199,14 @@ def _cmd_train(args) -> None:
             base, system = read_yaml(args.target), None
         kind = (base or {}).get("kind") or (runs.kind_of_target(system) if system else "bg")
         if kind != "bg":  # a VMC system or an operator problem: its defaults, or the config's settings
+            shared = ("seed", "threads", "steps") if kind == "vmc" else ("seed", "threads")
             bg_only = [f"--{k.replace('_', '-')}" for k, v in {**overrides, **molecular}.items()
-                       if v is not None and k not in ("seed", "threads")]
+                       if v is not None and k not in shared]
             if bg_only:
                 raise MlmolError(f"{' '.join(bg_only)} apply to Boltzmann generators; for a {kind} run use "
                                  f"mlmol {kind} with its options")
-            config = runs.resolved_config(kind, base or {}, system, seed=args.seed)
+            changes = {k: overrides[k] for k in shared if k != "threads" and overrides[k] is not None}
+            config = runs.resolved_config(kind, base or {}, system, **changes)
             threads = args.threads or 1
         else:
             if args.pdb is not None:

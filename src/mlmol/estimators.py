@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,8 +19,19 @@ from .errors import MlmolError
 from .systems.base import Energy, State
 from .systems.quadrature import StateLike, boltzmann_probabilities, exact_delta_f, require_bounds
 
-__all__ = ["Estimate", "Profile", "ess", "ess_fraction", "delta_f", "free_energy_profile", "exact_profile",
-           "exact_delta_f", "profile_rmse", "default_edges", "histogram_tv"]
+__all__ = [
+    "Estimate",
+    "Profile",
+    "default_edges",
+    "delta_f",
+    "ess",
+    "ess_fraction",
+    "exact_delta_f",
+    "exact_profile",
+    "free_energy_profile",
+    "histogram_tv",
+    "profile_rmse",
+]
 
 
 @dataclass(frozen=True)
@@ -53,7 +64,7 @@ def ess_fraction(log_weights: torch.Tensor) -> float:
     return ess(log_weights) / max(len(log_weights), 1)
 
 
-def histogram_tv(values: np.ndarray, reference: np.ndarray, edges, weights: np.ndarray | None = None) -> float:
+def histogram_tv(values: np.ndarray, reference: np.ndarray, edges: np.ndarray | Sequence[float], weights: np.ndarray | None = None) -> float:
     """Total-variation distance ½ Σ |p_k − r_k| between the histograms of two samples on ``edges``.
 
     0 for identical histograms, 1 for disjoint ones. ``weights`` (e.g. importance weights) apply
@@ -109,7 +120,7 @@ def _profile_from_weights(coord: np.ndarray, w: np.ndarray, edges: np.ndarray) -
         return -np.log(density)
 
 
-def free_energy_profile(samples: Samples, coordinate: int | Callable, edges, n_bootstrap: int = 100,
+def free_energy_profile(samples: Samples, coordinate: int | Callable, edges: np.ndarray | Sequence[float], n_bootstrap: int = 100,
                         seed: int = 0) -> Profile:
     """Reweighted free-energy profile along ``x[:, coordinate]`` (or a function of x), bootstrap errors."""
     edges = np.asarray(edges, dtype=float)
@@ -125,7 +136,7 @@ def free_energy_profile(samples: Samples, coordinate: int | Callable, edges, n_b
     return Profile(edges, f, stderr)
 
 
-def exact_profile(system: Energy, coordinate: int, edges, points: int = 1001) -> Profile:
+def exact_profile(system: Energy, coordinate: int, edges: np.ndarray | Sequence[float], points: int = 1001) -> Profile:
     """Exact free-energy profile by quadrature over ``system.bounds`` (dim <= 2)."""
     edges = np.asarray(edges, dtype=float)
     x, p = boltzmann_probabilities(system, points)

@@ -157,7 +157,7 @@ def train(config: dict | None, out: str | Path, resume: bool = False, progress: 
     recipe_options = {k: v for k, v in config["recipe"].items() if k != "name"}
     recipe = experiments.RECIPES[config["recipe"]["name"]](system, data.float(), **recipe_options)
     history = fit(flow, recipe, seed=config["seed"], checkpoint=run.checkpoint, metrics=run.metrics_log,
-                  resume=resume, progress=progress, extra_state={"spec": flow.spec})
+                  resume=resume, progress=progress)
     return Run(run, config, system, flow, data, history)
 
 

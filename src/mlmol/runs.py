@@ -23,12 +23,10 @@ def kind_of_target(name: str) -> str:
     return "vmc" if name in EXACT_ENERGIES else "operator" if name in PROBLEMS else "bg"
 
 
-def resolved_config(kind: str, base: dict, name: str | None = None, seed: int | None = None) -> dict:
+def resolved_config(kind: str, base: dict, name: str | None = None, **changes: object) -> dict:
     """The full config of a VMC or operator run from a config's settings (``base``, e.g. another run's
-    config.yaml) or a system/problem ``name`` with its defaults, and ``seed``."""
-    settings = {k: v for k, v in base.items() if k != "kind"}
-    if seed is not None:
-        settings["seed"] = seed
+    config.yaml) or a system/problem ``name`` with its defaults, and ``changes`` (e.g. ``seed``)."""
+    settings = {**{k: v for k, v in base.items() if k != "kind"}, **changes}
     if kind == "vmc":
         from .vmc import run as vmc_run
 
@@ -100,11 +98,11 @@ def report(path: str | Path, n: int = 20_000, seed: int = 0) -> Path:
     """Write RUN/report.html with the figures of the run's kind; returns its path."""
     kind = RunDirectory(Path(path)).kind
     if kind == "vmc":
-        from .vmc.run import report as vmc_report
+        from .vmc.report import report as vmc_report
 
         return vmc_report(path)
     if kind == "operator":
-        from .operators.run import report as operator_report
+        from .operators.report import report as operator_report
 
         return operator_report(path)
     from .run import load

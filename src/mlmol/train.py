@@ -125,14 +125,13 @@ def _finite(module: nn.Module) -> bool:
 def fit(model: nn.Module, recipe: Recipe, seed: int = 0, checkpoint: str | Path | None = None,
         metrics: str | Path | None = None, resume: bool = False, progress: bool = False,
         log_every: int = 10, checkpoint_every: int = 250, until: int | None = None,
-        validate_every: int = 250, max_seconds: float | None = None, extra_state: dict | None = None,
-        description: str = "training") -> History:
+        validate_every: int = 250, max_seconds: float | None = None, description: str = "training") -> History:
     """Train ``model`` (a flow, a neural operator, a wavefunction: any module the recipe's losses
     know) through the stages of ``recipe``: the one training loop of every kind of run.
 
     Seeded: the same seed gives the same weights. With ``checkpoint`` the full state (weights,
-    optimiser, random generator, the losses' own state, step, recoveries, and ``extra_state``) is
-    written atomically every ``checkpoint_every`` steps, at the end, and on Ctrl-C; ``resume=True``
+    optimiser, random generator, the losses' own state, step, recoveries, and a flow's ``spec`` to
+    rebuild it) is written atomically every ``checkpoint_every`` steps, at the end, and on Ctrl-C; ``resume=True``
     continues from it bit for bit. ``until`` stops early at a global step and ``max_seconds`` after
     that much wall time (the schedule is unchanged). Metrics go to ``metrics`` as JSON lines every
     ``log_every`` steps, with the recipe's validation metric (a flow's ``val_ml`` by default) every
@@ -164,12 +163,14 @@ def fit(model: nn.Module, recipe: Recipe, seed: int = 0, checkpoint: str | Path 
             step, stage_index = state["step"], state["stage"]
             recoveries = max(recoveries, state.get("recoveries", 0))
             generator.set_state(state["generator"])
-            stage = recipe.stages[stage_index]
-            optimizer = stage.optimizer(model.parameters(), lr=stage.lr)
-            optimizer.load_state_dict(state["optimizer"])
+            optimizer = None  # a checkpoint from before the first step: the loop makes a fresh one
+            if state["optimizer"] is not None:
+                stage = recipe.stages[stage_index]
+                optimizer = stage.optimizer(model.parameters(), lr=stage.lr)
+                optimizer.load_state_dict(state["optimizer"])
             for stage, loss_state in zip(recipe.stages, state.get("losses", []), strict=False):
                 stage.loss.load_state_dict(loss_state)
-        except (KeyError, RuntimeError, ValueError, IndexError) as error:
+        except (KeyError, RuntimeError, ValueError, IndexError, TypeError, AttributeError) as error:
             raise MlmolError(
                 f"the checkpoint {checkpoint} does not match this run ({type(error).__name__}: "
                 f"{error}); train again without --resume"
@@ -191,8 +192,8 @@ def fit(model: nn.Module, recipe: Recipe, seed: int = 0, checkpoint: str | Path 
         if checkpoint is not None:
             save_torch({"flow": model.state_dict(), "optimizer": optimizer.state_dict() if optimizer else None,
                         "generator": step_start_rng, "step": step, "stage": stage_index, "recoveries": recoveries,
-                        "losses": [stage.loss.state_dict() for stage in recipe.stages], **(extra_state or {})},
-                       checkpoint)
+                        "losses": [stage.loss.state_dict() for stage in recipe.stages],
+                        "spec": model.spec if isinstance(model, FlowModel) else None}, checkpoint)
 
     total = recipe.total_steps
     stop = total if until is None else min(until, total)
@@ -210,7 +211,7 @@ def fit(model: nn.Module, recipe: Recipe, seed: int = 0, checkpoint: str | Path 
         model.train()
         while step < stop and time.perf_counter() < deadline:
             index, stage, start = _stage_at(recipe, step)
-            if index != stage_index:
+            if index != stage_index or optimizer is None:
                 stage_index = index
                 optimizer = stage.optimizer(model.parameters(), lr=stage.lr)
             lr = 0.5**recoveries * stage.lr_at(step - start)

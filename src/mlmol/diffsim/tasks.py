@@ -230,7 +230,7 @@ class MoleculeLangevin:
 
         self.steps, self.step, self.torsion = steps, step, torsion
         self.energy = energy if energy is not None else alanine_dipeptide(backend="torch")
-        variables = getattr(self.energy, "variables", {})
+        variables = self.energy.variables
         if torsion not in variables:
             raise MlmolError(f"the energy has no torsion {torsion!r}; it has {sorted(variables)}")
         self.generator = generator

@@ -5,7 +5,9 @@
 - :mod:`~mlmol.operators.darcy`: Darcy flow data (thresholded random coefficient, finite differences).
 - :mod:`~mlmol.operators.smoluchowski`: the 1D Smoluchowski equation, its finite-volume propagator, random
   double-well potentials and densities.
-- :mod:`~mlmol.operators.run`: a run directory (``mlmol operator``): data, training through
+- :mod:`~mlmol.operators.problems`: the data sets (made, stored, split, subsampled) and reference predictors.
+- :mod:`~mlmol.operators.report`: the report of an operator run.
+- :mod:`~mlmol.operators.run`: a run (``mlmol operator``): training through
   :func:`mlmol.train.fit`, evaluation at several resolutions, figures.
 """
 

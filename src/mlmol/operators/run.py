@@ -318,28 +318,3 @@ def predictions_figure(config: dict, model: FNO, data: OperatorData, count: int 
     fig.suptitle(f"{problem.description}: test samples", fontsize=10)
     fig.tight_layout()
     return fig
-
-
-def report(path: str | Path) -> Path:
-    """Write RUN/report.html for an operator run: the evaluation, the training and validation errors
-    as training went, and predictions against the truth on held-out test pairs."""
-    from ..report import training_curves, write_report
-
-    run = RunDirectory(Path(path))
-    metrics = run.read_metrics()
-    if metrics is None or "test_l2" not in metrics:
-        raise MlmolError(f"{run.path} has no operator evaluation; write it: mlmol evaluate {run.path}")
-    config, model = load(run.path)
-    rows = [("held-out test relative L2", ", ".join(f"{e:.4f} at {n}" for n, e in metrics["test_l2"].items())),
-            ("validation relative L2", ", ".join(f"{e:.4f} at {n}" for n, e in metrics["validation_l2"].items()))]
-    rows += [(f"reference: {name.replace('_', ' ')}", f"{value:.4f}")
-             for name, value in metrics.get("reference_l2", {}).items()]
-    if "mass_error" in metrics:
-        rows.append(("largest error in total probability", f"{metrics['mass_error']:.1e}"))
-    figures = [("Predictions on held-out test pairs", predictions_figure(config, model, load_data(config, run.path))),
-               ("Relative L2 during training", training_curves(run.read_log(), {"l2": "training batches",
-                                                                                 "val_l2": "validation pairs"},
-                                                               "relative L2", log=True))]
-    return write_report(run, f"Fourier neural operator: {config['problem']}",
-                        [f"Metrics: {run.metrics_file}, written after training (mlmol evaluate rewrites it)."],
-                        rows, figures, config)

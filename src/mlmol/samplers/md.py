@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -11,6 +13,9 @@ from ..errors import MlmolError
 from ..geometry import dihedral
 from ..systems.molecule import Molecule
 from ..systems.openmm_bridge import OpenMMEnergy, auto_platform, require_openmm
+
+if TYPE_CHECKING:
+    import openmm
 
 
 class MolecularDynamics:
@@ -25,7 +30,8 @@ class MolecularDynamics:
     """
 
     def __init__(self, system: Molecule, timestep_fs: float = 1.0, friction_per_ps: float = 1.0, seed: int = 0,
-                 positions: np.ndarray | None = None, minimize: bool = True, equilibration: int = 5_000, bias=None):
+                 positions: np.ndarray | None = None, minimize: bool = True, equilibration: int = 5_000,
+                 bias: openmm.Force | Sequence[openmm.Force] | None = None):
         openmm = require_openmm()
         unit = openmm.unit
         if not isinstance(system, Molecule):
@@ -159,7 +165,7 @@ def pulled_positions(system: Molecule, targets: dict[str, float], seed: int = 0,
 
 def molecular_dynamics(system: Molecule, n_frames: int, interval: int = 250, timestep_fs: float = 1.0,
                        friction_per_ps: float = 1.0, equilibration: int = 5_000, seed: int = 0,
-                       positions=None, minimize: bool = True, progress: bool = False,
+                       positions: np.ndarray | None = None, minimize: bool = True, progress: bool = False,
                        starts: list[dict[str, float]] | None = None) -> torch.Tensor:
     """``n_frames`` frames ``[n_frames, 3N]`` (nm, float64) of Langevin MD; see :class:`MolecularDynamics`.
 

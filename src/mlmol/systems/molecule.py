@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import partial
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -12,6 +13,9 @@ from ..geometry import dihedral_of
 from .base import Energy
 from .forcefield import TorchEnergy
 from .openmm_bridge import OpenMMEnergy
+
+if TYPE_CHECKING:
+    from openmm import app
 
 Torsions = dict[str, tuple[int, int, int, int]]  # name -> four atom indices
 Start = dict[str, float]  # torsion name -> degrees
@@ -40,7 +44,7 @@ class Molecule(Energy):
 
     profile_coords = ()  # Cartesian profiles mean nothing for a molecule; the report shows Ramachandran
 
-    def __init__(self, backend: TorchEnergy | OpenMMEnergy, topology, positions: np.ndarray, torsions: Torsions,
+    def __init__(self, backend: TorchEnergy | OpenMMEnergy, topology: app.Topology, positions: np.ndarray, torsions: Torsions,
                  states: tuple[str, str] | None = None, starts: list[Start] | None = None, name: str = "molecule"):
         super().__init__(backend.dim, backend.kT)
         self.backend = backend

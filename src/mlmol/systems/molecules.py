@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -15,13 +16,16 @@ from .forcefield import TorchEnergy, UnsupportedForce
 from .molecule import Molecule, Start
 from .openmm_bridge import OpenMMEnergy, require_openmm
 
+if TYPE_CHECKING:
+    from openmm import app
+
 DATA = Path(__file__).with_name("data")
 ALANINE_DIPEPTIDE_PDB = DATA / "alanine-dipeptide.pdb"
 IMPLICIT_SOLVENT = {"obc1": "implicit/obc1.xml", "obc2": "implicit/obc2.xml", "gbn": "implicit/gbn.xml",
                     "gbn2": "implicit/gbn2.xml", "hct": "implicit/hct.xml"}
 
 
-def read_pdb(path: str | Path):
+def read_pdb(path: str | Path) -> app.PDBFile:
     """An ``openmm.app.PDBFile`` with finite coordinates, or a clear error naming the file."""
     require_openmm()
     from openmm import app
@@ -116,12 +120,12 @@ def from_pdb(path: str | Path, forcefield: Sequence[str] = ("amber14-all.xml",),
                     starts=starts, name=name)
 
 
-def _residue_atoms(chain) -> list[dict[str, int]]:
+def _residue_atoms(chain: app.Chain) -> list[dict[str, int]]:
     """Atom indices by atom name, one dict per residue of ``chain`` in order."""
     return [{a.name: a.index for a in r.atoms()} for r in chain.residues()]
 
 
-def backbone_torsions(topology) -> dict[str, tuple[int, int, int, int]]:
+def backbone_torsions(topology: app.Topology) -> dict[str, tuple[int, int, int, int]]:
     """Backbone φ (C−N−CA−C) and ψ (N−CA−C−N) of every residue that has both, by atom index.
 
     Named ``phi``/``psi`` when one residue has them (a capped dipeptide), else ``phi1``,
@@ -140,7 +144,7 @@ def backbone_torsions(topology) -> dict[str, tuple[int, int, int, int]]:
     return {f"{kind}{number}": atoms for number, phi, psi in found for kind, atoms in (("phi", phi), ("psi", psi))}
 
 
-def peptide_bonds(topology) -> list[tuple[int, int, int, int]]:
+def peptide_bonds(topology: app.Topology) -> list[tuple[int, int, int, int]]:
     """ω torsions (X−C−N−Y) of every peptide bond C(i)−N(i+1), by atom index; X and Y are the
     heavy atoms bonded to C and N along the chain (CA, or the methyl C of ACE/NME caps)."""
     heavy: dict[int, list[int]] = {}
@@ -186,7 +190,7 @@ def alanine_dipeptide(implicit_solvent: bool = False, temperature: float = 300.0
 PHI, PSI = (4, 6, 8, 10), (6, 8, 10, 16)  # backbone torsions of the shipped alanine dipeptide
 
 
-def chiral_centres(topology) -> list[tuple[int, int, int, int]]:
+def chiral_centres(topology: app.Topology) -> list[tuple[int, int, int, int]]:
     """(N, CA, C, CB) atom indices of every residue that has all four (the Cα stereocentres)."""
     centres = []
     for residue in topology.residues():

@@ -12,10 +12,10 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad, jacfwd, vmap
 
-from .systems import Molecule
+from .systems import ElectronicSystem
 
 
-def potential_energy(x: torch.Tensor, molecule: Molecule) -> torch.Tensor:
+def potential_energy(x: torch.Tensor, molecule: ElectronicSystem) -> torch.Tensor:
     """V(x) ``[B]`` (hartree) for electrons ``x`` ``[B, N, 3]`` (bohr): electron–nucleus attraction,
     electron–electron and nucleus–nucleus repulsion.
 
@@ -58,7 +58,7 @@ def kinetic_energy(wavefunction: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return vmap(one)(x.detach().flatten(1))
 
 
-def local_energy(wavefunction: nn.Module, x: torch.Tensor, molecule: Molecule) -> torch.Tensor:
+def local_energy(wavefunction: nn.Module, x: torch.Tensor, molecule: ElectronicSystem) -> torch.Tensor:
     """E_L(x) ``[B]`` in hartree at electrons ``x`` ``[B, N, 3]`` (bohr): :func:`kinetic_energy` +
     :func:`potential_energy`, without gradients to the parameters or to x.
 

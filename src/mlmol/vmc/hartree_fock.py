@@ -19,8 +19,8 @@ from tqdm.auto import tqdm
 
 from ..errors import MlmolError
 from .sampling import Walkers
-from .systems import ELEMENTS, Molecule
-from .wavefunctions import spin_slogdet
+from .systems import ELEMENTS, ElectronicSystem
+from .wavefunctions import FermiNet, SlaterJastrow, spin_slogdet
 
 
 def _pyscf():
@@ -81,7 +81,7 @@ class HartreeFockWavefunction(nn.Module):
         return spin_slogdet(self.hf.orbitals(x))
 
 
-def hartree_fock(molecule: Molecule, basis: str = "cc-pvdz") -> HartreeFock:
+def hartree_fock(molecule: ElectronicSystem, basis: str = "cc-pvdz") -> HartreeFock:
     """Run Hartree–Fock on ``molecule`` in the Gaussian ``basis`` (any pyscf basis name).
 
     Example:
@@ -117,7 +117,7 @@ def _symbol(z: float) -> str:
     return names[z]
 
 
-def pretrain(wavefunction: nn.Module, hf: HartreeFock, molecule: Molecule, steps: int = 1000, walkers: int = 512,
+def pretrain(wavefunction: FermiNet | SlaterJastrow, hf: HartreeFock, molecule: ElectronicSystem, steps: int = 1000, walkers: int = 512,
              lr: float = 3e-4, seed: int = 0, progress: bool = False) -> tuple[torch.Tensor, list[float]]:
     """Fit ``wavefunction.orbital_matrices`` to the Hartree–Fock orbitals for ``steps`` Adam steps on
     ``walkers`` sampling |ψ_HF|² and as many sampling the network's |ψ|² (FermiNet's mixture: the
@@ -138,8 +138,9 @@ def pretrain(wavefunction: nn.Module, hf: HartreeFock, molecule: Molecule, steps
     Returns:
         The Hartree–Fock walkers ``[walkers, N, 3]`` (bohr) and the losses ``[steps]``.
     """
-    if not hasattr(wavefunction, "orbital_matrices"):
-        raise MlmolError(f"{type(wavefunction).__name__} has no orbital_matrices(x) to pre-train")
+    if not isinstance(wavefunction, (FermiNet, SlaterJastrow)):
+        raise MlmolError(f"{type(wavefunction).__name__} has no orbital matrices to pre-train; pre-train a FermiNet "
+                         "or a Slater–Jastrow wavefunction")
     samplers = [Walkers(HartreeFockWavefunction(hf), molecule, walkers, seed=seed),
                 Walkers(wavefunction, molecule, walkers, seed=seed + 1)]
     samplers[0].step(100)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,7 +25,7 @@ from ..estimators import Estimate
 from ..losses import Batch, Diverged, Loss
 from .hamiltonian import local_energy
 from .sampling import Walkers, blocking_error
-from .systems import Molecule
+from .systems import ElectronicSystem
 
 
 def clipped(energies: torch.Tensor, clip: float) -> torch.Tensor:
@@ -58,7 +59,7 @@ class NaturalGradient(torch.optim.Optimizer):
     a B × B solve instead of the P × P one. The step θ ← θ − η δθ is shortened where needed so that
     η² δθᵀ S δθ ≤ ``max_norm`` (as KFAC in FermiNet constrains its steps). ``lr`` is η."""
 
-    def __init__(self, params, lr: float = 0.05, damping: float = 1e-3, max_norm: float = 1e-3,
+    def __init__(self, params: Iterable[torch.nn.Parameter], lr: float = 0.05, damping: float = 1e-3, max_norm: float = 1e-3,
                  source: VMCObjective | None = None):
         super().__init__(params, {"lr": lr, "damping": damping, "max_norm": max_norm})
         self.source = source
@@ -118,7 +119,7 @@ class VMCObjective(Loss):
 
     name = "energy"
 
-    def __init__(self, molecule: Molecule, walkers: Walkers, mcmc_steps: int = 10, clip: float = 5.0,
+    def __init__(self, molecule: ElectronicSystem, walkers: Walkers, mcmc_steps: int = 10, clip: float = 5.0,
                  natural_gradient: bool = False):
         self.molecule, self.walkers, self.mcmc_steps, self.clip = molecule, walkers, mcmc_steps, clip
         self.natural_gradient = natural_gradient
@@ -160,7 +161,7 @@ class VMCObjective(Loss):
         return f"VMCObjective({self.molecule.name}, mcmc_steps={self.mcmc_steps}, clip={self.clip:g})"
 
 
-def evaluate(wavefunction: nn.Module, walkers: Walkers, molecule: Molecule, steps: int = 200,
+def evaluate(wavefunction: nn.Module, walkers: Walkers, molecule: ElectronicSystem, steps: int = 200,
              mcmc_steps: int = 10) -> VMCEnergy:
     """The energy ⟨E_L⟩ over ``steps`` × walkers samples, with the blocking standard error of the
     per-step walker means (successive steps are correlated)."""

@@ -18,7 +18,6 @@ from dataclasses import asdict
 from functools import partial
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from ..data import atomic_write, load_torch
@@ -26,8 +25,8 @@ from ..errors import MlmolError
 from ..rundir import RunDirectory
 from ..train import Recipe, Stage, fit
 from .optimize import NaturalGradient, VMCObjective, evaluate
-from .sampling import Walkers, blocking_levels
-from .systems import EXACT_ENERGIES, Molecule, get
+from .sampling import Walkers
+from .systems import EXACT_ENERGIES, ElectronicSystem, get
 from .wavefunctions import FermiNet, SlaterJastrow
 
 ANSATZE = {"ferminet": FermiNet, "slater-jastrow": SlaterJastrow}
@@ -56,13 +55,13 @@ def make_config(system: str, **overrides) -> dict:
     return config
 
 
-def build(config: dict) -> tuple[Molecule, torch.nn.Module]:
+def build(config: dict) -> tuple[ElectronicSystem, torch.nn.Module]:
     molecule = get(config["system"])
     torch.manual_seed(config["seed"])
     return molecule, ANSATZE[config["ansatz"]](molecule).double()
 
 
-def _pretrain(config: dict, path: Path, molecule: Molecule, wavefunction, walkers: Walkers, progress: bool) -> None:
+def _pretrain(config: dict, path: Path, molecule: ElectronicSystem, wavefunction, walkers: Walkers, progress: bool) -> None:
     """Fit the orbitals to Hartree–Fock (RUN/pretrain.json: HF energy and losses); the walkers start
     from the Hartree–Fock samples."""
     from .hartree_fock import hartree_fock, pretrain
@@ -75,7 +74,7 @@ def _pretrain(config: dict, path: Path, molecule: Molecule, wavefunction, walker
                                                      "loss_first": losses[0], "loss_last": losses[-1]}, indent=2))
 
 
-def recipe(config: dict, molecule: Molecule, walkers: Walkers) -> Recipe:
+def recipe(config: dict, molecule: ElectronicSystem, walkers: Walkers) -> Recipe:
     """One stage of ``steps`` steps of :class:`~mlmol.vmc.optimize.VMCObjective` with the configured
     optimiser, FermiNet's learning-rate decay lr / (1 + t / ``lr_decay``), and recovery from
     diverging steps (at most ``max_recoveries``, each halving the learning rate)."""
@@ -126,7 +125,7 @@ def train(config: dict | None, out: str | Path, resume: bool = False, progress: 
     return evaluate_run(run, wavefunction, plan.stages[0].loss, training)
 
 
-def load(out: str | Path) -> tuple[dict, Molecule, torch.nn.Module, VMCObjective]:
+def load(out: str | Path) -> tuple[dict, ElectronicSystem, torch.nn.Module, VMCObjective]:
     """The config, system, trained wavefunction and objective (with its walkers where training left
     them) of a VMC run directory."""
     run = RunDirectory(Path(out))
@@ -173,36 +172,3 @@ def describe(result: dict) -> str:
         if abs(result["error"]) <= 1.6e-3:
             line += " (within chemical accuracy)"
     return line if math.isfinite(result["value"]) else line + " — not finite"
-
-
-def report(path: str | Path) -> Path:
-    """Write RUN/report.html for a VMC run: the evaluation, the energy and its variance as training
-    went, and the blocking analysis of the evaluation's correlated walker means."""
-    import matplotlib.pyplot as plt
-
-    from ..report import training_curves, write_report
-
-    run = RunDirectory(Path(path))
-    config, metrics = run.read_config(), run.read_metrics()
-    if metrics is None or "value" not in metrics:
-        raise MlmolError(f"{run.path} has no VMC evaluation; write it: mlmol evaluate {run.path}")
-    records = run.read_log()
-    rows = [("energy", describe(metrics)), ("steps", f"{metrics['steps']:,}"),
-            ("parameters", f"{metrics['parameters']:,}")]
-    figures = [("Energy during training", training_curves(records, {"energy": "⟨E_L⟩ per step"}, "energy (Ha)",
-                                                           exact=metrics.get("exact"))),
-               ("Local-energy variance", training_curves(records, {"variance": "var(E_L)"}, "variance (Ha²)",
-                                                         log=True))]
-    if len(metrics.get("series", [])) >= 4:
-        levels = blocking_levels(np.asarray(metrics["series"]))
-        fig, ax = plt.subplots(figsize=(6, 4))
-        ax.errorbar([b for _, _, b in levels], [se for se, _, _ in levels], [d for _, d, _ in levels], marker="o")
-        ax.axhline(metrics["stderr"], color="k", linestyle="--", label=f"chosen: blocks of {metrics['block']}")
-        ax.set_xscale("log", base=2)
-        ax.set_xlabel("block length (sweeps)")
-        ax.set_ylabel("standard error of the mean (Ha)")
-        ax.legend(frameon=False)
-        figures.append(("Blocking analysis of the evaluation", fig))
-    return write_report(run, f"VMC: {config['system']} ({config['ansatz']})",
-                        [f"Metrics: {run.metrics_file}, written after training (mlmol evaluate rewrites it)."],
-                        rows, figures, config)

@@ -9,10 +9,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .systems import Molecule
+from .systems import ElectronicSystem
 
 
-def initial_positions(molecule: Molecule, n: int, generator: torch.Generator | None = None,
+def initial_positions(molecule: ElectronicSystem, n: int, generator: torch.Generator | None = None,
                       dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """``[n, N, 3]`` (bohr, ``dtype``): electrons placed round the nuclei (each nucleus gets about Z electrons,
     alternating spins), spread by unit Gaussians.
@@ -50,7 +50,7 @@ class Walkers:
         (True, torch.Size([100, 1, 3]))
     """
 
-    def __init__(self, wavefunction: nn.Module, molecule: Molecule, n: int, seed: int = 0, width: float = 0.2,
+    def __init__(self, wavefunction: nn.Module, molecule: ElectronicSystem, n: int, seed: int = 0, width: float = 0.2,
                  target: float = 0.5) -> None:
         self.wavefunction, self.width, self.target = wavefunction, width, target
         self.generator = torch.Generator().manual_seed(seed)

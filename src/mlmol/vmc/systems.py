@@ -21,7 +21,7 @@ EXACT_ENERGIES = {"H": -0.5, "He": -2.903724, "H2": -1.174475, "Li": -7.478060, 
 
 
 @dataclass(frozen=True)
-class Molecule:
+class ElectronicSystem:
     """Nuclear ``charges`` (e), nuclear ``positions`` (bohr) and electrons per spin.
 
     Arguments:
@@ -32,7 +32,7 @@ class Molecule:
         name: a short name.
 
     Example:
-        >>> h2 = Molecule((1.0, 1.0), ((0.0, 0.0, -0.7), (0.0, 0.0, 0.7)), 1, 1, "H2")
+        >>> h2 = ElectronicSystem((1.0, 1.0), ((0.0, 0.0, -0.7), (0.0, 0.0, 0.7)), 1, 1, "H2")
         >>> h2.n_electrons, round(h2.nuclear_repulsion(), 6)
         (2, 0.714286)
     """
@@ -77,7 +77,7 @@ class Molecule:
 
 
 def molecule(atoms: Sequence[tuple[str | float, Sequence[float]]], charge: int = 0, spin: int | None = None,
-             name: str = "molecule") -> Molecule:
+             name: str = "molecule") -> ElectronicSystem:
     """A molecule from (element or charge, (x, y, z) in bohr) pairs, its total ``charge`` and
     ``spin`` = n_up − n_down (default: 0 or 1, the lowest the electron count allows).
 
@@ -101,11 +101,11 @@ def molecule(atoms: Sequence[tuple[str | float, Sequence[float]]], charge: int =
     if (n + spin) % 2 or abs(spin) > n:
         raise MlmolError(f"{name}: {n} electrons cannot have spin n_up − n_down = {spin}; with {n} electrons the "
                          f"spin must be {'odd' if n % 2 else 'even'} and at most {n}")
-    return Molecule(tuple(charges), tuple(tuple(float(c) for c in p) for _, p in atoms), (n + spin) // 2,
+    return ElectronicSystem(tuple(charges), tuple(tuple(float(c) for c in p) for _, p in atoms), (n + spin) // 2,
                     (n - spin) // 2, name)
 
 
-def get(name: str) -> Molecule:
+def get(name: str) -> ElectronicSystem:
     """A built-in system: H, He, Li (atoms at the origin), H2 (R = 1.4 bohr), LiH (R = 3.015 bohr)."""
     builders = {
         "H": lambda: molecule([("H", (0, 0, 0))], name="H"),

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .systems import Molecule
+from .systems import ElectronicSystem
 
 
 def signed_logsumexp(signs: torch.Tensor, logs: torch.Tensor, dim: int = -1) -> tuple[torch.Tensor, torch.Tensor]:
@@ -89,7 +89,7 @@ class FermiNet(nn.Module):
         (torch.Size([3]), torch.Size([3]))
     """
 
-    def __init__(self, molecule: Molecule, one: Sequence[int] = (32, 32, 32), two: Sequence[int] = (8, 8, 8),
+    def __init__(self, molecule: ElectronicSystem, one: Sequence[int] = (32, 32, 32), two: Sequence[int] = (8, 8, 8),
                  determinants: int = 4) -> None:
         super().__init__()
         if len(one) != len(two):
@@ -167,7 +167,7 @@ class SlaterJastrow(nn.Module):
         exponents: Slater exponents ζ per nucleus (1/bohr; initially Z, Z/2, Z/4, Z/8, then 0.1 Z).
     """
 
-    def __init__(self, molecule: Molecule, exponents: int = 4) -> None:
+    def __init__(self, molecule: ElectronicSystem, exponents: int = 4) -> None:
         super().__init__()
         charges, positions = molecule.tensors()
         self.register_buffer("nuclei", positions)
