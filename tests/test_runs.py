@@ -119,10 +119,15 @@ def test_resume_continues_any_kind_and_refuses_options(vmc_run, tmp_path, capsys
     assert "Boltzmann generators only" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("where", ["before the update", "after the update"])
 @pytest.mark.parametrize("kind", ["bg", "operator"])
-def test_mlmol_train_resume_continues_an_interrupted_run_bit_for_bit(kind, tmp_path, monkeypatch):
-    """A run stopped by Ctrl-C half way and continued with ``mlmol train --resume`` ends with the
-    weights of a run never stopped."""
+def test_mlmol_train_resume_continues_an_interrupted_run_bit_for_bit(kind, where, tmp_path, monkeypatch):
+    """A run stopped by Ctrl-C in its 11th step (before or after that step's update) finishes that
+    step and stops; continued with ``mlmol train --resume`` it runs only the steps left and ends with
+    the weights of a run never stopped."""
+    import os
+    import signal
+
     import mlmol.train
 
     config = tmp_path / "config.yaml"
@@ -135,22 +140,34 @@ def test_mlmol_train_resume_continues_an_interrupted_run_bit_for_bit(kind, tmp_p
                                           "validation": 2, "test": 2, "epochs": 10, "batch_size": 4, "modes": 4,
                                           "width": 4, "data": str(tmp_path / "pairs.npz")}))
     assert main(["train", str(config), "--out", str(tmp_path / "straight")]) == 0
-    real, calls = mlmol.train.Batch, {"n": 0}
+    total = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=False)["step"]
+    real_batch, real_step = mlmol.train.Batch, torch.optim.Adam.step
+    calls = {"batch": 0, "update": 0, "interrupt": True}
 
-    def interrupting(*args, **kwargs):  # Ctrl-C at the 11th step: fit checkpoints, the command exits 130
-        calls["n"] += 1
-        if calls["n"] == 11:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
+    def counting_batch(*args, **kwargs):
+        calls["batch"] += 1
+        if calls["interrupt"] and where == "before the update" and calls["batch"] == 11:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real_batch(*args, **kwargs)
 
-    monkeypatch.setattr(mlmol.train, "Batch", interrupting)
+    def interrupting_update(self, *args, **kwargs):
+        result = real_step(self, *args, **kwargs)
+        calls["update"] += 1
+        if calls["interrupt"] and where == "after the update" and calls["update"] == 11:
+            os.kill(os.getpid(), signal.SIGINT)
+        return result
+
+    monkeypatch.setattr(mlmol.train, "Batch", counting_batch)
+    monkeypatch.setattr(torch.optim.Adam, "step", interrupting_update)
     assert main(["train", str(config), "--out", str(tmp_path / "stopped")]) == 130
-    assert torch.load(tmp_path / "stopped" / "checkpoint.pt", weights_only=False)["step"] == 10
-    monkeypatch.setattr(mlmol.train, "Batch", real)
+    done = torch.load(tmp_path / "stopped" / "checkpoint.pt", weights_only=False)["step"]
+    assert done == 11
+    calls.update(batch=0, interrupt=False)
     assert main(["train", "--out", str(tmp_path / "stopped"), "--resume"]) == 0
+    assert calls["batch"] == total - done  # only the steps left, not a restart
     first, second = (torch.load(tmp_path / name / "checkpoint.pt", weights_only=False)
                      for name in ("straight", "stopped"))
-    assert first["step"] == second["step"] > 10
+    assert first["step"] == second["step"] == total > 11
     assert all(torch.equal(first["flow"][k], second["flow"][k]) for k in first["flow"])
 
 

@@ -154,6 +154,8 @@ def test_a_divergence_or_crash_before_the_first_checkpoint_goes_back_to_the_star
                                      burn_in=5, eval_steps=8)
         result = vmc_run.train(config, tmp_path / optimizer)
         assert result["steps"] == 6 and result["recoveries"] == 1 and math.isfinite(result["value"])
+        steps = [json.loads(line)["step"] for line in (tmp_path / optimizer / "metrics.jsonl").read_text().splitlines()]
+        assert steps == [1, 2, 3, 4, 5, 6]  # the steps abandoned by going back are not in the log
 
     def crash_at_third(wf, x, molecule):  # the process dies mid-run: only the checkpoint at step 0 is on disk
         calls["n"] += 1

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import signal
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -131,8 +133,9 @@ def fit(model: nn.Module, recipe: Recipe, seed: int = 0, checkpoint: str | Path 
 
     Seeded: the same seed gives the same weights. With ``checkpoint`` the full state (weights,
     optimiser, random generator, the losses' own state, step, recoveries, and a flow's ``spec`` to
-    rebuild it) is written atomically every ``checkpoint_every`` steps, at the end, and on Ctrl-C; ``resume=True``
-    continues from it bit for bit. ``until`` stops early at a global step and ``max_seconds`` after
+    rebuild it) is written atomically every ``checkpoint_every`` steps, at the end, and on Ctrl-C (the
+    step under way is finished first, then KeyboardInterrupt is raised); ``resume=True`` continues
+    from it bit for bit. ``until`` stops early at a global step and ``max_seconds`` after
     that much wall time (the schedule is unchanged). Metrics go to ``metrics`` as JSON lines every
     ``log_every`` steps, with the recipe's validation metric (a flow's ``val_ml`` by default) every
     ``validate_every`` steps when the recipe has validation data.
@@ -176,13 +179,19 @@ def fit(model: nn.Module, recipe: Recipe, seed: int = 0, checkpoint: str | Path 
                 f"{error}); train again without --resume"
             ) from None
 
+    def rewind_log() -> None:
+        """Keep only the logged steps up to ``step`` (after going back to a checkpoint)."""
+        history.records = [r for r in history.records if r["step"] <= step]
+        if metrics_path is not None:
+            history.records = _read_metrics(metrics_path, step)
+            atomic_write(metrics_path, "".join(json.dumps(r) + "\n" for r in history.records))
+
+    log_file = None
     if resume:
         if checkpoint is None:
             raise MlmolError("resume=True needs a checkpoint path")
         restore()
-        if metrics_path is not None:
-            history.records = _read_metrics(metrics_path, step)
-            atomic_write(metrics_path, "".join(json.dumps(r) + "\n" for r in history.records))
+        rewind_log()
     elif metrics_path is not None:
         atomic_write(metrics_path, "")
 
@@ -202,14 +211,28 @@ def fit(model: nn.Module, recipe: Recipe, seed: int = 0, checkpoint: str | Path 
         from tqdm.auto import tqdm
         bar = tqdm(total=total, initial=step, desc=description, unit="step", dynamic_ncols=True, mininterval=1.0,
                    disable=None)  # None: no bar when stderr is not a terminal (logs, CI)
-    log_file = open(metrics_path, "a") if metrics_path is not None else None
     started = time.perf_counter()
     deadline = math.inf if max_seconds is None else started + max_seconds
     if recipe.max_recoveries and checkpoint is not None and not resume:
         save()  # the state a first divergence goes back to
+    interrupted = False
+
+    def on_interrupt(signum: int, frame: object) -> None:
+        """Ctrl-C: finish this step, checkpoint and stop; a second Ctrl-C stops at once (the last
+        checkpoint stays)."""
+        nonlocal interrupted
+        if interrupted:
+            raise KeyboardInterrupt
+        interrupted = True
+
+    previous, updating = None, False  # updating: this step's update may be in the weights
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGINT, on_interrupt)
     try:
+        log_file = open(metrics_path, "a") if metrics_path is not None else None  # noqa: SIM115 (closed below)
         model.train()
         while step < stop and time.perf_counter() < deadline:
+            updating = False
             index, stage, start = _stage_at(recipe, step)
             if index != stage_index or optimizer is None:
                 stage_index = index
@@ -228,6 +251,7 @@ def fit(model: nn.Module, recipe: Recipe, seed: int = 0, checkpoint: str | Path 
                     norm = torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
                     skipped = not math.isfinite(float(norm))
                     if not skipped:
+                        updating = True
                         optimizer.step()
                 healthy = not skipped and (not recipe.max_recoveries or _finite(model))
             except Diverged:
@@ -239,7 +263,11 @@ def fit(model: nn.Module, recipe: Recipe, seed: int = 0, checkpoint: str | Path 
                 if recoveries > recipe.max_recoveries or checkpoint is None:
                     raise MlmolError(f"training diverged {recoveries} times; the last checkpoint is {checkpoint}. "
                                      "Lower the learning rate and resume, or restart")
+                if log_file is not None:
+                    log_file.close()
                 restore()
+                rewind_log()
+                log_file = open(metrics_path, "a") if metrics_path is not None else None  # noqa: SIM115
                 step_start_rng = generator.get_state()
                 if bar is not None:
                     bar.n = step
@@ -262,13 +290,18 @@ def fit(model: nn.Module, recipe: Recipe, seed: int = 0, checkpoint: str | Path 
                     bar.set_postfix(stage=record["stage"], loss=f"{record['loss']:.3f}")
             if bar is not None:
                 bar.update(1)
-            if step % checkpoint_every == 0:
+            if step % checkpoint_every == 0 or interrupted:
                 save()
+            if interrupted:
+                raise KeyboardInterrupt
         save()
     except KeyboardInterrupt:
-        save()
+        if not updating:  # raised before this step's update (e.g. by a loss): the state is consistent
+            save()
         raise
     finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
         if bar is not None:
             bar.close()
         if log_file is not None:
