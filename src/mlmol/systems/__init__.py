@@ -9,8 +9,9 @@ from pathlib import Path
 
 from ..errors import MlmolError
 from .base import Energy, FunctionEnergy, State, check_finite
+from .molecule import Molecule
+from .particles import LennardJones, MultiDoubleWell, ParticleSystem, SolvatedDimer
 from .quadrature import log_partition
-from .particles import LennardJones, MultiDoubleWell, SolvatedDimer
 from .toy import DoubleWell, Gaussian, MuellerBrown
 
 BUILTIN: dict[str, Callable[[], Energy]] = {
@@ -23,7 +24,7 @@ BUILTIN: dict[str, Callable[[], Energy]] = {
 }
 
 _MOLECULAR = ("from_pdb", "alanine_dipeptide", "molecule")  # need OpenMM: imported on first use
-__all__ = ["Energy", "FunctionEnergy", "State", "DoubleWell", "MuellerBrown", "Gaussian",
+__all__ = ["Energy", "FunctionEnergy", "State", "Molecule", "ParticleSystem", "DoubleWell", "MuellerBrown", "Gaussian",
            "MultiDoubleWell", "LennardJones", "SolvatedDimer",
            "BUILTIN", "get", "from_file", "check_finite", "log_partition", *_MOLECULAR]
 
