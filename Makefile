@@ -1,25 +1,35 @@
 # Two entry points on a fresh machine with Python >= 3.10 and make:
 #   make demo   creates .venv, installs mlmol (CPU PyTorch), trains and evaluates the double well
-#   make test   creates .venv, installs mlmol with test extras, runs the fast tests and slow smoke tests
+#   make test   the same install plus the test and docs extras, then the fast tests, smoke tests and the docs
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# The CPU wheel of PyTorch; for a GPU see README ("GPU install").
+# PyTorch comes from PyTorch's own index: its CPU wheels by default (PyPI's "torch" is the multi-GB
+# CUDA build). For a GPU: make demo TORCH_INDEX=https://download.pytorch.org/whl/cu126 (see README).
 TORCH ?= torch==2.13.0
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+PIP := $(BIN)/python -m pip install --progress-bar on
 DEMO_RUN ?= runs/demo
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: demo test test-fast test-slow smoke bench clean
+.PHONY: demo test test-fast test-slow smoke bench clean install install-test docs
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
 
 $(VENV)/.installed: $(BIN)/activate pyproject.toml
-	$(BIN)/python -m pip install --quiet "$(TORCH)"
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	@echo "installing PyTorch ($(TORCH) from $(TORCH_INDEX)), then mlmol: a few minutes on a fresh machine"
+	$(PIP) --index-url "$(TORCH_INDEX)" "$(TORCH)"
+	$(PIP) -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(PIP) -e ".[test,docs]"
 	touch $@
 
 install: $(VENV)/.installed
+
+install-test: $(VENV)/.installed-test
 
 demo: install
 	rm -rf $(DEMO_RUN)
@@ -30,15 +40,21 @@ demo: install
 	@echo "report: $(DEMO_RUN)/report.html"
 
 # Fast suite, then a few slow smoke tests. pytest's exit 5 (nothing collected) fails too.
-test: install
+test: install-test
 	$(BIN)/python -m pytest -m "not slow" -q
 	$(BIN)/python -m pytest -m "slow and smoke" -q
+	$(BIN)/mkdocs build --strict --quiet
 
-test-slow: install
+# The documentation (MkDocs Material, the API from the docstrings) into site/; results tables and
+# the command-line reference are checked against their sources by the tests.
+docs: install-test
+	$(BIN)/mkdocs build --strict
+
+test-slow: install-test
 	$(BIN)/python -m pytest -m slow -q
 
 bench: install
 	$(BIN)/python benchmarks/flows.py
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs .pytest_cache site

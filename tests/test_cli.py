@@ -154,10 +154,13 @@ def test_resume_errors(capsys, tmp_path):
     assert "already holds a trained run" in _error(capsys, ["train", "double-well", "--out", str(run)])
 
 
-def test_resume_from_the_cli_continues_the_schedule(tmp_path):
+def test_resume_of_a_finished_run_says_so_and_changes_nothing(tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["train", "double-well", "--out", str(run), "--steps", "30"]) == 0
-    assert main(["train", "--out", str(run), "--resume"]) == 0  # nothing left: a no-op that keeps the weights
+    before = {name: (run / name).read_bytes() for name in ("checkpoint.pt", "metrics.jsonl", "config.yaml")}
+    assert "already finished its 30 steps; nothing to resume" in _error(capsys, ["train", "--out", str(run),
+                                                                                "--resume"])
+    assert {name: (run / name).read_bytes() for name in before} == before
     lines = (run / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(x)["step"] for x in lines] == [10, 20, 30]
 

@@ -111,8 +111,8 @@ def test_evaluate_reproduces_what_training_wrote_for_vmc_and_operators(vmc_run, 
 
 
 def test_resume_continues_any_kind_and_refuses_options(vmc_run, tmp_path, capsys):
-    assert main(["train", "--out", str(vmc_run), "--resume"]) == 0  # finished: nothing left, evaluated again
-    assert json.loads((vmc_run / "metrics.json").read_text())["steps"] == 8
+    assert main(["train", "--out", str(vmc_run), "--resume"]) == 2  # finished: nothing left to resume
+    assert "already finished its 8 steps" in capsys.readouterr().err
     assert main(["train", "--out", str(vmc_run), "--resume", "--seed", "3"]) == 2
     assert "drop the other options --seed" in capsys.readouterr().err
     assert main(["sample", str(vmc_run), "--n", "10", "--out", str(tmp_path / "s.npz")]) == 2
@@ -121,7 +121,7 @@ def test_resume_continues_any_kind_and_refuses_options(vmc_run, tmp_path, capsys
 
 @pytest.mark.parametrize("where", ["before the update", "after the update"])
 @pytest.mark.parametrize("kind", ["bg", "operator"])
-def test_mlmol_train_resume_continues_an_interrupted_run_bit_for_bit(kind, where, tmp_path, monkeypatch):
+def test_mlmol_train_resume_continues_an_interrupted_run_bit_for_bit(kind, where, tmp_path, monkeypatch, capsys):
     """A run stopped by Ctrl-C in its 11th step (before or after that step's update) finishes that
     step and stops; continued with ``mlmol train --resume`` it runs only the steps left and ends with
     the weights of a run never stopped."""
@@ -163,7 +163,9 @@ def test_mlmol_train_resume_continues_an_interrupted_run_bit_for_bit(kind, where
     done = torch.load(tmp_path / "stopped" / "checkpoint.pt", weights_only=False)["step"]
     assert done == 11
     calls.update(batch=0, interrupt=False)
+    capsys.readouterr()
     assert main(["train", "--out", str(tmp_path / "stopped"), "--resume"]) == 0
+    assert f"mlmol: resuming at step 11 of {total}" in capsys.readouterr().err
     assert calls["batch"] == total - done  # only the steps left, not a restart
     first, second = (torch.load(tmp_path / name / "checkpoint.pt", weights_only=False)
                      for name in ("straight", "stopped"))

@@ -1,11 +1,11 @@
-"""Render the README's results tables from the files the benchmarks wrote.
+"""Render the results tables of the README and the documentation from the files the benchmarks wrote.
 
-    python tools/readme_results.py          # rewrite every results block of README.md from its file
+    python tools/readme_results.py          # rewrite every results block of README.md and docs/ from its file
     python tools/readme_results.py --check  # exit 1 and name every block that differs from its file
 
 A results block is the text between ``<!-- results: NAME.md -->`` and ``<!-- /results -->``;
-its content is exactly ``benchmarks/results/NAME.md``, so a table in the README cannot drift
-from the file that the benchmark's command wrote.
+its content is exactly ``benchmarks/results/NAME.md``, so a table in the README or the docs cannot
+drift from the file that the benchmark's command wrote.
 """
 
 from __future__ import annotations
@@ -43,21 +43,26 @@ def stale(text: str) -> list[str]:
     return [name for name, body in blocks(text) if body != expected(name)]
 
 
+def pages() -> list[Path]:
+    """The README and every documentation page (not the results folder the docs link to)."""
+    return [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), *sorted((ROOT / "docs" / "api").glob("*.md"))]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true", help="only check; exit 1 if a block differs from its file")
-    parser.add_argument("--readme", type=Path, default=ROOT / "README.md")
     args = parser.parse_args()
-    text = args.readme.read_text()
     if args.check:
-        names = stale(text)
+        found = {page: stale(page.read_text()) for page in pages()}
+        names = [f"{page.relative_to(ROOT)}: {name}" for page, bad in found.items() for name in bad]
         if names:
-            print("README results blocks differ from their files (run python tools/readme_results.py): "
-                  + ", ".join(names))
+            print("results blocks differ from their files (run python tools/readme_results.py): " + ", ".join(names))
             sys.exit(1)
-        print(f"{len(blocks(text))} results blocks match their files")
+        print(f"{sum(len(blocks(page.read_text())) for page in pages())} results blocks in {len(pages())} pages "
+              "match their files")
         return
-    args.readme.write_text(render(text))
+    for page in pages():
+        page.write_text(render(page.read_text()))
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import NoReturn
 
 DESCRIPTION = """\
 mlmol: Boltzmann generators and friends for molecular simulation.
@@ -30,13 +31,25 @@ energies (units of kT) of shape [batch]:
 """
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (exit 2) that point to --help, like mlmol's own errors."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}; see {self.prog} --help\n")
+
+
+RUN_HELP = "a run directory written by mlmol train, mlmol vmc or mlmol operator"
+SEED_HELP = "random seed (default 0)"
+THREADS_HELP = "PyTorch CPU threads (default 1)"
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mlmol", description=DESCRIPTION,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = _Parser(prog="mlmol", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    sub.add_parser("systems", help="list built-in systems")
+    sub.add_parser("systems", help="list built-in systems, molecules, VMC systems and operator problems",
+                   description="List what mlmol train, simulate, vmc and operator can run by name.")
 
     train = sub.add_parser("train", help="train a run (Boltzmann generator, VMC, operator) into a run directory",
                            description="Train a run. Writes RUN/config.yaml, checkpoint.pt and metrics.jsonl (and "
@@ -51,7 +64,10 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--pdb", help="your own molecule: a PDB file (OpenMM builds the system)")
     train.add_argument("--forcefield", nargs="+", help="OpenMM force-field files for --pdb (default amber14-all.xml)")
     train.add_argument("--implicit-solvent", help="obc1, obc2, gbn, gbn2, hct or an XML file (with --pdb)")
-    train.add_argument("--seed", type=int, help="random seed (default 0)")
+    train.add_argument("--add-hydrogens", action=argparse.BooleanOptionalAction, default=None,
+                       help="with --pdb: add missing hydrogens with OpenMM's Modeller (default; a notice says how "
+                            "many), or refuse a PDB without them")
+    train.add_argument("--seed", type=int, help=SEED_HELP)
     train.add_argument("--steps", type=int, help="total optimisation steps (default from the recipe)")
     train.add_argument("--losses", help="ml, ml+kl, ml+kl+rc or kl (default: the system's recipe, e.g. ml+kl+rc for "
                                         "toy systems and ml for molecules; RUN/config.yaml shows it)")
@@ -61,23 +77,25 @@ def _parser() -> argparse.ArgumentParser:
                        help="molecules: torch (native batched force field; the default where it supports every "
                             "force) or openmm (the OpenMM bridge)")
     train.add_argument("--device", help="cpu (default) or cuda")
-    train.add_argument("--threads", type=int, help="PyTorch CPU threads (default 1)")
+    train.add_argument("--threads", type=int, help=THREADS_HELP)
     train.add_argument("--resume", action="store_true", help="continue RUN from its checkpoint")
 
     sample = sub.add_parser("sample", help="draw reweightable samples from a trained run")
-    sample.add_argument("run", metavar="RUN")
-    sample.add_argument("--n", type=int, required=True, help="number of samples")
-    sample.add_argument("--out", required=True, metavar="FILE.npz")
-    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("run", metavar="RUN", help=RUN_HELP)
+    sample.add_argument("--n", type=int, help="number of samples (default: the run's evaluate.n, 100000 for most)")
+    sample.add_argument("--out", required=True, metavar="FILE.npz",
+                        help="samples file to write: x, log_weights, energy, kT (and a molecule's topology)")
+    sample.add_argument("--seed", type=int, default=0, help=SEED_HELP)
     sample.add_argument("--tau", type=float, default=1.0,
                         help="latent temperature factor τ: samples the system at τ·kT (default 1)")
 
     evaluate = sub.add_parser("evaluate", help="evaluate a run (BG: ESS, ΔF, profiles; VMC: energy; operator: test "
                                                "errors); writes RUN/metrics.json")
-    evaluate.add_argument("run", metavar="RUN")
-    evaluate.add_argument("--n", type=int, help="number of fresh samples (default from config: 100000)")
+    evaluate.add_argument("run", metavar="RUN", help=RUN_HELP)
+    evaluate.add_argument("--n", type=int, help="number of fresh samples (default: the run's evaluate.n, 100000 "
+                                               "for most)")
     evaluate.add_argument("--samples", metavar="FILE.npz", help="evaluate these samples instead of fresh ones")
-    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--seed", type=int, default=0, help=SEED_HELP + " of the fresh samples")
 
     simulate = sub.add_parser("simulate", help="Langevin MD of a molecule into a trajectory file",
                               description="Langevin MD (OpenMM) of a built-in molecule or a PDB file. Writes "
@@ -87,12 +105,15 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument("--pdb", help="your own molecule (instead of a built-in one)")
     simulate.add_argument("--forcefield", nargs="+", default=["amber14-all.xml"], help="OpenMM force-field files")
     simulate.add_argument("--implicit-solvent", help="obc1, obc2, gbn, gbn2, hct or an XML file")
+    simulate.add_argument("--add-hydrogens", action=argparse.BooleanOptionalAction, default=True,
+                          help="with --pdb: add missing hydrogens (default; a notice says how many), or refuse")
     simulate.add_argument("--temperature", type=float, default=300.0, help="kelvin (default 300)")
-    simulate.add_argument("--out", required=True, metavar="TRAJ.dcd")
+    simulate.add_argument("--out", required=True, metavar="TRAJ.dcd", help="trajectory file to write (format from "
+                                                                             "the suffix)")
     simulate.add_argument("--frames", type=int, required=True, help="total number of frames")
     simulate.add_argument("--interval", type=int, default=250, help="MD steps between frames (default 250)")
     simulate.add_argument("--timestep-fs", type=float, default=1.0, help="femtoseconds (default 1; no constraints)")
-    simulate.add_argument("--seed", type=int, default=0)
+    simulate.add_argument("--seed", type=int, default=0, help=SEED_HELP)
     simulate.add_argument("--resume", action="store_true", help="continue OUT from OUT.chk")
 
     vmc = sub.add_parser("vmc", help="variational Monte Carlo of an atom or molecule (FermiNet)",
@@ -100,8 +121,8 @@ def _parser() -> argparse.ArgumentParser:
                                      "blocking standard error. Writes RUN/config.yaml, checkpoint.pt, "
                                      "metrics.jsonl and metrics.json.")
     vmc.add_argument("system", nargs="?", help="H, He, Li, H2 (R = 1.4 bohr) or LiH (R = 3.015 bohr)")
-    vmc.add_argument("--out", required=True, metavar="RUN")
-    vmc.add_argument("--ansatz", choices=["ferminet", "slater-jastrow"])
+    vmc.add_argument("--out", required=True, metavar="RUN", help="run directory to write")
+    vmc.add_argument("--ansatz", choices=["ferminet", "slater-jastrow"], help="the wavefunction (default ferminet)")
     vmc.add_argument("--steps", type=int, help="optimisation steps (default 5000)")
     vmc.add_argument("--walkers", type=int, help="Metropolis walkers (default 512)")
     vmc.add_argument("--optimizer", choices=["adam", "natural-gradient"],
@@ -109,12 +130,12 @@ def _parser() -> argparse.ArgumentParser:
     vmc.add_argument("--lr", type=float, help="learning rate (default 1e-3 for adam, 0.05 for natural-gradient; "
                      "decayed as lr / (1 + t / 1000))")
     vmc.add_argument("--eval-steps", type=int, help="evaluation sweeps after training (default 200)")
-    vmc.add_argument("--seed", type=int)
+    vmc.add_argument("--seed", type=int, help=SEED_HELP)
     vmc.add_argument("--pretrain", type=int, metavar="STEPS", dest="pretrain_steps",
                      help="pre-train the orbitals to Hartree–Fock for STEPS steps first (needs pyscf; default 0)")
     vmc.add_argument("--basis", help="Gaussian basis for Hartree–Fock pre-training (default cc-pvdz)")
     vmc.add_argument("--max-minutes", type=float, help="stop training after this many minutes of wall time")
-    vmc.add_argument("--threads", type=int, default=1, help="PyTorch CPU threads (default 1)")
+    vmc.add_argument("--threads", type=int, default=1, help=THREADS_HELP)
     vmc.add_argument("--resume", action="store_true", help="continue RUN from its checkpoint")
 
     operator = sub.add_parser("operator", help="train a Fourier neural operator on Burgers, Darcy or Smoluchowski data",
@@ -126,7 +147,7 @@ def _parser() -> argparse.ArgumentParser:
                                           "errors, reference predictors) and predictions.png.")
     operator.add_argument("problem", nargs="?", help="burgers (ν = 0.1, the paper's text), burgers-shock (ν = 1/1000, "
                           "the paper's released generator), darcy or smoluchowski")
-    operator.add_argument("--out", required=True, metavar="RUN")
+    operator.add_argument("--out", required=True, metavar="RUN", help="run directory to write")
     operator.add_argument("--data", metavar="FILE.npz", help="shared data file: reused if it exists, written if not "
                           "(a file from before the validation split gets its test pairs added)")
     operator.add_argument("--train", type=int, help="training pairs (default 1000)")
@@ -139,21 +160,47 @@ def _parser() -> argparse.ArgumentParser:
                           "darcy 20, smoluchowski 100)")
     operator.add_argument("--coarse-epochs", type=int, help="epochs first at a coarser resolution (darcy 120 at half, "
                           "burgers-shock 450 at a quarter)")
-    operator.add_argument("--batch-size", type=int)
+    operator.add_argument("--batch-size", type=int, help="training pairs per step (default 20)")
     operator.add_argument("--lr", type=float, help="initial Adam learning rate (default 1e-3; cosine to 0)")
     operator.add_argument("--modes", type=int, help="Fourier modes per axis (default 16 in 1D, 12 in 2D)")
     operator.add_argument("--width", type=int, help="channels (default 64 in 1D, 32 in 2D)")
-    operator.add_argument("--seed", type=int)
-    operator.add_argument("--threads", type=int, default=2, help="PyTorch CPU threads (default 2)")
+    operator.add_argument("--seed", type=int, help=SEED_HELP)
+    operator.add_argument("--threads", type=int, default=1, help=THREADS_HELP)
     operator.add_argument("--resume", action="store_true", help="continue RUN from its checkpoint")
 
     report = sub.add_parser("report", help="write RUN/report.html: the metrics mlmol evaluate wrote, with figures")
-    report.add_argument("run", metavar="RUN")
+    report.add_argument("run", metavar="RUN", help=RUN_HELP)
+    report.add_argument("--samples", metavar="FILE.npz",
+                        help="Boltzmann generators: draw the figures from these samples (default: the file "
+                             "metrics.json names, else RUN/samples.npz, else --n fresh ones)")
     report.add_argument("--n", type=int, default=20_000,
-                        help="samples drawn for the figures when there is no samples file (the one metrics.json "
-                             "names, else RUN/samples.npz)")
-    report.add_argument("--seed", type=int, default=0)
+                        help="Boltzmann generators: fresh samples for the figures when there is no samples file "
+                             "(default 20000)")
+    report.add_argument("--seed", type=int, default=0, help=SEED_HELP + " of the fresh samples")
     return parser
+
+
+def _set_threads(threads: int | None) -> None:
+    """PyTorch's CPU threads, after checking the number (``--threads``)."""
+    import torch
+
+    from .errors import MlmolError
+
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise MlmolError(f"--threads must be a positive whole number, got {threads!r}")
+    torch.set_num_threads(int(threads or 1))
+
+
+def _notice(message: str) -> None:
+    """Print a library notice (resuming, hydrogens added) on standard error."""
+    print(f"mlmol: {message}", file=sys.stderr)
+
+
+def _positive(flag: str, value: float | None) -> None:
+    from .errors import MlmolError
+
+    if value is not None and not value > 0:
+        raise MlmolError(f"{flag} must be positive, got {value:g}")
 
 
 def _cmd_systems(args) -> None:
@@ -175,7 +222,6 @@ def _cmd_systems(args) -> None:
 
 
 def _cmd_train(args) -> None:
-    import torch
 
     from . import runs
     from .config import make_config
@@ -184,7 +230,8 @@ def _cmd_train(args) -> None:
 
     overrides = {"seed": args.seed, "steps": args.steps, "losses": args.losses, "flow_kind": args.flow_kind,
                  "device": args.device, "threads": args.threads, "backend": args.energy_backend}
-    molecular = {k: getattr(args, k) for k in ("energy", "dim", "pdb", "forcefield", "implicit_solvent")}
+    molecular = {k: getattr(args, k) for k in ("energy", "dim", "pdb", "forcefield", "implicit_solvent",
+                                               "add_hydrogens")}
     if args.resume:
         given = [f"--{k.replace('_', '-')}" for k, v in {**overrides, **molecular}.items() if v is not None]
         if args.target or given:
@@ -209,8 +256,14 @@ def _cmd_train(args) -> None:
             config = runs.resolved_config(kind, base or {}, system, **changes)
             threads = args.threads or 1
         else:
+            if args.pdb is not None and args.energy is not None:
+                raise MlmolError("give either --pdb (a molecule) or --energy (your own function), not both")
+            if args.pdb is None and any(v is not None for v in (args.forcefield, args.implicit_solvent,
+                                                                 args.add_hydrogens)):
+                raise MlmolError("--forcefield, --implicit-solvent and --add-hydrogens go with --pdb FILE")
             if args.pdb is not None:
-                molecule = {"pdb": args.pdb, "implicit_solvent": args.implicit_solvent}
+                molecule = {"pdb": args.pdb, "implicit_solvent": args.implicit_solvent,
+                            "add_hydrogens": True if args.add_hydrogens is None else args.add_hydrogens}
                 if args.forcefield:
                     molecule["forcefield"] = args.forcefield
                 base = {**(base or {}), "system": molecule}
@@ -221,9 +274,9 @@ def _cmd_train(args) -> None:
                 raise MlmolError("give either a system name or --energy, not both")
             config = make_config(system=system, energy=args.energy, dim=args.dim, base=base, **overrides)
             threads = config["threads"]
-    torch.set_num_threads(int(threads))
+    _set_threads(threads)
     started = time.perf_counter()
-    run = runs.train(config, args.out, resume=args.resume, progress=True)
+    run = runs.train(config, args.out, resume=args.resume, progress=True, notify=_notice)
     print(f"trained in {time.perf_counter() - started:.1f} s; run directory: {run.path}")
     if run.kind == "bg":
         print(f"next: mlmol sample {run.path} --n 100000 --out samples.npz; mlmol evaluate {run.path}; "
@@ -238,20 +291,22 @@ def _cmd_sample(args) -> None:
     from .errors import MlmolError
     from .rundir import RunDirectory
 
-    if args.n <= 0:
-        raise MlmolError(f"--n must be positive, got {args.n}")
+    _positive("--n", args.n)
+    _positive("--tau", args.tau)
     kind = RunDirectory(Path(args.run)).kind
     if kind != "bg":
         raise MlmolError(f"{args.run} is a {kind} run; mlmol sample draws from Boltzmann generators only")
     run = runs.load(args.run)
-    samples = run.sample(args.n, seed=args.seed, tau=args.tau)
+    n = args.n or run.config["evaluate"]["n"]
+    samples = run.sample(n, seed=args.seed, tau=args.tau)
     samples.save(args.out)
-    print(f"wrote {args.n} samples to {args.out}: {samples}")
+    print(f"wrote {n} samples to {args.out}: {samples}")
 
 
 def _cmd_evaluate(args) -> None:
     from . import runs
 
+    _positive("--n", args.n)
     kind, metrics = runs.evaluate(args.run, n=args.n, seed=args.seed, samples_file=args.samples)
     print(f"evaluation of {args.run}" + (f" on {args.samples}" if args.samples else ""))
     for line in runs.describe(kind, metrics):
@@ -262,7 +317,8 @@ def _cmd_evaluate(args) -> None:
 def _cmd_report(args) -> None:
     from . import runs
 
-    print(f"wrote {runs.report(args.run, n=args.n, seed=args.seed)}")
+    _positive("--n", args.n)
+    print(f"wrote {runs.report(args.run, n=args.n, seed=args.seed, samples_file=args.samples)}")
 
 
 def _cmd_simulate(args) -> None:
@@ -270,11 +326,18 @@ def _cmd_simulate(args) -> None:
     from .simulation import simulate
     from .systems import molecules
 
+    _positive("--frames", args.frames)
+    _positive("--interval", args.interval)
+    _positive("--temperature", args.temperature)
+    _positive("--timestep-fs", args.timestep_fs)
     if (args.molecule is None) == (args.pdb is None):
         raise MlmolError("name a built-in molecule (" + ", ".join(molecules.MOLECULES) + ") or give --pdb FILE")
     if args.pdb:
         system = molecules.from_pdb(args.pdb, forcefield=args.forcefield, implicit_solvent=args.implicit_solvent,
-                                    temperature=args.temperature)
+                                    temperature=args.temperature, add_hydrogens=args.add_hydrogens)
+        if system.added_hydrogens:
+            _notice(f"added {system.added_hydrogens} hydrogens to {args.pdb} (OpenMM Modeller); "
+                    "--no-add-hydrogens refuses a PDB without them instead")
     else:
         system = molecules.molecule(args.molecule, temperature=args.temperature)
     started = time.perf_counter()
@@ -285,12 +348,11 @@ def _cmd_simulate(args) -> None:
 
 
 def _cmd_vmc(args) -> None:
-    import torch
 
     from .errors import MlmolError
     from .vmc import run as vmc_run
 
-    torch.set_num_threads(args.threads)
+    _set_threads(args.threads)
     overrides = {"ansatz": args.ansatz, "optimizer": args.optimizer, "steps": args.steps, "walkers": args.walkers,
                  "lr": args.lr, "eval_steps": args.eval_steps, "seed": args.seed,
                  "pretrain_steps": args.pretrain_steps, "basis": args.basis, "max_minutes": args.max_minutes}
@@ -312,12 +374,11 @@ def _cmd_vmc(args) -> None:
 
 
 def _cmd_operator(args) -> None:
-    import torch
 
     from .errors import MlmolError
     from .operators import run as operator_run
 
-    torch.set_num_threads(args.threads)
+    _set_threads(args.threads)
     overrides = {"data": args.data, "train": args.train, "validation": args.validation, "test": args.test,
                  "resolution": args.resolution,
                  "eval_resolutions": args.eval_resolutions, "epochs": args.epochs,
@@ -345,7 +406,10 @@ COMMANDS = {"systems": _cmd_systems, "simulate": _cmd_simulate, "train": _cmd_tr
 def main(argv: list[str] | None = None) -> int:
     """Run the command line on ``argv`` (default: sys.argv); returns the exit status (2 for bad input)."""
     parser = _parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as stop:  # --help (0) or a usage error (2, one line already printed)
+        return int(stop.code or 0)
     if args.version:
         from . import __version__
 

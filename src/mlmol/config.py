@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
-from . import experiments, systems
+from . import experiments, flows, systems
 from .errors import MlmolError
 
 DEFAULTS: dict = {
@@ -110,7 +110,7 @@ def make_config(system: str | None = None, energy: str | None = None, dim: int |
     if molecular:
         defaults = {"temperature": 300.0, "workers": 1, "backend": "auto"}
         if "pdb" in config["system"]:
-            defaults.update(forcefield=["amber14-all.xml"], implicit_solvent=None)
+            defaults.update(forcefield=["amber14-all.xml"], implicit_solvent=None, add_hydrogens=True)
             config["system"]["pdb"] = str(Path(config["system"]["pdb"]).resolve())
         config["system"] = {**defaults, **config["system"]}
     if energy is not None:
@@ -150,4 +150,30 @@ def make_config(system: str | None = None, energy: str | None = None, dim: int |
                          f"{', '.join(experiments.recipe_defaults(name))}")
     if config["device"] not in ("cpu", "cuda") and not str(config["device"]).startswith("cuda:"):
         raise MlmolError(f"unknown device {config['device']!r}; use cpu or cuda")
+    check(config)
     return config
+
+
+# (section, key, flag or None, smallest allowed): numbers a run needs before anything starts
+POSITIVE = (("recipe", "steps", "--steps", 1), ("recipe", "batch", None, 1), ("recipe", "ml_batch", None, 1),
+            ("data", "n", None, 1), ("evaluate", "n", None, 1), (None, "threads", "--threads", 1),
+            (None, "seed", "--seed", 0))
+
+
+def check(config: dict) -> None:
+    """Every value a run needs, checked before any data or training: counts, names of losses and flows."""
+    for section, key, flag, least in POSITIVE:
+        values = config if section is None else config.get(section, {})
+        if key not in values:
+            continue
+        value = values[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            where = flag or f"{section}.{key} in the config"
+            kind = "a positive whole number" if least == 1 else "a whole number ≥ 0"
+            raise MlmolError(f"{where} must be {kind}, got {value!r}")
+    recipe = config["recipe"]
+    if recipe["name"] == "noe2019" and recipe.get("losses") not in experiments.LOSSES:
+        raise MlmolError(f"unknown --losses {recipe.get('losses')!r}; choose one of {', '.join(experiments.LOSSES)}")
+    kind = config["flow"].get("kind")
+    if kind not in flows.FAMILIES:
+        raise MlmolError(f"unknown flow kind {kind!r}; choose one of {', '.join(flows.FAMILIES)}")

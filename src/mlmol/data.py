@@ -148,8 +148,13 @@ class Samples:
                 topology = str(f["topology"]) if "topology" in f.files else None
                 return cls(torch.from_numpy(f["x"]), torch.from_numpy(f["log_weights"]),
                            torch.from_numpy(f["energy"]), float(f["kT"]), topology)
-        except (OSError, KeyError, ValueError, zipfile.BadZipFile) as error:
-            raise MlmolError(f"cannot read samples from {path}: {error}") from None
+        except FileNotFoundError:
+            raise MlmolError(f"samples file {path} does not exist; write one with mlmol sample RUN --out {path}") from None
+        except KeyError as error:
+            raise MlmolError(f"{path} is an .npz file without {error} : not samples written by mlmol sample") from None
+        except (OSError, ValueError, zipfile.BadZipFile):
+            raise MlmolError(f"{path} is not a samples file written by mlmol sample (an .npz of x, log_weights, "
+                             "energy and kT); write one with mlmol sample RUN --out FILE.npz") from None
 
 
 def save_array(path: str | Path, **arrays: ArrayLike) -> Path:

@@ -19,7 +19,8 @@ def evaluate(system: Energy, samples: Samples, bins: int = 60, max_f: float = 5.
     result: dict = {"n": len(samples), "kT": samples.kT, "ess": estimators.ess(samples.log_weights),
                     "ess_fraction": estimators.ess_fraction(samples.log_weights),
                     # zero weights: non-finite energies, or outside the system's canonical domain
-                    "weighted_fraction": float(torch.isfinite(samples.log_weights).double().mean())}
+                    "weighted_fraction": float(torch.isfinite(samples.log_weights).double().mean()),
+                    "nonfinite_energy_fraction": float((~torch.isfinite(samples.energy)).double().mean())}
     if system.states is not None:
         a, b = system.states
         entry = {"states": [a, b]}
@@ -58,6 +59,9 @@ def summary_rows(metrics: dict) -> list[tuple[str, str]]:
     if metrics.get("weighted_fraction", 1.0) < 1.0:  # absent from metrics.json written before it existed
         rows.append(("nonzero weight", (f"{100 * metrics['weighted_fraction']:.1f}% of samples (the rest: "
                                         "outside the canonical domain or a non-finite energy)")))
+    if metrics.get("nonfinite_energy_fraction", 0.0) > 0.0:
+        rows.append(("non-finite energy", (f"{100 * metrics['nonfinite_energy_fraction']:.2f}% of samples (NaN or "
+                                           "inf: weight zero)")))
     if "delta_f" in metrics:
         d = metrics["delta_f"]
         text = f"{d['value']:+.3f} ± {d['stderr']:.3f} kT" if "value" in d else f"not estimated: {d['unavailable']}"

@@ -16,7 +16,10 @@ def dihedral_from_points(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, d: t
     """Torsion angle a-b-c-d in radians, (−π, π], for points of shape ``[*batch, 3]``.
 
     Arguments:
-        a, b, c, d: the four points, each ``[*batch, 3]`` (any length unit).
+        a: the four points, each ``[*batch, 3]`` (any length unit).
+        b: the four points, each ``[*batch, 3]`` (any length unit).
+        c: the four points, each ``[*batch, 3]`` (any length unit).
+        d: the four points, each ``[*batch, 3]`` (any length unit).
 
     Returns:
         The torsion angles ``[*batch]`` (radians).

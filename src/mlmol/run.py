@@ -7,6 +7,7 @@ Besides the shared files, RUN/data.npz holds the training samples ``x`` ``[n, di
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,7 +41,8 @@ def build_system(config: dict) -> Energy:
                    "backend": spec.get("backend", "auto")}  # runs from before the torch backend: auto
         if "pdb" in spec:
             return molecules.from_pdb(spec["pdb"], forcefield=spec["forcefield"],
-                                      implicit_solvent=spec["implicit_solvent"], **options)
+                                      implicit_solvent=spec["implicit_solvent"],
+                                      add_hydrogens=spec.get("add_hydrogens", True), **options)
         return molecules.molecule(spec["molecule"], **options)
     if "name" not in spec:
         raise MlmolError("config.system needs a 'name' (a built-in system), 'energy' and 'dim', "
@@ -127,9 +129,11 @@ class Run:
         return samples
 
 
-def train(config: dict | None, out: str | Path, resume: bool = False, progress: bool = False) -> Run:
+def train(config: dict | None, out: str | Path, resume: bool = False, progress: bool = False,
+          notify: Callable[[str], None] | None = None) -> Run:
     """Train a run in ``out`` (or with ``resume`` continue it): writes config.yaml, data.npz,
-    checkpoint.pt and metrics.jsonl."""
+    checkpoint.pt and metrics.jsonl. ``notify`` (e.g. ``print``) is told of what the user should know:
+    hydrogens added to a PDB, where a resumed run continues."""
     run = RunDirectory(Path(out))
     out = run.path
     run.start(resume)
@@ -139,6 +143,9 @@ def train(config: dict | None, out: str | Path, resume: bool = False, progress: 
         raise MlmolError("give a config or resume an existing run")
     device = device_of(config)
     system = build_system(config).to(device)
+    if isinstance(system, Molecule) and system.added_hydrogens and notify is not None and not resume:
+        notify(f"added {system.added_hydrogens} hydrogens to {config['system']['pdb']} (OpenMM Modeller); "
+               "--no-add-hydrogens refuses a PDB without them instead")
     data_file = out / "data.npz"
     if resume and data_file.is_file():
         with np.load(data_file) as f:
@@ -157,7 +164,7 @@ def train(config: dict | None, out: str | Path, resume: bool = False, progress: 
     recipe_options = {k: v for k, v in config["recipe"].items() if k != "name"}
     recipe = experiments.RECIPES[config["recipe"]["name"]](system, data.float(), **recipe_options)
     history = fit(flow, recipe, seed=config["seed"], checkpoint=run.checkpoint, metrics=run.metrics_log,
-                  resume=resume, progress=progress)
+                  resume=resume, progress=progress, notify=notify)
     return Run(run, config, system, flow, data, history)
 
 
@@ -166,6 +173,11 @@ def load(path: str | Path) -> Run:
     run = RunDirectory(Path(path))
     path = run.path
     config = make_config(base=run.read_config())
+    for key in ("energy", "pdb"):  # files the run reads again each time it is used
+        given = config["system"].get(key)
+        if given is not None and not Path(given.rpartition(":")[0] if key == "energy" else given).is_file():
+            raise MlmolError(f"the run's {key} file {given} (system.{key} in {run.config_file}) is gone; put it "
+                             "back or point the config to its new place")
     system = build_system(config)
     state = load_torch(run.checkpoint)
     data = None

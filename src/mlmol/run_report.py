@@ -18,11 +18,17 @@ from .run import Run
 from .systems import Energy, log_partition
 
 
-def _figure_samples(run: Run, metrics: dict | None, n: int, seed: int) -> tuple[Samples, str]:
-    """The samples for the figures, and where they came from: the file metrics.json names (the ones
-    ``mlmol evaluate --samples`` evaluated), else RUN/samples.npz, else ``n`` fresh ones."""
+def _figure_samples(run: Run, metrics: dict | None, n: int, seed: int, samples_file: str | None = None
+                    ) -> tuple[Samples, str]:
+    """The samples for the figures, and where they came from: ``samples_file`` when given, else the file
+    metrics.json names (the ones ``mlmol evaluate --samples`` evaluated), else RUN/samples.npz, else
+    ``n`` fresh ones."""
+    if samples_file is not None and not Path(samples_file).is_file():
+        raise MlmolError(f"samples file {samples_file} does not exist; write one with mlmol sample {run.path} "
+                         f"--out {samples_file}")
     files = [Path(metrics["samples"])] if metrics and metrics.get("samples") else []
-    for path in [*files, run.path / "samples.npz"]:
+    candidates = [Path(samples_file)] if samples_file is not None else [*files, run.path / "samples.npz"]
+    for path in candidates:
         if path.is_file():
             samples = Samples.load(path)
             if samples.x.shape[-1] != run.system.dim:
@@ -37,18 +43,19 @@ def _figure_samples(run: Run, metrics: dict | None, n: int, seed: int) -> tuple[
     return run.sample(n, seed=seed), f"{n} fresh samples (seed {seed})"
 
 
-def report(run: Run, n: int = 20_000, seed: int = 0) -> Path:
+def report(run: Run, n: int = 20_000, seed: int = 0, samples_file: str | None = None) -> Path:
     """Write RUN/report.html; returns its path.
 
     The table is RUN/metrics.json as ``mlmol evaluate`` wrote it; this never rewrites it. The figures use
-    the samples metrics.json names, else RUN/samples.npz, else ``n`` fresh ones (``seed``). Without
+    ``samples_file``, else the samples metrics.json names, else RUN/samples.npz, else ``n`` fresh ones
+    (``seed``). Without
     metrics.json the table is computed from the figure samples, for the report only.
     """
     metrics = run.directory.read_metrics()
     if metrics is not None and not {"n", "ess", "ess_fraction"} <= metrics.keys():
         raise MlmolError(f"{run.directory.metrics_file} is not metrics written by mlmol evaluate; write it again: "
                          f"mlmol evaluate {run.path}")
-    samples, samples_origin = _figure_samples(run, metrics, n, seed)
+    samples, samples_origin = _figure_samples(run, metrics, n, seed, samples_file)
     if metrics is None:
         options = run.config["evaluate"]
         metrics = evaluate(run.system, samples, options["bins"], options["max_f"])

@@ -33,8 +33,14 @@ def read_yaml(path: str | Path) -> dict:
     path = Path(path)
     try:
         loaded = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as error:
-        raise MlmolError(f"cannot read config {path}: {error}") from None
+    except OSError as error:
+        raise MlmolError(f"cannot read config {path}: {error.strerror or error}") from None
+    except yaml.MarkedYAMLError as error:
+        mark, problem = error.problem_mark, error.problem or "not valid YAML"
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        raise MlmolError(f"{path} is not valid YAML ({where}{problem})") from None
+    except yaml.YAMLError as error:
+        raise MlmolError(f"{path} is not valid YAML ({error})") from None
     if not isinstance(loaded, dict):
         raise MlmolError(f"config {path} must be a mapping of keys to values")
     loaded.pop("mlmol_version", None)
@@ -123,8 +129,10 @@ class RunDirectory:
         atomic_write(self.config_file, yaml.safe_dump({"mlmol_version": __version__, **config}, sort_keys=False))
 
     def start(self, resume: bool) -> None:
-        """The checks before training: a new run needs a directory without a run in it; ``resume`` needs
-        the config and checkpoint of one."""
+        """The checks before training: a new run needs a new or empty folder (or one where a run was
+        begun and has no checkpoint yet); ``resume`` needs the config and checkpoint of one."""
+        if self.path.exists() and not self.path.is_dir():
+            raise MlmolError(f"--out {self.path} is a file, not a folder; choose a new folder for the run")
         if resume:
             if not self.exists():
                 raise MlmolError(f"cannot resume: {self.config_file} does not exist; train without --resume")
@@ -133,6 +141,9 @@ class RunDirectory:
         elif self.checkpoint.exists():
             raise MlmolError(f"{self.path} already holds a trained run; pass --resume to continue it "
                              "or choose another --out")
+        elif self.path.is_dir() and not self.exists() and any(self.path.iterdir()):
+            raise MlmolError(f"--out {self.path} is a folder with other files in it; choose a new or empty folder "
+                             "for the run")
 
     def read_log(self) -> list[dict]:
         """The logged training steps (RUN/metrics.jsonl), oldest first; empty when there are none."""

@@ -7,6 +7,7 @@ The kind is in RUN/config.yaml (:mod:`mlmol.rundir`); each kind's own module doe
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from .data import Samples
@@ -38,22 +39,24 @@ def resolved_config(kind: str, base: dict, name: str | None = None, **changes: o
     raise MlmolError(f"unknown kind of run {kind!r}; mlmol knows bg, vmc and operator")
 
 
-def train(config: dict | None, out: str | Path, resume: bool = False, progress: bool = False) -> RunDirectory:
-    """Train (or with ``resume`` continue) the run ``config`` describes, whatever its kind."""
+def train(config: dict | None, out: str | Path, resume: bool = False, progress: bool = False,
+          notify: Callable[[str], None] | None = None) -> RunDirectory:
+    """Train (or with ``resume`` continue) the run ``config`` describes, whatever its kind; ``notify``
+    (e.g. ``print``) is told what the user should know (where a resumed run continues, ...)."""
     run = RunDirectory(Path(out))
     kind = run.kind if resume else (config or {}).get("kind", "bg")
     if kind == "vmc":
         from .vmc import run as vmc_run
 
-        vmc_run.train(config, out, resume=resume, progress=progress)
+        vmc_run.train(config, out, resume=resume, progress=progress, notify=notify)
     elif kind == "operator":
         from .operators import run as operator_run
 
-        operator_run.train(config, out, resume=resume, progress=progress)
+        operator_run.train(config, out, resume=resume, progress=progress, notify=notify)
     else:
         from . import run as bg_run
 
-        bg_run.train(config, out, resume=resume, progress=progress)
+        bg_run.train(config, out, resume=resume, progress=progress, notify=notify)
     return run
 
 
@@ -94,9 +97,12 @@ def describe(kind: str, metrics: dict) -> list[str]:
     return [f"{name:<28s} {value}" for name, value in summary_rows(metrics)]
 
 
-def report(path: str | Path, n: int = 20_000, seed: int = 0) -> Path:
-    """Write RUN/report.html with the figures of the run's kind; returns its path."""
+def report(path: str | Path, n: int = 20_000, seed: int = 0, samples_file: str | None = None) -> Path:
+    """Write RUN/report.html with the figures of the run's kind; returns its path. ``n``, ``seed`` and
+    ``samples_file`` choose a Boltzmann generator's figure samples (other kinds have none)."""
     kind = RunDirectory(Path(path)).kind
+    if kind != "bg" and samples_file is not None:
+        raise MlmolError(f"{path} is a {kind} run: --samples applies to Boltzmann generators only")
     if kind == "vmc":
         from .vmc.report import report as vmc_report
 
@@ -108,4 +114,4 @@ def report(path: str | Path, n: int = 20_000, seed: int = 0) -> Path:
     from .run import load
     from .run_report import report as bg_report
 
-    return bg_report(load(path), n=n, seed=seed)
+    return bg_report(load(path), n=n, seed=seed, samples_file=samples_file)

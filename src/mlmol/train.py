@@ -18,6 +18,7 @@ from .data import atomic_write, load_torch, save_torch
 from .errors import MlmolError
 from .flows import FlowModel
 from .losses import Batch, Diverged, Loss
+from .progress import progress as progress_bar
 from .systems import Energy
 
 Optimizer = Callable[..., torch.optim.Optimizer]  # (parameters, lr=...) -> optimiser
@@ -127,7 +128,8 @@ def _finite(module: nn.Module) -> bool:
 def fit(model: nn.Module, recipe: Recipe, seed: int = 0, checkpoint: str | Path | None = None,
         metrics: str | Path | None = None, resume: bool = False, progress: bool = False,
         log_every: int = 10, checkpoint_every: int = 250, until: int | None = None,
-        validate_every: int = 250, max_seconds: float | None = None, description: str = "training") -> History:
+        validate_every: int = 250, max_seconds: float | None = None, description: str = "training",
+        notify: Callable[[str], None] | None = None) -> History:
     """Train ``model`` (a flow, a neural operator, a wavefunction: any module the recipe's losses
     know) through the stages of ``recipe``: the one training loop of every kind of run.
 
@@ -138,7 +140,8 @@ def fit(model: nn.Module, recipe: Recipe, seed: int = 0, checkpoint: str | Path 
     from it bit for bit. ``until`` stops early at a global step and ``max_seconds`` after
     that much wall time (the schedule is unchanged). Metrics go to ``metrics`` as JSON lines every
     ``log_every`` steps, with the recipe's validation metric (a flow's ``val_ml`` by default) every
-    ``validate_every`` steps when the recipe has validation data.
+    ``validate_every`` steps when the recipe has validation data. ``notify`` (e.g. ``print``) is told
+    where a resumed run continues.
     """
     weight = next(p for p in model.parameters() if p.is_floating_point())
     device, dtype = weight.device, weight.dtype
@@ -191,6 +194,11 @@ def fit(model: nn.Module, recipe: Recipe, seed: int = 0, checkpoint: str | Path 
         if checkpoint is None:
             raise MlmolError("resume=True needs a checkpoint path")
         restore()
+        if step >= recipe.total_steps:
+            raise MlmolError(f"the run has already finished its {recipe.total_steps} steps; nothing to resume "
+                             "(evaluate it, or train a new run with more steps)")
+        if notify is not None:
+            notify(f"resuming at step {step} of {recipe.total_steps}")
         rewind_log()
     elif metrics_path is not None:
         atomic_write(metrics_path, "")
@@ -208,9 +216,7 @@ def fit(model: nn.Module, recipe: Recipe, seed: int = 0, checkpoint: str | Path 
     stop = total if until is None else min(until, total)
     bar = None
     if progress:
-        from tqdm.auto import tqdm
-        bar = tqdm(total=total, initial=step, desc=description, unit="step", dynamic_ncols=True, mininterval=1.0,
-                   disable=None)  # None: no bar when stderr is not a terminal (logs, CI)
+        bar = progress_bar(total=total, initial=step, desc=description, unit="step")
     started = time.perf_counter()
     deadline = math.inf if max_seconds is None else started + max_seconds
     if recipe.max_recoveries and checkpoint is not None and not resume:
@@ -287,7 +293,7 @@ def fit(model: nn.Module, recipe: Recipe, seed: int = 0, checkpoint: str | Path 
                     log_file.write(json.dumps(record) + "\n")
                     log_file.flush()
                 if bar is not None:
-                    bar.set_postfix(stage=record["stage"], loss=f"{record['loss']:.3f}")
+                    bar.set_postfix(stage=record["stage"], loss=f"{record['loss']:.3f}", refresh=False)
             if bar is not None:
                 bar.update(1)
             if step % checkpoint_every == 0 or interrupted:

@@ -203,7 +203,10 @@ class SplineCoupling(Coupling):
     at ±bound, so with ``bound = π`` it is a smooth map of the circle onto itself (for angles).
 
     Arguments:
-        transformed, conditioning, hidden, angles: as for :class:`Coupling`.
+        transformed: as for :class:`Coupling`.
+        conditioning: as for :class:`Coupling`.
+        hidden: as for :class:`Coupling`.
+        angles: as for :class:`Coupling`.
         bins: the number of spline bins.
         bound: the half-width of the spline's interval, in the coordinates' units.
     """

@@ -31,7 +31,9 @@ class MolecularFlow(Flow):
         bonds: atom index pairs (the molecule's bond graph; it must be connected).
         data: Cartesian training samples ``[n, 3N]``: set the standardisation and, unless ``narrow``
             (indices among the torsions) is given, which torsions are narrow (circular std < ``narrow_std`` rad).
-        blocks, hidden, bins: coupling blocks, conditioner widths and spline bins.
+        blocks: coupling blocks, conditioner widths and spline bins.
+        hidden: coupling blocks, conditioner widths and spline bins.
+        bins: coupling blocks, conditioner widths and spline bins.
     """
 
     def __init__(self, n_atoms: int, bonds: Iterable[tuple[int, int]], data: torch.Tensor | None = None,

@@ -29,8 +29,9 @@ def sbc_ranks(sample: Callable[[torch.Tensor, int], torch.Tensor], theta: torch.
     """
     rows = range(len(theta))
     if progress:
-        from tqdm.auto import tqdm
-        rows = tqdm(rows, desc="SBC", unit="posterior", disable=None)
+        from ..progress import progress as progress_bar
+
+        rows = progress_bar(rows, desc="SBC", unit="posterior")
     ranks = [(sample(x[i], n_posterior).double() < theta[i].double()).sum(0) for i in rows]
     return torch.stack(ranks)
 

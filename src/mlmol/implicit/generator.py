@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ..flows.bijections import mlp
+from ..progress import progress as progress_bar
 
 if TYPE_CHECKING:
     from .principles import MomentMatching, _RatioPrinciple
@@ -86,8 +87,7 @@ def train_implicit(generator: nn.Module, principle: _RatioPrinciple | MomentMatc
     records = []
     iterator = range(steps)
     if progress:
-        from tqdm.auto import tqdm
-        iterator = tqdm(iterator, desc=principle.name, unit="step", disable=None)
+        iterator = progress_bar(iterator, desc=principle.name, unit="step")
     for step in iterator:
         real = data[torch.randint(len(data), (batch_size,), generator=g)].float()
         if critic is not None:

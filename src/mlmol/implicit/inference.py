@@ -27,6 +27,7 @@ from torch.distributions import Distribution, Independent, MultivariateNormal, U
 
 from ..errors import MlmolError
 from ..flows.bijections import mlp
+from ..progress import progress as progress_bar
 from .principles import ClassProbability
 
 if TYPE_CHECKING:
@@ -194,8 +195,7 @@ def train_ratio(theta: torch.Tensor, x: torch.Tensor, seed: int = 0, hidden: Seq
     best, best_state, waited = math.inf, None, 0
     epochs_iter = range(epochs)
     if progress:
-        from tqdm.auto import tqdm
-        epochs_iter = tqdm(epochs_iter, desc="ratio estimator", unit="epoch", disable=None)
+        epochs_iter = progress_bar(epochs_iter, desc="ratio estimator", unit="epoch")
     val_g = torch.Generator().manual_seed(seed + 1)
     for _ in epochs_iter:
         model.train()

@@ -24,9 +24,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from ..errors import MlmolError
+from ..progress import progress as progress_bar
 
 FINE_POINTS = 8192
 
@@ -67,7 +67,9 @@ def gaussian_random_field(samples: int, n: int, scale: float = 625.0, shift: flo
     Arguments:
         samples: the number of fields.
         n: grid points per field.
-        scale, shift, power: the covariance scale (−Δ + shift I)^−power.
+        scale: the covariance scale (−Δ + shift I)^−power.
+        shift: the covariance scale (−Δ + shift I)^−power.
+        power: the covariance scale (−Δ + shift I)^−power.
         generator: the source of randomness, or None for the global one.
 
     Example:
@@ -166,7 +168,7 @@ def dataset(samples: int, resolution: int, seed: int = 0, fine: int = FINE_POINT
         raise MlmolError(f"resolution {resolution} must divide the solver's {fine} points (e.g. 256, 1024, 4096)")
     generator = torch.Generator().manual_seed(seed)
     inputs, outputs = [], []
-    for start in tqdm(range(0, samples, chunk), desc="Burgers", disable=not progress):
+    for start in progress_bar(range(0, samples, chunk), desc="Burgers", enabled=progress):
         u0 = gaussian_random_field(min(chunk, samples - start), fine, setting.scale, setting.shift, setting.power,
                                    generator=generator)
         u1 = solve(u0, viscosity=setting.viscosity, dt=dt or setting.dt)

@@ -15,9 +15,9 @@ import math
 import numpy as np
 import scipy.sparse
 import scipy.sparse.linalg
-from tqdm.auto import tqdm
 
 from ..errors import MlmolError
+from ..progress import progress as progress_bar
 
 FINE_POINTS = 421
 HIGH, LOW = 12.0, 3.0
@@ -109,7 +109,7 @@ def dataset(samples: int, resolution: int, seed: int = 0, fine: int = FINE_POINT
     stride = int(stride)
     rng = np.random.default_rng(seed)
     inputs, outputs = [], []
-    for _ in tqdm(range(samples), desc="Darcy", disable=not progress):
+    for _ in progress_bar(range(samples), desc="Darcy", enabled=progress):
         a = threshold(gaussian_random_field(1, fine, rng=rng)[0])
         inputs.append(a[::stride, ::stride])
         outputs.append(solve(a)[::stride, ::stride])

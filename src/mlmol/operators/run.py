@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -178,7 +179,8 @@ def recipe(config: dict, model: FNO, data: OperatorData) -> Recipe:
     return Recipe(stages, data=train_pairs, validation=validation_pairs, validation_metric=metric)
 
 
-def train(config: dict | None, out: str | Path, resume: bool = False, progress: bool = False) -> dict:
+def train(config: dict | None, out: str | Path, resume: bool = False, progress: bool = False,
+          notify: Callable[[str], None] | None = None) -> dict:
     """Train (or, with ``resume``, continue) the run in ``out``, watching the validation pairs; then
     evaluate it once on the held-out test pairs (RUN/metrics.json, RUN/predictions.png); returns the
     evaluation."""
@@ -202,7 +204,7 @@ def train(config: dict | None, out: str | Path, resume: bool = False, progress: 
     started = time.perf_counter()
     history = fit(model, plan, seed=config["seed"], checkpoint=run.checkpoint, metrics=run.metrics_log,
                   resume=resume, progress=progress, log_every=per_epoch,
-                  validate_every=per_epoch * config["validate_every_epochs"])
+                  validate_every=per_epoch * config["validate_every_epochs"], notify=notify)
     train_seconds = time.perf_counter() - started
     epochs = config["epochs"] + config["coarse_epochs"]
     training = {"data_seconds": round(data_seconds, 1), "train_seconds": round(train_seconds, 1),

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from ..errors import MlmolError
+from ..progress import progress as progress_bar
 from ..systems.base import Energy, check_finite
 from ..systems.particles import ParticleSystem
 
@@ -89,8 +90,7 @@ def _run(system: Energy, n: int, seed: int, starts, chains_per_start: int, burn:
     out = []
     steps = range(burn + kept_per_chain * thin)
     if progress:
-        from tqdm.auto import tqdm
-        steps = tqdm(steps, desc=f"{type(system).__name__} MCMC", unit="step", mininterval=2.0, disable=None)
+        steps = progress_bar(steps, desc=f"{type(system).__name__} MCMC", unit="step")
     for step in steps:
         x, u = propose(x, u, g)
         if step >= burn and (step - burn) % thin == thin - 1:

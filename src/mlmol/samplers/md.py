@@ -11,6 +11,7 @@ import torch
 
 from ..errors import MlmolError
 from ..geometry import dihedral
+from ..progress import progress as progress_bar
 from ..systems.molecule import Molecule
 from ..systems.openmm_bridge import OpenMMEnergy, auto_platform, require_openmm
 
@@ -83,8 +84,7 @@ class MolecularDynamics:
         frames = np.empty((n_frames, self.system.dim))
         bar = None
         if progress:
-            from tqdm.auto import tqdm
-            bar = tqdm(total=n_frames, desc="MD", unit="frame", disable=None)
+            bar = progress_bar(total=n_frames, desc="MD", unit="frame")
         try:
             for i in range(n_frames):
                 self.integrator.step(interval)

@@ -20,9 +20,10 @@ import torch
 
 from ..errors import MlmolError
 from ..estimators import Profile
+from ..geometry import dihedral
+from ..progress import progress as progress_bar
 from ..systems.base import Energy, check_finite
 from ..systems.particles import ParticleSystem
-from ..geometry import dihedral
 from .md import MolecularDynamics, flat_bottom_restraint, torsion_restraint
 
 if TYPE_CHECKING:
@@ -180,8 +181,7 @@ def umbrella(system: Molecule, torsions: Sequence[Sequence[int]], centres_deg: A
     held: list[np.ndarray | None] = [None] * len(centres)
     windows = order
     if progress:
-        from tqdm.auto import tqdm
-        windows = tqdm(order, desc="umbrella windows", disable=None)
+        windows = progress_bar(order, desc="umbrella windows", unit="window")
     for i in windows:
         for t in range(len(torsions)):
             md.context.setParameter(f"k_{t}", float(ks[i, t]))
@@ -384,8 +384,7 @@ def umbrella_mcmc(system: Energy, variable: Callable[[torch.Tensor], torch.Tenso
 
         sweeps = range(burn + steps)
         if progress:
-            from tqdm.auto import tqdm
-            sweeps = tqdm(sweeps, desc="umbrella sweeps", mininterval=2.0, disable=None)
+            sweeps = progress_bar(sweeps, desc="umbrella sweeps", unit="sweep")
         recorded = []
         for k in sweeps:
             x, u, _ = particle_sweep(system, x, u, g, step, biased.bias)

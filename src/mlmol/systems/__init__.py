@@ -61,7 +61,7 @@ def from_file(spec: str, dim: int, **kwargs) -> FunctionEnergy:
         )
     path = Path(path_text)
     if not path.is_file():
-        raise MlmolError(f"energy file {path} does not exist (from --energy {spec!r})")
+        raise MlmolError(f"energy file {path} does not exist")
     module_name = f"_mlmol_user_energy_{abs(hash(str(path.resolve())))}"
     try:
         module_spec = importlib.util.spec_from_file_location(module_name, path)

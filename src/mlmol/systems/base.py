@@ -208,6 +208,18 @@ def check_energy_function(system: Energy, batch: int = 4) -> None:
             f"{system.dim}] batch; it must return reduced energies of shape [{batch}]{hint}. "
             f"If the function expects another dimension, fix --dim."
         )
+    x = (torch.randn(64, system.dim, generator=torch.Generator().manual_seed(1)) * 1.5).requires_grad_(True)
+    try:
+        (grad,) = torch.autograd.grad(system.energy(x).nansum(), x, allow_unused=True)
+    except RuntimeError:  # not differentiable by autograd (e.g. computed in NumPy): nothing to check here
+        return
+    unused = list(range(system.dim)) if grad is None else torch.nonzero((grad == 0).all(0)).flatten().tolist()
+    if unused:
+        names = ", ".join(f"x{i}" for i in unused[:6]) + (", ..." if len(unused) > 6 else "")
+        raise MlmolError(
+            f"{system.name}: the energy does not depend on {names} (zero gradient on 64 random points), so "
+            f"the Boltzmann distribution is not normalisable along it. Is --dim {system.dim} right?"
+        )
 
 
 def check_finite(system: Energy, x: torch.Tensor, what: str) -> torch.Tensor:

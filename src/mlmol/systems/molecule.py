@@ -33,6 +33,7 @@ class Molecule(Energy):
         states: two state specs over the torsions (radians), e.g. ``("phi > 0", "phi < 0")``, whose ΔF is reported.
         starts: torsion values (degrees) where training MD starts, e.g. ``[{"phi": -80, "psi": 150}]``.
         name: a short name.
+        added_hydrogens: how many hydrogens were added to the structure read (by OpenMM's Modeller).
 
     Coordinates are flat ``[*batch, 3N]`` in nm; :meth:`energy` gives ``[*batch]`` in units of kT
     at ``temperature`` (kelvin).
@@ -45,7 +46,8 @@ class Molecule(Energy):
     profile_coords = ()  # Cartesian profiles mean nothing for a molecule; the report shows Ramachandran
 
     def __init__(self, backend: TorchEnergy | OpenMMEnergy, topology: app.Topology, positions: np.ndarray, torsions: Torsions,
-                 states: tuple[str, str] | None = None, starts: list[Start] | None = None, name: str = "molecule"):
+                 states: tuple[str, str] | None = None, starts: list[Start] | None = None, name: str = "molecule",
+                 added_hydrogens: int = 0):
         super().__init__(backend.dim, backend.kT)
         self.backend = backend
         self.name = name
@@ -57,6 +59,7 @@ class Molecule(Energy):
         self.variables = {key: partial(dihedral_of, atoms=atoms) for key, atoms in self.torsions.items()}
         self.states = states
         self.starts = None if starts is None else [dict(start) for start in starts]
+        self.added_hydrogens = int(added_hydrogens)
 
     @property
     def temperature(self) -> float:

@@ -34,6 +34,12 @@ def read_pdb(path: str | Path) -> app.PDBFile:
     if not path.is_file():
         raise MlmolError(f"PDB file {path} does not exist")
     try:
+        records = [line[:6].strip() for line in path.read_text(errors="replace").splitlines()]
+    except OSError as error:
+        raise MlmolError(f"cannot read PDB file {path}: {error}") from None
+    if not {"ATOM", "HETATM"} & set(records):
+        raise MlmolError(f"{path} is not a PDB file: it has no ATOM or HETATM records")
+    try:
         pdb = app.PDBFile(str(path))
     except Exception as error:
         raise MlmolError(f"cannot read PDB file {path}: {type(error).__name__}: {error}") from None
@@ -81,7 +87,7 @@ def from_pdb(path: str | Path, forcefield: Sequence[str] = ("amber14-all.xml",),
     except Exception as error:
         raise MlmolError(f"cannot load force field {files}: {error}. OpenMM ships e.g. amber14-all.xml, "
                          "amber99sbildn.xml, charmm36.xml") from None
-    topology, positions = pdb.topology, pdb.positions
+    topology, positions, added = pdb.topology, pdb.positions, 0
     try:
         system = ff.createSystem(topology, nonbondedMethod=app.NoCutoff, constraints=None, rigidWater=False)
     except ValueError as error:
@@ -101,6 +107,7 @@ def from_pdb(path: str | Path, forcefield: Sequence[str] = ("amber14-all.xml",),
             raise MlmolError(f"{path}: {message} Adding hydrogens did not help: residues the force field "
                              f"{files} does not know need their own force-field XML, and missing heavy atoms "
                              "can be added with pdbfixer") from None
+        added = modeller.topology.getNumAtoms() - topology.getNumAtoms()
         topology, positions = modeller.topology, modeller.positions
     name = name or Path(path).stem
     energy = None
@@ -117,7 +124,7 @@ def from_pdb(path: str | Path, forcefield: Sequence[str] = ("amber14-all.xml",),
     if states is None and "phi" in torsions:  # a capped amino acid: ΔF between the φ basins, as for alanine dipeptide
         states = ("phi > 0", "phi < 0")
     return Molecule(energy, topology, np.array(positions.value_in_unit(positions.unit)), torsions, states=states,
-                    starts=starts, name=name)
+                    starts=starts, name=name, added_hydrogens=added)
 
 
 def _residue_atoms(chain: app.Chain) -> list[dict[str, int]]:

@@ -79,7 +79,9 @@ class MultiDoubleWell(ParticleSystem):
     Arguments:
         n_particles: the number of particles.
         spatial_dim: the spatial dimension.
-        a, b, c: the coefficients of the pair potential (kT per power of length).
+        a: the coefficients of the pair potential (kT per power of length).
+        b: the coefficients of the pair potential (kT per power of length).
+        c: the coefficients of the pair potential (kT per power of length).
         d0: the centre d₀ of the pair double well (length).
     """
 
@@ -189,7 +191,8 @@ class SolvatedDimer(ParticleSystem):
         epsilon: the repulsion strength ε (kT).
         r_min: the repulsion length r_m.
         slope: the dimer's linear coefficient c (kT).
-        a, b: the dimer's quadratic and quartic coefficients (kT).
+        a: the dimer's quadratic and quartic coefficients (kT).
+        b: the dimer's quadratic and quartic coefficients (kT).
         d_mid: the dimer distance at the centre of the bond potential (1.5).
         k_dimer: the restraint constant k_d (kT / length²).
         box_half: the box half-width.

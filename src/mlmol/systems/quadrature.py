@@ -51,6 +51,9 @@ def boltzmann_grid(system: Energy, points: int) -> tuple[list[torch.Tensor], tor
     axes, x = grid(require_bounds(system), points)
     with torch.no_grad():
         u = system.energy(x).double()
+    u = torch.where(torch.isnan(u), torch.inf, u)  # undefined energy: no Boltzmann weight
+    if not torch.isfinite(u).any():
+        raise MlmolError(f"{system.name}: the energy is not finite anywhere on the quadrature grid over {system.bounds}")
     return axes, x, u
 
 
@@ -75,7 +78,7 @@ def log_partition(system: Energy, points: int = 801) -> float:
 def boltzmann_probabilities(system: Energy, points: int) -> tuple[torch.Tensor, np.ndarray]:
     """Grid points ``[G, dim]`` and their Boltzmann probabilities ``[G]`` (summing to 1), G = ``points``**dim."""
     _, x, u = boltzmann_grid(system, points)
-    p = torch.exp(-(u - u.min())).numpy()
+    p = torch.exp(-(u - u[torch.isfinite(u)].min())).numpy()
     return x, p / p.sum()
 
 
@@ -84,7 +87,8 @@ def exact_delta_f(system: Energy, state_a: StateLike, state_b: StateLike, points
 
     Arguments:
         system: the energy (reduced, kT).
-        state_a, state_b: the two states, as specs (``"x0 < 0"``) or masks ``[G, dim] -> [G]``.
+        state_a: the two states, as specs (``"x0 < 0"``) or masks ``[G, dim] -> [G]``.
+        state_b: the two states, as specs (``"x0 < 0"``) or masks ``[G, dim] -> [G]``.
         points: grid points per axis.
     """
     x, p = boltzmann_probabilities(system, points)

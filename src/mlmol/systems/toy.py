@@ -16,7 +16,10 @@ class DoubleWell(Energy):
     deeper by ≈ 3.4 kT of free energy; the barrier at x1 ≈ 0.08 is ≈ 10.8 kT above it.
 
     Arguments:
-        a, b, c, d: the coefficients (kT per power of the coordinate).
+        a: the coefficients (kT per power of the coordinate).
+        b: the coefficients (kT per power of the coordinate).
+        c: the coefficients (kT per power of the coordinate).
+        d: the coefficients (kT per power of the coordinate).
 
     Example:
         >>> DoubleWell().energy(torch.tensor([[0.0, 0.0], [1.0, 2.0]]))

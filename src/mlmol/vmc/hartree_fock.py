@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from ..errors import MlmolError
+from ..progress import progress as progress_bar
 from .sampling import Walkers
 from .systems import ELEMENTS, ElectronicSystem
 from .wavefunctions import FermiNet, SlaterJastrow, spin_slogdet
@@ -147,7 +147,7 @@ def pretrain(wavefunction: FermiNet | SlaterJastrow, hf: HartreeFock, molecule: 
     samplers[1].place(samplers[0].x.clone())
     optimizer = torch.optim.Adam(wavefunction.parameters(), lr=lr)
     losses = []
-    for _ in tqdm(range(steps), desc=f"pre-train {molecule.name} to HF/{hf.basis}", disable=not progress):
+    for _ in progress_bar(range(steps), desc=f"pre-train {molecule.name} to HF/{hf.basis}", enabled=progress):
         for sampler in samplers:
             sampler.step(2)
             if sampler is samplers[1]:  # the network changed since its walkers' last step

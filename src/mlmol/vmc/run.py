@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from functools import partial
 from pathlib import Path
@@ -88,7 +89,8 @@ def recipe(config: dict, molecule: ElectronicSystem, walkers: Walkers) -> Recipe
 
 
 def train(config: dict | None, out: str | Path, resume: bool = False, progress: bool = False,
-          steps: int | None = None, max_minutes: float | None = None) -> dict:
+          steps: int | None = None, max_minutes: float | None = None,
+          notify: Callable[[str], None] | None = None) -> dict:
     """Train (or with ``resume`` continue) a VMC run in ``out`` through :func:`mlmol.train.fit`, then
     evaluate it (RUN/metrics.json); returns the evaluation.
 
@@ -119,7 +121,7 @@ def train(config: dict | None, out: str | Path, resume: bool = False, progress: 
     started = time.perf_counter()
     fit(wavefunction, plan, seed=int(config["seed"]), checkpoint=run.checkpoint, metrics=run.metrics_log,
         resume=resume, progress=progress, log_every=1, checkpoint_every=int(config["checkpoint_every"]),
-        max_seconds=max_seconds, description=f"VMC {config['system']}")
+        max_seconds=max_seconds, description=f"VMC {config['system']}", notify=notify)
     state = load_torch(run.checkpoint)
     training = {"train_s_this_call": time.perf_counter() - started, "recoveries": state["recoveries"]}
     return evaluate_run(run, wavefunction, plan.stages[0].loss, training)
