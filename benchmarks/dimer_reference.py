@@ -8,7 +8,7 @@ the paper's lattice with the dimer at the window's distance, ``--burn`` sweeps o
 then ``--steps`` sweeps recording d every 10. A sweep moves each particle once (single-particle
 moves of 0.1, about 40% accepted); ``--moves all`` runs the paper's all-particle steps instead
 (0.02 per coordinate, d every 50 steps), whose repeats disagreed by far more than MBAR's error (see
-README). MBAR (pymbar) reweights all windows; each seed
+docs/particles.md). MBAR (pymbar) reweights all windows; each seed
 is an independent repeat and the spread of the repeats is quoted with MBAR's own error. Seeds 0 and 1
 start each window's chains from the lattice with the dimer at the window's distance; seed 2 (3)
 starts every window from the closed (open) lattice, ``lattice(0.7)`` (``lattice(2.3)``), and lets the

@@ -229,7 +229,7 @@ def made_by(row: dict) -> str:
 
 
 def summary(rows: list[dict], fastest: dict[str, dict], fair: bool, name: str = "forcefield_speed") -> list[str]:
-    """The README's table: each system's OpenMM rows and the torch rows at the largest batch, with ratios
+    """The docs' table: each system's OpenMM rows and the torch rows at the largest batch, with ratios
     and, on the CPU, the goal (3× in vacuum, 10× in implicit solvent) met or not by the fastest torch row."""
     on_cpu = rows[0]["device"] == "cpu"
     batch = max(r["batch"] for r in rows if r["method"].startswith("torch"))

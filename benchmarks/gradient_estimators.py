@@ -217,7 +217,7 @@ def alpha_budget(repeats: int, truth: dict) -> tuple[list[dict], list[list[str]]
 
 
 def budget_summary(budget: list[dict]) -> dict:
-    """Numbers the README quotes from the comparison table, for each rule: the largest |ratio − 1|
+    """Numbers the docs quote from the comparison table, for each rule: the largest |ratio − 1|
     in standard errors and where, the largest excess (ratio − 1 > 0, worse than the better
     estimator) and shortfall (better) in standard errors and where, the settings more than one
     standard error worse and better, and the range of ratios on the deterministic tasks."""

@@ -37,7 +37,7 @@ from mlmol.systems import get
 
 SAMPLES = {"dw4": 100_000, "lj13": 10_000}  # generated samples per system (sampling LJ-13 costs more)
 
-# Published results on the same systems (different data sets of the same distributions; see README)
+# Published results on the same systems (different data sets of the same distributions; see docs/particles.md)
 PUBLISHED: dict[str, list[dict]] = {"dw4": [], "lj13": []}
 
 

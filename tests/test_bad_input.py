@@ -102,13 +102,17 @@ def test_files_that_are_not_what_they_should_be(capsys, tmp_path, energy_file):
                  str(tmp_path / "r2")])
 
 
-def test_a_moved_energy_file_is_named_as_the_run_recorded_it(capsys, tmp_path, energy_file):
+def test_a_moved_energy_file_is_named_as_the_run_recorded_it_and_as_given(capsys, tmp_path, energy_file,
+                                                                           monkeypatch):
+    monkeypatch.chdir(tmp_path)
     run = tmp_path / "run"
-    assert main(["train", "--energy", f"{energy_file}:tilted", "--dim", "2", "--steps", "5", "--out", str(run)]) == 0
+    assert main(["train", "--energy", "my_energy.py:tilted", "--dim", "2", "--steps", "5", "--out", "run"]) == 0
+    assert yaml.safe_load((run / "config.yaml").read_text())["system"]["given"] == "my_energy.py:tilted"
     energy_file.rename(tmp_path / "moved.py")
     capsys.readouterr()
-    err = _error(capsys, ["sample", str(run), "--n", "10", "--out", str(tmp_path / "s.npz")])
-    assert f"the run's energy file {energy_file}:tilted (system.energy in {run / 'config.yaml'}) is gone" in err
+    err = _error(capsys, ["sample", "run", "--n", "10", "--out", "s.npz"])
+    assert (f"the run's energy file {energy_file}:tilted, given as my_energy.py:tilted (system.energy in "
+            f"{Path('run') / 'config.yaml'}) is gone") in err
     assert "--energy" not in err
 
 

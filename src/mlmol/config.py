@@ -111,13 +111,18 @@ def make_config(system: str | None = None, energy: str | None = None, dim: int |
         defaults = {"temperature": 300.0, "workers": 1, "backend": "auto"}
         if "pdb" in config["system"]:
             defaults.update(forcefield=["amber14-all.xml"], implicit_solvent=None, add_hydrogens=True)
-            config["system"]["pdb"] = str(Path(config["system"]["pdb"]).resolve())
+            given = config["system"]["pdb"]
+            config["system"]["pdb"] = str(Path(given).resolve())
+            if given != config["system"]["pdb"]:
+                config["system"]["given"] = given  # as the user typed it, for messages
         config["system"] = {**defaults, **config["system"]}
     if energy is not None:
         if dim is None:
             raise MlmolError("--energy needs --dim D, the number of coordinates the function takes")
         path, _, function = energy.rpartition(":")
         config["system"] = {"energy": f"{Path(path).resolve()}:{function}" if path else energy, "dim": dim}
+        if config["system"]["energy"] != energy:
+            config["system"]["given"] = energy  # as the user typed it, for messages
     elif system is not None:
         config["system"] = {"name": system}
     if dim is not None and "name" in config["system"]:

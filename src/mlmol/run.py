@@ -55,7 +55,7 @@ def device_of(config: dict) -> torch.device:
     device = torch.device(config["device"])
     if device.type == "cuda" and not torch.cuda.is_available():
         raise MlmolError("CUDA is not available here (torch.cuda.is_available() is False); use "
-                         "--device cpu, or install a CUDA build of PyTorch (see the README)")
+                         "--device cpu, or install a CUDA build of PyTorch (see Getting started: GPU install)")
     return device
 
 
@@ -176,7 +176,9 @@ def load(path: str | Path) -> Run:
     for key in ("energy", "pdb"):  # files the run reads again each time it is used
         given = config["system"].get(key)
         if given is not None and not Path(given.rpartition(":")[0] if key == "energy" else given).is_file():
-            raise MlmolError(f"the run's {key} file {given} (system.{key} in {run.config_file}) is gone; put it "
+            typed = config["system"].get("given")
+            named = f"{given}" + (f", given as {typed}" if typed else "")
+            raise MlmolError(f"the run's {key} file {named} (system.{key} in {run.config_file}) is gone; put it "
                              "back or point the config to its new place")
     system = build_system(config)
     state = load_torch(run.checkpoint)

@@ -23,7 +23,7 @@ the OpenMM bridge (``backend="openmm"``). ``CMMotionRemover`` has no energy and 
 
 Overlapping atoms: squared distances are floored at ``MIN_DISTANCE²`` (1e-6 nm) so energies
 stay finite (huge) in float64; in float32 the Lennard-Jones term overflows to +inf below about
-σ/1500 (tested and documented in README).
+σ/1500 (tested; see the molecules guide, docs/molecules.md).
 """
 
 from __future__ import annotations

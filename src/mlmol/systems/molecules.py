@@ -71,7 +71,7 @@ def from_pdb(path: str | Path, forcefield: Sequence[str] = ("amber14-all.xml",),
     "openmm" calls OpenMM through worker processes (:class:`OpenMMEnergy`; ``platform`` and
     ``workers`` apply); "auto" (default) is torch when it supports every force of the system,
     else openmm. ``compile=True`` runs the torch force field through ``torch.compile`` (several times faster
-    on large batches after 20-60 s of compilation; see README).
+    on large batches after 20-60 s of compilation; see docs/molecules.md).
     """
     from openmm import app
 
