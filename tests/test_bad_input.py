@@ -18,6 +18,9 @@ import torch
 def tilted(x):
     return 2.0 * (x[:, 0] ** 2 - 1.0) ** 2 + 0.7 * x[:, 0] + 0.5 * (x[:, 1] - 0.3 * x[:, 0]) ** 2
 
+def quartic(x):  # one coordinate
+    return (x[:, 0] ** 2 - 1.0) ** 2
+
 def nan_far_left(x):  # undefined for x0 < -1.3, where the Boltzmann weight is small but not zero
     return torch.where(x[:, 0] < -1.3, torch.full_like(x[:, 0], float("nan")), tilted(x))
 '''
@@ -155,7 +158,7 @@ def test_every_option_of_every_command_has_help_text():
 
 
 def test_progress_is_written_as_lines_when_not_on_a_terminal(tmp_path):
-    """Off a terminal (a log, a pipe) the bar becomes plain lines; a resumed run says where it continues."""
+    """Off a terminal (a log, a pipe) the bar becomes plain lines."""
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump({"system": {"name": "double-well"}, "data": {"n": 300},
                                       "flow": {"blocks": 1, "hidden": [8]}, "recipe": {"steps": 20}}))
@@ -164,3 +167,66 @@ def test_progress_is_written_as_lines_when_not_on_a_terminal(tmp_path):
     assert done.returncode == 0, done.stderr
     lines = done.stderr.splitlines()
     assert "\r" not in done.stderr and any(line.startswith("training: 100%") and "20/20" in line for line in lines)
+
+
+def test_outputs_that_would_destroy_a_file_or_cannot_be_written(capsys, tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("mine")
+    run = tmp_path / "run"
+    assert main(["train", "double-well", "--steps", "5", "--out", str(run)]) == 0
+    capsys.readouterr()
+    assert "samples are written as .npz" in _error(capsys, ["sample", str(run), "--out", str(readme)])
+    assert "is a folder" in _error(capsys, ["sample", str(run), "--out", str(tmp_path)])
+    assert readme.read_text() == "mine"
+    assert "the suffix names no trajectory format" in _error(
+        capsys, ["simulate", "alanine-dipeptide", "--out", str(tmp_path / "t.txt"), "--frames", "2"])
+    assert "is a file, not a run directory" in _error(capsys, ["sample", str(readme), "--out", str(tmp_path / "s.npz")])
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:  # a read-only folder, or (as root, who may write there anyway) /proc, where no one can
+        target = Path("/proc") if _writable(locked) else locked
+        err = _error(capsys, ["sample", str(run), "--out", str(target / "s.npz")])
+        assert str(target) in err and "check the path and its permissions" in err
+        err = _error(capsys, ["train", "double-well", "--out", str(target / "run")])
+        assert str(target) in err and "check the path and its permissions" in err
+    finally:
+        locked.chmod(0o700)
+
+
+def _writable(folder: Path) -> bool:
+    try:
+        (folder / "probe").write_text("")
+    except PermissionError:
+        return False
+    (folder / "probe").unlink()
+    return True
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--energy", "E:quartic", "--dim", "1"], "--flow realnvp needs at least 2 coordinates"),
+    (["train", "--energy", "E:tilted", "--dim", "0"], "--dim must be a positive whole number, got 0"),
+    (["train", "double-well", "--flow", "equivariant"], "--flow equivariant needs a system of identical particles"),
+    (["train", "dw4", "--flow", "spline"], "needs --flow equivariant; drop --flow spline"),
+])
+def test_a_flow_that_does_not_fit_the_system_is_refused_before_any_data(capsys, tmp_path, energy_file, argv,
+                                                                        message):
+    argv = [a.replace("E:", f"{energy_file}:") for a in argv]
+    assert message in _error(capsys, [*argv, "--out", str(tmp_path / "r")])
+    assert not (tmp_path / "r").exists()  # nothing written: no data, no config
+
+
+def test_an_unknown_option_is_named_by_its_command(capsys, tmp_path):
+    assert "mlmol sample: error: unrecognized arguments: --temperature 2" in _error(
+        capsys, ["sample", str(tmp_path), "--out", "s.npz", "--temperature", "2"])
+
+
+def test_report_draws_its_figures_from_the_samples_file_given(capsys, tmp_path):
+    run = tmp_path / "run"
+    assert main(["train", "double-well", "--steps", "5", "--out", str(run)]) == 0
+    assert main(["sample", str(run), "--n", "1234", "--out", str(tmp_path / "mine.npz")]) == 0
+    assert main(["report", str(run), "--samples", str(tmp_path / "mine.npz")]) == 0
+    capsys.readouterr()
+    page = (run / "report.html").read_text()
+    assert "Figures: 1234 samples from" in page and "mine.npz" in page
+    assert "does not exist" in _error(capsys, ["report", str(run), "--samples", str(tmp_path / "none.npz")])

@@ -1,5 +1,5 @@
-"""A real browser (headless Chromium) opens a run's report and the documentation's front page: every
-figure loads and the page draws (slow; skipped where Chromium is not installed)."""
+"""A real browser (headless Chromium) opens a run's report and the documentation's pages: every
+figure loads and the page draws (a smoke test; skipped where Chromium is not installed)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ _spec = importlib.util.spec_from_file_location("browser", ROOT / "tools" / "brow
 browser = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(browser)
 
-pytestmark = [pytest.mark.slow,
+pytestmark = [pytest.mark.slow, pytest.mark.smoke,
               pytest.mark.skipif(browser.chromium() is None, reason="needs Chromium (apt install chromium)")]
 
 
@@ -52,8 +52,9 @@ def test_the_documentation_front_page_opens_with_every_image(tmp_path):
     site = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet", "--site-dir", str(site)],
                    cwd=ROOT, check=True, timeout=300)
-    loaded, total = browser.loaded_images(site / "index.html")
-    assert loaded == total
-    png = browser.screenshot(site / "index.html", tmp_path / "docs.png")
-    assert _drawn(png) > 0.01
+    for page in (site / "index.html", site / "getting-started" / "index.html"):
+        loaded, total = browser.loaded_images(page)
+        assert loaded == total
+        assert _drawn(browser.screenshot(page, tmp_path / "page.png")) > 0.01
+    assert total >= 1  # the getting-started page shows the report's screenshot
     assert (site / "getting-started" / "index.html").is_file() and (site / "api" / "systems" / "index.html").is_file()

@@ -24,7 +24,7 @@ def _examples() -> list:
     for page in PAGES:
         for i, code in enumerate(BLOCK.findall(page.read_text())):
             marks = [pytest.mark.skip(reason=code.splitlines()[0][len(SKIP):].strip())] if code.startswith(SKIP) else []
-            if page.name == "README.md":
+            if page.name not in ("index.md", "getting-started.md"):  # those two repeat the README's example
                 marks.append(pytest.mark.smoke)
             found.append(pytest.param(code, id=f"{page.relative_to(ROOT)}:{i}", marks=marks))
     return found

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 import time
@@ -80,7 +81,9 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--threads", type=int, help=THREADS_HELP)
     train.add_argument("--resume", action="store_true", help="continue RUN from its checkpoint")
 
-    sample = sub.add_parser("sample", help="draw reweightable samples from a trained run")
+    sample = sub.add_parser("sample", help="draw reweightable samples from a trained run",
+                            description="Draw samples from a Boltzmann generator's flow with their log weights "
+                                        "(log w = −u(x) − log q(x)) for reweighting to the Boltzmann distribution.")
     sample.add_argument("run", metavar="RUN", help=RUN_HELP)
     sample.add_argument("--n", type=int, help="number of samples (default: the run's evaluate.n, 100000 for most)")
     sample.add_argument("--out", required=True, metavar="FILE.npz",
@@ -90,7 +93,11 @@ def _parser() -> argparse.ArgumentParser:
                         help="latent temperature factor τ: samples the system at τ·kT (default 1)")
 
     evaluate = sub.add_parser("evaluate", help="evaluate a run (BG: ESS, ΔF, profiles; VMC: energy; operator: test "
-                                               "errors); writes RUN/metrics.json")
+                                               "errors); writes RUN/metrics.json",
+                              description="Evaluate a run of any kind and write RUN/metrics.json: a Boltzmann "
+                                          "generator's ESS, ΔF and profiles (against exact references where there "
+                                          "are some), a VMC energy with its blocking error, an operator's test "
+                                          "errors.")
     evaluate.add_argument("run", metavar="RUN", help=RUN_HELP)
     evaluate.add_argument("--n", type=int, help="number of fresh samples (default: the run's evaluate.n, 100000 "
                                                "for most)")
@@ -168,7 +175,9 @@ def _parser() -> argparse.ArgumentParser:
     operator.add_argument("--threads", type=int, default=1, help=THREADS_HELP)
     operator.add_argument("--resume", action="store_true", help="continue RUN from its checkpoint")
 
-    report = sub.add_parser("report", help="write RUN/report.html: the metrics mlmol evaluate wrote, with figures")
+    report = sub.add_parser("report", help="write RUN/report.html: the metrics mlmol evaluate wrote, with figures",
+                            description="Write RUN/report.html, one self-contained page: the evaluation in "
+                                        "RUN/metrics.json (never rewritten) and the figures of the run's kind.")
     report.add_argument("run", metavar="RUN", help=RUN_HELP)
     report.add_argument("--samples", metavar="FILE.npz",
                         help="Boltzmann generators: draw the figures from these samples (default: the file "
@@ -288,11 +297,13 @@ def _cmd_train(args) -> None:
 
 def _cmd_sample(args) -> None:
     from . import run as runs
+    from .data import check_samples_path
     from .errors import MlmolError
     from .rundir import RunDirectory
 
     _positive("--n", args.n)
     _positive("--tau", args.tau)
+    check_samples_path(args.out)
     kind = RunDirectory(Path(args.run)).kind
     if kind != "bg":
         raise MlmolError(f"{args.run} is a {kind} run; mlmol sample draws from Boltzmann generators only")
@@ -322,10 +333,12 @@ def _cmd_report(args) -> None:
 
 
 def _cmd_simulate(args) -> None:
+    from .data import check_trajectory_path
     from .errors import MlmolError
     from .simulation import simulate
     from .systems import molecules
 
+    check_trajectory_path(args.out)
     _positive("--frames", args.frames)
     _positive("--interval", args.interval)
     _positive("--temperature", args.temperature)
@@ -407,7 +420,11 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line on ``argv`` (default: sys.argv); returns the exit status (2 for bad input)."""
     parser = _parser()
     try:
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        if extra:  # said by the subcommand that got them, as argparse would for the top level
+            commands = {name: command for action in parser._subparsers._group_actions
+                        for name, command in action.choices.items()}
+            (commands.get(args.command) or parser).error(f"unrecognized arguments: {' '.join(extra)}")
     except SystemExit as stop:  # --help (0) or a usage error (2, one line already printed)
         return int(stop.code or 0)
     if args.version:
@@ -429,13 +446,28 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nmlmol {args.command}: interrupted; a training run can continue with --resume",
               file=sys.stderr)
         return 130
+    except OSError as error:
+        if error.errno not in USER_ERRNOS:
+            return _bug(args.command, error)
+        print(f"mlmol {args.command}: error: {error.filename or 'a file'}: {error.strerror} (check the path and "
+              "its permissions)", file=sys.stderr)
+        return 2
     except Exception as error:  # a bug, not bad input: short message unless MLMOL_DEBUG is set
-        if os.environ.get("MLMOL_DEBUG"):
-            raise
-        print(f"mlmol {args.command}: unexpected error: {type(error).__name__}: {error}\n"
-              "  (rerun with MLMOL_DEBUG=1 for the traceback and please report it)", file=sys.stderr)
-        return 1
+        return _bug(args.command, error)
     return 0
+
+
+# a file the user named cannot be written or read: permission, read-only or full disk, missing folder, a folder
+USER_ERRNOS = (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.ENOENT, errno.EISDIR, errno.ENOTDIR)
+
+
+def _bug(command: str, error: Exception) -> int:
+    """Exit 1 with a short message (the traceback with MLMOL_DEBUG=1)."""
+    if os.environ.get("MLMOL_DEBUG"):
+        raise error
+    print(f"mlmol {command}: unexpected error: {type(error).__name__}: {error}\n"
+          "  (rerun with MLMOL_DEBUG=1 for the traceback and please report it)", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":

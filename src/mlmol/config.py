@@ -116,6 +116,8 @@ def make_config(system: str | None = None, energy: str | None = None, dim: int |
             if given != config["system"]["pdb"]:
                 config["system"]["given"] = given  # as the user typed it, for messages
         config["system"] = {**defaults, **config["system"]}
+    if dim is not None and (isinstance(dim, bool) or not isinstance(dim, int) or dim < 1):
+        raise MlmolError(f"--dim must be a positive whole number, got {dim!r}")
     if energy is not None:
         if dim is None:
             raise MlmolError("--energy needs --dim D, the number of coordinates the function takes")

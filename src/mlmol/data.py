@@ -174,6 +174,31 @@ def save_figure(fig: Figure, path: str | Path, dpi: int = 100) -> Path:
     return atomic_write(path, buffer.getvalue())
 
 
+TRAJECTORY_SUFFIXES = (".dcd", ".xtc", ".trr", ".h5", ".nc", ".netcdf", ".pdb", ".gro", ".xyz", ".lammpstrj", ".mdcrd",
+                       ".crd")  # formats mdtraj writes
+
+
+def check_trajectory_path(path: str | Path) -> Path:
+    """``path`` if its suffix names a trajectory format mdtraj writes, else a clear error."""
+    path = Path(path)
+    if path.suffix.lower() not in TRAJECTORY_SUFFIXES:
+        raise MlmolError(f"--out {path}: the suffix names no trajectory format; use one of "
+                         + ", ".join(TRAJECTORY_SUFFIXES))
+    if path.is_dir():
+        raise MlmolError(f"--out {path} is a folder; give a trajectory file such as {path / 'md.dcd'}")
+    return path
+
+
+def check_samples_path(path: str | Path) -> Path:
+    """``path`` if it is a place for a samples file: ending in .npz, not a folder, not another kind of file."""
+    path = Path(path)
+    if path.is_dir():
+        raise MlmolError(f"--out {path} is a folder; give a file name such as {path / 'samples.npz'}")
+    if path.suffix != ".npz":
+        raise MlmolError(f"--out {path}: samples are written as .npz; give a file name ending in .npz")
+    return path
+
+
 def save_trajectory(path: str | Path, x: torch.Tensor, topology: mdtraj.Topology | app.Topology) -> Path:
     """Write frames ``[n, 3N]`` (nm) with an OpenMM or mdtraj topology; format from the suffix
     (.dcd, .h5, .xtc, .pdb — whatever mdtraj writes). Atomic: temp file, then rename. Returns the path."""

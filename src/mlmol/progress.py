@@ -35,8 +35,8 @@ def progress(iterable: Iterable[T] | None = None, *, total: int | None = None, d
     Arguments:
         iterable: what to iterate over, or None to call ``update`` by hand.
         total: the number of updates (default: ``len(iterable)``).
-        desc: the label and the unit of one update.
-        unit: the label and the unit of one update.
+        desc: the label.
+        unit: what one update counts (a step, a frame).
         initial: updates already done (a resumed run).
         enabled: False shows nothing.
 

@@ -82,26 +82,47 @@ def _data_bounds(data: torch.Tensor) -> list[list[float]]:
     return [[float(a), float(b)] for a, b in zip(lo - 0.75 * span, hi + 0.75 * span)]
 
 
+def check_flow(config: dict, system: Energy) -> None:
+    """The flow family and recipe fit the system: checked before any data are made."""
+    kind, recipe = config["flow"]["kind"], config["recipe"]["name"]
+    if kind == "molecular" and not isinstance(system, Molecule):
+        raise MlmolError(f"the molecular flow needs a molecule; {system.name} is not one: use --flow realnvp or spline")
+    if kind == "equivariant" and not isinstance(system, ParticleSystem):
+        raise MlmolError(f"--flow equivariant needs a system of identical particles (dw4, lj13); {system.name} is "
+                         "not one: use --flow realnvp or spline")
+    if kind in ("realnvp", "spline") and system.dim < 2:
+        raise MlmolError(f"--flow {kind} needs at least 2 coordinates; {system.name} has {system.dim} (--dim)")
+    if recipe == "klein2023" and kind != "equivariant":
+        raise MlmolError(f"{system.name} trains by equivariant flow matching, which needs --flow equivariant; "
+                         f"drop --flow {kind}")
+
+
 def build_flow(config: dict, system: Energy, data: torch.Tensor | None) -> FlowModel:
     """The config's flow for ``system``, initialised from the seed (and standardised by ``data``)."""
+    check_flow(config, system)
     torch.manual_seed(config["seed"])
     if config["flow"]["kind"] == "molecular":
-        if not isinstance(system, Molecule):
-            raise MlmolError(f"the molecular flow needs a molecule; {system.name} is not one. "
-                             "Use flow kind realnvp or spline")
         options = {k: v for k, v in config["flow"].items() if k != "kind"}
         bonds = [(a.index, b.index) for a, b in system.topology.bonds()]
         return flows.MolecularFlow(system.dim // 3, bonds, data=None if data is None else data.float(), **options)
     if config["flow"]["kind"] == "equivariant":
-        if not isinstance(system, ParticleSystem):
-            raise MlmolError(f"the equivariant flow needs a system of identical particles; {system.name} is not one. "
-                             "Use flow kind realnvp or spline")
         return flows.build({**config["flow"], "n_particles": system.n_particles, "spatial_dim": system.spatial_dim})
     dim = system.dim
     loc = scale = None
     if data is not None:
         loc, scale = data.mean(0).float(), data.std(0).float().clamp(min=1e-3)
     return flows.build({**config["flow"], "dim": dim}, loc=loc, scale=scale)
+
+
+def _check_inputs(config: dict, run: RunDirectory) -> None:
+    """The files a run reads again each time it is used (a user's energy file, a PDB) are still there."""
+    for key in ("energy", "pdb"):
+        recorded = config["system"].get(key)
+        if recorded is not None and not Path(recorded.rpartition(":")[0] if key == "energy" else recorded).is_file():
+            typed = config["system"].get("given")
+            named = f"{recorded}" + (f", given as {typed}" if typed else "")
+            raise MlmolError(f"the run's {key} file {named} (system.{key} in {run.config_file}) is gone; put it "
+                             "back or point the config to its new place")
 
 
 @dataclass
@@ -139,10 +160,12 @@ def train(config: dict | None, out: str | Path, resume: bool = False, progress: 
     run.start(resume)
     if resume:
         config = make_config(base=run.read_config())
+        _check_inputs(config, run)
     elif config is None:
         raise MlmolError("give a config or resume an existing run")
     device = device_of(config)
     system = build_system(config).to(device)
+    check_flow(config, system)
     if isinstance(system, Molecule) and system.added_hydrogens and notify is not None and not resume:
         notify(f"added {system.added_hydrogens} hydrogens to {config['system']['pdb']} (OpenMM Modeller); "
                "--no-add-hydrogens refuses a PDB without them instead")
@@ -165,6 +188,11 @@ def train(config: dict | None, out: str | Path, resume: bool = False, progress: 
     recipe = experiments.RECIPES[config["recipe"]["name"]](system, data.float(), **recipe_options)
     history = fit(flow, recipe, seed=config["seed"], checkpoint=run.checkpoint, metrics=run.metrics_log,
                   resume=resume, progress=progress, notify=notify)
+    last = next((r for r in reversed(history.records) if "n_nonfinite_energy" in r), None)
+    if notify is not None and last is not None and last["n_nonfinite_energy"] > 0.1 * recipe.stages[-1].batch_size:
+        notify(f"warning: {last['n_nonfinite_energy']} of {recipe.stages[-1].batch_size} generator samples had a "
+               f"NaN or infinite energy at step {last['step']}; the energy may be undefined where the flow puts "
+               "mass (see metrics.jsonl, n_nonfinite_energy), and such samples get weight zero")
     return Run(run, config, system, flow, data, history)
 
 
@@ -173,13 +201,7 @@ def load(path: str | Path) -> Run:
     run = RunDirectory(Path(path))
     path = run.path
     config = make_config(base=run.read_config())
-    for key in ("energy", "pdb"):  # files the run reads again each time it is used
-        given = config["system"].get(key)
-        if given is not None and not Path(given.rpartition(":")[0] if key == "energy" else given).is_file():
-            typed = config["system"].get("given")
-            named = f"{given}" + (f", given as {typed}" if typed else "")
-            raise MlmolError(f"the run's {key} file {named} (system.{key} in {run.config_file}) is gone; put it "
-                             "back or point the config to its new place")
+    _check_inputs(config, run)
     system = build_system(config)
     state = load_torch(run.checkpoint)
     data = None

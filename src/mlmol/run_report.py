@@ -18,6 +18,14 @@ from .run import Run
 from .systems import Energy, log_partition
 
 
+def _shown(path: Path) -> str:
+    """``path`` relative to the working folder when it lies inside it, else as it is."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
 def _figure_samples(run: Run, metrics: dict | None, n: int, seed: int, samples_file: str | None = None
                     ) -> tuple[Samples, str]:
     """The samples for the figures, and where they came from: ``samples_file`` when given, else the file
@@ -34,7 +42,7 @@ def _figure_samples(run: Run, metrics: dict | None, n: int, seed: int, samples_f
             if samples.x.shape[-1] != run.system.dim:
                 raise MlmolError(f"the samples in {path} have dim {samples.x.shape[-1]} but the run's system has "
                                  f"dim {run.system.dim}; move them out of the way or sample again: mlmol sample")
-            origin = f"{len(samples)} samples from {path}"
+            origin = f"{len(samples)} samples from {_shown(path)}"
             if files and path == files[0] and len(samples) != metrics["n"]:
                 origin += f", not the {metrics['n']} metrics.json was written for: rerun mlmol evaluate"
             return samples, origin
@@ -62,9 +70,9 @@ def report(run: Run, n: int = 20_000, seed: int = 0, samples_file: str | None = 
         metrics_origin = (f"computed for this report from the figures' samples, not saved "
                           f"(mlmol evaluate {run.path} writes metrics.json)")
     else:
-        metrics_origin = f"{run.directory.metrics_file}, written by mlmol evaluate"
+        metrics_origin = f"{_shown(run.directory.metrics_file)}, written by mlmol evaluate"
         if metrics.get("samples"):
-            metrics_origin += f" from the samples in {metrics['samples']}"
+            metrics_origin += f" from the samples in {_shown(Path(metrics['samples']))}"
         else:
             metrics_origin += f" from {metrics['n']} fresh samples (seed {metrics.get('seed', 0)})"
     system: Energy = run.system

@@ -100,6 +100,8 @@ class RunDirectory:
 
     def read_config(self) -> dict:
         """The run's config with its ``kind``; a clear error when this is not a run directory."""
+        if self.path.is_file():
+            raise MlmolError(f"{self.path} is a file, not a run directory (give the folder mlmol train --out wrote)")
         if not self.path.is_dir():
             raise MlmolError(f"run directory {self.path} does not exist; train first: "
                              f"mlmol train SYSTEM --out {self.path}")

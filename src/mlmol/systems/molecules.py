@@ -96,8 +96,8 @@ def from_pdb(path: str | Path, forcefield: Sequence[str] = ("amber14-all.xml",),
             raise MlmolError(f"{path}: {message} Residues the force field {files} does not know need their "
                              "own force-field XML (pass it in forcefield=...)") from None
         if not add_hydrogens:
-            raise MlmolError(f"{path} lacks hydrogens ({message}); add them with add_hydrogens=True "
-                             "(OpenMM's Modeller) or with pdbfixer") from None
+            raise MlmolError(f"{path} lacks hydrogens ({message}); let mlmol add them with OpenMM's Modeller "
+                             "(drop --no-add-hydrogens; in Python add_hydrogens=True) or add them with pdbfixer") from None
         modeller = app.Modeller(topology, positions)
         try:
             modeller.addHydrogens(ff)
