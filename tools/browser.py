@@ -8,6 +8,7 @@ Used by tests/test_browser.py on an mlmol report and on the built documentation.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 import subprocess
@@ -47,10 +48,14 @@ def screenshot(page: Path, png: Path, width: int = 1200, height: int = 2400) -> 
 
 def loaded_images(page: Path) -> tuple[int, int]:
     """(images that loaded, images) on ``page`` once Chromium has loaded it."""
-    with tempfile.TemporaryDirectory(dir=page.parent) as folder:
-        probe = Path(folder) / page.name
+    fd, name = tempfile.mkstemp(dir=page.parent, prefix=".probe-", suffix=".html")  # beside it: same relative links
+    os.close(fd)
+    probe = Path(name)
+    try:
         probe.write_text(page.read_text().replace("</body>", PROBE + "</body>"))
         dom = _run(["--dump-dom", probe.resolve().as_uri()]).stdout
+    finally:
+        probe.unlink(missing_ok=True)
     match = re.search(r"<title>images (\d+) of (\d+)</title>", dom)
     if match is None:
         raise RuntimeError(f"Chromium did not run the page's script: {dom[:300]}")
