@@ -67,6 +67,14 @@ class Molecule(Energy):
         return self.backend.temperature
 
     @property
+    def masses(self) -> np.ndarray:
+        """Atomic masses ``[N]`` (amu, g/mol) from the OpenMM system."""
+        from openmm import unit
+
+        return np.array([self.system.getParticleMass(i).value_in_unit(unit.dalton)
+                         for i in range(self.system.getNumParticles())])
+
+    @property
     def system(self):
         """The ``openmm.System`` (no cutoff, no constraints)."""
         return self.backend.system
