@@ -94,3 +94,55 @@ def test_alanine_dipeptide_replicas_stay_finite_and_near_300_kelvin():
         kinetic.append(0.5 * (md.masses * v**2).sum(-1))  # kJ/mol per replica
     temperature = 2 * torch.stack(kinetic).mean() / (ala2.dim * BOLTZMANN_KJ_MOL_K)
     assert torch.isfinite(md.u).all() and abs(float(temperature) - 300.0) < 10.0  # 32 × 66 dof × 50: about ±3 K
+
+
+class TiltedWell(Energy):
+    """u(x) = 8 (x² − 1)² + 0.5 x in kT: an 8 kT barrier that plain dynamics at kT = 1 rarely crosses."""
+
+    name = "tilted well"
+
+    def __init__(self):
+        super().__init__(1)
+
+    def energy(self, x: torch.Tensor) -> torch.Tensor:
+        return 8.0 * (x[..., 0] ** 2 - 1.0) ** 2 + 0.5 * x[..., 0]
+
+
+def test_the_exchange_step_keeps_each_temperatures_distribution():
+    """Exact samples of u = x²/2 at kT = 1 and 3 in two states stay exact after the swap test (detailed
+    balance); with always-accepted swaps they would not."""
+    from mlmol.samplers.batched import exchange
+
+    g = torch.Generator().manual_seed(0)
+    scales = torch.tensor([1.0, 3.0], dtype=torch.float64)
+    x = torch.randn(20_000, 2, generator=g, dtype=torch.float64) * scales.sqrt()
+    after, swaps = [], 0
+    for row in x:
+        perm, accepted = exchange(0.5 * row**2, scales, 0, g)
+        after.append(row[perm])
+        swaps += int(accepted.sum())
+    variance = torch.stack(after).var(0)
+    torch.testing.assert_close(variance, scales, rtol=0.04, atol=0)  # standard error about 1%
+    assert 0.3 * len(x) < swaps < 0.9 * len(x)
+
+
+def test_parallel_tempering_crosses_a_barrier_plain_dynamics_does_not_and_gets_the_exact_delta_f():
+    from mlmol.samplers.batched import ParallelTempering
+
+    system = TiltedWell()
+    axis = torch.linspace(-2.5, 2.5, 20_001, dtype=torch.float64)
+    p = torch.exp(-system.energy(axis[:, None]))
+    exact = float(-torch.log(p[axis < 0].sum() / p[axis > 0].sum()))
+    chains, scales = 64, torch.tensor([1.0, 2.0, 4.0, 8.0], dtype=torch.float64)
+    start = torch.ones(chains, 4, 1, dtype=torch.float64)  # every replica starts in the right well
+    pt = ParallelTempering(system, start, scales, timestep=0.005, friction=5.0, seed=0, exchange_every=10)
+    pt.step(2000)
+    frames = pt.run(400, interval=20)[:, :, 0, 0]  # state 0 (kT = 1): [frames, chains]
+    left = (frames < 0).double().mean(0)  # per chain
+    delta_f = -torch.log(left.mean() / (1 - left.mean()))
+    stderr = left.std() / chains**0.5 / (left.mean() * (1 - left.mean()))  # delta method, chains independent
+    assert abs(float(delta_f) - exact) < 4 * float(stderr) + 0.05, (float(delta_f), exact, float(stderr))
+    assert bool((pt.acceptance() > 0.2).all())
+    plain = BatchedLangevin(system, torch.ones(chains, 1, dtype=torch.float64), timestep=0.005, friction=5.0, seed=0)
+    plain.step(10_000)
+    assert float((plain.x < 0).double().mean()) < 0.2  # the same time without exchanges: most never left
