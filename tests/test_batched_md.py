@@ -146,3 +146,54 @@ def test_parallel_tempering_crosses_a_barrier_plain_dynamics_does_not_and_gets_t
     plain = BatchedLangevin(system, torch.ones(chains, 1, dtype=torch.float64), timestep=0.005, friction=5.0, seed=0)
     plain.step(10_000)
     assert float((plain.x < 0).double().mean()) < 0.2  # the same time without exchanges: most never left
+
+
+def test_hydrogen_mass_repartitioning_keeps_the_total_mass_and_allows_4_fs():
+    pytest.importorskip("openmm")
+    from mlmol.systems.molecules import alanine_dipeptide
+
+    ala2 = alanine_dipeptide(backend="torch")
+    masses, heavy = ala2.masses, ala2.repartitioned_masses(3.024)
+    hydrogens = [a.index for a in ala2.topology.atoms() if a.element.symbol == "H"]
+    assert len(hydrogens) == 12 and abs(masses.sum() - heavy.sum()) < 1e-9 and (heavy[hydrogens] == 3.024).all()
+    start = torch.tensor(ala2.positions)[None].repeat(8, 1)
+    md = BatchedLangevin(ala2, start, timestep=0.004, masses=torch.tensor(heavy), seed=0)
+    md.step(500)  # 2 ps at 4 fs: stable with repartitioned masses
+    assert torch.isfinite(md.u).all()
+
+
+def test_simulated_replicas_resume_bit_for_bit(tmp_path):
+    pytest.importorskip("openmm")
+    from mlmol.data import load_trajectory
+    from mlmol.simulation import simulate_replicas
+    from mlmol.systems.molecules import alanine_dipeptide
+
+    ala2 = alanine_dipeptide(backend="torch")
+    options = {"interval": 10, "replicas": 3, "scales": [1.0, 1.5], "equilibration": 50, "chunk": 2, "seed": 4}
+    straight, acceptance = simulate_replicas(ala2, tmp_path / "a.dcd", 6, **options)
+    assert straight.shape == (6, 3, 66) and len(acceptance) == 1
+    simulate_replicas(ala2, tmp_path / "b.dcd", 4, **options)
+    resumed, _ = simulate_replicas(ala2, tmp_path / "b.dcd", 6, resume=True, **options)
+    torch.testing.assert_close(resumed, straight, rtol=0, atol=2e-6)  # DCD stores float32 coordinates
+    assert load_trajectory(tmp_path / "b.dcd", ala2.topology).shape == (18, 66)  # time-major: 6 frames × 3
+    with pytest.raises(MlmolError, match="already exists"):
+        simulate_replicas(ala2, tmp_path / "a.dcd", 6, **options)
+
+
+def test_simulate_with_the_torch_engine_from_the_command_line(tmp_path, capsys):
+    pytest.importorskip("openmm")
+    from mlmol.cli import main
+    from mlmol.data import load_trajectory
+    from mlmol.systems.molecules import alanine_dipeptide
+
+    out = tmp_path / "pt.dcd"
+    assert main(["simulate", "alanine-dipeptide", "--engine", "torch", "--replicas", "2", "--temperatures",
+                 "300:400:2", "--hydrogen-mass", "3.024", "--timestep-fs", "4", "--frames", "3", "--interval", "20",
+                 "--out", str(out)]) == 0
+    assert "swap acceptance between neighbouring temperatures" in capsys.readouterr().out
+    assert load_trajectory(out, alanine_dipeptide().topology).shape == (6, 66)
+    for argv, message in [(["--replicas", "2"], "go with --engine torch"),
+                          (["--engine", "torch", "--temperatures", "300:x:2"], "write LOW:HIGH:COUNT"),
+                          (["--engine", "torch", "--replicas", "0"], "--replicas must be positive")]:
+        assert main(["simulate", "alanine-dipeptide", *argv, "--frames", "2", "--out", str(tmp_path / "x.dcd")]) == 2
+        assert message in capsys.readouterr().err

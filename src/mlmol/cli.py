@@ -122,6 +122,18 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument("--timestep-fs", type=float, default=1.0, help="femtoseconds (default 1; no constraints)")
     simulate.add_argument("--seed", type=int, default=0, help=SEED_HELP)
     simulate.add_argument("--resume", action="store_true", help="continue OUT from OUT.chk")
+    simulate.add_argument("--engine", choices=["openmm", "torch"], default="openmm",
+                          help="openmm (default: one trajectory, OpenMM's LangevinMiddle) or torch (many replicas "
+                               "stepped together on the native force field, BAOAB)")
+    simulate.add_argument("--replicas", type=int, default=1,
+                          help="torch engine: independent copies stepped together (default 1); the trajectory holds "
+                               "them time-major (frame t × replicas + r)")
+    simulate.add_argument("--temperatures", metavar="LOW:HIGH:COUNT",
+                          help="torch engine: parallel tempering over COUNT temperatures from LOW to HIGH kelvin "
+                               "(geometric); the trajectory holds LOW's frames")
+    simulate.add_argument("--hydrogen-mass", type=float, metavar="AMU",
+                          help="torch engine: hydrogen mass repartitioning (e.g. 3.024 for 4 fs steps); the "
+                               "configurations' distribution is unchanged")
 
     vmc = sub.add_parser("vmc", help="variational Monte Carlo of an atom or molecule (FermiNet)",
                          description="Optimise a neural wavefunction by VMC, then print its energy with the "
@@ -332,13 +344,36 @@ def _cmd_report(args) -> None:
     print(f"wrote {runs.report(args.run, n=args.n, seed=args.seed, samples_file=args.samples)}")
 
 
+def _ladder(text: str) -> tuple[float, float, int]:
+    """LOW:HIGH:COUNT (kelvin, kelvin, states) from --temperatures, checked."""
+    from .errors import MlmolError
+
+    try:
+        low, high, count = text.split(":")
+        low, high, count = float(low), float(high), int(count)
+    except ValueError:
+        raise MlmolError(f"--temperatures {text!r}: write LOW:HIGH:COUNT, e.g. 300:600:8") from None
+    if not 0 < low < high or count < 2:
+        raise MlmolError(f"--temperatures {text!r}: need 0 < LOW < HIGH and COUNT ≥ 2")
+    return low, high, count
+
+
 def _cmd_simulate(args) -> None:
     from .data import check_trajectory_path
     from .errors import MlmolError
-    from .simulation import simulate
+    from .simulation import simulate, simulate_replicas
     from .systems import molecules
 
     check_trajectory_path(args.out)
+    scales = None
+    if args.engine == "openmm" and (args.replicas != 1 or args.temperatures or args.hydrogen_mass):
+        raise MlmolError("--replicas, --temperatures and --hydrogen-mass go with --engine torch")
+    _positive("--replicas", args.replicas)
+    _positive("--hydrogen-mass", args.hydrogen_mass)
+    if args.temperatures:
+        low, high, count = _ladder(args.temperatures)
+        args.temperature = low
+        scales = [(high / low) ** (k / (count - 1)) for k in range(count)] if count > 1 else [1.0]
     _positive("--frames", args.frames)
     _positive("--interval", args.interval)
     _positive("--temperature", args.temperature)
@@ -354,8 +389,18 @@ def _cmd_simulate(args) -> None:
     else:
         system = molecules.molecule(args.molecule, temperature=args.temperature)
     started = time.perf_counter()
-    frames = simulate(system, args.out, args.frames, interval=args.interval, seed=args.seed,
-                      resume=args.resume, progress=True, timestep_fs=args.timestep_fs)
+    if args.engine == "torch":
+        frames, acceptance = simulate_replicas(system, args.out, args.frames, interval=args.interval,
+                                               replicas=args.replicas, scales=scales,
+                                               timestep_fs=args.timestep_fs, hydrogen_mass=args.hydrogen_mass,
+                                               seed=args.seed, resume=args.resume, progress=True)
+        if acceptance:
+            print("swap acceptance between neighbouring temperatures: "
+                  + ", ".join(f"{a:.2f}" for a in acceptance))
+        frames = frames.reshape(-1, system.dim)
+    else:
+        frames = simulate(system, args.out, args.frames, interval=args.interval, seed=args.seed,
+                          resume=args.resume, progress=True, timestep_fs=args.timestep_fs)
     system.close()
     print(f"wrote {len(frames)} frames of {system.name} to {args.out} in {time.perf_counter() - started:.1f} s")
 

@@ -222,7 +222,10 @@ class ParallelTempering:
         self.md.u, self.md.force = u.reshape(-1), force.reshape(len(self.md.x), -1)
 
     def step(self, n: int) -> None:
-        """``n`` MD steps, with an exchange round after every ``exchange_every``."""
+        """``n`` MD steps, with an exchange round after every ``exchange_every`` (none for one state)."""
+        if self.states == 1:
+            self.md.step(n)
+            return
         for _ in range(n // self.exchange_every):
             self.md.step(self.exchange_every)
             self._exchange()

@@ -74,6 +74,21 @@ class Molecule(Energy):
         return np.array([self.system.getParticleMass(i).value_in_unit(unit.dalton)
                          for i in range(self.system.getNumParticles())])
 
+    def repartitioned_masses(self, hydrogen_mass: float = 3.024) -> np.ndarray:
+        """Masses ``[N]`` (amu) with hydrogen mass repartitioning: each hydrogen weighs ``hydrogen_mass``
+        and the heavy atom bonded to it is lighter by as much; the total mass and the configurational
+        Boltzmann distribution are unchanged, and the fastest vibrations slow down (2 fs and more)."""
+        masses = self.masses
+        hydrogens = {a.index for a in self.topology.atoms() if a.element is not None and a.element.symbol == "H"}
+        for a, b in self.topology.bonds():
+            for h, heavy in ((a.index, b.index), (b.index, a.index)):
+                if h in hydrogens and heavy not in hydrogens:
+                    masses[heavy] -= hydrogen_mass - masses[h]
+                    masses[h] = hydrogen_mass
+        if (masses <= 0).any():
+            raise MlmolError(f"{self.name}: hydrogen mass {hydrogen_mass} amu leaves an atom without mass; use less")
+        return masses
+
     @property
     def system(self):
         """The ``openmm.System`` (no cutoff, no constraints)."""
