@@ -383,9 +383,8 @@ def _cmd_simulate(args) -> None:
     if args.pdb:
         system = molecules.from_pdb(args.pdb, forcefield=args.forcefield, implicit_solvent=args.implicit_solvent,
                                     temperature=args.temperature, add_hydrogens=args.add_hydrogens)
-        if system.added_hydrogens:
-            _notice(f"added {system.added_hydrogens} hydrogens to {args.pdb} (OpenMM Modeller); "
-                    "--no-add-hydrogens refuses a PDB without them instead")
+        if system.hydrogens_notice():
+            _notice(system.hydrogens_notice())
     else:
         system = molecules.molecule(args.molecule, temperature=args.temperature)
     started = time.perf_counter()

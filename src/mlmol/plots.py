@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import matplotlib
@@ -119,14 +119,20 @@ def energy_histograms(energies: dict[str, np.ndarray], ax: Axes | None = None,
 
 
 def training_curves(records: list[dict[str, Any]], ax: Axes | None = None,
-                    keys: Sequence[str] = ("ml", "val_ml", "kl", "loss"), log_z: float | None = None) -> Axes:
-    """Loss terms against the step, from metrics.jsonl records; −log Z (the KL term's floor) if known.
+                    keys: Sequence[str] | Mapping[str, str] = ("ml", "val_ml", "kl", "loss"),
+                    log_z: float | None = None, ylabel: str = "loss", exact: float | None = None,
+                    log: bool = False) -> Axes:
+    """Logged quantities against the step, from metrics.jsonl records (any kind of run).
 
     Arguments:
         records: one dictionary per logged step, with ``"step"`` and any of ``keys``.
         ax: the axes to draw on (default: a new figure).
-        keys: the loss terms to draw (those absent from every record are skipped).
-        log_z: the exact log partition function, or None.
+        keys: the quantities to draw, or a mapping of them to their labels (those absent from every
+            record are skipped).
+        log_z: the exact log partition function, or None: −log Z is the KL term's floor.
+        ylabel: the vertical axis's label.
+        exact: an exact value of the quantities drawn (e.g. a VMC energy), or None.
+        log: a logarithmic vertical axis.
 
     Returns:
         The axes.
@@ -134,15 +140,20 @@ def training_curves(records: list[dict[str, Any]], ax: Axes | None = None,
     ax = _ax(ax)
     if log_z is not None:
         ax.axhline(-log_z, color="k", ls=":", label="−log Z (exact): floor of kl")
+    if exact is not None:
+        ax.axhline(exact, color="k", ls="--", label="exact")
+    labels = dict(keys) if isinstance(keys, Mapping) else {key: key for key in keys}
     style = {"val_ml": {"marker": "o", "label": "ml (validation)"},
              "loss": {"ls": "--", "lw": 1}}  # loss dashed: it can coincide with one term
-    for key in keys:
+    for key, label in labels.items():
         pts = [(r["step"], r[key]) for r in records if key in r]
         if pts:
             s, v = zip(*pts)
-            ax.plot(s, v, **{"label": key, **style.get(key, {})})
+            ax.plot(s, v, **{"label": label, **style.get(key, {})})
+    if log:
+        ax.set_yscale("log")
     ax.set_xlabel("step")
-    ax.set_ylabel("loss")
+    ax.set_ylabel(ylabel)
     ax.legend()
     return ax
 

@@ -47,21 +47,3 @@ img{{max-width:100%}}pre{{background:#f4f4f4;padding:1em}}</style></head><body>
 <h2>Config</h2><pre>{html.escape(json.dumps(config, indent=2))}</pre></body></html>"""
     atomic_write(run.report_file, page)
     return run.report_file
-
-
-def training_curves(records: list[dict], keys: dict[str, str], ylabel: str, exact: float | None = None,
-                    log: bool = False) -> Figure:
-    """Logged ``keys`` (name in metrics.jsonl -> label) against the step, with an optional exact line."""
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for key, label in keys.items():
-        points = [(r["step"], r[key]) for r in records if r.get(key) is not None]
-        if points:
-            ax.plot(*zip(*points, strict=True), label=label)
-    if exact is not None:
-        ax.axhline(exact, color="k", linestyle="--", label="exact")
-    if log:
-        ax.set_yscale("log")
-    ax.set_xlabel("step")
-    ax.set_ylabel(ylabel)
-    ax.legend(frameon=False)
-    return fig

@@ -166,9 +166,8 @@ def train(config: dict | None, out: str | Path, resume: bool = False, progress: 
     device = device_of(config)
     system = build_system(config).to(device)
     check_flow(config, system)
-    if isinstance(system, Molecule) and system.added_hydrogens and notify is not None and not resume:
-        notify(f"added {system.added_hydrogens} hydrogens to {config['system']['pdb']} (OpenMM Modeller); "
-               "--no-add-hydrogens refuses a PDB without them instead")
+    if isinstance(system, Molecule) and system.hydrogens_notice() and notify is not None and not resume:
+        notify(system.hydrogens_notice())
     data_file = out / "data.npz"
     if resume and data_file.is_file():
         with np.load(data_file) as f:

@@ -76,7 +76,9 @@ def simulate_replicas(system: Molecule, out: str | Path, n_frames: int, interval
     if not resume and (out.exists() or checkpoint.exists()):
         raise MlmolError(f"{out} already exists; pass --resume to continue it or choose another --out")
     masses = system.masses if hydrogen_mass is None else system.repartitioned_masses(hydrogen_mass)
-    start = MolecularDynamics(system, seed=seed, equilibration=0).positions()  # minimised by OpenMM
+    # a new run starts from the OpenMM-minimised structure; a resumed one from its checkpoint (restored below)
+    start = torch.as_tensor(system.positions)[None] if resume else \
+        MolecularDynamics(system, seed=seed, equilibration=0).positions()
     x = start.repeat(replicas * len(scales), 1).reshape(replicas, len(scales), -1)
     engine = ParallelTempering(system, x, torch.tensor(scales, dtype=torch.float64), timestep=timestep_fs / 1000,
                                friction=friction_per_ps, masses=torch.as_tensor(masses), seed=seed)

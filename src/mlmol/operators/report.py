@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .. import plots
 from ..errors import MlmolError
-from ..report import training_curves, write_report
+from ..report import write_report
 from ..rundir import RunDirectory
 from .problems import load_data
 from .run import load, predictions_figure
@@ -27,9 +28,9 @@ def report(path: str | Path) -> Path:
     if "mass_error" in metrics:
         rows.append(("largest error in total probability", f"{metrics['mass_error']:.1e}"))
     figures = [("Predictions on held-out test pairs", predictions_figure(config, model, load_data(config, run.path))),
-               ("Relative L2 during training", training_curves(run.read_log(), {"l2": "training batches",
-                                                                                 "val_l2": "validation pairs"},
-                                                               "relative L2", log=True))]
+               ("Relative L2 during training",
+                plots.training_curves(run.read_log(), keys={"l2": "training batches", "val_l2": "validation pairs"},
+                                      ylabel="relative L2", log=True).figure)]
     return write_report(run, f"Fourier neural operator: {config['problem']}",
                         [f"Metrics: {run.metrics_file}, written after training (mlmol evaluate rewrites it)."],
                         rows, figures, config)

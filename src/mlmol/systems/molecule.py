@@ -74,6 +74,13 @@ class Molecule(Energy):
         return np.array([self.system.getParticleMass(i).value_in_unit(unit.dalton)
                          for i in range(self.system.getNumParticles())])
 
+    def hydrogens_notice(self) -> str | None:
+        """What the user should be told when hydrogens were added to the structure read, else None."""
+        if not self.added_hydrogens:
+            return None
+        return (f"added {self.added_hydrogens} hydrogens to {self.name} (OpenMM Modeller); --no-add-hydrogens "
+                "refuses a PDB without them instead")
+
     def repartitioned_masses(self, hydrogen_mass: float = 3.024) -> np.ndarray:
         """Masses ``[N]`` (amu) with hydrogen mass repartitioning: each hydrogen weighs ``hydrogen_mass``
         and the heavy atom bonded to it is lighter by as much; the total mass and the configurational

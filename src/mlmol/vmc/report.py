@@ -8,8 +8,9 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
+from .. import plots
 from ..errors import MlmolError
-from ..report import training_curves, write_report
+from ..report import write_report
 from ..rundir import RunDirectory
 from .run import describe
 from .sampling import blocking_levels
@@ -25,10 +26,10 @@ def report(path: str | Path) -> Path:
     records = run.read_log()
     rows = [("energy", describe(metrics)), ("steps", f"{metrics['steps']:,}"),
             ("parameters", f"{metrics['parameters']:,}")]
-    figures = [("Energy during training", training_curves(records, {"energy": "⟨E_L⟩ per step"}, "energy (Ha)",
-                                                           exact=metrics.get("exact"))),
-               ("Local-energy variance", training_curves(records, {"variance": "var(E_L)"}, "variance (Ha²)",
-                                                         log=True))]
+    energy = plots.training_curves(records, keys={"energy": "⟨E_L⟩ per step"}, ylabel="energy (Ha)",
+                                   exact=metrics.get("exact"))
+    variance = plots.training_curves(records, keys={"variance": "var(E_L)"}, ylabel="variance (Ha²)", log=True)
+    figures = [("Energy during training", energy.figure), ("Local-energy variance", variance.figure)]
     if len(metrics.get("series", [])) >= 4:
         levels = blocking_levels(np.asarray(metrics["series"]))
         fig, ax = plt.subplots(figsize=(6, 4))

@@ -124,14 +124,11 @@ def train(config: dict | None, out: str | Path, resume: bool = False, progress: 
         max_seconds=max_seconds, description=f"VMC {config['system']}", notify=notify)
     state = load_torch(run.checkpoint)
     training = {"train_s_this_call": time.perf_counter() - started, "recoveries": state["recoveries"]}
-    return evaluate_run(run, wavefunction, plan.stages[0].loss, training)
+    return evaluate_run(run, wavefunction, plan.stages[0].loss, training, step=state["step"])
 
 
-def load(out: str | Path) -> tuple[dict, ElectronicSystem, torch.nn.Module, VMCObjective]:
-    """The config, system, trained wavefunction and objective (with its walkers where training left
-    them) of a VMC run directory."""
-    run = RunDirectory(Path(out))
-    config = run.read_config()
+def _restored(run: RunDirectory, config: dict) -> tuple[ElectronicSystem, torch.nn.Module, VMCObjective, int]:
+    """The system, wavefunction, objective (walkers included) and step of the run's checkpoint."""
     molecule, wavefunction = build(config)
     walkers = Walkers(wavefunction, molecule, int(config["walkers"]), seed=int(config["seed"]))
     objective = recipe(config, molecule, walkers).stages[0].loss
@@ -141,24 +138,34 @@ def load(out: str | Path) -> tuple[dict, ElectronicSystem, torch.nn.Module, VMCO
         objective.load_state_dict(state["losses"][0])
     except (KeyError, IndexError, RuntimeError) as error:
         raise MlmolError(f"the checkpoint in {run.path} does not match its config ({error}); train again") from None
-    return config, molecule, wavefunction.eval(), objective
+    return molecule, wavefunction.eval(), objective, state["step"]
+
+
+def load(out: str | Path) -> tuple[dict, ElectronicSystem, torch.nn.Module, VMCObjective]:
+    """The config, system, trained wavefunction and objective (with its walkers where training left
+    them) of a VMC run directory."""
+    run = RunDirectory(Path(out))
+    config = run.read_config()
+    molecule, wavefunction, objective, _ = _restored(run, config)
+    return config, molecule, wavefunction, objective
 
 
 def evaluate_run(run: RunDirectory, wavefunction: torch.nn.Module | None = None,
-                 objective: VMCObjective | None = None, training: dict | None = None) -> dict:
+                 objective: VMCObjective | None = None, training: dict | None = None,
+                 step: int | None = None) -> dict:
     """The energy ± blocking standard error over ``eval_steps`` sweeps of the walkers from where
-    training left them (loaded from the checkpoint unless given), against the exact energy; written
-    to RUN/metrics.json with what training recorded there (``training``, else the earlier file's)."""
+    training left them (loaded from the checkpoint unless given with the ``step`` they are at),
+    against the exact energy; written to RUN/metrics.json with what training recorded there
+    (``training``, else the earlier file's)."""
     config = run.read_config()
-    if wavefunction is None or objective is None:
-        config, _, wavefunction, objective = load(run.path)
-    state = load_torch(run.checkpoint)
+    if wavefunction is None or objective is None or step is None:
+        _, wavefunction, objective, step = _restored(run, config)
     energy = evaluate(wavefunction, objective.walkers, objective.molecule, int(config["eval_steps"]),
                       int(config["mcmc_steps"]))
     exact = EXACT_ENERGIES.get(config["system"])
     earlier = run.read_metrics() or {}
     training = training or {k: earlier[k] for k in ("train_s_this_call", "recoveries") if k in earlier}
-    result = {"system": config["system"], "ansatz": config["ansatz"], "steps": state["step"], **asdict(energy),
+    result = {"system": config["system"], "ansatz": config["ansatz"], "steps": step, **asdict(energy),
               "exact": exact, "error": None if exact is None else energy.value - exact, **training,
               "parameters": sum(p.numel() for p in wavefunction.parameters())}
     run.write_metrics(result)
