@@ -2,6 +2,7 @@
 oscillator, seeded reproducibility, resume equal to an uninterrupted run, blow-ups caught with the
 last good state kept."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -108,44 +109,105 @@ class TiltedWell(Energy):
         return 8.0 * (x[..., 0] ** 2 - 1.0) ** 2 + 0.5 * x[..., 0]
 
 
-def test_the_exchange_step_keeps_each_temperatures_distribution():
-    """Exact samples of u = x²/2 at kT = 1 and 3 in two states stay exact after the swap test (detailed
-    balance); with always-accepted swaps they would not."""
-    from mlmol.samplers.batched import exchange
+def test_the_exchange_step_keeps_each_states_distribution_in_temperature_and_in_hamiltonian_ladders():
+    """Exact samples of two states stay exact after one swap round (detailed balance), with the swaps of
+    all chains drawn together; always-accepted swaps would exchange the two distributions."""
+    from mlmol.samplers.exchange import exchange
 
     g = torch.Generator().manual_seed(0)
+    n = 40_000
+    # temperatures: u = x²/2 at factors 1 and 3
     scales = torch.tensor([1.0, 3.0], dtype=torch.float64)
-    x = torch.randn(20_000, 2, generator=g, dtype=torch.float64) * scales.sqrt()
-    after, swaps = [], 0
-    for row in x:
-        perm, accepted = exchange(0.5 * row**2, scales, 0, g)
-        after.append(row[perm])
-        swaps += int(accepted.sum())
-    variance = torch.stack(after).var(0)
-    torch.testing.assert_close(variance, scales, rtol=0.04, atol=0)  # standard error about 1%
-    assert 0.3 * len(x) < swaps < 0.9 * len(x)
+    x = torch.randn(n, 2, generator=g, dtype=torch.float64) * scales.sqrt()
+    reduced = 0.5 * x[:, :, None] ** 2 / scales  # [chains, slot, state]
+    perm, accepted = exchange(reduced, 0, g)
+    after = torch.gather(x, 1, perm)
+    torch.testing.assert_close(after.var(0), scales, rtol=0.03, atol=0)  # standard error about 0.7%
+    assert 0.3 < float(accepted.double().mean()) < 0.9
+    # umbrellas: u = x²/2 + (x − c_k)²/2 with c = (0, 2): state k is N(c_k / 2, 1/2)
+    centres = torch.tensor([0.0, 2.0], dtype=torch.float64)
+    x = centres / 2 + torch.randn(n, 2, generator=g, dtype=torch.float64) * 0.5**0.5
+    reduced = 0.5 * x[:, :, None] ** 2 + 0.5 * (x[:, :, None] - centres) ** 2
+    perm, accepted = exchange(reduced, 0, g)
+    after = torch.gather(x, 1, perm)
+    torch.testing.assert_close(after.mean(0), centres / 2, atol=0.02, rtol=0)  # standard error 0.0035
+    torch.testing.assert_close(after.var(0), torch.full((2,), 0.5, dtype=torch.float64), rtol=0.03, atol=0)
+    assert 0.1 < float(accepted.double().mean()) < 0.9
+    # odd parity with two states tries nothing
+    perm, accepted = exchange(reduced[:5], 1, g)
+    assert torch.equal(perm, torch.arange(2).repeat(5, 1)) and not bool(accepted.any())
 
 
-def test_parallel_tempering_crosses_a_barrier_plain_dynamics_does_not_and_gets_the_exact_delta_f():
-    from mlmol.samplers.batched import ParallelTempering
-
-    system = TiltedWell()
+def _tilted_well_exact(system) -> float:
     axis = torch.linspace(-2.5, 2.5, 20_001, dtype=torch.float64)
     p = torch.exp(-system.energy(axis[:, None]))
-    exact = float(-torch.log(p[axis < 0].sum() / p[axis > 0].sum()))
-    chains, scales = 64, torch.tensor([1.0, 2.0, 4.0, 8.0], dtype=torch.float64)
+    return float(-torch.log(p[axis < 0].sum() / p[axis > 0].sum()))
+
+
+def test_parallel_tempering_crosses_a_barrier_plain_dynamics_does_not_and_mbar_gets_the_exact_delta_f():
+    from mlmol.samplers.exchange import ReplicaExchange, mbar_delta_f, temperature_ladder
+
+    system = TiltedWell()
+    exact = _tilted_well_exact(system)
+    chains, states = 64, temperature_ladder(1.0, 8.0, 4)
     start = torch.ones(chains, 4, 1, dtype=torch.float64)  # every replica starts in the right well
-    pt = ParallelTempering(system, start, scales, timestep=0.005, friction=5.0, seed=0, exchange_every=10)
+    pt = ReplicaExchange(system, start, states, timestep=0.005, friction=5.0, seed=0, exchange_every=10)
     pt.step(2000)
-    frames = pt.run(400, interval=20)[:, :, 0, 0]  # state 0 (kT = 1): [frames, chains]
-    left = (frames < 0).double().mean(0)  # per chain
-    delta_f = -torch.log(left.mean() / (1 - left.mean()))
-    stderr = left.std() / chains**0.5 / (left.mean() * (1 - left.mean()))  # delta method, chains independent
-    assert abs(float(delta_f) - exact) < 4 * float(stderr) + 0.05, (float(delta_f), exact, float(stderr))
+    samples = pt.run(400, interval=20)
+    left = samples.observed[..., 0] < 0  # [frames, chains, states]
+    delta_f, stderr, details = mbar_delta_f(samples, left, seed=1)
+    assert abs(delta_f - exact) < 4 * stderr + 0.02, (delta_f, exact, stderr)
+    assert 0.005 < stderr < 0.2 and details["effective_samples"] > 1000
+    # state 0 alone agrees too, with a larger error
+    alone = left[:, :, 0].double().mean()
+    assert abs(float(-torch.log(alone / (1 - alone))) - exact) < 0.3
     assert bool((pt.acceptance() > 0.2).all())
     plain = BatchedLangevin(system, torch.ones(chains, 1, dtype=torch.float64), timestep=0.005, friction=5.0, seed=0)
     plain.step(10_000)
     assert float((plain.x < 0).double().mean()) < 0.2  # the same time without exchanges: most never left
+
+
+def test_hamiltonian_exchange_between_umbrellas_gets_the_exact_delta_f_by_mbar():
+    from mlmol.samplers.exchange import ReplicaExchange, mbar_delta_f, torsion_umbrellas
+
+    system = TiltedWell()
+    exact = _tilted_well_exact(system)
+    # "torsion" umbrellas on x itself (radians), windows across the barrier
+    centres = np.degrees(np.linspace(-1.5, 1.5, 13))[:, None]
+    states = torsion_umbrellas([lambda x: x[..., 0]], centres, k=60.0)
+    chains = 32
+    start = torch.ones(chains, 13, 1, dtype=torch.float64)
+    rex = ReplicaExchange(system, start, states, timestep=0.005, friction=5.0, seed=2, exchange_every=10)
+    rex.step(1000)
+    samples = rex.run(200, interval=20)
+    # each slot samples its window: the mean of x follows the centres
+    means = samples.observed[..., 0].mean((0, 1))
+    assert bool((means[1:] > means[:-1]).all())
+    delta_f, stderr, _ = mbar_delta_f(samples, samples.observed[..., 0] < 0, seed=3)
+    assert abs(delta_f - exact) < 4 * stderr + 0.02, (delta_f, exact, stderr)
+    assert stderr < 0.1 and bool((rex.acceptance() > 0.05).all())
+    # the slot energies include each slot's bias; energies() takes it off again
+    u, reduced = rex.energies()
+    torch.testing.assert_close(u, system.energy(rex.md.x).reshape(chains, 13))
+    torch.testing.assert_close(torch.diagonal(reduced, dim1=-2, dim2=-1), rex.md.u.reshape(chains, 13))
+
+
+def test_replica_exchange_resume_continues_bit_for_bit():
+    from mlmol.samplers.exchange import ReplicaExchange, temperature_ladder
+
+    def make(seed):
+        return ReplicaExchange(TiltedWell(), torch.ones(4, 3, 1, dtype=torch.float64), temperature_ladder(1, 4, 3),
+                               timestep=0.005, friction=5.0, seed=seed, exchange_every=3)
+
+    straight = make(0)
+    straight.step(50)
+    first = make(0)
+    first.step(23)
+    resumed = make(7)
+    resumed.restore(first.state())
+    resumed.step(27)
+    assert torch.equal(resumed.md.x, straight.md.x) and torch.equal(resumed.accepted, straight.accepted)
+
 
 
 def test_hydrogen_mass_repartitioning_keeps_the_total_mass_and_allows_4_fs():

@@ -11,7 +11,8 @@ from .data import load_torch, load_trajectory, save_torch, save_trajectory
 from .errors import MlmolError
 from .progress import progress as progress_bar
 from .samplers import MolecularDynamics
-from .samplers.batched import LangevinState, ParallelTempering
+from .samplers.batched import LangevinState
+from .samplers.exchange import ExchangeState, ReplicaExchange, States
 from .systems.molecule import Molecule
 
 
@@ -80,8 +81,8 @@ def simulate_replicas(system: Molecule, out: str | Path, n_frames: int, interval
     start = torch.as_tensor(system.positions)[None] if resume else \
         MolecularDynamics(system, seed=seed, equilibration=0).positions()
     x = start.repeat(replicas * len(scales), 1).reshape(replicas, len(scales), -1)
-    engine = ParallelTempering(system, x, torch.tensor(scales, dtype=torch.float64), timestep=timestep_fs / 1000,
-                               friction=friction_per_ps, masses=torch.as_tensor(masses), seed=seed)
+    engine = ReplicaExchange(system, x, States(torch.tensor(scales, dtype=torch.float64)), timestep=timestep_fs / 1000,
+                             friction=friction_per_ps, masses=torch.as_tensor(masses), seed=seed)
     frames = torch.zeros(0, replicas, system.dim, dtype=torch.float64)
     if resume:
         state = load_torch(checkpoint, "MD checkpoint")
@@ -93,21 +94,18 @@ def simulate_replicas(system: Molecule, out: str | Path, n_frames: int, interval
         if len(frames) < state["frames"]:
             raise MlmolError(f"{out} holds {len(frames)} frames but its checkpoint says {state['frames']}; "
                              "the trajectory was truncated: start again without --resume")
-        engine.md.restore(LangevinState(**state["md"]))
-        engine.generator.set_state(state["exchange"]["generator"])
-        engine.rounds, engine.tried, engine.accepted = (state["exchange"][k] for k in ("rounds", "tried", "accepted"))
+        engine.restore(ExchangeState(LangevinState(**state["md"]), **state["exchange"]))
     else:
         out.parent.mkdir(parents=True, exist_ok=True)
         engine.step(equilibration)
     bar = progress_bar(total=n_frames, initial=len(frames), desc="MD (torch)", unit="frame", enabled=progress)
     while len(frames) < n_frames:
-        new = engine.run(min(chunk, n_frames - len(frames)), interval)[:, :, 0]
+        new = engine.run(min(chunk, n_frames - len(frames)), interval).observed[:, :, 0]
         frames = torch.cat([frames, new])
         save_trajectory(out, frames.reshape(-1, system.dim), system.topology)
-        md = engine.md.state()
-        save_torch({"frames": len(frames), "settings": settings, "md": vars(md),
-                    "exchange": {"generator": engine.generator.get_state(), "rounds": engine.rounds,
-                                 "tried": engine.tried, "accepted": engine.accepted}}, checkpoint)
+        saved = vars(engine.state())
+        save_torch({"frames": len(frames), "settings": settings, "md": vars(saved.pop("md")), "exchange": saved},
+                   checkpoint)
         bar.update(len(new))
     bar.close()
     return frames, engine.acceptance().tolist()
