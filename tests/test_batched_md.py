@@ -259,3 +259,37 @@ def test_simulate_with_the_torch_engine_from_the_command_line(tmp_path, capsys):
                           (["--engine", "torch", "--replicas", "0"], "--replicas must be positive")]:
         assert main(["simulate", "alanine-dipeptide", *argv, "--frames", "2", "--out", str(tmp_path / "x.dcd")]) == 2
         assert message in capsys.readouterr().err
+
+
+def test_training_data_from_the_batched_engine_is_seeded_and_shares_the_replicas_among_the_starts():
+    pytest.importorskip("openmm")
+    from mlmol.samplers import molecular_dynamics
+    from mlmol.systems.molecules import PHI, alanine_dipeptide
+
+    ala2 = alanine_dipeptide(backend="torch")
+    starts = [{"phi": -80.0, "psi": 150.0}, {"phi": 60.0, "psi": 40.0}]
+    options = {"interval": 25, "timestep_fs": 4.0, "hydrogen_mass": 3.024, "equilibration": 200, "starts": starts,
+               "engine": "torch", "replicas": 6, "compile": False}
+    a = molecular_dynamics(ala2, 40, seed=3, **options)
+    b = molecular_dynamics(ala2, 40, seed=3, **options)
+    assert a.shape == (40, 66) and a.dtype == torch.float64 and torch.equal(a, b)
+    # time-major: every block of 6 frames holds 3 replicas from each start; φ tells them apart
+    from mlmol.geometry import dihedral_of
+
+    phi = torch.rad2deg(dihedral_of(a[:36], PHI)).reshape(6, 6)
+    assert bool((phi[:, :3] < 0).all()) and bool((phi[:, 3:] > 0).all())
+    with pytest.raises(MlmolError, match="unknown MD engine"):
+        molecular_dynamics(ala2, 4, engine="gromacs")
+
+
+def test_openmm_training_data_takes_the_same_repartitioned_masses():
+    pytest.importorskip("openmm")
+    from mlmol.samplers import MolecularDynamics
+    from mlmol.systems.molecules import alanine_dipeptide
+
+    ala2 = alanine_dipeptide(backend="torch")
+    md = MolecularDynamics(ala2, timestep_fs=4.0, hydrogen_mass=3.024, equilibration=500, seed=0)
+    masses = [md.context.getSystem().getParticleMass(i)._value for i in range(22)]
+    np.testing.assert_allclose(masses, ala2.repartitioned_masses(3.024))
+    assert ala2.system.getParticleMass(0)._value != masses[0]  # the molecule's own system is untouched
+    assert np.isfinite(md.run(5, interval=25).numpy()).all()  # 4 fs is stable with them

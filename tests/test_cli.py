@@ -198,7 +198,7 @@ def test_molecule_pipeline_end_to_end(tmp_path):
     pytest.importorskip("openmm")
     config = tmp_path / "ala2.yaml"
     config.write_text(yaml.safe_dump({"system": {"molecule": "alanine-dipeptide"},
-                                      "data": {"n": 200, "interval": 20, "equilibration": 100},
+                                      "data": {"n": 200, "interval": 20, "equilibration": 100, "compile": False},
                                       "flow": {"blocks": 1, "hidden": [16]}, "recipe": {"steps": 20}}))
     run = tmp_path / "run"
     assert main(["train", str(config), "--out", str(run)]) == 0
@@ -222,7 +222,7 @@ def test_train_from_a_pdb_with_another_force_field(tmp_path):
     from mlmol.systems.molecules import ALANINE_DIPEPTIDE_PDB
 
     config = tmp_path / "tiny.yaml"
-    config.write_text(yaml.safe_dump({"data": {"n": 100, "interval": 10, "equilibration": 50},
+    config.write_text(yaml.safe_dump({"data": {"n": 100, "interval": 10, "equilibration": 50, "compile": False},
                                       "flow": {"kind": "molecular", "blocks": 1, "hidden": [8]},
                                       "recipe": {"steps": 10}}))
     run = tmp_path / "run"
@@ -247,7 +247,7 @@ def test_bad_molecular_inputs_leave_everything_written_intact(capsys, tmp_path):
     run = tmp_path / "run"
     config = tmp_path / "tiny.yaml"
     config.write_text(yaml.safe_dump({"system": {"molecule": "alanine-dipeptide"},
-                                      "data": {"n": 50, "interval": 10, "equilibration": 50},
+                                      "data": {"n": 50, "interval": 10, "equilibration": 50, "compile": False},
                                       "flow": {"blocks": 1, "hidden": [8]}, "recipe": {"steps": 5},
                                       "evaluate": {"n": 100}}))
     assert main(["train", str(config), "--out", str(run)]) == 0

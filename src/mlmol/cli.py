@@ -77,6 +77,9 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--energy-backend", choices=["torch", "openmm"],
                        help="molecules: torch (native batched force field; the default where it supports every "
                             "force) or openmm (the OpenMM bridge)")
+    train.add_argument("--data-engine", choices=["torch", "openmm"],
+                       help="molecules: MD engine of the training data: torch (many replicas stepped together on the "
+                            "native force field; the default where it supports the molecule) or openmm")
     train.add_argument("--device", help="cpu (default) or cuda")
     train.add_argument("--threads", type=int, help=THREADS_HELP)
     train.add_argument("--resume", action="store_true", help="continue RUN from its checkpoint")
@@ -134,6 +137,11 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument("--hydrogen-mass", type=float, metavar="AMU",
                           help="torch engine: hydrogen mass repartitioning (e.g. 3.024 for 4 fs steps); the "
                                "configurations' distribution is unchanged")
+    simulate.add_argument("--precision", choices=["float32", "float64"],
+                          help="torch engine: arithmetic of the dynamics and force field (default float32)")
+    simulate.add_argument("--compile", action="store_true",
+                          help="torch engine: evaluate the force field through torch.compile (3-4x faster for "
+                               "hundreds of replicas, after about a minute of compilation)")
 
     vmc = sub.add_parser("vmc", help="variational Monte Carlo of an atom or molecule (FermiNet)",
                          description="Optimise a neural wavefunction by VMC, then print its energy with the "
@@ -250,7 +258,8 @@ def _cmd_train(args) -> None:
     from .rundir import RunDirectory, read_yaml
 
     overrides = {"seed": args.seed, "steps": args.steps, "losses": args.losses, "flow_kind": args.flow_kind,
-                 "device": args.device, "threads": args.threads, "backend": args.energy_backend}
+                 "device": args.device, "threads": args.threads, "backend": args.energy_backend,
+                 "engine": args.data_engine}
     molecular = {k: getattr(args, k) for k in ("energy", "dim", "pdb", "forcefield", "implicit_solvent",
                                                "add_hydrogens")}
     if args.resume:
@@ -359,6 +368,8 @@ def _ladder(text: str) -> tuple[float, float, int]:
 
 
 def _cmd_simulate(args) -> None:
+    import torch
+
     from .data import check_trajectory_path
     from .errors import MlmolError
     from .simulation import simulate, simulate_replicas
@@ -366,8 +377,9 @@ def _cmd_simulate(args) -> None:
 
     check_trajectory_path(args.out)
     scales = None
-    if args.engine == "openmm" and (args.replicas != 1 or args.temperatures or args.hydrogen_mass):
-        raise MlmolError("--replicas, --temperatures and --hydrogen-mass go with --engine torch")
+    if args.engine == "openmm" and (args.replicas != 1 or args.temperatures or args.hydrogen_mass or args.precision
+                                    or args.compile):
+        raise MlmolError("--replicas, --temperatures, --hydrogen-mass, --precision and --compile go with --engine torch")
     _positive("--replicas", args.replicas)
     _positive("--hydrogen-mass", args.hydrogen_mass)
     if args.temperatures:
@@ -392,7 +404,9 @@ def _cmd_simulate(args) -> None:
         frames, acceptance = simulate_replicas(system, args.out, args.frames, interval=args.interval,
                                                replicas=args.replicas, scales=scales,
                                                timestep_fs=args.timestep_fs, hydrogen_mass=args.hydrogen_mass,
-                                               seed=args.seed, resume=args.resume, progress=True)
+                                               seed=args.seed, resume=args.resume, progress=True,
+                                               precision=getattr(torch, args.precision or "float32"),
+                                               compile=args.compile)
         if acceptance:
             print("swap acceptance between neighbouring temperatures: "
                   + ", ".join(f"{a:.2f}" for a in acceptance))

@@ -28,8 +28,10 @@ MOLECULE_DEFAULTS: dict = {  # the alanine dipeptide schedule of benchmarks/ala2
     "system": {"molecule": "alanine-dipeptide", "temperature": 300.0, "workers": 1},
     # many frames matter more than long training: 20,000 frames were memorised (held-out frames 13.7 nats
     # less likely than training frames, ESS 0.15%); 95,000 generalise (benchmarks/ala2_data_size.py)
-    "data": {"sampler": "md", "n": 100_000, "interval": 100, "timestep_fs": 1.0, "equilibration": 5_000,
-             "starts": None},
+    # MD data: many replicas on the batched torch engine where the torch force field supports the molecule
+    # (engine "auto"), else OpenMM; hydrogens at 3.024 amu allow 4 fs; a frame every 0.1 ps
+    "data": {"sampler": "md", "engine": "auto", "n": 100_000, "interval": 25, "timestep_fs": 4.0,
+             "hydrogen_mass": 3.024, "replicas": 96, "compile": True, "equilibration": 5_000, "starts": None},
     "flow": {"kind": "molecular", "blocks": 4, "hidden": [128, 128], "bins": 8, "narrow_std": 0.5},
     "recipe": {"name": "noe2019", "losses": "ml", "steps": 1_000, "ml_fraction": 1.0, "ml_batch": 1024,
                "ml_lr": 1e-3, "ml_lr_end": 1e-4, "batch": 256, "lr": 1e-5, "high": 1e4, "cap": 1e8,
@@ -141,6 +143,10 @@ def make_config(system: str | None = None, energy: str | None = None, dim: int |
             if not molecular:
                 raise MlmolError("--energy-backend applies to molecules (a built-in molecule or --pdb) only")
             config["system"]["backend"] = value
+        elif key == "engine":
+            if not molecular:
+                raise MlmolError("--data-engine applies to molecules (a built-in molecule or --pdb) only")
+            config["data"]["engine"] = value
         elif key == "flow_kind":
             if value != config["flow"].get("kind"):  # another family: its own default options
                 config["flow"] = {"kind": value}
@@ -163,7 +169,7 @@ def make_config(system: str | None = None, energy: str | None = None, dim: int |
 
 # (section, key, flag or None, smallest allowed): numbers a run needs before anything starts
 POSITIVE = (("recipe", "steps", "--steps", 1), ("recipe", "batch", None, 1), ("recipe", "ml_batch", None, 1),
-            ("data", "n", None, 1), ("evaluate", "n", None, 1), (None, "threads", "--threads", 1),
+            ("data", "n", None, 1), ("data", "replicas", None, 1), ("evaluate", "n", None, 1), (None, "threads", "--threads", 1),
             (None, "seed", "--seed", 0))
 
 
@@ -181,6 +187,10 @@ def check(config: dict) -> None:
     recipe = config["recipe"]
     if recipe["name"] == "noe2019" and recipe.get("losses") not in experiments.LOSSES:
         raise MlmolError(f"unknown --losses {recipe.get('losses')!r}; choose one of {', '.join(experiments.LOSSES)}")
+    engine = config.get("data", {}).get("engine", "auto")
+    if engine not in ("auto", "torch", "openmm"):
+        raise MlmolError(f"unknown MD engine {engine!r} (--data-engine, data.engine in the config); choose auto, "
+                         "torch or openmm")
     kind = config["flow"].get("kind")
     if kind not in flows.FAMILIES:
         raise MlmolError(f"unknown flow kind {kind!r}; choose one of {', '.join(flows.FAMILIES)}")

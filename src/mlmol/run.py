@@ -23,6 +23,7 @@ from .flows import FlowModel
 from .generate import sample
 from .rundir import RunDirectory
 from .systems import Energy
+from .systems.forcefield import TorchEnergy
 from .systems.molecule import Molecule
 from .systems.particles import ParticleSystem
 from .train import History, fit
@@ -68,6 +69,11 @@ def make_data(system: Energy, config: dict, progress: bool = False) -> torch.Ten
             raise MlmolError(f"the md sampler needs a molecule; {system.name} is not one: use metropolis")
         if options.get("starts") is None:  # a built-in molecule's own starts (see molecules.py), else one MD
             options["starts"] = system.starts
+        if options.get("engine", "auto") == "auto":  # the batched engine wherever the torch force field runs
+            options["engine"] = "torch" if isinstance(system.backend, TorchEnergy) else "openmm"
+        if options["engine"] == "openmm":
+            for key in ("replicas", "compile"):  # the batched engine's options
+                options.pop(key, None)
         return samplers.molecular_dynamics(system, options.pop("n"), seed=config["seed"], progress=progress,
                                            **options)
     sampler = samplers.SAMPLERS.get(name)

@@ -55,7 +55,8 @@ def simulate(system: Molecule, out: str | Path, n_frames: int, interval: int = 2
 def simulate_replicas(system: Molecule, out: str | Path, n_frames: int, interval: int = 250, replicas: int = 1,
                       scales: list[float] | None = None, timestep_fs: float = 1.0, friction_per_ps: float = 1.0,
                       hydrogen_mass: float | None = None, equilibration: int = 5_000, seed: int = 0,
-                      resume: bool = False, chunk: int = 100, progress: bool = False) -> tuple[torch.Tensor, list]:
+                      resume: bool = False, chunk: int = 100, progress: bool = False,
+                      precision: torch.dtype = torch.float32, compile: bool = False) -> tuple[torch.Tensor, list]:
     """Langevin MD (BAOAB) of ``replicas`` copies of a molecule stepped together on its torch force field.
 
     Arguments:
@@ -63,6 +64,10 @@ def simulate_replicas(system: Molecule, out: str | Path, n_frames: int, interval
             runs the whole ladder, with neighbour exchanges every 10 steps. Default: no ladder.
         hydrogen_mass: repartition masses so each hydrogen weighs this (amu); allows 2 fs and more.
         equilibration: steps before the first frame (from the OpenMM-minimised structure).
+        precision: the arithmetic of the dynamics and the force field (float32, like OpenMM's mixed
+            precision, or float64).
+        compile: evaluate the force field through ``torch.compile`` (3-4 times faster for hundreds of
+            replicas and more, after about a minute of compilation).
 
     Writes ``out`` (format by suffix), the frames of the system's own temperature, time-major: frame
     ``t * replicas + r`` is replica ``r`` at time ``t``; and ``OUT.chk`` every ``chunk`` frames, which
@@ -73,16 +78,18 @@ def simulate_replicas(system: Molecule, out: str | Path, n_frames: int, interval
     checkpoint = out.with_name(out.name + ".chk")
     scales = [1.0] if scales is None else [float(s) for s in scales]
     settings = {"interval": interval, "seed": seed, "system": system.name, "replicas": replicas, "scales": scales,
-                "timestep_fs": timestep_fs, "friction_per_ps": friction_per_ps, "hydrogen_mass": hydrogen_mass}
+                "timestep_fs": timestep_fs, "friction_per_ps": friction_per_ps, "hydrogen_mass": hydrogen_mass,
+                "precision": str(precision).removeprefix("torch.")}
     if not resume and (out.exists() or checkpoint.exists()):
         raise MlmolError(f"{out} already exists; pass --resume to continue it or choose another --out")
     masses = system.masses if hydrogen_mass is None else system.repartitioned_masses(hydrogen_mass)
     # a new run starts from the OpenMM-minimised structure; a resumed one from its checkpoint (restored below)
     start = torch.as_tensor(system.positions)[None] if resume else \
         MolecularDynamics(system, seed=seed, equilibration=0).positions()
-    x = start.repeat(replicas * len(scales), 1).reshape(replicas, len(scales), -1)
-    engine = ReplicaExchange(system, x, States(torch.tensor(scales, dtype=torch.float64)), timestep=timestep_fs / 1000,
-                             friction=friction_per_ps, masses=torch.as_tensor(masses), seed=seed)
+    x = start.to(precision).repeat(replicas * len(scales), 1).reshape(replicas, len(scales), -1)
+    engine = ReplicaExchange(system.evaluated_in(None, compile), x, States(torch.tensor(scales, dtype=torch.float64)),
+                             timestep=timestep_fs / 1000, friction=friction_per_ps, masses=torch.as_tensor(masses),
+                             seed=seed)
     frames = torch.zeros(0, replicas, system.dim, dtype=torch.float64)
     if resume:
         state = load_torch(checkpoint, "MD checkpoint")
@@ -100,7 +107,7 @@ def simulate_replicas(system: Molecule, out: str | Path, n_frames: int, interval
         engine.step(equilibration)
     bar = progress_bar(total=n_frames, initial=len(frames), desc="MD (torch)", unit="frame", enabled=progress)
     while len(frames) < n_frames:
-        new = engine.run(min(chunk, n_frames - len(frames)), interval).observed[:, :, 0]
+        new = engine.run(min(chunk, n_frames - len(frames)), interval).observed[:, :, 0].double()
         frames = torch.cat([frames, new])
         save_trajectory(out, frames.reshape(-1, system.dim), system.topology)
         saved = vars(engine.state())

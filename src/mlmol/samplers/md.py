@@ -27,12 +27,13 @@ class MolecularDynamics:
     velocities and equilibrates for ``equilibration`` steps. :meth:`checkpoint` and
     :meth:`restore` save and load the full state (positions, velocities, random state), so
     a resumed run continues the same trajectory. ``bias`` is an extra OpenMM force (or a list
-    of them) added to a copy of the system.
+    of them) added to a copy of the system; ``hydrogen_mass`` (amu) repartitions the masses of a copy
+    (:meth:`Molecule.repartitioned_masses`: the configurations' distribution is unchanged).
     """
 
     def __init__(self, system: Molecule, timestep_fs: float = 1.0, friction_per_ps: float = 1.0, seed: int = 0,
                  positions: np.ndarray | None = None, minimize: bool = True, equilibration: int = 5_000,
-                 bias: openmm.Force | Sequence[openmm.Force] | None = None):
+                 bias: openmm.Force | Sequence[openmm.Force] | None = None, hydrogen_mass: float | None = None):
         openmm = require_openmm()
         unit = openmm.unit
         if not isinstance(system, Molecule):
@@ -48,10 +49,13 @@ class MolecularDynamics:
                                                                                                    system.system)
         properties = {"Threads": "1"} if platform == "CPU" else {}
         openmm_system = system.system
-        if bias is not None:  # extra forces (e.g. umbrella restraints) on a copy of the system
+        if bias is not None or hydrogen_mass is not None:  # extra forces or other masses: on a copy
             openmm_system = openmm.XmlSerializer.deserialize(openmm.XmlSerializer.serialize(system.system))
-            for force in bias if isinstance(bias, (list, tuple)) else [bias]:
+            for force in [] if bias is None else bias if isinstance(bias, (list, tuple)) else [bias]:
                 openmm_system.addForce(force)
+            if hydrogen_mass is not None:
+                for i, mass in enumerate(system.repartitioned_masses(hydrogen_mass)):
+                    openmm_system.setParticleMass(i, mass)
         self.context = openmm.Context(openmm_system, integrator,
                                       openmm.Platform.getPlatformByName(platform), properties)
         self.integrator = integrator
@@ -163,24 +167,76 @@ def pulled_positions(system: Molecule, targets: dict[str, float], seed: int = 0,
     return md.checked_positions("the pull to the start")
 
 
+ENGINES = ("openmm", "torch")
+
+
 def molecular_dynamics(system: Molecule, n_frames: int, interval: int = 250, timestep_fs: float = 1.0,
                        friction_per_ps: float = 1.0, equilibration: int = 5_000, seed: int = 0,
                        positions: np.ndarray | None = None, minimize: bool = True, progress: bool = False,
-                       starts: list[dict[str, float]] | None = None) -> torch.Tensor:
-    """``n_frames`` frames ``[n_frames, 3N]`` (nm, float64) of Langevin MD; see :class:`MolecularDynamics`.
+                       starts: list[dict[str, float]] | None = None, engine: str = "openmm", replicas: int = 96,
+                       hydrogen_mass: float | None = None, compile: bool = True) -> torch.Tensor:
+    """``n_frames`` frames ``[n_frames, 3N]`` (nm, float64) of Langevin MD.
 
     ``starts`` (e.g. ``[{"phi": -80, "psi": 150}, {"phi": 60, "psi": 40}]``, degrees of the
-    system's named torsions) runs one unbiased MD from each start, pulled there first by
-    restrained MD, and splits the frames equally: data from metastable states that one
-    plain trajectory would not reach.
+    system's named torsions) runs unbiased MD from each start, pulled there first by restrained
+    MD, and splits the frames equally: data from metastable states that one plain trajectory would
+    not reach.
+
+    ``engine="openmm"``: one OpenMM trajectory per start (:class:`MolecularDynamics`).
+    ``engine="torch"``: ``replicas`` independent replicas shared out among the starts, stepped
+    together on the torch force field (:class:`~mlmol.samplers.batched.BatchedLangevin`, float32,
+    through ``torch.compile`` unless ``compile=False``); frames are taken time-major, every replica's
+    frame t before any frame t + 1.
+    ``hydrogen_mass`` (amu, e.g. 3.024 for 4 fs steps) repartitions the masses for either engine.
     """
+    if engine not in ENGINES:
+        raise MlmolError(f"unknown MD engine {engine!r}; choose {' or '.join(ENGINES)}")
+    if engine == "torch":
+        return _batched_md(system, n_frames, interval, timestep_fs, friction_per_ps, equilibration, seed, positions,
+                           minimize, progress, starts, replicas, hydrogen_mass, compile)
+    options = {"hydrogen_mass": hydrogen_mass}
     if not starts:
-        md = MolecularDynamics(system, timestep_fs, friction_per_ps, seed, positions, minimize, equilibration)
+        md = MolecularDynamics(system, timestep_fs, friction_per_ps, seed, positions, minimize, equilibration, **options)
         return md.run(n_frames, interval, progress)
     counts = [n_frames // len(starts) + (j < n_frames % len(starts)) for j in range(len(starts))]
     parts = []
     for j, (targets, count) in enumerate(zip(starts, counts)):
         start = pulled_positions(system, targets, seed=seed + 1000 * j)
-        md = MolecularDynamics(system, timestep_fs, friction_per_ps, seed + 1000 * j, start, False, equilibration)
+        md = MolecularDynamics(system, timestep_fs, friction_per_ps, seed + 1000 * j, start, False, equilibration,
+                               **options)
         parts.append(md.run(count, interval, progress))
     return torch.cat(parts)
+
+
+def _batched_md(system: Molecule, n_frames: int, interval: int, timestep_fs: float, friction_per_ps: float,
+                equilibration: int, seed: int, positions: np.ndarray | None, minimize: bool, progress: bool,
+                starts: list[dict[str, float]] | None, replicas: int, hydrogen_mass: float | None,
+                compile: bool) -> torch.Tensor:
+    """:func:`molecular_dynamics` on the batched torch engine."""
+    from .batched import BatchedLangevin
+
+    if n_frames < 1 or interval < 1 or replicas < 1:
+        raise MlmolError(f"n_frames, interval and replicas must be positive (got {n_frames}, {interval}, {replicas})")
+    torch_system = system.evaluated_in(None, compile=compile)  # raises for a system on the OpenMM bridge
+    if starts:
+        structures = [pulled_positions(system, targets, seed=seed + 1000 * j) for j, targets in enumerate(starts)]
+    else:
+        structures = [MolecularDynamics(system, seed=seed, positions=positions, minimize=minimize,
+                                        equilibration=0).positions()[0].numpy()]
+    replicas = max(replicas, len(structures))
+    share = [replicas // len(structures) + (j < replicas % len(structures)) for j in range(len(structures))]
+    x = torch.cat([torch.tensor(xyz, dtype=torch.float32).reshape(1, -1).repeat(k, 1)
+                   for xyz, k in zip(structures, share)])
+    masses = system.masses if hydrogen_mass is None else system.repartitioned_masses(hydrogen_mass)
+    md = BatchedLangevin(torch_system, x, timestep_fs / 1000, friction_per_ps,
+                         masses=torch.tensor(masses, dtype=torch.float32), seed=seed)
+    md.step(equilibration)
+    n_times = -(-n_frames // replicas)
+    bar = progress_bar(total=n_times, desc=f"MD (torch, {replicas} replicas)", unit="frame", enabled=progress)
+    frames = []
+    for _ in range(n_times):
+        md.step(interval)
+        frames.append(md.x.double())
+        bar.update(1)
+    bar.close()
+    return torch.cat(frames)[:n_frames]

@@ -582,6 +582,14 @@ class TorchEnergy(Energy):
         self.__dict__["forcefield"] = ForceField(system).double()  # not a submodule: .float() must not touch it
         self.__dict__["_copies"] = {}
 
+    def evaluated_in(self, precision: torch.dtype | None, compile: bool) -> TorchEnergy:
+        """A copy evaluating in ``precision`` (None: the input's dtype), through ``torch.compile`` or not;
+        it shares the master parameters, not the cached converted copies."""
+        clone = copy.copy(self)
+        clone.__dict__["_copies"] = {}
+        clone.precision, clone.compiled = precision, compile
+        return clone
+
     def forcefield_for(self, device: torch.device | str, dtype: torch.dtype) -> ForceField:
         """The force field with its parameters on ``device`` in ``dtype`` (cached)."""
         key = (torch.device(device), dtype)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -73,6 +74,17 @@ class Molecule(Energy):
 
         return np.array([self.system.getParticleMass(i).value_in_unit(unit.dalton)
                          for i in range(self.system.getNumParticles())])
+
+    def evaluated_in(self, precision: torch.dtype | None, compile: bool) -> Molecule:
+        """This molecule on a torch backend evaluating in ``precision`` (None: the input's dtype), through
+        ``torch.compile`` or not (:meth:`TorchEnergy.evaluated_in`); the original is unchanged."""
+        if not isinstance(self.backend, TorchEnergy):
+            raise MlmolError(f"{self.name} runs on the OpenMM bridge; the batched engine needs the torch force field "
+                             "(it supports every force of the system only where backend='torch' works)")
+        clone = copy.copy(self)
+        clone.__dict__["_modules"] = dict(self._modules)
+        clone.backend = self.backend.evaluated_in(precision, compile)
+        return clone
 
     def hydrogens_notice(self) -> str | None:
         """What the user should be told when hydrogens were added to the structure read, else None."""
