@@ -1,16 +1,18 @@
 """Boltzmann generator for alanine dipeptide against the umbrella-sampling reference.
 
-    python benchmarks/ala2_bg.py --solvent implicit [--seed 0] [--steps N] [--backend torch] [--kl-steps K]
+    python benchmarks/ala2_bg.py --solvent implicit [--seed 0] [--steps N] [--backend torch]
+        [--data-engine torch] [--kl-steps K]
 
 Runs the documented commands with the built-in defaults: `mlmol train
-alanine-dipeptide[-implicit] --seed S --energy-backend B` (MD data, training; B is the energy
-backend, the torch force field or the OpenMM bridge), `mlmol sample --n 100000`,
+alanine-dipeptide[-implicit] --seed S --energy-backend B --data-engine D` (MD data, training; B is
+the energy backend, the torch force field or the OpenMM bridge; D the MD engine of the data, the
+batched torch engine or OpenMM, at the same settings), `mlmol sample --n 100000`,
 `mlmol evaluate`; compares the reweighted ΔF(φ>0 − φ<0) with
 benchmarks/results/ala2_reference_<solvent>.json (run benchmarks/ala2_reference.py first).
 ``--kl-steps K`` appends K steps of ML + reverse KL (the energy and its forces in the loss, batch
 256) to the 1,000 ML steps, through a config file, and writes ala2_bg_<solvent>_kl.json/.md.
 Writes benchmarks/results/ala2_bg_<solvent>.json and .md; rows of other seeds or backends
-already there (same schedule) are kept, so repeats can be added one at a time. Rows without a
+or data engines already there (same schedule) are kept, so repeats can be added one at a time. Rows without a
 backend were made with the OpenMM bridge, before the torch force field existed.
 """
 
@@ -35,6 +37,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, help="training steps (default: the built-in schedule)")
     parser.add_argument("--backend", choices=["torch", "openmm"], default="torch",
                         help="energy backend for training and evaluation (--energy-backend)")
+    parser.add_argument("--data-engine", choices=["torch", "openmm"], default="torch",
+                        help="MD engine of the training data (--data-engine)")
     parser.add_argument("--kl-steps", type=int, help="ML + KL steps after the 1,000 ML steps")
     parser.add_argument("--runs", default=str(ROOT / "runs" / "ala2_bg"))
     parser.add_argument("--tabulate", action="store_true",
@@ -46,12 +50,18 @@ def main() -> None:
     reference = json.loads(reference_file.read_text())[0]
     name = f"ala2_bg_{args.solvent}" + ("_kl" if args.kl_steps else "")
     results_file = RESULTS / f"{name}.json"
-    rows = [{"backend": "openmm", **r} for r in (json.loads(results_file.read_text()) if results_file.is_file() else [])
-            if r.get("steps") == args.steps and r.get("kl_steps") == args.kl_steps]
+
+    def stored_rows() -> list[dict]:  # read when the table is written: runs of other seeds may finish meanwhile
+        return [{"backend": "openmm", "data_engine": LEGACY_DATA, **r}
+                for r in (json.loads(results_file.read_text()) if results_file.is_file() else [])
+                if r.get("steps") == args.steps and r.get("kl_steps") == args.kl_steps]
+
+    rows = stored_rows()
     if not args.tabulate:
         molecule = "alanine-dipeptide" + ("-implicit" if args.solvent == "implicit" else "")
         extra = [] if args.steps is None else ["--steps", str(args.steps)]
-        out = Path(args.runs) / f"{args.solvent}-{args.backend}-{args.seed}{'-kl' if args.kl_steps else ''}"
+        out = Path(args.runs) / (f"{args.solvent}-{args.backend}-{args.data_engine}-{args.seed}"
+                                 f"{'-kl' if args.kl_steps else ''}")
         target = molecule
         if args.kl_steps:
             ml_steps = args.steps or 1000
@@ -61,13 +71,15 @@ def main() -> None:
                 "losses": "ml+kl", "steps": ml_steps + args.kl_steps,
                 "ml_fraction": ml_steps / (ml_steps + args.kl_steps)}}))
             extra = []
-        result = pipeline([target, "--seed", str(args.seed), "--energy-backend", args.backend, *extra], out)
-        rows = [r for r in rows if (r["seed"], r["backend"]) != (args.seed, args.backend)] + [
-            {"solvent": args.solvent, "seed": args.seed, "backend": args.backend, "steps": args.steps,
-             "kl_steps": args.kl_steps, **result}]
+        result = pipeline([target, "--seed", str(args.seed), "--energy-backend", args.backend, "--data-engine",
+                           args.data_engine, *extra], out)
+        key = (args.seed, args.backend, args.data_engine)
+        rows = [r for r in stored_rows() if (r["seed"], r["backend"], r["data_engine"]) != key] + [
+            {"solvent": args.solvent, "seed": args.seed, "backend": args.backend, "data_engine": args.data_engine,
+             "steps": args.steps, "kl_steps": args.kl_steps, **result}]
     if not rows:
         raise SystemExit(f"no stored rows in {results_file} for this schedule: run without --tabulate first")
-    rows.sort(key=lambda r: (r["backend"], r["seed"]))
+    rows.sort(key=lambda r: (r["data_engine"] != LEGACY_DATA, r["data_engine"], r["backend"], r["seed"]))
     for r in rows:  # against the current reference
         r["reference"] = reference
         r["difference"] = r["metrics"]["delta_f"]["value"] - reference["delta_f"]
@@ -77,25 +89,35 @@ def main() -> None:
     flags = (f"{'' if args.steps is None else f' --steps {args.steps}'}"
              f"{'' if not args.kl_steps else f' --kl-steps {args.kl_steps}'}")
     caption = (f"Alanine dipeptide ({args.solvent}, 300 K): Boltzmann generator with {schedule} "
-               f"(`python benchmarks/ala2_bg.py --solvent {args.solvent} --seed S{flags} --backend B` for S in "
-               f"{seeds}; training = `mlmol train ... --seed S --energy-backend B` including its MD data, "
-               "sampling = 100,000 samples with their log weights).")
-    table = markdown_table(caption, ["energy backend", "seed", "train (min)", "sample (s)", "ESS",
+               f"(`python benchmarks/ala2_bg.py --solvent {args.solvent} --seed S{flags} --backend B --data-engine D` for "
+               f"S in {seeds}; training = `mlmol train ... --seed S --energy-backend B --data-engine D` including its "
+               "MD data, whose wall time is its own column; sampling = 100,000 samples with their log weights).")
+    table = markdown_table(caption, ["MD data", "energy backend", "seed", "MD data (min)", "train, data included (min)",
+                                     "sample (s)", "ESS",
                                      "effective samples", "BG ΔF(φ>0 − φ<0) (kT)", "reference (kT)",
                                      "difference (kT)", "wrong-handed Cα"],
-                           [[r["backend"] + ("†" if predates_backend(r) else ""), str(r["seed"]),
+                           [[r["data_engine"], r["backend"] + ("†" if predates_backend(r) else ""), str(r["seed"]),
+                             "—" if r.get("data_s") is None else f"{r['data_s'] / 60:.1f}",
                              f"{r['train_s'] / 60:.1f}", f"{r['sample_s']:.0f}",
                              f"{100 * r['metrics']['ess_fraction']:.1f}%", f"{r['metrics']['ess']:,.0f}",
                              f"{r['metrics']['delta_f']['value']:.3f} ± {r['metrics']['delta_f']['stderr']:.3f}",
                              f"{reference['delta_f']:.3f} ± {reference['stderr']:.3f}", f"{r['difference']:+.3f}",
                              f"{100 * r['metrics']['wrong_handed_fraction']:.2f}%"] for r in rows],
-                           text_columns=2)
+                           text_columns=3)
+    if any(r["data_engine"] == LEGACY_DATA for r in rows):
+        table += ["", (f"{LEGACY_DATA}: MD data made by the earlier defaults, one OpenMM trajectory per start at 1 fs "
+                       "with unchanged masses, a frame every 100 steps (its command in the JSON); "
+                       "`--data-engine openmm` now runs OpenMM at the torch engine's settings (4 fs, hydrogens at "
+                       "3.024 amu, a frame every 25 steps).")]
     if any(map(predates_backend, rows)):
         table += ["", ("† Made before the `--energy-backend` option, by `mlmol train ... --seed S` (its command in "
                        "the JSON), which then always used the OpenMM bridge; `--backend openmm` is today's way to run it.")]
     write_results(name, rows, table)
     if name == "ala2_bg_implicit":
         atomic_write(RESULTS / f"{name}_bars.md", "\n".join(bars(rows, reference)) + "\n")
+
+
+LEGACY_DATA = "openmm, 1 fs"  # rows made before the batched engine became the data default
 
 
 def predates_backend(row: dict) -> bool:
@@ -105,7 +127,7 @@ def predates_backend(row: dict) -> bool:
 
 def bars(rows: list[dict], reference: dict) -> list[str]:
     """Each acceptance bar of the implicit-solvent generator against every row (seed, backend)."""
-    runs = " / ".join(f"{r['backend']} {r['seed']}" for r in rows)
+    runs = " / ".join(f"{r['backend']} {r['seed']} ({r['data_engine']} data)" for r in rows)
     checks = [
         ("training ≤ 60 min on 2 CPU cores, MD data included", [r["train_s"] / 60 for r in rows],
          lambda v: f"{v:.1f} min", lambda v: v <= 60),

@@ -34,8 +34,10 @@ def pipeline(train_args: list[str], out: Path, n: int = 100_000) -> dict:
     t_sample = _run(["sample", str(out), "--n", str(n), "--out", str(out / "samples.npz")])
     _run(["evaluate", str(out), "--samples", str(out / "samples.npz")])
     metrics = json.loads((out / "metrics.json").read_text())
+    with np.load(out / "data.npz") as data:
+        data_s = float(data["seconds"]) if "seconds" in data else None
     return {"command": "mlmol train " + " ".join(train_args) + f" --out {out}",
-            "train_s": t_train, "sample_s": t_sample, "metrics": metrics}
+            "train_s": t_train, "data_s": data_s, "sample_s": t_sample, "metrics": metrics}
 
 
 def median_time(fn, repeats: int, warmup: int = 1) -> float:

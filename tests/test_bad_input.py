@@ -236,3 +236,19 @@ def test_report_draws_its_figures_from_the_samples_file_given(capsys, tmp_path):
     page = (run / "report.html").read_text()
     assert "Figures: 1234 samples from" in page and "mine.npz" in page
     assert "does not exist" in _error(capsys, ["report", str(run), "--samples", str(tmp_path / "none.npz")])
+
+
+def test_batched_engine_options_are_checked_before_any_md(capsys, tmp_path):
+    """Options of the batched engine with the OpenMM engine, or of molecules on a toy system, or an
+    unknown data engine in a config, fail in one line before anything is written."""
+    out = tmp_path / "a.dcd"
+    common = ["simulate", "alanine-dipeptide", "--out", str(out), "--frames", "2"]
+    assert "go with --engine torch" in _error(capsys, [*common, "--precision", "float64"])
+    assert "go with --engine torch" in _error(capsys, [*common, "--compile"])
+    assert not out.exists()
+    err = _error(capsys, ["train", "double-well", "--data-engine", "torch", "--out", str(tmp_path / "r")])
+    assert "--data-engine applies to molecules" in err
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({"system": {"molecule": "alanine-dipeptide"}, "data": {"engine": "gromacs"}}))
+    assert "unknown MD engine 'gromacs'" in _error(capsys, ["train", str(config), "--out", str(tmp_path / "r")])
+    assert not (tmp_path / "r").exists()

@@ -7,6 +7,7 @@ Besides the shared files, RUN/data.npz holds the training samples ``x`` ``[n, di
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -179,14 +180,16 @@ def train(config: dict | None, out: str | Path, resume: bool = False, progress: 
         with np.load(data_file) as f:
             data = torch.from_numpy(f["x"])
     else:
+        started = time.perf_counter()
         data = make_data(system, config, progress)
+        data_seconds = time.perf_counter() - started
         systems.check_finite(system, data, "training samples")
         data = system.canonical(system.augment(data))  # unchanged unless the system has symmetries to remove
         if "energy" in config["system"] and config["system"].get("bounds") is None:
             config["system"]["bounds"] = _data_bounds(data)
             system = build_system(config).to(device)
         out.mkdir(parents=True, exist_ok=True)
-        save_array(data_file, x=data.numpy())
+        save_array(data_file, x=data.numpy(), seconds=np.float64(data_seconds))  # seconds: wall time to make it
         run.write_config(config)
     flow = build_flow(config, system, data).to(device)
     recipe_options = {k: v for k, v in config["recipe"].items() if k != "name"}
