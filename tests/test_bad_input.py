@@ -251,4 +251,6 @@ def test_batched_engine_options_are_checked_before_any_md(capsys, tmp_path):
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump({"system": {"molecule": "alanine-dipeptide"}, "data": {"engine": "gromacs"}}))
     assert "unknown MD engine 'gromacs'" in _error(capsys, ["train", str(config), "--out", str(tmp_path / "r")])
+    config.write_text(yaml.safe_dump({"system": {"molecule": "alanine-dipeptide"}, "data": {"ladder": [200.0, 4]}}))
+    assert "data.ladder in the config must be" in _error(capsys, ["train", str(config), "--out", str(tmp_path / "r")])
     assert not (tmp_path / "r").exists()

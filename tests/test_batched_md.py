@@ -280,6 +280,11 @@ def test_training_data_from_the_batched_engine_is_seeded_and_shares_the_replicas
     assert bool((phi[:, :3] < 0).all()) and bool((phi[:, 3:] > 0).all())
     with pytest.raises(MlmolError, match="unknown MD engine"):
         molecular_dynamics(ala2, 4, engine="gromacs")
+    # with a temperature ladder each replica is a parallel-tempering chain; the frames are its lowest state's
+    laddered = {**options, "ladder": (600.0, 3), "replicas": 4}
+    c = molecular_dynamics(ala2, 12, seed=3, **laddered)
+    assert c.shape == (12, 66) and torch.equal(c, molecular_dynamics(ala2, 12, seed=3, **laddered))
+    assert not torch.equal(c[:4], a[:4])
 
 
 def test_openmm_training_data_takes_the_same_repartitioned_masses():

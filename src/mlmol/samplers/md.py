@@ -174,7 +174,8 @@ def molecular_dynamics(system: Molecule, n_frames: int, interval: int = 250, tim
                        friction_per_ps: float = 1.0, equilibration: int = 5_000, seed: int = 0,
                        positions: np.ndarray | None = None, minimize: bool = True, progress: bool = False,
                        starts: list[dict[str, float]] | None = None, engine: str = "openmm", replicas: int = 96,
-                       hydrogen_mass: float | None = None, compile: bool = True) -> torch.Tensor:
+                       hydrogen_mass: float | None = None, compile: bool = True,
+                       ladder: tuple[float, int] | None = None) -> torch.Tensor:
     """``n_frames`` frames ``[n_frames, 3N]`` (nm, float64) of Langevin MD.
 
     ``starts`` (e.g. ``[{"phi": -80, "psi": 150}, {"phi": 60, "psi": 40}]``, degrees of the
@@ -188,12 +189,17 @@ def molecular_dynamics(system: Molecule, n_frames: int, interval: int = 250, tim
     through ``torch.compile`` unless ``compile=False``); frames are taken time-major, every replica's
     frame t before any frame t + 1.
     ``hydrogen_mass`` (amu, e.g. 3.024 for 4 fs steps) repartitions the masses for either engine.
+    ``ladder=(HIGH, COUNT)`` (torch engine) makes each replica a parallel-tempering chain of COUNT
+    temperatures from the system's up to HIGH kelvin and keeps the frames of the system's own
+    temperature: equilibrium data, where plain replicas stay near the basin they started in.
     """
     if engine not in ENGINES:
         raise MlmolError(f"unknown MD engine {engine!r}; choose {' or '.join(ENGINES)}")
     if engine == "torch":
         return _batched_md(system, n_frames, interval, timestep_fs, friction_per_ps, equilibration, seed, positions,
-                           minimize, progress, starts, replicas, hydrogen_mass, compile)
+                           minimize, progress, starts, replicas, hydrogen_mass, compile, ladder)
+    if ladder is not None:
+        raise MlmolError("a temperature ladder for the training data needs the torch engine (data.engine: torch)")
     options = {"hydrogen_mass": hydrogen_mass}
     if not starts:
         md = MolecularDynamics(system, timestep_fs, friction_per_ps, seed, positions, minimize, equilibration, **options)
@@ -211,9 +217,9 @@ def molecular_dynamics(system: Molecule, n_frames: int, interval: int = 250, tim
 def _batched_md(system: Molecule, n_frames: int, interval: int, timestep_fs: float, friction_per_ps: float,
                 equilibration: int, seed: int, positions: np.ndarray | None, minimize: bool, progress: bool,
                 starts: list[dict[str, float]] | None, replicas: int, hydrogen_mass: float | None,
-                compile: bool) -> torch.Tensor:
+                compile: bool, ladder: tuple[float, int] | None) -> torch.Tensor:
     """:func:`molecular_dynamics` on the batched torch engine."""
-    from .batched import BatchedLangevin
+    from .exchange import ReplicaExchange, temperature_ladder
 
     if n_frames < 1 or interval < 1 or replicas < 1:
         raise MlmolError(f"n_frames, interval and replicas must be positive (got {n_frames}, {interval}, {replicas})")
@@ -228,15 +234,18 @@ def _batched_md(system: Molecule, n_frames: int, interval: int, timestep_fs: flo
     x = torch.cat([torch.tensor(xyz, dtype=torch.float32).reshape(1, -1).repeat(k, 1)
                    for xyz, k in zip(structures, share)])
     masses = system.masses if hydrogen_mass is None else system.repartitioned_masses(hydrogen_mass)
-    md = BatchedLangevin(torch_system, x, timestep_fs / 1000, friction_per_ps,
+    high, count = (system.temperature, 1) if ladder is None else (float(ladder[0]), int(ladder[1]))
+    states = temperature_ladder(system.temperature, high, count)
+    md = ReplicaExchange(torch_system, x[:, None].repeat(1, count, 1), states, timestep_fs / 1000, friction_per_ps,
                          masses=torch.tensor(masses, dtype=torch.float32), seed=seed)
     md.step(equilibration)
     n_times = -(-n_frames // replicas)
-    bar = progress_bar(total=n_times, desc=f"MD (torch, {replicas} replicas)", unit="frame", enabled=progress)
+    what = f"{replicas} replicas" + (f" × {count} temperatures" if count > 1 else "")
+    bar = progress_bar(total=n_times, desc=f"MD (torch, {what})", unit="frame", enabled=progress)
     frames = []
     for _ in range(n_times):
         md.step(interval)
-        frames.append(md.x.double())
+        frames.append(md.md.x.reshape(replicas, count, -1)[:, 0].double())  # the system's own temperature
         bar.update(1)
     bar.close()
     return torch.cat(frames)[:n_frames]
