@@ -30,8 +30,9 @@ MOLECULE_DEFAULTS: dict = {  # the alanine dipeptide schedule of benchmarks/ala2
     # less likely than training frames, ESS 0.15%); 95,000 generalise (benchmarks/ala2_data_size.py)
     # MD data on the batched torch engine where the torch force field supports the molecule (engine "auto"),
     # else OpenMM: 32 parallel-tempering chains of 10 temperatures up to 1200 K started in the molecule's
-    # basins, frames of the molecule's temperature every 0.1 ps after 100 ps (short plain replicas kept 65% of their frames
-    # in the φ > 0 basins they started in, and the generator reached ESS 4%); hydrogens at 3.024 amu allow 4 fs
+    # basins, frames of the molecule's temperature every 0.1 ps after 100 ps (short plain replicas stay in
+    # the basins they started in: the implicit-solvent generator reached ESS 4.4% on them); hydrogens at
+    # 3.024 amu allow 4 fs
     "data": {"sampler": "md", "engine": "auto", "n": 100_000, "interval": 25, "timestep_fs": 4.0,
              "hydrogen_mass": 3.024, "replicas": 32, "ladder": [1200.0, 10], "compile": True,
              "equilibration": 25_000, "starts": None},
