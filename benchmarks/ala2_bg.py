@@ -107,8 +107,8 @@ def main() -> None:
     if any(r["data_engine"] == LEGACY_DATA for r in rows):
         table += ["", (f"{LEGACY_DATA}: MD data made by the earlier defaults, one OpenMM trajectory per start at 1 fs "
                        "with unchanged masses, a frame every 100 steps (its command in the JSON); "
-                       "`--data-engine openmm` now runs OpenMM at the torch engine's settings (4 fs, hydrogens at "
-                       "3.024 amu, a frame every 25 steps).")]
+                       "`--data-engine openmm` now runs OpenMM at the torch engine's settings (3 fs, hydrogens at "
+                       "3.024 amu, a frame every 33 steps).")]
     if any(r["data_engine"] == PLAIN_REPLICAS for r in rows):
         table += ["", (f"{PLAIN_REPLICAS}: MD data from the torch engine's first default, 96 plain replicas (32 per start, "
                        "4 fs, hydrogens at 3.024 amu, 20 ps of equilibration, about 100 ps each) without the "

@@ -5,8 +5,9 @@
 Independent of the 2D umbrella reference (benchmarks/ala2_reference.py) and of any generator:
 ``--chains`` independent temperature ladders (``--temperatures LOW:HIGH:COUNT`` kelvin,
 geometric) of BAOAB Langevin dynamics on the torch force field (float32, torch.compile), hydrogen
-mass repartitioning to 3.024 amu and 4 fs steps (the same configurational distribution), friction
-1/ps, neighbour exchanges every 10 steps. Every replica starts from the minimised shipped
+mass repartitioning to 3.024 amu (the configurational distribution is the same) and
+``--timestep-fs`` steps (default 3 fs: hot replicas move faster than 4 fs allows), friction 1/ps,
+neighbour exchanges every 10 steps. Every replica starts from the minimised shipped
 structure (φ < 0): the ladder must find φ > 0 by itself. Both peptide bonds are held trans by
 the same flat-bottom restraint as the umbrella reference (zero within 90° of trans), in every
 state. After ``--equilibration-ps``, a frame every ``--interval`` steps for ``--production-ps``;
@@ -38,7 +39,7 @@ from mlmol.systems.base import Energy
 from mlmol.systems.molecules import PHI, PSI, alanine_dipeptide, chiral_centres, handedness, peptide_bonds
 
 SAMPLES = Path(__file__).resolve().parent.parent / "runs" / "ala2_exchange_reference"
-HYDROGEN_MASS, TIMESTEP_FS, EXCHANGE_EVERY = 3.024, 4.0, 10
+HYDROGEN_MASS, EXCHANGE_EVERY = 3.024, 10
 TRANS_K_KJ = 1000.0  # kJ/mol/rad², as the umbrella reference's flat-bottom restraint
 
 
@@ -72,9 +73,9 @@ def one_repeat(solvent: str, seed: int, args) -> dict:
     x = start.repeat(args.chains * count, 1).reshape(args.chains, count, -1)
     masses = torch.tensor(molecule.repartitioned_masses(HYDROGEN_MASS), dtype=torch.float32)
     system = TransRestrained(molecule.evaluated_in(None, compile=True), omegas)
-    rex = ReplicaExchange(system, x, ladder, timestep=TIMESTEP_FS / 1000,
+    rex = ReplicaExchange(system, x, ladder, timestep=args.timestep_fs / 1000,
                           friction=1.0, masses=masses, seed=seed, exchange_every=EXCHANGE_EVERY)
-    steps_per_ps = round(1000 / TIMESTEP_FS)
+    steps_per_ps = round(1000 / args.timestep_fs)
     started = time.perf_counter()
     rex.step(int(args.equilibration_ps * steps_per_ps))
 
@@ -126,11 +127,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--solvent", choices=["vacuum", "implicit"], required=True)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--chains", type=int, default=128)
-    parser.add_argument("--temperatures", default="300:800:8", help="LOW:HIGH:COUNT kelvin")
-    parser.add_argument("--equilibration-ps", type=float, default=25.0)
-    parser.add_argument("--production-ps", type=float, default=250.0)
-    parser.add_argument("--interval", type=int, default=250, help="steps between frames")
+    parser.add_argument("--chains", type=int, default=96)
+    parser.add_argument("--temperatures", default="300:1000:9", help="LOW:HIGH:COUNT kelvin")
+    parser.add_argument("--equilibration-ps", type=float, default=75.0)
+    parser.add_argument("--production-ps", type=float, default=200.0)
+    parser.add_argument("--interval", type=int, default=333, help="steps between frames")
+    parser.add_argument("--timestep-fs", type=float, default=3.0)
     parser.add_argument("--bootstrap", type=int, default=20)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
@@ -150,7 +152,8 @@ def main() -> None:
     difference = mean - umbrella["delta_f"]
     command = (f"python benchmarks/ala2_exchange_reference.py --solvent {args.solvent} --seeds "
                f"{' '.join(map(str, args.seeds))} --chains {args.chains} --temperatures {args.temperatures} "
-               f"--equilibration-ps {args.equilibration_ps:g} --production-ps {args.production_ps:g}")
+               f"--equilibration-ps {args.equilibration_ps:g} --production-ps {args.production_ps:g} --timestep-fs "
+               f"{args.timestep_fs:g}")
     summary = {"solvent": args.solvent, "delta_f": mean, "stderr": error, "sd": sd, "repeats": len(rows),
                "umbrella_delta_f": umbrella["delta_f"], "umbrella_stderr": umbrella["stderr"],
                "difference": difference, "within_0.15_kT": abs(difference) <= 0.15,

@@ -29,13 +29,13 @@ MOLECULE_DEFAULTS: dict = {  # the alanine dipeptide schedule of benchmarks/ala2
     # many frames matter more than long training: 20,000 frames were memorised (held-out frames 13.7 nats
     # less likely than training frames, ESS 0.15%); 95,000 generalise (benchmarks/ala2_data_size.py)
     # MD data on the batched torch engine where the torch force field supports the molecule (engine "auto"),
-    # else OpenMM: 32 parallel-tempering chains of 10 temperatures up to 1200 K started in the molecule's
+    # else OpenMM: 32 parallel-tempering chains of 9 temperatures up to 1000 K started in the molecule's
     # basins, frames of the molecule's temperature every 0.1 ps after 100 ps (short plain replicas stay in
     # the basins they started in: the implicit-solvent generator reached ESS 4.4% on them); hydrogens at
-    # 3.024 amu allow 4 fs
-    "data": {"sampler": "md", "engine": "auto", "n": 100_000, "interval": 25, "timestep_fs": 4.0,
-             "hydrogen_mass": 3.024, "replicas": 32, "ladder": [1200.0, 10], "compile": True,
-             "equilibration": 25_000, "starts": None},
+    # 3.024 amu, 3 fs (hot replicas move faster than 4 fs allows)
+    "data": {"sampler": "md", "engine": "auto", "n": 100_000, "interval": 33, "timestep_fs": 3.0,
+             "hydrogen_mass": 3.024, "replicas": 32, "ladder": [1000.0, 9], "compile": True,
+             "equilibration": 33_000, "starts": None},
     "flow": {"kind": "molecular", "blocks": 4, "hidden": [128, 128], "bins": 8, "narrow_std": 0.5},
     "recipe": {"name": "noe2019", "losses": "ml", "steps": 1_000, "ml_fraction": 1.0, "ml_batch": 1024,
                "ml_lr": 1e-3, "ml_lr_end": 1e-4, "batch": 256, "lr": 1e-5, "high": 1e4, "cap": 1e8,
