@@ -298,3 +298,19 @@ def test_openmm_training_data_takes_the_same_repartitioned_masses():
     np.testing.assert_allclose(masses, ala2.repartitioned_masses(3.024))
     assert ala2.system.getParticleMass(0)._value != masses[0]  # the molecule's own system is untouched
     assert np.isfinite(md.run(5, interval=25).numpy()).all()  # 4 fs is stable with them
+
+
+def test_a_molecule_evaluated_in_another_precision_leaves_the_original_alone():
+    pytest.importorskip("openmm")
+    from mlmol.systems.molecules import alanine_dipeptide
+
+    ala2 = alanine_dipeptide(backend="torch")
+    single = ala2.evaluated_in(None, compile=False)
+    x = torch.tensor(ala2.positions)[None]
+    assert single.energy(x.float()).dtype == torch.float32 and ala2.energy(x.float()).dtype == torch.float32
+    assert ala2.backend.precision == torch.float64 and single.backend is not ala2.backend
+    torch.testing.assert_close(single.energy(x.float()).double(), ala2.energy(x), rtol=0, atol=1e-4)
+    bridged = alanine_dipeptide(backend="openmm")
+    with pytest.raises(MlmolError, match="needs the torch force field"):
+        bridged.evaluated_in(None, compile=False)
+    bridged.close()
