@@ -113,6 +113,10 @@ def main() -> None:
         table += ["", (f"{PLAIN_REPLICAS}: MD data from the torch engine's first default, 96 plain replicas (32 per start, "
                        "4 fs, hydrogens at 3.024 amu, 20 ps of equilibration, about 100 ps each) without the "
                        "temperature ladder (its command in the JSON).")]
+    if any(r["data_engine"] == OPENMM_4FS for r in rows):
+        table += ["", (f"{OPENMM_4FS}: `--data-engine openmm` at the plain replicas' settings (one OpenMM trajectory per "
+                       "start, 4 fs, hydrogens at 3.024 amu, 20 ps of equilibration, a frame every 25 steps; its "
+                       "command in the JSON).")]
     if any(map(predates_backend, rows)):
         table += ["", ("† Made before the `--energy-backend` option, by `mlmol train ... --seed S` (its command in "
                        "the JSON), which then always used the OpenMM bridge; `--backend openmm` is today's way to run it.")]
@@ -124,6 +128,7 @@ def main() -> None:
 
 LEGACY_DATA = "openmm, 1 fs"  # rows made before the batched engine became the data default
 PLAIN_REPLICAS = "torch, plain replicas"  # rows made by the batched engine's data before the temperature ladder
+OPENMM_4FS = "openmm, 4 fs"  # OpenMM data at the plain replicas' settings
 
 
 def predates_backend(row: dict) -> bool:
