@@ -5,8 +5,9 @@
 
 Runs the documented commands with the built-in defaults: `mlmol train
 alanine-dipeptide[-implicit] --seed S --energy-backend B --data-engine D` (MD data, training; B is
-the energy backend, the torch force field or the OpenMM bridge; D the MD engine of the data, the
-batched torch engine or OpenMM, at the same settings), `mlmol sample --n 100000`,
+the energy backend, the torch force field or the OpenMM bridge; D the MD engine of the data: parallel
+tempering on the batched torch engine, or one plain OpenMM trajectory per start at the same step and
+masses), `mlmol sample --n 100000`,
 `mlmol evaluate`; compares the reweighted ΔF(φ>0 − φ<0) with
 benchmarks/results/ala2_reference_<solvent>.json (run benchmarks/ala2_reference.py first).
 ``--kl-steps K`` appends K steps of ML + reverse KL (the energy and its forces in the loss, batch
@@ -112,11 +113,11 @@ def main() -> None:
     if any(r["data_engine"] == PLAIN_REPLICAS for r in rows):
         table += ["", (f"{PLAIN_REPLICAS}: MD data from the torch engine's first default, 96 plain replicas (32 per start, "
                        "4 fs, hydrogens at 3.024 amu, 20 ps of equilibration, about 100 ps each) without the "
-                       "temperature ladder (its command in the JSON).")]
+                       "temperature ladder; its command in the JSON ran the defaults of that time.")]
     if any(r["data_engine"] == OPENMM_4FS for r in rows):
         table += ["", (f"{OPENMM_4FS}: `--data-engine openmm` at the plain replicas' settings (one OpenMM trajectory per "
-                       "start, 4 fs, hydrogens at 3.024 amu, 20 ps of equilibration, a frame every 25 steps; its "
-                       "command in the JSON).")]
+                       "start, 4 fs, hydrogens at 3.024 amu, 20 ps of equilibration, a frame every 25 steps); its "
+                       "command in the JSON ran the defaults of that time.")]
     if any(map(predates_backend, rows)):
         table += ["", ("† Made before the `--energy-backend` option, by `mlmol train ... --seed S` (its command in "
                        "the JSON), which then always used the OpenMM bridge; `--backend openmm` is today's way to run it.")]

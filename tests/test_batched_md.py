@@ -156,8 +156,8 @@ def test_parallel_tempering_crosses_a_barrier_plain_dynamics_does_not_and_mbar_g
     samples = pt.run(400, interval=20)
     left = samples.observed[..., 0] < 0  # [frames, chains, states]
     delta_f, stderr, details = mbar_delta_f(samples, left, seed=1)
-    assert abs(delta_f - exact) < 4 * stderr + 0.02, (delta_f, exact, stderr)
-    assert 0.005 < stderr < 0.2 and details["effective_samples"] > 1000
+    assert abs(delta_f - exact) < min(4 * stderr, 0.15), (delta_f, exact, stderr)
+    assert 0.005 < stderr < 0.1 and details["effective_samples"] > 1000
     # state 0 alone agrees too, with a larger error
     alone = left[:, :, 0].double().mean()
     assert abs(float(-torch.log(alone / (1 - alone))) - exact) < 0.3
@@ -184,8 +184,8 @@ def test_hamiltonian_exchange_between_umbrellas_gets_the_exact_delta_f_by_mbar()
     means = samples.observed[..., 0].mean((0, 1))
     assert bool((means[1:] > means[:-1]).all())
     delta_f, stderr, _ = mbar_delta_f(samples, samples.observed[..., 0] < 0, seed=3)
-    assert abs(delta_f - exact) < 4 * stderr + 0.02, (delta_f, exact, stderr)
-    assert stderr < 0.1 and bool((rex.acceptance() > 0.05).all())
+    assert abs(delta_f - exact) < min(4 * stderr, 0.15), (delta_f, exact, stderr)
+    assert 0.005 < stderr < 0.1 and bool((rex.acceptance() > 0.05).all())
     # the slot energies include each slot's bias; energies() takes it off again
     u, reduced = rex.energies()
     torch.testing.assert_close(u, system.energy(rex.md.x).reshape(chains, 13))
@@ -284,7 +284,6 @@ def test_training_data_from_the_batched_engine_is_seeded_and_shares_the_replicas
     laddered = {**options, "ladder": (600.0, 3), "replicas": 4}
     c = molecular_dynamics(ala2, 12, seed=3, **laddered)
     assert c.shape == (12, 66) and torch.equal(c, molecular_dynamics(ala2, 12, seed=3, **laddered))
-    assert not torch.equal(c[:4], a[:4])
 
 
 def test_openmm_training_data_takes_the_same_repartitioned_masses():
@@ -314,3 +313,16 @@ def test_a_molecule_evaluated_in_another_precision_leaves_the_original_alone():
     with pytest.raises(MlmolError, match="needs the torch force field"):
         bridged.evaluated_in(None, compile=False)
     bridged.close()
+
+
+def test_swapped_configurations_take_their_new_temperature_s_velocities():
+    """Right after an exchange round, every slot's velocities have the variance s_k kT / m of its state."""
+    from mlmol.samplers.exchange import ReplicaExchange, temperature_ladder
+
+    rex = ReplicaExchange(Harmonic(dim=2, k=1.0), torch.zeros(4000, 2, 2, dtype=torch.float64),
+                          temperature_ladder(1.0, 4.0, 2), timestep=0.01, friction=1.0,
+                          masses=torch.tensor([2.0, 2.0], dtype=torch.float64), seed=0, exchange_every=50)
+    rex.step(500)  # ends on an exchange round
+    assert rex.rounds == 10 and float(rex.acceptance()[0]) > 0.1
+    variance = rex._view(rex.md.v).var((0, 2))  # per slot
+    torch.testing.assert_close(variance, torch.tensor([0.5, 2.0], dtype=torch.float64), rtol=0.04, atol=0)
