@@ -326,3 +326,32 @@ def test_swapped_configurations_take_their_new_temperature_s_velocities():
     assert rex.rounds == 10 and float(rex.acceptance()[0]) > 0.1
     variance = rex._view(rex.md.v).var((0, 2))  # per slot
     torch.testing.assert_close(variance, torch.tensor([0.5, 2.0], dtype=torch.float64), rtol=0.04, atol=0)
+
+
+def test_a_blow_up_inside_replica_exchange_names_the_replica_and_keeps_the_last_good_state():
+    from mlmol.samplers.exchange import ReplicaExchange, temperature_ladder
+
+    rex = ReplicaExchange(Slope(), torch.zeros(2, 3, 1, dtype=torch.float64), temperature_ladder(1, 4, 3),
+                          timestep=0.05, seed=0, exchange_every=5)
+    with pytest.raises(BlowUp, match=r"replica \d of 6 blew up at step \d+"):
+        rex.step(1000)
+    assert bool((rex.md.x <= 2.0).all()) and torch.isfinite(rex.md.u).all()
+
+
+def test_hamiltonian_exchange_resumes_bit_for_bit():
+    from mlmol.samplers.exchange import ReplicaExchange, torsion_umbrellas
+
+    def make(seed):
+        states = torsion_umbrellas([lambda x: x[..., 0]], np.array([[-40.0], [0.0], [40.0]]), k=20.0)
+        return ReplicaExchange(TiltedWell(), torch.zeros(3, 3, 1, dtype=torch.float64), states, timestep=0.005,
+                               friction=5.0, seed=seed, exchange_every=4)
+
+    straight = make(1)
+    straight.step(40)
+    first = make(1)
+    first.step(17)
+    resumed = make(9)
+    resumed.restore(first.state())
+    resumed.step(23)
+    assert torch.equal(resumed.md.x, straight.md.x) and torch.equal(resumed.md.force, straight.md.force)
+    assert torch.equal(resumed.accepted, straight.accepted) and resumed.rounds == straight.rounds == 10
