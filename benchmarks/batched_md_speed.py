@@ -36,7 +36,6 @@ import torch
 from pipeline import RESULTS, markdown_table, read_results, write_results
 
 from mlmol.data import atomic_write
-
 from mlmol.samplers import MolecularDynamics
 from mlmol.samplers.batched import BatchedLangevin
 from mlmol.systems.molecules import alanine_dipeptide

@@ -192,21 +192,26 @@ def test_hamiltonian_exchange_between_umbrellas_gets_the_exact_delta_f_by_mbar()
     torch.testing.assert_close(torch.diagonal(reduced, dim1=-2, dim2=-1), rex.md.u.reshape(chains, 13))
 
 
+def _cut_run_equals_straight_run(make, cut: int, total: int) -> None:
+    """A run stopped after ``cut`` steps and restored into an exchanger of another seed ends where an
+    uninterrupted one of ``total`` steps does (positions, forces, swaps, rounds)."""
+    straight = make(0)
+    straight.step(total)
+    first = make(0)
+    first.step(cut)
+    resumed = make(7)
+    resumed.restore(first.state())
+    resumed.step(total - cut)
+    assert torch.equal(resumed.md.x, straight.md.x) and torch.equal(resumed.md.force, straight.md.force)
+    assert torch.equal(resumed.accepted, straight.accepted) and resumed.rounds == straight.rounds > 0
+
+
 def test_replica_exchange_resume_continues_bit_for_bit():
     from mlmol.samplers.exchange import ReplicaExchange, temperature_ladder
 
-    def make(seed):
-        return ReplicaExchange(TiltedWell(), torch.ones(4, 3, 1, dtype=torch.float64), temperature_ladder(1, 4, 3),
-                               timestep=0.005, friction=5.0, seed=seed, exchange_every=3)
-
-    straight = make(0)
-    straight.step(50)
-    first = make(0)
-    first.step(23)
-    resumed = make(7)
-    resumed.restore(first.state())
-    resumed.step(27)
-    assert torch.equal(resumed.md.x, straight.md.x) and torch.equal(resumed.accepted, straight.accepted)
+    _cut_run_equals_straight_run(lambda seed: ReplicaExchange(
+        TiltedWell(), torch.ones(4, 3, 1, dtype=torch.float64), temperature_ladder(1, 4, 3), timestep=0.005,
+        friction=5.0, seed=seed, exchange_every=3), cut=23, total=50)
 
 
 
@@ -341,17 +346,7 @@ def test_a_blow_up_inside_replica_exchange_names_the_replica_and_keeps_the_last_
 def test_hamiltonian_exchange_resumes_bit_for_bit():
     from mlmol.samplers.exchange import ReplicaExchange, torsion_umbrellas
 
-    def make(seed):
-        states = torsion_umbrellas([lambda x: x[..., 0]], np.array([[-40.0], [0.0], [40.0]]), k=20.0)
-        return ReplicaExchange(TiltedWell(), torch.zeros(3, 3, 1, dtype=torch.float64), states, timestep=0.005,
-                               friction=5.0, seed=seed, exchange_every=4)
-
-    straight = make(1)
-    straight.step(40)
-    first = make(1)
-    first.step(17)
-    resumed = make(9)
-    resumed.restore(first.state())
-    resumed.step(23)
-    assert torch.equal(resumed.md.x, straight.md.x) and torch.equal(resumed.md.force, straight.md.force)
-    assert torch.equal(resumed.accepted, straight.accepted) and resumed.rounds == straight.rounds == 10
+    states = torsion_umbrellas([lambda x: x[..., 0]], np.array([[-40.0], [0.0], [40.0]]), k=20.0)
+    _cut_run_equals_straight_run(lambda seed: ReplicaExchange(
+        TiltedWell(), torch.zeros(3, 3, 1, dtype=torch.float64), states, timestep=0.005, friction=5.0, seed=seed,
+        exchange_every=4), cut=17, total=40)
