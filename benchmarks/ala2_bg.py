@@ -105,19 +105,8 @@ def main() -> None:
                              f"{reference['delta_f']:.3f} ± {reference['stderr']:.3f}", f"{r['difference']:+.3f}",
                              f"{100 * r['metrics']['wrong_handed_fraction']:.2f}%"] for r in rows],
                            text_columns=3)
-    if any(r["data_engine"] == LEGACY_DATA for r in rows):
-        table += ["", (f"{LEGACY_DATA}: MD data made by the earlier defaults, one OpenMM trajectory per start at 1 fs "
-                       "with unchanged masses, a frame every 100 steps (its command in the JSON); "
-                       "`--data-engine openmm` now runs OpenMM at the torch engine's settings (3 fs, hydrogens at "
-                       "3.024 amu, a frame every 33 steps).")]
-    if any(r["data_engine"] == PLAIN_REPLICAS for r in rows):
-        table += ["", (f"{PLAIN_REPLICAS}: MD data from the torch engine's first default, 96 plain replicas (32 per start, "
-                       "4 fs, hydrogens at 3.024 amu, 20 ps of equilibration, about 100 ps each) without the "
-                       "temperature ladder; its command in the JSON ran the defaults of that time.")]
-    if any(r["data_engine"] == OPENMM_4FS for r in rows):
-        table += ["", (f"{OPENMM_4FS}: `--data-engine openmm` at the plain replicas' settings (one OpenMM trajectory per "
-                       "start, 4 fs, hydrogens at 3.024 amu, 20 ps of equilibration, a frame every 25 steps); its "
-                       "command in the JSON ran the defaults of that time.")]
+    table += [line for label, note in DATA_NOTES.items() if any(r["data_engine"] == label for r in rows)
+              for line in ("", f"{label}: {note}")]
     if any(map(predates_backend, rows)):
         table += ["", ("† Made before the `--energy-backend` option, by `mlmol train ... --seed S` (its command in "
                        "the JSON), which then always used the OpenMM bridge; `--backend openmm` is today's way to run it.")]
@@ -130,6 +119,17 @@ def main() -> None:
 LEGACY_DATA = "openmm, 1 fs"  # rows made before the batched engine became the data default
 PLAIN_REPLICAS = "torch, plain replicas"  # rows made by the batched engine's data before the temperature ladder
 OPENMM_4FS = "openmm, 4 fs"  # OpenMM data at the plain replicas' settings
+DATA_NOTES = {  # what made the MD data of rows from superseded defaults, a footnote under the table where used
+    LEGACY_DATA: ("MD data made by the earlier defaults, one OpenMM trajectory per start at 1 fs with unchanged "
+                  "masses, a frame every 100 steps (its command in the JSON); `--data-engine openmm` now runs OpenMM "
+                  "at the torch engine's settings (3 fs, hydrogens at 3.024 amu, a frame every 33 steps)."),
+    PLAIN_REPLICAS: ("MD data from the torch engine's first default, 96 plain replicas (32 per start, 4 fs, hydrogens "
+                     "at 3.024 amu, 20 ps of equilibration, about 100 ps each) without the temperature ladder; its "
+                     "command in the JSON ran the defaults of that time."),
+    OPENMM_4FS: ("`--data-engine openmm` at the plain replicas' settings (one OpenMM trajectory per start, 4 fs, "
+                 "hydrogens at 3.024 amu, 20 ps of equilibration, a frame every 25 steps); its command in the JSON ran "
+                 "the defaults of that time."),
+}
 
 
 def predates_backend(row: dict) -> bool:

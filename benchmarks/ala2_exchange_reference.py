@@ -23,6 +23,7 @@ benchmarks/results/ala2_exchange_reference_<solvent>.json/.md and the lowest tem
 from __future__ import annotations
 
 import argparse
+import io
 import math
 import time
 from pathlib import Path
@@ -143,7 +144,7 @@ def main() -> None:
         print(f"seed {seed}: ΔF = {row['delta_f']:.3f} ± {row['stderr']:.3f} kT ({row['wall_s']:.0f} s)", flush=True)
         rows.append(row)
     traces = {f"seed{row['seed']}": row.pop("traces") for row in rows}
-    buffer = __import__("io").BytesIO()
+    buffer = io.BytesIO()
     np.savez_compressed(buffer, **traces)
     atomic_write(RESULTS / f"ala2_exchange_reference_{args.solvent}_traces.npz", buffer.getvalue())
     values, errors = np.array([r["delta_f"] for r in rows]), np.array([r["stderr"] for r in rows])

@@ -33,7 +33,7 @@ import time
 import numpy as np
 import openmm
 import torch
-from pipeline import markdown_table, write_results
+from pipeline import langevin_context, markdown_table, write_results
 
 from mlmol.geometry import dihedral_of
 from mlmol.samplers import MolecularDynamics
@@ -54,14 +54,9 @@ def torsions(xyz: np.ndarray) -> np.ndarray:
 
 def openmm_trajectory(xml: str, masses: list[float], positions: np.ndarray, frames: int, seed: int, queue) -> None:
     """One OpenMM trajectory: per frame the potential and kinetic energies (kJ/mol) and (φ, ψ)."""
-    system = openmm.XmlSerializer.deserialize(xml)
-    for i, mass in enumerate(masses):
-        system.setParticleMass(i, mass)
-    integrator = openmm.LangevinMiddleIntegrator(TEMPERATURE, FRICTION, TIMESTEP_FS / 1000)
-    integrator.setRandomNumberSeed(seed + 1)
-    context = openmm.Context(system, integrator, openmm.Platform.getPlatformByName("Reference"))
-    context.setPositions(positions.reshape(-1, 3))
-    context.setVelocitiesToTemperature(TEMPERATURE, seed + 1)
+    context, integrator = langevin_context(xml, masses, positions, "Reference", TIMESTEP_FS, seed=seed + 1,
+                                           temperature=TEMPERATURE, friction=FRICTION)
+    system = context.getSystem()
     integrator.step(EQUILIBRATION_STEPS)
     potential, kinetic, xyz = np.empty(frames), np.empty(frames), np.empty((frames, positions.size))
     kj = openmm.unit.kilojoule_per_mole

@@ -33,7 +33,7 @@ from functools import partial
 import numpy as np
 import openmm
 import torch
-from pipeline import RESULTS, markdown_table, read_results, write_results
+from pipeline import RESULTS, langevin_context, markdown_table, read_results, write_results
 
 from mlmol.data import atomic_write
 from mlmol.samplers import MolecularDynamics
@@ -51,15 +51,7 @@ def ns_per_day(steps_per_second: float, timestep_fs: float) -> float:
 def openmm_worker(xml: str, masses: list[float], positions: np.ndarray, platform: str, threads: int,
                   seconds: float, start, queue) -> None:
     """Steps one OpenMM context for ``seconds`` after everyone reached ``start``; puts its steps/s."""
-    system = openmm.XmlSerializer.deserialize(xml)
-    for i, mass in enumerate(masses):
-        system.setParticleMass(i, mass)
-    integrator = openmm.LangevinMiddleIntegrator(300.0, 1.0, TIMESTEP_FS / 1000)
-    integrator.setRandomNumberSeed(1)
-    properties = {"Threads": str(threads)} if platform == "CPU" else {}
-    context = openmm.Context(system, integrator, openmm.Platform.getPlatformByName(platform), properties)
-    context.setPositions(positions.reshape(-1, 3))
-    context.setVelocitiesToTemperature(300.0, 1)
+    context, integrator = langevin_context(xml, masses, positions, platform, TIMESTEP_FS, seed=1, threads=threads)
     integrator.step(200)
     start.wait()
     steps, started = 0, time.perf_counter()

@@ -40,6 +40,26 @@ def pipeline(train_args: list[str], out: Path, n: int = 100_000) -> dict:
             "train_s": t_train, "data_s": data_s, "sample_s": t_sample, "metrics": metrics}
 
 
+def langevin_context(xml: str, masses: list[float], positions: np.ndarray, platform: str, timestep_fs: float,
+                     seed: int, threads: int = 1, temperature: float = 300.0, friction: float = 1.0):
+    """An OpenMM context of a serialized system with these masses (amu) under its LangevinMiddleIntegrator
+    (kelvin, 1/ps, fs), on ``platform`` (``threads`` on the CPU platform), at ``positions`` (nm, ``[3N]``)
+    with velocities drawn at ``temperature``; ``seed`` seeds the noise and the velocities. Returns
+    (context, integrator)."""
+    import openmm
+
+    system = openmm.XmlSerializer.deserialize(xml)
+    for i, mass in enumerate(masses):
+        system.setParticleMass(i, mass)
+    integrator = openmm.LangevinMiddleIntegrator(temperature, friction, timestep_fs / 1000)
+    integrator.setRandomNumberSeed(seed)
+    properties = {"Threads": str(threads)} if platform == "CPU" else {}
+    context = openmm.Context(system, integrator, openmm.Platform.getPlatformByName(platform), properties)
+    context.setPositions(positions.reshape(-1, 3))
+    context.setVelocitiesToTemperature(temperature, seed)
+    return context, integrator
+
+
 def median_time(fn, repeats: int, warmup: int = 1) -> float:
     """Median wall time of ``fn()`` in seconds over ``repeats`` calls, after ``warmup`` calls."""
     for _ in range(warmup):

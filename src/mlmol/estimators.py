@@ -10,6 +10,7 @@ import math
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -164,3 +165,15 @@ def default_edges(system: Energy, coordinate: int, bins: int = 60) -> np.ndarray
     """Bin edges spanning the system's bounds along a coordinate."""
     lo, hi = require_bounds(system)[coordinate]
     return np.linspace(lo, hi, bins + 1)
+
+
+def mbar_split_delta_f(mbar: Any, mask: np.ndarray, u_target: np.ndarray | float = 0.0) -> tuple[float, float]:
+    """F(inside) − F(outside) in kT and its MBAR error, in a target state, from a solved ``pymbar.MBAR``.
+
+    ``mask`` ``[N]`` says which samples lie inside; ``u_target`` is every sample's reduced energy in the
+    target state ``[N]`` (0: the unbiased state of bias-only energies).
+    """
+    u_ln = np.stack([np.where(mask, u_target, np.inf), np.where(mask, np.inf, u_target)])
+    result = mbar.compute_perturbed_free_energies(u_ln)
+    # pymbar: Delta_f[i, j] = f_j − f_i, so [1, 0] is F(inside) − F(outside)
+    return float(result["Delta_f"][1, 0]), float(result["dDelta_f"][1, 0])

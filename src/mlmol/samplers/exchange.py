@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from ..errors import MlmolError
+from ..estimators import mbar_split_delta_f
 from ..systems.base import Energy
 from .batched import BatchedLangevin, LangevinState
 
@@ -298,21 +299,20 @@ def mbar_delta_f(samples: ExchangeSamples, inside: torch.Tensor, target: torch.T
 
     def solve(which: np.ndarray, initial: np.ndarray | None = None) -> tuple[float, float, np.ndarray, float]:
         # sample n = (frame, chain, slot), drawn from state slot; u_kn[state, n]
-        reduced = samples.reduced[:, which].permute(3, 2, 0, 1).reshape(k, k, -1)  # [state, slot, T × chains]
-        u_kn = reduced.reshape(k, -1).double().cpu().numpy()
+        # [state, slot × T × chains]
+        u_kn = samples.reduced[:, which].permute(3, 2, 0, 1).reshape(k, -1).double().cpu().numpy()
         n_k = np.full(k, t * len(which))
         mask = inside[:, which].permute(2, 0, 1).reshape(-1).cpu().numpy()
         u_target = target[:, which].permute(2, 0, 1).reshape(-1).double().cpu().numpy()
         if mask.all() or not mask.any():
             raise MlmolError("every sample falls on one side of the state: run longer or widen the ladder")
         mbar = MBAR(u_kn, n_k, initial_f_k=initial)
-        u_ln = np.stack([np.where(mask, u_target, np.inf), np.where(mask, np.inf, u_target)])
-        result = mbar.compute_perturbed_free_energies(u_ln)
+        value, analytical = mbar_split_delta_f(mbar, mask, u_target)
         log_w = mbar.f_k[None, :] - u_kn.T  # [N, K]
         log_w = -u_target - np.logaddexp.reduce(log_w + np.log(n_k)[None, :], axis=1)
         w = np.exp(log_w - log_w.max())
         ess = float(w.sum() ** 2 / (w**2).sum())
-        return float(result["Delta_f"][1, 0]), float(result["dDelta_f"][1, 0]), mbar.f_k, ess
+        return value, analytical, mbar.f_k, ess
 
     everything = np.arange(chains)
     value, analytical, f_k, ess = solve(everything)

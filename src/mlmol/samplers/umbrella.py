@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ..errors import MlmolError
-from ..estimators import Profile
+from ..estimators import Profile, mbar_split_delta_f
 from ..geometry import dihedral
 from ..progress import progress as progress_bar
 from ..systems.base import Energy, check_finite
@@ -276,10 +276,7 @@ def mbar_delta_f(data: UmbrellaTraces, inside: Callable[[np.ndarray], np.ndarray
     mask = inside(theta)
     if mask.all() or not mask.any():
         raise MlmolError("every sample falls on one side of the state; the windows do not cover both states")
-    u_ln = np.stack([np.where(mask, 0.0, np.inf), np.where(mask, np.inf, 0.0)])
-    result = mbar.compute_perturbed_free_energies(u_ln)
-    value = float(result["Delta_f"][1, 0])  # pymbar: Delta_f[i, j] = f_j − f_i, so this is F(inside) − F(outside)
-    stderr = float(result["dDelta_f"][1, 0])
+    value, stderr = mbar_split_delta_f(mbar, mask)
     matrix = mbar.compute_overlap()["matrix"]
     overlap = matrix.copy()
     np.fill_diagonal(overlap, 0.0)
