@@ -23,10 +23,14 @@ import argparse
 import json
 from pathlib import Path
 
+import numpy as np
+import torch
 import yaml
 from pipeline import MIN_EFFECTIVE, RESULTS, markdown_table, pipeline, write_results
 
 from mlmol.data import atomic_write
+from mlmol.geometry import dihedral_of
+from mlmol.systems.molecules import alanine_dipeptide, peptide_bonds
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -77,7 +81,8 @@ def main() -> None:
         key = (args.seed, args.backend, args.data_engine)
         rows = [r for r in stored_rows() if (r["seed"], r["backend"], r["data_engine"]) != key] + [
             {"solvent": args.solvent, "seed": args.seed, "backend": args.backend, "data_engine": args.data_engine,
-             "steps": args.steps, "kl_steps": args.kl_steps, **result}]
+             "steps": args.steps, "kl_steps": args.kl_steps, "data_cis_fraction": cis_fraction(out / "data.npz"),
+             **result}]
     if not rows:
         raise SystemExit(f"no stored rows in {results_file} for this schedule: run without --tabulate first")
     rows.sort(key=lambda r: (r["data_engine"] != LEGACY_DATA, r["data_engine"], r["backend"], r["seed"]))
@@ -96,14 +101,16 @@ def main() -> None:
     table = markdown_table(caption, ["MD data", "energy backend", "seed", "MD data (min)", "train, data included (min)",
                                      "sample (s)", "ESS",
                                      "effective samples", "BG ΔF(φ>0 − φ<0) (kT)", "reference (kT)",
-                                     "difference (kT)", "wrong-handed Cα"],
+                                     "difference (kT)", "wrong-handed Cα", "MD data frames with a cis ω"],
                            [[r["data_engine"], r["backend"] + ("†" if predates_backend(r) else ""), str(r["seed"]),
                              "—" if r.get("data_s") is None else f"{r['data_s'] / 60:.1f}",
                              f"{r['train_s'] / 60:.1f}", f"{r['sample_s']:.0f}",
                              f"{100 * r['metrics']['ess_fraction']:.1f}%", f"{r['metrics']['ess']:,.0f}",
                              f"{r['metrics']['delta_f']['value']:.3f} ± {r['metrics']['delta_f']['stderr']:.3f}",
                              f"{reference['delta_f']:.3f} ± {reference['stderr']:.3f}", f"{r['difference']:+.3f}",
-                             f"{100 * r['metrics']['wrong_handed_fraction']:.2f}%"] for r in rows],
+                             f"{100 * r['metrics']['wrong_handed_fraction']:.2f}%",
+                             "—" if r.get("data_cis_fraction") is None else f"{100 * r['data_cis_fraction']:.2f}%"]
+                            for r in rows],
                            text_columns=3)
     table += [line for label, note in DATA_NOTES.items() if any(r["data_engine"] == label for r in rows)
               for line in ("", f"{label}: {note}")]
@@ -130,6 +137,15 @@ DATA_NOTES = {  # what made the MD data of rows from superseded defaults, a foot
                  "hydrogens at 3.024 amu, 20 ps of equilibration, a frame every 25 steps); its command in the JSON ran "
                  "the defaults of that time."),
 }
+
+
+def cis_fraction(data_file: Path) -> float:
+    """Fraction of the MD data's frames with a peptide bond further than 90° from trans."""
+    with np.load(data_file) as data:
+        x = torch.from_numpy(data["x"])
+    bonds = peptide_bonds(alanine_dipeptide(backend="torch").topology)
+    omega = torch.stack([dihedral_of(x, atoms) for atoms in bonds], -1)
+    return float((torch.pi - omega.abs() > torch.pi / 2).any(-1).double().mean())
 
 
 def predates_backend(row: dict) -> bool:

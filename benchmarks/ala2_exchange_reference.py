@@ -36,27 +36,11 @@ from mlmol.data import atomic_write, save_torch
 from mlmol.geometry import dihedral_of
 from mlmol.samplers import MolecularDynamics
 from mlmol.samplers.exchange import ReplicaExchange, mbar_delta_f, temperature_ladder
-from mlmol.systems.base import Energy
 from mlmol.systems.molecules import PHI, PSI, alanine_dipeptide, chiral_centres, handedness, peptide_bonds
+from mlmol.systems.restraints import TransRestrained
 
 SAMPLES = Path(__file__).resolve().parent.parent / "runs" / "ala2_exchange_reference"
 HYDROGEN_MASS, EXCHANGE_EVERY = 3.024, 10
-TRANS_K_KJ = 1000.0  # kJ/mol/rad², as the umbrella reference's flat-bottom restraint
-
-
-class TransRestrained(Energy):
-    """The molecule's reduced energy plus the flat-bottom restraint holding every peptide ω within 90° of trans."""
-
-    def __init__(self, molecule, omegas):
-        super().__init__(molecule.dim, molecule.kT)
-        self.molecule, self.omegas, self.name = molecule, omegas, molecule.name
-
-    def energy(self, x: torch.Tensor) -> torch.Tensor:
-        total = self.molecule.energy(x)
-        for atoms in self.omegas:
-            d = torch.remainder(dihedral_of(x, atoms), 2 * math.pi) - math.pi  # ω − 180°, wrapped
-            total = total + 0.5 * TRANS_K_KJ / self.kT * torch.clamp(d.abs() - math.radians(90.0), min=0) ** 2
-        return total
 
 
 def c7ax(phi: np.ndarray, psi: np.ndarray) -> np.ndarray:

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 from mlmol.data import atomic_write
 
@@ -36,7 +37,8 @@ def pipeline(train_args: list[str], out: Path, n: int = 100_000) -> dict:
     metrics = json.loads((out / "metrics.json").read_text())
     with np.load(out / "data.npz") as data:
         data_s = float(data["seconds"]) if "seconds" in data else None
-    return {"command": "mlmol train " + " ".join(train_args) + f" --out {out}",
+    data_config = yaml.safe_load((out / "config.yaml").read_text()).get("data")  # resolved: defaults included
+    return {"command": "mlmol train " + " ".join(train_args) + f" --out {out}", "data_config": data_config,
             "train_s": t_train, "data_s": data_s, "sample_s": t_sample, "metrics": metrics}
 
 

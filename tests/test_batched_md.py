@@ -179,7 +179,7 @@ def test_hamiltonian_exchange_between_umbrellas_gets_the_exact_delta_f_by_mbar()
     start = torch.ones(chains, 13, 1, dtype=torch.float64)
     rex = ReplicaExchange(system, start, states, timestep=0.005, friction=5.0, seed=2, exchange_every=10)
     rex.step(1000)
-    samples = rex.run(200, interval=20)
+    samples = rex.run(400, interval=20)
     # each slot samples its window: the mean of x follows the centres
     means = samples.observed[..., 0].mean((0, 1))
     assert bool((means[1:] > means[:-1]).all())
@@ -350,3 +350,88 @@ def test_hamiltonian_exchange_resumes_bit_for_bit():
     _cut_run_equals_straight_run(lambda seed: ReplicaExchange(
         TiltedWell(), torch.zeros(3, 3, 1, dtype=torch.float64), states, timestep=0.005, friction=5.0, seed=seed,
         exchange_every=4), cut=17, total=40)
+
+
+def test_masses_and_temperature_factors_give_each_slot_its_exact_harmonic_variances():
+    """Slot k at temperature factor s_k samples Var(x) = s_k / k and Var(v) = s_k / m (kT = 1), whatever the
+    masses: they change the dynamics, not the distribution."""
+    from mlmol.samplers.exchange import ReplicaExchange, temperature_ladder
+
+    masses = torch.tensor([0.5, 4.0], dtype=torch.float64)
+    rex = ReplicaExchange(Harmonic(dim=2, k=4.0), torch.zeros(1000, 3, 2, dtype=torch.float64),
+                          temperature_ladder(1.0, 4.0, 3), timestep=0.1, friction=2.0, masses=masses, seed=1,
+                          exchange_every=7)
+    rex.step(500)
+    samples = rex.run(100, interval=10).observed  # [100, 1000 chains, 3 slots, 2]
+    scales = torch.tensor([1.0, 2.0, 4.0], dtype=torch.float64)
+    variance = samples.reshape(-1, 3, 2).var(0)
+    torch.testing.assert_close(variance, (scales / 4.0)[:, None].expand(3, 2), rtol=0.03, atol=0)
+    velocity_variance = []
+    for _ in range(30):
+        rex.step(13)
+        # BAOAB's velocities after the friction-and-noise update are exactly thermal: undo the last half kick
+        velocity_variance.append(rex._view(rex.md.v - 0.5 * rex.md.dt * rex.md.force / rex.md.masses).var(0))
+    # 30 snapshots of 1,000 chains (nearly independent at friction 2 over 13 steps): about ±1% each
+    torch.testing.assert_close(torch.stack(velocity_variance).mean(0), scales[:, None] / masses, rtol=0.04, atol=0)
+
+
+def test_the_swap_draws_of_one_seed_are_not_the_dynamics_of_the_next():
+    """Repeats seeded 0, 1, 2 ... are independent: no run's swap draws are another run's noise."""
+    from mlmol.samplers.exchange import ReplicaExchange, temperature_ladder
+
+    def streams(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rex = ReplicaExchange(Harmonic(), torch.zeros(2, 2, 2), temperature_ladder(1, 2, 2), timestep=0.1, seed=seed)
+        return (torch.rand(8, generator=rex.md.generator, dtype=torch.float64),
+                torch.rand(8, generator=rex.generator, dtype=torch.float64))
+
+    drawn = [s for seed in range(4) for s in streams(seed)]
+    assert len({tuple(s.tolist()) for s in drawn}) == len(drawn)
+    torch.testing.assert_close(streams(2)[1], streams(2)[1], rtol=0, atol=0)  # and still seeded
+
+
+def test_the_training_data_ladder_holds_peptide_bonds_trans_with_no_force_near_trans():
+    """The torch twin of the OpenMM flat-bottom restraint: the same energy on configurations with ω
+    anywhere, zero within 90° of trans."""
+    openmm = pytest.importorskip("openmm")
+    from mlmol.samplers.md import flat_bottom_restraint
+    from mlmol.systems.molecules import alanine_dipeptide, peptide_bonds
+    from mlmol.systems.restraints import TransRestrained
+
+    ala2 = alanine_dipeptide(backend="torch")
+    bonds = peptide_bonds(ala2.topology)
+
+    class Nothing(Energy):
+        def energy(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.zeros(x.shape[:-1], dtype=x.dtype)
+
+    x = torch.rand(64, ala2.dim, generator=torch.Generator().manual_seed(0), dtype=torch.float64)  # ω anywhere
+    restraint = TransRestrained(Nothing(ala2.dim, ala2.kT), bonds).energy(x) * ala2.kT  # kJ/mol
+    system = openmm.System()
+    for _ in range(ala2.dim // 3):
+        system.addParticle(1.0)
+    system.addForce(flat_bottom_restraint(bonds))
+    context = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
+    expected = []
+    for xyz in x.reshape(len(x), -1, 3).numpy():
+        context.setPositions(xyz)
+        expected.append(context.getState(getEnergy=True).getPotentialEnergy().value_in_unit(openmm.unit.kilojoule_per_mole))
+    expected = torch.tensor(expected, dtype=torch.float64)
+    assert 10 < int((expected > 0).sum()) < 64  # some configurations beyond 90° of trans, some within
+    torch.testing.assert_close(restraint, expected, rtol=1e-6, atol=1e-6)
+    start = torch.tensor(ala2.positions)[None]
+    assert float(TransRestrained(ala2, bonds).energy(start) - ala2.energy(start)) == 0.0  # trans: no restraint
+
+
+def test_a_blow_up_in_simulated_replicas_keeps_the_frames_and_checkpoint_already_written(tmp_path):
+    pytest.importorskip("openmm")
+    from mlmol.data import load_torch, load_trajectory
+    from mlmol.simulation import simulate_replicas
+    from mlmol.systems.molecules import alanine_dipeptide
+
+    ala2 = alanine_dipeptide(backend="torch")
+    out = tmp_path / "md.dcd"
+    # 4 fs with unrepartitioned hydrogens: stable for the first 5-step frame, then replica 3 blows up (seeded)
+    with pytest.raises(BlowUp, match=r"replica \d of 4 blew up at step \d+.*md.dcd keeps its 1 frames"):
+        simulate_replicas(ala2, out, 100, interval=5, replicas=4, timestep_fs=4.0, equilibration=0, chunk=1, seed=0)
+    assert load_trajectory(out, ala2.topology).shape == (4, 66)
+    assert load_torch(tmp_path / "md.dcd.chk", "MD checkpoint")["frames"] == 1

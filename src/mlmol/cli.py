@@ -372,6 +372,7 @@ def _cmd_simulate(args) -> None:
 
     from .data import check_trajectory_path
     from .errors import MlmolError
+    from .samplers.exchange import temperature_ladder
     from .simulation import simulate, simulate_replicas
     from .systems import molecules
 
@@ -385,7 +386,7 @@ def _cmd_simulate(args) -> None:
     if args.temperatures:
         low, high, count = _ladder(args.temperatures)
         args.temperature = low
-        scales = [(high / low) ** (k / (count - 1)) for k in range(count)] if count > 1 else [1.0]
+        scales = temperature_ladder(low, high, count).scales.tolist()
     _positive("--frames", args.frames)
     _positive("--interval", args.interval)
     _positive("--temperature", args.temperature)

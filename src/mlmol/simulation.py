@@ -11,7 +11,7 @@ from .data import load_torch, load_trajectory, save_torch, save_trajectory
 from .errors import MlmolError
 from .progress import progress as progress_bar
 from .samplers import MolecularDynamics
-from .samplers.batched import LangevinState
+from .samplers.batched import BlowUp, LangevinState
 from .samplers.exchange import ExchangeState, ReplicaExchange, States
 from .systems.molecule import Molecule
 
@@ -106,13 +106,19 @@ def simulate_replicas(system: Molecule, out: str | Path, n_frames: int, interval
         out.parent.mkdir(parents=True, exist_ok=True)
         engine.step(equilibration)
     bar = progress_bar(total=n_frames, initial=len(frames), desc="MD (torch)", unit="frame", enabled=progress)
-    while len(frames) < n_frames:
-        new = engine.run(min(chunk, n_frames - len(frames)), interval).observed[:, :, 0].double()
-        frames = torch.cat([frames, new])
-        save_trajectory(out, frames.reshape(-1, system.dim), system.topology)
-        saved = vars(engine.state())
-        save_torch({"frames": len(frames), "settings": settings, "md": vars(saved.pop("md")), "exchange": saved},
-                   checkpoint)
-        bar.update(len(new))
-    bar.close()
+    try:
+        while len(frames) < n_frames:
+            new = engine.run(min(chunk, n_frames - len(frames)), interval).observed[:, :, 0].double()
+            frames = torch.cat([frames, new])
+            save_trajectory(out, frames.reshape(-1, system.dim), system.topology)
+            saved = vars(engine.state())
+            save_torch({"frames": len(frames), "settings": settings, "md": vars(saved.pop("md")), "exchange": saved},
+                       checkpoint)
+            bar.update(len(new))
+    except BlowUp as error:
+        kept = (f"{out} keeps its {len(frames)} frames per replica and {checkpoint.name} the state after them"
+                if checkpoint.exists() else "nothing was written")
+        raise BlowUp(f"{error}. {kept}") from None
+    finally:
+        bar.close()
     return frames, engine.acceptance().tolist()

@@ -170,7 +170,8 @@ class ReplicaExchange:
         energy: the system (its ``kT`` is the reference temperature, scale 1).
         x: starting positions ``[chains, K, dim]``.
         states: the ladder (:func:`temperature_ladder`, :func:`torsion_umbrellas`).
-        timestep, friction, masses, seed: as for :class:`~mlmol.samplers.batched.BatchedLangevin`.
+        timestep, friction, masses: as for :class:`~mlmol.samplers.batched.BatchedLangevin`.
+        seed: seeds the velocities, the noise and the swap draws (independent streams spawned from it).
         exchange_every: MD steps between exchange rounds (alternating even and odd pairs).
 
     Example:
@@ -190,10 +191,13 @@ class ReplicaExchange:
         self.chains, k, dim = x.shape
         self.states = states
         self.scales = states.scales.to(x)
-        self.md = BatchedLangevin(_SlotEnergy(energy, states), x.reshape(-1, dim), timestep, friction, masses, seed,
-                                  scales=self.scales.repeat(self.chains))
+        # the dynamics and the swap draws get independent streams spawned from ``seed``, so that no other seed's
+        # dynamics (seed + 1, ...) reuses this run's swap draws
+        dynamics, swaps = (int(s.generate_state(1, np.uint64)[0]) for s in np.random.SeedSequence(seed).spawn(2))
+        self.md = BatchedLangevin(_SlotEnergy(energy, states), x.reshape(-1, dim), timestep, friction, masses,
+                                  dynamics, scales=self.scales.repeat(self.chains))
         self.exchange_every = int(exchange_every)
-        self.generator = torch.Generator(device=x.device).manual_seed(seed + 1)
+        self.generator = torch.Generator(device=x.device).manual_seed(swaps)
         self.tried = torch.zeros(max(k - 1, 0), dtype=torch.float64)
         self.accepted = torch.zeros(max(k - 1, 0), dtype=torch.float64)
         self.rounds = 0

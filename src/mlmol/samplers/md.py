@@ -191,7 +191,10 @@ def molecular_dynamics(system: Molecule, n_frames: int, interval: int = 250, tim
     ``hydrogen_mass`` (amu, e.g. 3.024 for 4 fs steps) repartitions the masses for either engine.
     ``ladder=(HIGH, COUNT)`` (torch engine) makes each replica a parallel-tempering chain of COUNT
     temperatures from the system's up to HIGH kelvin and keeps the frames of the system's own
-    temperature: equilibrium data, where plain replicas stay near the basin they started in.
+    temperature: equilibrium data, where plain replicas stay near the basin they started in. The
+    torch engine holds every peptide bond within 90° of trans, as the umbrella reference does
+    (:class:`~mlmol.systems.restraints.TransRestrained`, zero force there): hot replicas could
+    otherwise flip one to cis, a state the system's own temperature does not visit.
     """
     if engine not in ENGINES:
         raise MlmolError(f"unknown MD engine {engine!r}; choose {' or '.join(ENGINES)}")
@@ -219,11 +222,15 @@ def _batched_md(system: Molecule, n_frames: int, interval: int, timestep_fs: flo
                 starts: list[dict[str, float]] | None, replicas: int, hydrogen_mass: float | None,
                 compile: bool, ladder: tuple[float, int] | None) -> torch.Tensor:
     """:func:`molecular_dynamics` on the batched torch engine."""
+    from ..systems.molecules import peptide_bonds
+    from ..systems.restraints import TransRestrained
     from .exchange import ReplicaExchange, temperature_ladder
 
     if n_frames < 1 or interval < 1 or replicas < 1:
         raise MlmolError(f"n_frames, interval and replicas must be positive (got {n_frames}, {interval}, {replicas})")
-    torch_system = system.evaluated_in(None, compile=compile)  # raises for a system on the OpenMM bridge
+    # raises for a system on the OpenMM bridge; hot replicas could flip a peptide bond to cis, which the
+    # system's own temperature never reaches: the bonds are held trans (no force within 90° of trans)
+    torch_system = TransRestrained(system.evaluated_in(None, compile=compile), peptide_bonds(system.topology))
     if starts:
         structures = [pulled_positions(system, targets, seed=seed + 1000 * j) for j, targets in enumerate(starts)]
     else:
