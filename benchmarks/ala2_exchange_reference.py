@@ -37,7 +37,7 @@ from mlmol.geometry import dihedral_of
 from mlmol.samplers import MolecularDynamics
 from mlmol.samplers.exchange import ReplicaExchange, mbar_delta_f, temperature_ladder
 from mlmol.systems.molecules import PHI, PSI, alanine_dipeptide, chiral_centres, handedness, peptide_bonds
-from mlmol.systems.restraints import TransRestrained
+from mlmol.systems.restraints import FlatBottomRestrained
 
 SAMPLES = Path(__file__).resolve().parent.parent / "runs" / "ala2_exchange_reference"
 HYDROGEN_MASS, EXCHANGE_EVERY = 3.024, 10
@@ -57,7 +57,7 @@ def one_repeat(solvent: str, seed: int, args) -> dict:
     start = MolecularDynamics(molecule, seed=seed, equilibration=0).positions()[0].float()
     x = start.repeat(args.chains * count, 1).reshape(args.chains, count, -1)
     masses = torch.tensor(molecule.repartitioned_masses(HYDROGEN_MASS), dtype=torch.float32)
-    system = TransRestrained(molecule.evaluated_in(None, compile=True), omegas)
+    system = FlatBottomRestrained(molecule.evaluated_in(None, compile=True), omegas)  # trans
     rex = ReplicaExchange(system, x, ladder, timestep=args.timestep_fs / 1000,
                           friction=1.0, masses=masses, seed=seed, exchange_every=EXCHANGE_EVERY)
     steps_per_ps = round(1000 / args.timestep_fs)

@@ -16,11 +16,12 @@ Compared, with errors by the jackknife over trajectories (independent by constru
 
 - the mean and the variance of the potential energy (kJ/mol);
 - the kinetic temperature: mlmol from the velocities right after the friction-and-noise update
-  (BAOAB's thermal ones) over 3N degrees of freedom; OpenMM from its reported kinetic energy over
+  (the ones BAOAB keeps closest to thermal; exactly thermal only for a harmonic system) over 3N
+  degrees of freedom; OpenMM from its reported kinetic energy over
   3N − 3 (its system removes the centre-of-mass motion; the torch force field ignores that force);
 - the fraction of frames at φ > 0;
 - the Ramachandran free-energy surface: (φ, ψ) histograms on 30° bins; each bin's z-score
-  (p_mlmol − p_OpenMM) / √(σ² + σ²), over bins where either engine has at least 0.1% of its frames
+  (p_mlmol − p_OpenMM) / √(σ² + σ²), over bins where either engine has more than 0.1% of its frames
   (nonzero combined error); summarised as χ² = Σz² against its number of bins (≈ 1 per bin when
   the surfaces agree within their noise) and the largest |z|, and the KL divergence (empty bins
   floored at 10⁻⁵) with its bootstrap spread over trajectories.

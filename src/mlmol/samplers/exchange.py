@@ -186,8 +186,9 @@ class ReplicaExchange:
                  masses: torch.Tensor | None = None, seed: int = 0, exchange_every: int = 10):
         if x.ndim != 3 or x.shape[1] != len(states):
             raise MlmolError(f"starting positions must be [chains, {len(states)} states, dim], got {tuple(x.shape)}")
-        if not bool((states.scales > 0).all()) or exchange_every < 1:
-            raise MlmolError("temperature factors must be positive and exchange_every at least 1")
+        if not bool((states.scales > 0).all()) or exchange_every < 1 or seed < 0:
+            raise MlmolError("temperature factors must be positive, exchange_every at least 1 and the seed "
+                             f"a whole number ≥ 0 (got seed {seed})")
         self.chains, k, dim = x.shape
         self.states = states
         self.scales = states.scales.to(x)

@@ -192,9 +192,10 @@ def molecular_dynamics(system: Molecule, n_frames: int, interval: int = 250, tim
     ``ladder=(HIGH, COUNT)`` (torch engine) makes each replica a parallel-tempering chain of COUNT
     temperatures from the system's up to HIGH kelvin and keeps the frames of the system's own
     temperature: equilibrium data, where plain replicas stay near the basin they started in. The
-    torch engine holds every peptide bond within 90° of trans, as the umbrella reference does
-    (:class:`~mlmol.systems.restraints.TransRestrained`, zero force there): hot replicas could
-    otherwise flip one to cis, a state the system's own temperature does not visit.
+    torch engine holds every peptide bond within 90° of its isomer in the molecule's structure
+    (:class:`~mlmol.systems.restraints.FlatBottomRestrained`, zero force there), as the umbrella
+    reference holds them trans: hot replicas could otherwise flip one, which MD at the molecule's
+    own temperature does not do on these time scales.
     """
     if engine not in ENGINES:
         raise MlmolError(f"unknown MD engine {engine!r}; choose {' or '.join(ENGINES)}")
@@ -223,14 +224,17 @@ def _batched_md(system: Molecule, n_frames: int, interval: int, timestep_fs: flo
                 compile: bool, ladder: tuple[float, int] | None) -> torch.Tensor:
     """:func:`molecular_dynamics` on the batched torch engine."""
     from ..systems.molecules import peptide_bonds
-    from ..systems.restraints import TransRestrained
+    from ..systems.restraints import FlatBottomRestrained, isomers
     from .exchange import ReplicaExchange, temperature_ladder
 
     if n_frames < 1 or interval < 1 or replicas < 1:
         raise MlmolError(f"n_frames, interval and replicas must be positive (got {n_frames}, {interval}, {replicas})")
-    # raises for a system on the OpenMM bridge; hot replicas could flip a peptide bond to cis, which the
-    # system's own temperature never reaches: the bonds are held trans (no force within 90° of trans)
-    torch_system = TransRestrained(system.evaluated_in(None, compile=compile), peptide_bonds(system.topology))
+    # raises for a system on the OpenMM bridge; hot replicas could flip a peptide bond to the other isomer,
+    # which MD at the molecule's own temperature does not do: each bond is held within 90° of its isomer in
+    # the molecule's structure (trans, or cis as in a cis-proline), with no force there
+    bonds = peptide_bonds(system.topology)
+    torch_system = FlatBottomRestrained(system.evaluated_in(None, compile=compile), bonds,
+                                        isomers(torch.as_tensor(system.positions).reshape(-1), bonds))
     if starts:
         structures = [pulled_positions(system, targets, seed=seed + 1000 * j) for j, targets in enumerate(starts)]
     else:
