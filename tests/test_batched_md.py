@@ -430,7 +430,7 @@ def test_the_torch_restraint_equals_openmms_flat_bottom_restraint_for_trans_and_
 
 def test_the_training_data_ladder_holds_each_peptide_bond_in_the_molecules_isomer(monkeypatch):
     pytest.importorskip("openmm")
-    import mlmol.samplers.exchange as exchange
+    from mlmol.samplers import exchange
     from mlmol.samplers.md import molecular_dynamics
     from mlmol.systems.molecules import alanine_dipeptide, peptide_bonds
     from mlmol.systems.restraints import FlatBottomRestrained
