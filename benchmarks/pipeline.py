@@ -37,7 +37,8 @@ def pipeline(train_args: list[str], out: Path, n: int = 100_000) -> dict:
     metrics = json.loads((out / "metrics.json").read_text())
     with np.load(out / "data.npz") as data:
         data_s = float(data["seconds"]) if "seconds" in data else None
-    data_config = yaml.safe_load((out / "config.yaml").read_text()).get("data")  # resolved: defaults included
+    # as the run's config.yaml holds it, defaults included (the OpenMM engine ignores the batched engine's options)
+    data_config = yaml.safe_load((out / "config.yaml").read_text()).get("data")
     return {"command": "mlmol train " + " ".join(train_args) + f" --out {out}", "data_config": data_config,
             "train_s": t_train, "data_s": data_s, "sample_s": t_sample, "metrics": metrics}
 

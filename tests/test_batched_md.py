@@ -432,8 +432,8 @@ def test_the_training_data_ladder_holds_each_peptide_bond_in_the_molecules_isome
     pytest.importorskip("openmm")
     from mlmol.samplers import exchange
     from mlmol.samplers.md import molecular_dynamics
+    from mlmol.systems import restraints
     from mlmol.systems.molecules import alanine_dipeptide, peptide_bonds
-    from mlmol.systems.restraints import FlatBottomRestrained
 
     class Seen(Exception):
         pass
@@ -448,8 +448,13 @@ def test_the_training_data_ladder_holds_each_peptide_bond_in_the_molecules_isome
     with pytest.raises(Seen):
         molecular_dynamics(ala2, 8, interval=5, engine="torch", replicas=2, compile=False, ladder=(600.0, 2))
     (energy,) = captured
-    assert isinstance(energy, FlatBottomRestrained) and energy.torsions == peptide_bonds(ala2.topology)
-    assert energy.centres == [np.pi, np.pi] and energy.half_width == np.pi / 2
+    assert isinstance(energy, restraints.FlatBottomRestrained) and energy.torsions == peptide_bonds(ala2.topology)
+    assert energy.centres == [np.pi, np.pi] and energy.half_width == np.pi / 2  # both bonds trans
+    # a structure whose first bond were cis would be held cis
+    monkeypatch.setattr(restraints, "isomers", lambda x, torsions: [0.0, 180.0])
+    with pytest.raises(Seen):
+        molecular_dynamics(ala2, 8, interval=5, engine="torch", replicas=2, compile=False, ladder=(600.0, 2))
+    assert captured[1].centres == [0.0, np.pi]
 
 
 def test_a_blow_up_in_simulated_replicas_keeps_the_frames_and_checkpoint_already_written(tmp_path, monkeypatch):

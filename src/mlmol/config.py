@@ -23,7 +23,7 @@ DEFAULTS: dict = {
 }
 
 
-MOLECULE_DEFAULTS: dict = {  # the alanine dipeptide schedule of benchmarks/ala2_bg.py (20-22 min on 2 cores there)
+MOLECULE_DEFAULTS: dict = {  # the alanine dipeptide schedule of benchmarks/ala2_bg.py (about 17 min on 2 cores there)
     **DEFAULTS,
     "system": {"molecule": "alanine-dipeptide", "temperature": 300.0, "workers": 1},
     # many frames matter more than long training: 20,000 frames were memorised (held-out frames 13.7 nats

@@ -231,10 +231,10 @@ def _batched_md(system: Molecule, n_frames: int, interval: int, timestep_fs: flo
         raise MlmolError(f"n_frames, interval and replicas must be positive (got {n_frames}, {interval}, {replicas})")
     # raises for a system on the OpenMM bridge; hot replicas could flip a peptide bond to the other isomer,
     # which MD at the molecule's own temperature does not do: each bond is held within 90° of its isomer in
-    # the molecule's structure (trans, or cis as in a cis-proline), with no force there
+    # the given structure (trans, or cis as in a cis-proline), with no force there
     bonds = peptide_bonds(system.topology)
-    torch_system = FlatBottomRestrained(system.evaluated_in(None, compile=compile), bonds,
-                                        isomers(torch.as_tensor(system.positions).reshape(-1), bonds))
+    structure = torch.as_tensor(system.positions if positions is None else positions).reshape(-1)
+    torch_system = FlatBottomRestrained(system.evaluated_in(None, compile=compile), bonds, isomers(structure, bonds))
     if starts:
         structures = [pulled_positions(system, targets, seed=seed + 1000 * j) for j, targets in enumerate(starts)]
     else:
