@@ -192,8 +192,8 @@ def molecular_dynamics(system: Molecule, n_frames: int, interval: int = 250, tim
     ``ladder=(HIGH, COUNT)`` (torch engine) makes each replica a parallel-tempering chain of COUNT
     temperatures from the system's up to HIGH kelvin and keeps the frames of the system's own
     temperature: equilibrium data, where plain replicas stay near the basin they started in. The
-    torch engine holds every peptide bond within 90° of its isomer in the molecule's structure
-    (:class:`~mlmol.systems.restraints.FlatBottomRestrained`, zero force there), as the umbrella
+    torch engine holds every peptide bond within 90° of its isomer in ``positions`` (default: the
+    molecule's structure) (:class:`~mlmol.systems.restraints.FlatBottomRestrained`, zero force there), as the umbrella
     reference holds them trans: hot replicas could otherwise flip one, which MD at the molecule's
     own temperature does not do on these time scales.
     """

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 import torch
 
+from ..errors import MlmolError
 from ..geometry import dihedral_of
 from .base import Energy
 
@@ -42,7 +43,7 @@ class FlatBottomRestrained(Energy):
         self.torsions = [tuple(int(a) for a in atoms) for atoms in torsions]
         centres = [centres_deg] * len(self.torsions) if isinstance(centres_deg, (int, float)) else list(centres_deg)
         if len(centres) != len(self.torsions):
-            raise ValueError(f"{len(self.torsions)} torsions but {len(centres)} centres")
+            raise MlmolError(f"{len(self.torsions)} torsions but {len(centres)} centres: give one centre per torsion")
         self.centres = [math.radians(c) for c in centres]
         self.force_constant, self.half_width = float(force_constant), math.radians(half_width_deg)
 
