@@ -177,3 +177,20 @@ def mbar_split_delta_f(mbar: Any, mask: np.ndarray, u_target: np.ndarray | float
     result = mbar.compute_perturbed_free_energies(u_ln)
     # pymbar: Delta_f[i, j] = f_j − f_i, so [1, 0] is F(inside) − F(outside)
     return float(result["Delta_f"][1, 0]), float(result["dDelta_f"][1, 0])
+
+
+def log_normaliser(log_weights: torch.Tensor | np.ndarray) -> Estimate:
+    """log Z ≈ log mean w from importance weights ``log w = −u(x) − log q(x)`` of samples of a normalised
+    proposal q, with the delta-method standard error sd(w) / (mean(w) √n) and the Kish count.
+
+    Example:
+        >>> round(log_normaliser(torch.zeros(100)).value, 12)  # q is the target itself
+        0.0
+    """
+    log_w = torch.as_tensor(log_weights, dtype=torch.float64).reshape(-1)
+    n = len(log_w)
+    if n < 2 or not bool(torch.isfinite(log_w).any()):
+        raise MlmolError("log Z needs at least two samples with finite weights")
+    w = torch.exp(log_w - log_w.max())  # scaled weights: the ratio sd / mean is unchanged
+    value = float(torch.logsumexp(log_w, 0)) - math.log(n)
+    return Estimate(value, float(w.std() / (w.mean() * math.sqrt(n))), ess(log_w))
