@@ -7,6 +7,8 @@ Coordinates are flat, particle-major: ``x[..., i * d + k]`` is coordinate k of p
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
@@ -119,6 +121,16 @@ def in_sector(x: torch.Tensor, reference: torch.Tensor, first: int = 2, spatial_
         spatial_dim: the spatial dimension d.
     """
     return (hungarian_relabel(x, reference, first, spatial_dim) == x).all(-1)
+
+
+def wrap_angle(angle: torch.Tensor) -> torch.Tensor:
+    """Angles (radians) mapped into [−π, π): periodic differences and torsions on one circle.
+
+    Example:
+        >>> wrap_angle(torch.tensor([3 * math.pi / 2, -math.pi]))
+        tensor([-1.5708, -3.1416])
+    """
+    return torch.remainder(angle + math.pi, 2 * math.pi) - math.pi
 
 
 def dihedral(x: torch.Tensor, i: int, j: int, k: int, m: int) -> torch.Tensor:

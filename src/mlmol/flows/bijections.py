@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
 from zuko.transforms import MonotonicRQSTransform
+
+from ..geometry import wrap_angle
 
 
 class Bijection(nn.Module):
@@ -78,7 +79,7 @@ class Standardize(Bijection):
         if not self.periodic:
             return x
         x = x.clone()
-        x[..., self.periodic] = torch.remainder(x[..., self.periodic] + math.pi, 2 * math.pi) - math.pi
+        x[..., self.periodic] = wrap_angle(x[..., self.periodic])
         return x
 
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -246,7 +247,7 @@ class CircularShift(Bijection):
 
     def _rotate(self, x, shift):
         out = x.clone()
-        out[..., self.indices] = torch.remainder(x[..., self.indices] + shift + math.pi, 2 * math.pi) - math.pi
+        out[..., self.indices] = wrap_angle(x[..., self.indices] + shift)
         return out, torch.zeros(x.shape[:-1], dtype=x.dtype, device=x.device)
 
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -17,8 +17,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from ..data import ess as kish_ess
 from ..errors import MlmolError
 from ..estimators import mbar_split_delta_f
+from ..geometry import wrap_angle
 from ..systems.base import Energy
 from .batched import BatchedLangevin, LangevinState
 
@@ -65,10 +67,6 @@ def temperature_ladder(low: float, high: float, count: int) -> States:
                   else torch.ones(1, dtype=torch.float64))
 
 
-def _wrap(angle: torch.Tensor) -> torch.Tensor:
-    return torch.remainder(angle + math.pi, 2 * math.pi) - math.pi
-
-
 def torsion_umbrellas(variables: Sequence[Callable[[torch.Tensor], torch.Tensor]], centres_deg: np.ndarray,
                       k: float, scales: torch.Tensor | None = None) -> States:
     """Hamiltonian-exchange states: harmonic restraints ½ k Σ_d (θ_d(x) − c_kd)² on torsions (periodic
@@ -87,7 +85,7 @@ def torsion_umbrellas(variables: Sequence[Callable[[torch.Tensor], torch.Tensor]
 
     def bias(x: torch.Tensor) -> torch.Tensor:
         theta = torch.stack([variable(x) for variable in variables], -1)  # [*batch, d]
-        return 0.5 * k * (_wrap(theta[..., None, :] - theta0.to(theta)) ** 2).sum(-1)
+        return 0.5 * k * (wrap_angle(theta[..., None, :] - theta0.to(theta)) ** 2).sum(-1)
 
     return States(torch.ones(len(centres), dtype=torch.float64) if scales is None else scales, bias, centres)
 
@@ -315,9 +313,7 @@ def mbar_delta_f(samples: ExchangeSamples, inside: torch.Tensor, target: torch.T
         value, analytical = mbar_split_delta_f(mbar, mask, u_target)
         log_w = mbar.f_k[None, :] - u_kn.T  # [N, K]
         log_w = -u_target - np.logaddexp.reduce(log_w + np.log(n_k)[None, :], axis=1)
-        w = np.exp(log_w - log_w.max())
-        ess = float(w.sum() ** 2 / (w**2).sum())
-        return value, analytical, mbar.f_k, ess
+        return value, analytical, mbar.f_k, kish_ess(torch.from_numpy(log_w))
 
     everything = np.arange(chains)
     value, analytical, f_k, ess = solve(everything)

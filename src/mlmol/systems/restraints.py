@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import torch
 
 from ..errors import MlmolError
-from ..geometry import dihedral_of
+from ..geometry import dihedral_of, wrap_angle
 from .base import Energy
 
 
@@ -50,7 +50,7 @@ class FlatBottomRestrained(Energy):
     def energy(self, x: torch.Tensor) -> torch.Tensor:
         total = self.base.energy(x)
         for atoms, centre in zip(self.torsions, self.centres):
-            d = torch.remainder(dihedral_of(x, atoms) - centre + math.pi, 2 * math.pi) - math.pi  # θ − c, wrapped
+            d = wrap_angle(dihedral_of(x, atoms) - centre)  # θ − c on the circle
             total = total + 0.5 * self.force_constant / self.kT * torch.clamp(d.abs() - self.half_width, min=0) ** 2
         return total
 
