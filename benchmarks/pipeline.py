@@ -28,19 +28,25 @@ def _run(args: list[str]) -> float:
     return time.perf_counter() - start
 
 
-def pipeline(train_args: list[str], out: Path, n: int = 100_000) -> dict:
-    """``mlmol train ... --out OUT``, ``mlmol sample OUT --n N``, ``mlmol evaluate OUT --samples``."""
+def pipeline(train_args: list[str], out: Path, n: int = 100_000, sample_seed: int = 0) -> dict:
+    """``mlmol train ... --out OUT``, ``mlmol sample OUT --n N --seed SAMPLE_SEED``, ``mlmol evaluate OUT
+    --samples``; with the target energy evaluations of training (the last ``energy_evaluations`` logged)."""
     shutil.rmtree(out, ignore_errors=True)
     t_train = _run(["train", *train_args, "--out", str(out)])
-    t_sample = _run(["sample", str(out), "--n", str(n), "--out", str(out / "samples.npz")])
+    t_sample = _run(["sample", str(out), "--n", str(n), "--out", str(out / "samples.npz"), "--seed", str(sample_seed)])
     _run(["evaluate", str(out), "--samples", str(out / "samples.npz")])
     metrics = json.loads((out / "metrics.json").read_text())
-    with np.load(out / "data.npz") as data:
-        data_s = float(data["seconds"]) if "seconds" in data else None
+    data_s = None
+    if (out / "data.npz").is_file():  # runs from the energy alone have none
+        with np.load(out / "data.npz") as data:
+            data_s = float(data["seconds"]) if "seconds" in data else None
     # as the run's config.yaml holds it, defaults included (the OpenMM engine ignores the batched engine's options)
     data_config = yaml.safe_load((out / "config.yaml").read_text()).get("data")
+    logged = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    evaluations = logged[-1].get("energy_evaluations") if logged else None
     return {"command": "mlmol train " + " ".join(train_args) + f" --out {out}", "data_config": data_config,
-            "train_s": t_train, "data_s": data_s, "sample_s": t_sample, "metrics": metrics}
+            "train_s": t_train, "data_s": data_s, "sample_s": t_sample, "metrics": metrics,
+            "energy_evaluations": evaluations}
 
 
 def langevin_context(xml: str, masses: list[float], positions: np.ndarray, platform: str, timestep_fs: float,

@@ -75,6 +75,45 @@ SYSTEM_DEFAULTS: dict = {  # flows and schedules used by benchmarks/particles_bg
 }
 
 
+ENERGY_LOSSES = {"fab": "midgley2023", "ta": "schopmans2025", "kl": "noe2019"}  # --losses from the energy alone
+
+# each system's flow and options of the energy-only recipes, as benchmarks/energy_only.py runs them
+ENERGY_DEFAULTS: dict = {
+    "gmm-40": {"flow": {"kind": "realnvp", "blocks": 8, "hidden": [128, 128]},
+               "fab": {"steps": 4000, "batch": 128, "lr": 3e-4, "levels": 1, "step_size": 1.0},
+               "kl": {"steps": 4000, "batch": 128, "lr": 3e-4},
+               "ta": {"steps": 4000, "batch": 128, "lr": 3e-4, "high": 16.0, "temperatures": 5}},
+    "many-well-32": {"flow": {"kind": "realnvp", "blocks": 8, "hidden": [128, 128]},
+                     "fab": {"steps": 4000, "batch": 512, "lr": 3e-4, "levels": 4, "moves": 2, "step_size": 0.5},
+                     # reverse KL with the evaluations FAB's AIS makes per step (512 × 9 every 4 steps)
+                     "kl": {"steps": 4000, "batch": 1152, "lr": 3e-4},
+                     "ta": {"steps": 4000, "batch": 512, "lr": 3e-4, "high": 4.0, "temperatures": 4}},
+    "double-well": {"fab": {"steps": 3000, "batch": 256, "lr": 3e-4, "levels": 1, "step_size": 0.5},
+                    "kl": {"steps": 3000, "batch": 256, "lr": 3e-4},
+                    "ta": {"steps": 3000, "batch": 256, "lr": 3e-4, "high": 4.0, "temperatures": 4}},
+}
+
+
+def energy_only(config: dict) -> bool:
+    """Whether a config trains from the energy alone (no training data are made)."""
+    recipe = config["recipe"]
+    return recipe["name"] in experiments.ENERGY_ONLY or (recipe["name"] == "noe2019" and recipe.get("losses") == "kl")
+
+
+def _use_energy_losses(config: dict, losses: str) -> None:
+    """``--losses fab|ta|kl``: the recipe from the energy alone with the system's options, and no data."""
+    name = config["system"].get("name") or config["system"].get("molecule")
+    own = ENERGY_DEFAULTS.get(name, {})
+    recipe = ENERGY_LOSSES[losses]
+    if config["recipe"].get("name", "noe2019") != recipe or losses in own:
+        config["recipe"] = {"name": recipe, **own.get(losses, {})}
+    if losses == "kl":
+        config["recipe"]["losses"] = "kl"
+    if "flow" in own:
+        config["flow"] = copy.deepcopy(own["flow"])
+    config["data"] = {"sampler": "none"}
+
+
 def is_molecule(spec: dict) -> bool:
     """Whether a config's system section names a molecule (built-in or a PDB file)."""
     return "molecule" in spec or "pdb" in spec
@@ -138,10 +177,14 @@ def make_config(system: str | None = None, energy: str | None = None, dim: int |
         if dim != built_dim:
             raise MlmolError(f"{config['system']['name']} has dim {built_dim}, but --dim {dim} was given; "
                              "drop --dim for a built-in system")
-    for key, value in overrides.items():
+    order = sorted(overrides, key=lambda k: k != "losses")  # the recipe first, then its step count
+    for key in order:
+        value = overrides[key]
         if value is None:
             continue
-        if key in ("steps", "losses"):
+        if key == "losses" and value in ENERGY_LOSSES:
+            _use_energy_losses(config, value)
+        elif key in ("steps", "losses"):
             config["recipe"][key] = value
         elif key == "backend":
             if not molecular:
@@ -165,6 +208,8 @@ def make_config(system: str | None = None, energy: str | None = None, dim: int |
     if unknown:
         raise MlmolError(f"unknown recipe options {sorted(unknown)}; known: "
                          f"{', '.join(experiments.recipe_defaults(name))}")
+    if energy_only(config):
+        config["data"] = {"sampler": "none"}
     if config["device"] not in ("cpu", "cuda") and not str(config["device"]).startswith("cuda:"):
         raise MlmolError(f"unknown device {config['device']!r}; use cpu or cuda")
     check(config)

@@ -179,6 +179,25 @@ def mbar_split_delta_f(mbar: Any, mask: np.ndarray, u_target: np.ndarray | float
     return float(result["Delta_f"][1, 0]), float(result["dDelta_f"][1, 0])
 
 
+def forward_ess_fraction(log_weights: torch.Tensor | np.ndarray) -> float:
+    """The effective sample fraction of importance sampling, estimated from exact target samples (Midgley
+    et al. 2023): 1 / (mean w · mean 1/w) with log w = −u(x) − log q(x) at x ~ p. Unlike the Kish
+    fraction of the proposal's own samples it sees modes the proposal misses (their w is huge).
+
+    Example:
+        >>> forward_ess_fraction(torch.zeros(5))  # q is the target
+        1.0
+    """
+    log_w = torch.as_tensor(log_weights, dtype=torch.float64).reshape(-1)
+    if len(log_w) < 2:
+        raise MlmolError("the forward ESS needs at least two target samples")
+    log_w = torch.nan_to_num(log_w, nan=math.inf)  # a target sample q cannot produce: the ESS is zero
+    if not bool(torch.isfinite(log_w).all()):
+        return 0.0
+    n = len(log_w)
+    return float(torch.exp(2 * math.log(n) - torch.logsumexp(log_w, 0) - torch.logsumexp(-log_w, 0)))
+
+
 def log_normaliser(log_weights: torch.Tensor | np.ndarray) -> Estimate:
     """log Z ≈ log mean w from importance weights ``log w = −u(x) − log q(x)`` of samples of a normalised
     proposal q, with the delta-method standard error sd(w) / (mean(w) √n) and the Kish count.

@@ -21,6 +21,10 @@ def evaluate(system: Energy, samples: Samples, bins: int = 60, max_f: float = 5.
                     # zero weights: non-finite energies, or outside the system's canonical domain
                     "weighted_fraction": float(torch.isfinite(samples.log_weights).double().mean()),
                     "nonfinite_energy_fraction": float((~torch.isfinite(samples.energy)).double().mean())}
+    if getattr(system, "log_z", None) is not None:  # a known normaliser: the importance-sampling estimate beside it
+        estimate = estimators.log_normaliser(samples.log_weights)
+        result["log_z"] = {"value": estimate.value, "stderr": estimate.stderr, "exact": system.log_z,
+                           "error": estimate.value - system.log_z}
     if system.states is not None:
         a, b = system.states
         entry = {"states": [a, b]}
@@ -68,6 +72,10 @@ def summary_rows(metrics: dict) -> list[tuple[str, str]]:
         if "exact" in d:
             text += f" (exact {d['exact']:+.3f}, error {d['error']:+.3f})"
         rows.append((f"ΔF = F({d['states'][0]}) − F({d['states'][1]})", text))
+    if "log_z" in metrics:
+        z = metrics["log_z"]
+        rows.append(("log Z (importance sampling)", (f"{z['value']:.4f} ± {z['stderr']:.4f} (exact {z['exact']:.4f}, "
+                                                    f"error {z['error']:+.4f})")))
     if "wrong_handed_fraction" in metrics:
         rows.append(("wrong-handed Cα", (f"{100 * metrics['wrong_handed_fraction']:.2f}% of samples "
                                          f"({metrics['chiral_centres']} stereocentre(s))")))

@@ -78,6 +78,9 @@ class Batch:
 class Loss:
     """Base class: ``loss(batch) -> (value, metrics)``. Add losses and scale them by numbers.
 
+    A loss that evaluates the target energy reports how many configurations it evaluated this step
+    as ``metrics["evaluations"]`` (the field's cost measure; :func:`mlmol.fit` keeps the running total).
+
     A loss with state that must survive a resume (e.g. MCMC walkers) returns it from
     :meth:`state_dict` and takes it back in :meth:`load_state_dict`; the checkpoint holds it.
     """
@@ -109,7 +112,8 @@ def _terms(loss: Loss) -> list[tuple[float, Loss]]:
 
 
 class Sum(Loss):
-    """A weighted sum of losses; metrics of every term are reported under its name."""
+    """A weighted sum of losses; metrics of every term are reported under its name, and their target
+    energy ``evaluations`` are added up."""
 
     def __init__(self, terms: list[tuple[float, Loss]]):
         self.terms = [(w, loss) for w, loss in terms if w != 0.0]
@@ -119,7 +123,10 @@ class Sum(Loss):
         for w, loss in self.terms:
             value, m = loss(batch)
             total = total + w * value
+            evaluations = metrics.get("evaluations", 0) + m.get("evaluations", 0)
             metrics.update(m)
+            if evaluations:
+                metrics["evaluations"] = evaluations
         return total, metrics
 
     def __repr__(self) -> str:
@@ -154,7 +161,7 @@ class ReverseKL(Loss):
         finite = torch.isfinite(u)
         value = (linlog(u, self.high, self.cap) + log_q).mean()
         return value, {"kl": float(value.detach()), "n_high_energy": int((u > self.high).sum()),
-                       "n_nonfinite_energy": int((~finite).sum())}
+                       "n_nonfinite_energy": int((~finite).sum()), "evaluations": len(x)}
 
     def __repr__(self):
         return f"ReverseKL({self.system.name}, tau={self.tau:g})"

@@ -61,10 +61,13 @@ def device_of(config: dict) -> torch.device:
     return device
 
 
-def make_data(system: Energy, config: dict, progress: bool = False) -> torch.Tensor:
-    """Training samples ``[n, dim]`` (float64) from the config's sampler: MD for molecules, else MCMC."""
+def make_data(system: Energy, config: dict, progress: bool = False) -> torch.Tensor | None:
+    """Training samples ``[n, dim]`` (float64) from the config's sampler: MD for molecules, else MCMC;
+    None for sampler "none" (training from the energy alone)."""
     options = dict(config["data"])
     name = options.pop("sampler")
+    if name == "none":
+        return None
     if name == "md":
         if not isinstance(system, Molecule):
             raise MlmolError(f"the md sampler needs a molecule; {system.name} is not one: use metropolis")
@@ -79,7 +82,8 @@ def make_data(system: Energy, config: dict, progress: bool = False) -> torch.Ten
                                            **options)
     sampler = samplers.SAMPLERS.get(name)
     if sampler is None:
-        raise MlmolError(f"unknown sampler; choose one of {', '.join(samplers.SAMPLERS)}")
+        raise MlmolError(f"unknown sampler {name!r} (data.sampler in the config); choose one of "
+                         f"{', '.join(samplers.SAMPLERS)}, md (molecules) or none (training from the energy alone)")
     return sampler(system, seed=config["seed"], **options)
 
 
@@ -118,6 +122,9 @@ def build_flow(config: dict, system: Energy, data: torch.Tensor | None) -> FlowM
     loc = scale = None
     if data is not None:
         loc, scale = data.mean(0).float(), data.std(0).float().clamp(min=1e-3)
+    elif system.bounds is not None:  # from the energy alone: the base spread over the system's box (± 3 sd)
+        box = torch.tensor(system.bounds, dtype=torch.float32)
+        loc, scale = box.mean(1), (box[:, 1] - box[:, 0]) / 6
     return flows.build({**config["flow"], "dim": dim}, loc=loc, scale=scale)
 
 
@@ -176,24 +183,32 @@ def train(config: dict | None, out: str | Path, resume: bool = False, progress: 
     if isinstance(system, Molecule) and system.hydrogens_notice() and notify is not None and not resume:
         notify(system.hydrogens_notice())
     data_file = out / "data.npz"
-    if resume and data_file.is_file():
-        with np.load(data_file) as f:
-            data = torch.from_numpy(f["x"])
+    data = None
+    if resume:
+        if data_file.is_file():
+            with np.load(data_file) as f:
+                data = torch.from_numpy(f["x"])
     else:
         started = time.perf_counter()
         data = make_data(system, config, progress)
         data_seconds = time.perf_counter() - started
-        systems.check_finite(system, data, "training samples")
-        data = system.canonical(system.augment(data))  # unchanged unless the system has symmetries to remove
-        if "energy" in config["system"] and config["system"].get("bounds") is None:
-            config["system"]["bounds"] = _data_bounds(data)
-            system = build_system(config).to(device)
+        if data is not None:
+            systems.check_finite(system, data, "training samples")
+            data = system.canonical(system.augment(data))  # unchanged unless the system has symmetries to remove
+            if "energy" in config["system"] and config["system"].get("bounds") is None:
+                config["system"]["bounds"] = _data_bounds(data)
+                system = build_system(config).to(device)
+        elif "energy" in config["system"] and config["system"].get("bounds") is None:
+            raise MlmolError("training your own energy without data needs its box: give system.bounds in the config "
+                             "([[lo, hi], ...] per coordinate), or use losses with data")
         out.mkdir(parents=True, exist_ok=True)
-        save_array(data_file, x=data.numpy(), seconds=np.float64(data_seconds))  # seconds: wall time to make it
+        if data is not None:
+            save_array(data_file, x=data.numpy(), seconds=np.float64(data_seconds))  # seconds: wall time to make it
         run.write_config(config)
     flow = build_flow(config, system, data).to(device)
     recipe_options = {k: v for k, v in config["recipe"].items() if k != "name"}
-    recipe = experiments.RECIPES[config["recipe"]["name"]](system, data.float(), **recipe_options)
+    recipe = experiments.RECIPES[config["recipe"]["name"]](system, None if data is None else data.float(),
+                                                            **recipe_options)
     history = fit(flow, recipe, seed=config["seed"], checkpoint=run.checkpoint, metrics=run.metrics_log,
                   resume=resume, progress=progress, notify=notify)
     last = next((r for r in reversed(history.records) if "n_nonfinite_energy" in r), None)

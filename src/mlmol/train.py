@@ -140,7 +140,8 @@ def fit(model: nn.Module, recipe: Recipe, seed: int = 0, checkpoint: str | Path 
     from it bit for bit. ``until`` stops early at a global step and ``max_seconds`` after
     that much wall time (the schedule is unchanged). Metrics go to ``metrics`` as JSON lines every
     ``log_every`` steps, with the recipe's validation metric (a flow's ``val_ml`` by default) every
-    ``validate_every`` steps when the recipe has validation data. ``notify`` (e.g. ``print``) is told
+    ``validate_every`` steps when the recipe has validation data, and ``energy_evaluations``, the target
+    energy evaluations of all steps so far (what the losses report as ``evaluations``). ``notify`` (e.g. ``print``) is told
     where a resumed run continues.
     """
     weight = next(p for p in model.parameters() if p.is_floating_point())
@@ -156,17 +157,18 @@ def fit(model: nn.Module, recipe: Recipe, seed: int = 0, checkpoint: str | Path 
             values = recipe.validation_metric(model, validation)
         model.train()
         return values
-    step, stage_index, recoveries, optimizer = 0, -1, 0, None
+    step, stage_index, recoveries, optimizer, evaluations = 0, -1, 0, None, 0
     metrics_path = None if metrics is None else Path(metrics)
     history = History()
 
     def restore() -> None:
         """Weights, optimiser, generator, step and the losses' state from the checkpoint."""
-        nonlocal step, stage_index, optimizer, recoveries
+        nonlocal step, stage_index, optimizer, recoveries, evaluations
         state = load_torch(checkpoint)
         try:
             model.load_state_dict(state["flow"])
             step, stage_index = state["step"], state["stage"]
+            evaluations = state.get("evaluations", 0)
             recoveries = max(recoveries, state.get("recoveries", 0))
             generator.set_state(state["generator"])
             optimizer = None  # a checkpoint from before the first step: the loop makes a fresh one
@@ -209,6 +211,7 @@ def fit(model: nn.Module, recipe: Recipe, seed: int = 0, checkpoint: str | Path 
         if checkpoint is not None:
             save_torch({"flow": model.state_dict(), "optimizer": optimizer.state_dict() if optimizer else None,
                         "generator": step_start_rng, "step": step, "stage": stage_index, "recoveries": recoveries,
+                        "evaluations": evaluations,
                         "losses": [stage.loss.state_dict() for stage in recipe.stages],
                         "spec": model.spec if isinstance(model, FlowModel) else None}, checkpoint)
 
@@ -281,11 +284,13 @@ def fit(model: nn.Module, recipe: Recipe, seed: int = 0, checkpoint: str | Path 
                               f"rate × {0.5**recoveries:g}")
                 continue
             step += 1
+            evaluations += int(record.pop("evaluations", 0))
             step_start_rng = generator.get_state()
             validating = validation is not None and (step % validate_every == 0 or step == stop)
             if step % log_every == 0 or step == total or skipped or validating:
                 record = {"step": step, "stage": stage.name or str(index), "loss": float(loss.detach()), "lr": lr,
-                          **record, "skipped": skipped, "time_s": round(time.perf_counter() - started, 3)}
+                          **record, "energy_evaluations": evaluations, "skipped": skipped,
+                          "time_s": round(time.perf_counter() - started, 3)}
                 if validating:
                     record.update(validate())
                 history.records.append(record)

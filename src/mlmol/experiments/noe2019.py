@@ -36,6 +36,9 @@ def noe2019(system: Energy, data: torch.Tensor | None, losses: str = "ml+kl+rc",
         n_held = max(1, int(round(validation * len(data))))
         data, held = data[order[n_held:]], data[order[:n_held]]
     terms = set(losses.split("+"))
+    if "ml" in terms and (data is None or len(data) == 0):
+        raise MlmolError(f"--losses {losses} learns from data, and this run has none: give it a sampler "
+                         "(data.sampler) or train from the energy alone with --losses kl, fab or ta")
     kl = ReverseKL(system, high=high, cap=cap)
     if terms == {"kl"}:
         return Recipe([Stage(steps, kl, lr=lr, batch_size=batch, name="kl", lr_end=lr_end)], system, data,

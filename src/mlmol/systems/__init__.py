@@ -8,10 +8,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import MlmolError
-from .base import Energy, FunctionEnergy, State, check_finite
+from .base import Energy, FunctionEnergy, State, Tempered, check_finite
 from .molecule import Molecule
 from .particles import LennardJones, MultiDoubleWell, ParticleSystem, SolvatedDimer
 from .quadrature import log_partition
+from .targets import GaussianMixture, ManyWell, gmm40
 from .toy import DoubleWell, Gaussian, MuellerBrown
 
 BUILTIN: dict[str, Callable[[], Energy]] = {
@@ -21,11 +22,13 @@ BUILTIN: dict[str, Callable[[], Energy]] = {
     "dw4": MultiDoubleWell,
     "lj13": LennardJones,
     "solvated-dimer": SolvatedDimer,
+    "gmm-40": gmm40,
+    "many-well-32": ManyWell,
 }
 
 _MOLECULAR = ("from_pdb", "alanine_dipeptide", "molecule")  # need OpenMM: imported on first use
-__all__ = ["Energy", "FunctionEnergy", "State", "Molecule", "ParticleSystem", "DoubleWell", "MuellerBrown", "Gaussian",
-           "MultiDoubleWell", "LennardJones", "SolvatedDimer",
+__all__ = ["Energy", "FunctionEnergy", "State", "Tempered", "Molecule", "ParticleSystem", "DoubleWell", "MuellerBrown", "Gaussian",
+           "MultiDoubleWell", "LennardJones", "SolvatedDimer", "GaussianMixture", "ManyWell", "gmm40",
            "BUILTIN", "get", "from_file", "check_finite", "log_partition", *_MOLECULAR]
 
 

@@ -139,6 +139,30 @@ class Energy(torch.nn.Module):
         return f"dim={self.dim}, kT={self.kT}"
 
 
+class Tempered(Energy):
+    """``system`` at ``factor`` times its temperature: u(x) / factor, reduced at kT · factor.
+
+    Example:
+        >>> from mlmol.systems import DoubleWell
+        >>> hot = Tempered(DoubleWell(), 4.0)
+        >>> x = torch.zeros(1, 2)
+        >>> bool(hot.energy(x) == DoubleWell().energy(x) / 4)
+        True
+    """
+
+    def __init__(self, system: Energy, factor: float):
+        if not factor > 0:
+            raise MlmolError(f"a temperature factor must be positive, got {factor}")
+        super().__init__(system.dim, system.kT * factor)
+        self.system, self.factor = system, float(factor)
+        self.name = f"{system.name} at {self.factor:g} T"
+        self.bounds, self.states, self.variables = system.bounds, system.states, system.variables
+
+    def energy(self, x: torch.Tensor) -> torch.Tensor:
+        """Reduced energy u(x) / factor ``[*batch]``."""
+        return self.system.energy(x) / self.factor
+
+
 class FunctionEnergy(Energy):
     """A user's energy: a function of a ``[batch, dim]`` tensor returning reduced energies ``[batch]``.
 

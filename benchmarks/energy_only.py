@@ -1,0 +1,142 @@
+"""Training from the energy alone: FAB (α = 2 with AIS and a replay buffer), reverse KL and temperature
+annealing on targets with exact answers, at the same step budget per system.
+
+    python benchmarks/energy_only.py [--systems gmm-40 many-well-32 double-well] [--losses fab kl ta]
+                                     [--seeds 0 1 2]
+    python benchmarks/energy_only.py --tabulate    # measure nothing: redraw the table from the stored rows
+
+Each row runs `mlmol train SYSTEM --losses L --seed S`, then `mlmol sample --n N --seed 1000 + S` (a
+stream training never used) and `mlmol evaluate`. Against exact answers: log Z from the generator's
+importance weights (exact: 0 for GMM-40, 164.696 for Many Well 32), the forward ESS from 100,000 exact
+target samples (seed 2000 + S), for GMM-40 the modes covered (a generator sample within 2σ of the
+mean; 40 of 40 is the bar), for Many Well each 2D pair's left-well occupancy (reweighted) against
+exact, for the double well ΔF against quadrature. Every row has the target energy evaluations of
+training and its wall time. Writes benchmarks/results/energy_only.json and .md (mean ± sd over seeds).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+from pipeline import MIN_EFFECTIVE, markdown_table, pipeline, read_results, write_results
+
+from mlmol import estimators, systems
+from mlmol.run import load
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = {"gmm-40": 100_000, "many-well-32": 100_000, "double-well": 100_000}
+EXACT_SAMPLES = 100_000
+NAMES = {"fab": "FAB (α = 2, AIS, replay buffer)", "kl": "reverse KL", "ta": "temperature annealing"}
+
+
+def target_metrics(name: str, out: Path, seed: int) -> dict:
+    """The metrics that need the exact target: forward ESS, modes, well occupancy."""
+    system = systems.get(name)
+    with np.load(out / "samples.npz") as f:
+        x, log_w = torch.from_numpy(f["x"]), torch.from_numpy(f["log_weights"])
+    metrics: dict = {}
+    if hasattr(system, "sample"):
+        exact = system.sample(EXACT_SAMPLES, torch.Generator().manual_seed(2000 + seed))
+        flow = load(out).flow
+        with torch.no_grad():
+            log_q = torch.cat([flow.log_prob(chunk.float()).double() for chunk in exact.split(20_000)])
+        metrics["forward_ess"] = estimators.forward_ess_fraction(-system.energy(exact) - log_q)
+    if name == "gmm-40":
+        sigma = float(system.std[0, 0])
+        distance = torch.cdist(system.means, x)  # [40, n]
+        metrics["modes_covered"] = int((distance.min(1).values <= 2 * sigma).sum())
+    if name == "many-well-32":
+        weights = torch.softmax(log_w, 0)
+        left = (x[:, 0::2] < 0).double()
+        exact_left = system.left_fraction()
+        metrics["occupancy_error"] = float(((weights[:, None] * left).sum(0) - exact_left).abs().max())
+        metrics["raw_occupancy_error"] = float((left.mean(0) - exact_left).abs().max())
+        metrics["exact_left"] = exact_left
+    return metrics
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--systems", nargs="+", default=["gmm-40", "many-well-32", "double-well"])
+    parser.add_argument("--losses", nargs="+", default=["fab", "kl", "ta"])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--runs", default=str(ROOT / "runs" / "energy_only"))
+    parser.add_argument("--tabulate", action="store_true",
+                        help="measure nothing: rewrite the table from the stored rows (results/energy_only.json)")
+    args = parser.parse_args()
+    if args.tabulate:
+        render(read_results("energy_only"))
+        return
+    torch.set_num_threads(1)
+    try:
+        rows = [r for r in read_results("energy_only")
+                if (r["system"], r["losses"], r["seed"]) not in
+                {(s, L, k) for s in args.systems for L in args.losses for k in args.seeds}]
+    except FileNotFoundError:
+        rows = []
+    for name in args.systems:
+        for losses in args.losses:
+            for seed in args.seeds:
+                out = Path(args.runs) / f"{name}-{losses}-{seed}"
+                result = pipeline([name, "--losses", losses, "--seed", str(seed)], out, n=SAMPLES[name],
+                                  sample_seed=1000 + seed)
+                m = result["metrics"]
+                row = {"system": name, "losses": losses, "seed": seed, "sample_seed": 1000 + seed,
+                       "exact_seed": 2000 + seed, "samples": m["n"], "ess_fraction": m["ess_fraction"],
+                       "effective_samples": m["ess"], "energy_evaluations": result["energy_evaluations"],
+                       "train_s": result["train_s"], "command": result["command"],
+                       **target_metrics(name, out, seed)}
+                if "log_z" in m:
+                    row.update(log_z=m["log_z"]["value"], log_z_stderr=m["log_z"]["stderr"],
+                               log_z_exact=m["log_z"]["exact"], log_z_error=m["log_z"]["error"])
+                if "delta_f" in m and "error" in m["delta_f"]:
+                    row.update(delta_f_error=m["delta_f"]["error"], delta_f_stderr=m["delta_f"]["stderr"])
+                rows.append(row)
+                print(f"{name} {losses} seed {seed}: ESS {100 * row['ess_fraction']:.1f}% "
+                      f"({row['effective_samples']:.0f}), {row['energy_evaluations']:,} evaluations, "
+                      f"{row['train_s']:.0f} s", flush=True)
+                render(rows)
+
+
+def _stat(values: list[float], digits: int, percent: bool = False) -> str:
+    v = np.array(values, dtype=float) * (100 if percent else 1)
+    sd = f" ± {v.std(ddof=1):.{digits}f}" if len(v) > 1 else ""
+    return f"{v.mean():.{digits}f}{sd}" + ("%" if percent else "")
+
+
+def render(rows: list[dict]) -> None:
+    """The table (mean ± sd over seeds per system and loss) of stored rows."""
+    cells = []
+    keyed: dict[tuple[str, str], list[dict]] = {}
+    for r in rows:
+        keyed.setdefault((r["system"], r["losses"]), []).append(r)
+    for (name, losses), group in keyed.items():
+        counted = [r for r in group if r["effective_samples"] >= MIN_EFFECTIVE]
+        quality = "—"
+        if name == "gmm-40":
+            quality = f"modes {_stat([r['modes_covered'] for r in group], 1)} / 40"
+        elif name == "many-well-32":
+            quality = f"max occupancy error {_stat([r['occupancy_error'] for r in group], 3)}"
+        elif "delta_f_error" in group[0]:
+            quality = f"ΔF error {_stat([r['delta_f_error'] for r in group], 3)} kT"
+        log_z = "—" if "log_z_error" not in group[0] else _stat([r["log_z_error"] for r in group], 3)
+        forward = "—" if "forward_ess" not in group[0] else _stat([r["forward_ess"] for r in group], 1, True)
+        cells.append([name, NAMES.get(losses, losses), str(len(group)), quality, log_z, forward,
+                      (f"{_stat([r['ess_fraction'] for r in group], 1, True)} "
+                       f"(min {min(r['effective_samples'] for r in group):,.0f} eff.; {len(counted)} ≥ {MIN_EFFECTIVE})"),
+                      f"{np.mean([r['energy_evaluations'] for r in group]):.3g}",
+                      f"{_stat([r['train_s'] / 60 for r in group], 1)}"])
+    table = markdown_table(
+        "Training from the energy alone on 2 CPU cores (`python benchmarks/energy_only.py`; mean ± sd over "
+        "seeds; log Z from the generator's importance weights; forward ESS from exact target samples; "
+        "evaluations: target energy evaluations in training)",
+        ["system", "training", "seeds", "modes / occupancy / ΔF", "log Z error", "forward ESS", "ESS",
+         "evaluations", "train min"], cells, text_columns=2)
+    write_results("energy_only", rows, table)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,35 @@
+"""Temperature-annealed Boltzmann generators (after Schopmans & Friederich, ICML 2025): reverse KL at a
+high temperature, then maximum likelihood on reweighted samples down a ladder to the system's."""
+
+from __future__ import annotations
+
+import torch
+
+from ..annealing import ReweightedML, ladder
+from ..losses import ReverseKL
+from ..systems import Energy, Tempered
+from ..train import Recipe, Stage
+
+
+def schopmans2025(system: Energy, data: torch.Tensor | None, steps: int = 5000, kl_fraction: float = 0.5,
+                  high: float = 4.0, temperatures: int = 4, batch: int = 256, lr: float = 5e-4,
+                  lr_end: float | None = None, anneal_lr: float = 1e-4, pool: int = 20_000, refresh: int = 100,
+                  energy_high: float = 1e3, cap: float = 1e6, grad_clip: float = 100.0) -> Recipe:
+    """Reverse KL at ``high`` times the system's temperature for ``kl_fraction`` of ``steps``, then the
+    rest split evenly over the ``temperatures − 1`` lower rungs of :func:`~mlmol.annealing.ladder`
+    (geometric down to the system's temperature), each trained by
+    :class:`~mlmol.annealing.ReweightedML` on pools of ``pool`` samples refreshed every ``refresh``
+    steps. ``energy_high`` and ``cap`` regularise the KL stage's energies as in
+    :class:`~mlmol.losses.ReverseKL`. ``data`` are not used.
+    """
+    factors = ladder(high, temperatures)
+    kl_steps = round(steps * kl_fraction)
+    per_rung = (steps - kl_steps) // (temperatures - 1)
+    stages = [Stage(kl_steps, ReverseKL(Tempered(system, factors[0]), high=energy_high, cap=cap), lr=lr,
+                    lr_end=lr_end, batch_size=batch, name=f"kl at {factors[0]:.3g} T")]
+    for i, factor in enumerate(factors[1:]):
+        rung_steps = per_rung if i < temperatures - 2 else steps - kl_steps - per_rung * (temperatures - 2)
+        target = system if factor == 1.0 else Tempered(system, factor)
+        stages.append(Stage(rung_steps, ReweightedML(target, pool=pool, refresh=refresh), lr=anneal_lr,
+                            batch_size=batch, name=f"reweighted ML at {factor:.3g} T"))
+    return Recipe([s for s in stages if s.steps > 0], system, None, grad_clip=grad_clip)

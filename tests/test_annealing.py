@@ -1,0 +1,87 @@
+"""Temperature annealing: the reweighted ML loss is exact cross-entropy on a Gaussian, the ladder, the
+recipe's stages; energy-only runs from the command line make no data and count evaluations."""
+
+import json
+import math
+
+import pytest
+import torch
+
+import mlmol
+from mlmol import flows, systems
+from mlmol.annealing import ReweightedML, ladder
+from mlmol.config import make_config
+from mlmol.errors import MlmolError
+from mlmol.experiments import noe2019, schopmans2025
+from mlmol.losses import Batch, ReverseKL
+
+
+def test_reweighted_ml_estimates_the_targets_cross_entropy_with_the_flow():
+    """With q = N(0, I) (an identity flow) and p = N(μ, Σ): −E_p[log q] = ½(|μ|² + tr Σ) + log 2π."""
+    target = systems.Gaussian(mean=(0.5, -0.3), covariance=((0.8, 0.2), (0.2, 0.6)))
+    flow = flows.RealNVP(2, blocks=1, hidden=(8,)).double()  # starts as the identity
+    loss = ReweightedML(target, pool=200_000, refresh=1000)
+    values = []
+    generator = torch.Generator().manual_seed(0)
+    for step in range(20):
+        value, metrics = loss(Batch(flow, target, None, generator, batch_size=20_000))
+        values.append(value.item())
+        assert metrics.get("evaluations", 0) == (200_000 if step == 0 else 0)  # one pool, drawn once
+    exact = 0.5 * (0.5**2 + 0.3**2 + 0.8 + 0.6) + math.log(2 * math.pi)
+    assert sum(values) / len(values) == pytest.approx(exact, abs=0.01)
+    assert 0.2 < metrics.get("pool_ess", loss_pool_ess(loss)) < 1.0
+
+
+def loss_pool_ess(loss: ReweightedML) -> float:
+    return mlmol.estimators.ess_fraction(loss.log_w)
+
+
+def test_tempered_energy_and_the_ladder():
+    system = systems.DoubleWell()
+    hot = systems.Tempered(system, 3.0)
+    x = torch.randn(5, 2)
+    torch.testing.assert_close(hot.energy(x), system.energy(x) / 3.0)
+    assert hot.kT == 3.0 * system.kT and hot.bounds == system.bounds
+    factors = ladder(8.0, 4)
+    assert factors[0] == 8.0 and factors[-1] == 1.0
+    assert factors[1] / factors[2] == pytest.approx(factors[0] / factors[1])  # geometric
+    with pytest.raises(MlmolError, match="ladder"):
+        ladder(0.5, 3)
+    with pytest.raises(MlmolError, match="positive"):
+        systems.Tempered(system, 0.0)
+
+
+def test_annealing_recipe_walks_down_to_the_system_itself():
+    system = systems.DoubleWell()
+    recipe = schopmans2025(system, None, steps=100, kl_fraction=0.4, high=8.0, temperatures=4)
+    assert [s.steps for s in recipe.stages] == [40, 20, 20, 20] and recipe.total_steps == 100
+    assert isinstance(recipe.stages[0].loss, ReverseKL) and recipe.stages[0].loss.system.factor == 8.0
+    assert recipe.stages[-1].loss.system is system  # the last rung is the target, untempered
+    with pytest.raises(MlmolError, match="learns from data"):
+        noe2019(system, None, losses="ml+kl")
+
+
+def test_losses_from_the_energy_alone_pick_their_recipe_and_make_no_data():
+    config = make_config("gmm-40", losses="fab", steps=50)
+    assert config["recipe"]["name"] == "midgley2023" and config["recipe"]["steps"] == 50
+    assert config["data"] == {"sampler": "none"}
+    assert make_config("double-well", losses="ta")["recipe"]["name"] == "schopmans2025"
+    kl = make_config("double-well", losses="kl")
+    assert kl["recipe"]["name"] == "noe2019" and kl["recipe"]["losses"] == "kl" and kl["data"] == {"sampler": "none"}
+    assert make_config("double-well")["data"]["sampler"] == "metropolis"  # data-based recipes keep their data
+
+
+@pytest.mark.parametrize("losses", ["fab", "ta", "kl"])
+def test_energy_only_training_from_the_command_line(tmp_path, losses):
+    from mlmol.cli import main
+
+    out = tmp_path / losses
+    assert main(["train", "double-well", "--losses", losses, "--steps", "30", "--out", str(out)]) in (0, None)
+    assert not (out / "data.npz").exists()
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    counts = [r["energy_evaluations"] for r in records]
+    assert counts[-1] > 0 and counts == sorted(counts)
+    if losses == "kl":  # one energy per generated sample
+        assert counts[-1] == 30 * make_config("double-well", losses="kl")["recipe"]["batch"]
+    assert main(["evaluate", str(out), "--n", "2000"]) in (0, None)
+    assert "delta_f" in json.loads((out / "metrics.json").read_text())
