@@ -10,7 +10,9 @@ stream training never used) and `mlmol evaluate`. Against exact answers: log Z f
 importance weights (exact: 0 for GMM-40, 164.696 for Many Well 32), the forward ESS from 100,000 exact
 target samples (seed 2000 + S), for GMM-40 the modes covered (a generator sample within 2σ of the
 mean; 40 of 40 is the bar), for Many Well each 2D pair's left-well occupancy (reweighted) against
-exact, for the double well ΔF against quadrature. Every row has the target energy evaluations of
+exact, for the double well ΔF against quadrature, for DW-4 and LJ-13 total-variation distances of reweighted
+energy and distance histograms to the MCMC test split of benchmarks/particles_reference.py (in brackets: two MCMC
+splits', the noise floor). Every row has the target energy evaluations of
 training and its wall time. Writes benchmarks/results/energy_only.json and .md (mean ± sd over seeds).
 """
 
@@ -27,8 +29,9 @@ from mlmol import estimators, systems
 from mlmol.run import load
 
 ROOT = Path(__file__).resolve().parent.parent
-SAMPLES = {"gmm-40": 100_000, "many-well-32": 100_000, "double-well": 100_000}
+SAMPLES = {"gmm-40": 100_000, "many-well-32": 100_000, "double-well": 100_000, "dw4": 100_000, "lj13": 10_000}
 EXACT_SAMPLES = 100_000
+FLOW_MATCHED = ("dw4", "lj13")  # their equivariant flow has no density gradient: temperature annealing only
 NAMES = {"fab": "FAB (α = 2, AIS, replay buffer)", "kl": "reverse KL", "ta": "temperature annealing"}
 
 
@@ -48,6 +51,23 @@ def target_metrics(name: str, out: Path, seed: int) -> dict:
         sigma = float(system.std[0, 0])
         distance = torch.cdist(system.means, x)  # [40, n]
         metrics["modes_covered"] = int((distance.min(1).values <= 2 * sigma).sum())
+    if name in ("dw4", "lj13"):  # reweighted histograms against the MCMC test split, beside two MCMC splits' TV
+        from particles_reference import load_reference
+
+        reference = load_reference(name)
+        w = torch.exp(log_w - log_w.max()).numpy()
+        observed = {split: {"energy": system.energy(y).numpy(), "distance": system.distances(y).numpy()}
+                    for split, y in (("generator", x), ("test", reference["test"]), ("validation", reference["validation"]))}
+        test = observed["test"]
+        edges = {"energy": np.linspace(*np.percentile(test["energy"], [0.1, 99.9]), 61),
+                 "distance": np.linspace(0.0, float(test["distance"].max()), 61)}
+        pairs = test["distance"].shape[1]
+        for key, weights in (("energy", w), ("distance", np.repeat(w, pairs))):
+            generated = observed["generator"][key].ravel()
+            metrics[f"tv_{key}"] = estimators.histogram_tv(generated, test[key].ravel(), edges[key])
+            metrics[f"tv_{key}_reweighted"] = estimators.histogram_tv(generated, test[key].ravel(), edges[key], weights)
+            metrics[f"tv_{key}_mcmc"] = estimators.histogram_tv(observed["validation"][key].ravel(), test[key].ravel(),
+                                                                  edges[key])
     if name == "many-well-32":
         weights = torch.softmax(log_w, 0)
         left = (x[:, 0::2] < 0).double()
@@ -60,7 +80,7 @@ def target_metrics(name: str, out: Path, seed: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--systems", nargs="+", default=["gmm-40", "many-well-32", "double-well"])
+    parser.add_argument("--systems", nargs="+", default=["gmm-40", "many-well-32", "double-well", "dw4", "lj13"])
     parser.add_argument("--losses", nargs="+", default=["fab", "kl", "ta"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--runs", default=str(ROOT / "runs" / "energy_only"))
@@ -79,6 +99,8 @@ def main() -> None:
         rows = []
     for name in args.systems:
         for losses in args.losses:
+            if name in FLOW_MATCHED and losses != "ta":
+                continue
             for seed in args.seeds:
                 out = Path(args.runs) / f"{name}-{losses}-{seed}"
                 result = pipeline([name, "--losses", losses, "--seed", str(seed)], out, n=SAMPLES[name],
@@ -120,6 +142,10 @@ def render(rows: list[dict]) -> None:
             quality = f"modes {_stat([r['modes_covered'] for r in group], 1)} / 40"
         elif name == "many-well-32":
             quality = f"max occupancy error {_stat([r['occupancy_error'] for r in group], 3)}"
+        elif "tv_energy_reweighted" in group[0]:
+            quality = (f"reweighted TV energy {_stat([r['tv_energy_reweighted'] for r in group], 3)} "
+                       f"({group[0]['tv_energy_mcmc']:.3f}), distances {_stat([r['tv_distance_reweighted'] for r in group], 3)} "
+                       f"({group[0]['tv_distance_mcmc']:.3f})")
         elif "delta_f_error" in group[0]:
             quality = f"ΔF error {_stat([r['delta_f_error'] for r in group], 3)} kT"
         log_z = "—" if "log_z_error" not in group[0] else _stat([r["log_z_error"] for r in group], 3)

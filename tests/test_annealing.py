@@ -85,3 +85,24 @@ def test_energy_only_training_from_the_command_line(tmp_path, losses):
         assert counts[-1] == 30 * make_config("double-well", losses="kl")["recipe"]["batch"]
     assert main(["evaluate", str(out), "--n", "2000"]) in (0, None)
     assert "delta_f" in json.loads((out / "metrics.json").read_text())
+
+
+def test_flow_matched_annealing_for_the_equivariant_flow_and_its_guards():
+    system = systems.get("dw4")
+    recipe = schopmans2025(system, None, steps=90, fit="fm", kl_fraction=0.0, high=4.0, temperatures=3, pool=64,
+                           refresh=10)
+    assert [s.steps for s in recipe.stages] == [30, 30, 30]
+    assert [type(s.loss).__name__ for s in recipe.stages] == ["ReweightedFlowMatching"] * 3
+    assert recipe.stages[0].loss.system.factor == 4.0 and recipe.stages[-1].loss.system is system
+    with pytest.raises(MlmolError, match="kl_fraction"):
+        schopmans2025(system, None, fit="fm", kl_fraction=0.5)
+    flow = flows.EquivariantFlow(4, 2, hidden=16, layers=1, basis=4, steps=4)
+    stage = recipe.stages[0]
+    value, metrics = stage.loss(Batch(flow, system, None, torch.Generator().manual_seed(0), batch_size=16))
+    assert value.requires_grad and metrics["evaluations"] == 64 and 0 < metrics["pool_ess"] <= 1
+    # FAB and reverse KL need the density's gradient, which the equivariant flow does not give
+    from mlmol.run import check_flow
+
+    with pytest.raises(MlmolError, match="no gradient"):
+        check_flow(make_config("dw4", losses="fab", flow_kind="equivariant"), system)
+    check_flow(make_config("dw4", losses="ta"), system)  # flow-matched rungs: fine

@@ -1,7 +1,8 @@
 """Temperature annealing from the energy alone (after Schopmans & Friederich, ICML 2025): train the flow
 by reverse KL at a high temperature, where it covers the metastable states, then walk down a ladder of
 temperatures, each step maximum likelihood on the flow's own samples importance-weighted to the next
-temperature (:class:`ReweightedML`).
+temperature (:class:`ReweightedML`; :class:`ReweightedFlowMatching` for continuous flows, whose density has
+no gradient: then the ladder starts from the untrained flow, without the reverse KL stage).
 """
 
 from __future__ import annotations
@@ -12,18 +13,19 @@ import torch
 
 from .errors import MlmolError
 from .estimators import ess_fraction
-from .losses import Batch, Loss
+from .losses import Batch, Loss, flow_matching
 from .systems import Energy
 
 
-class ReweightedML(Loss):
-    """−E_p[log q] estimated on a pool of the flow's own samples, weighted to the target p ∝ exp(−u).
+class ReweightedPool(Loss):
+    """A pool of the flow's own samples weighted to a target p ∝ exp(−u), for fitting the flow to p
+    (the base of :class:`ReweightedML` and :class:`ReweightedFlowMatching`).
 
     Every ``refresh`` steps the flow draws ``pool`` samples (no gradient) and weighs them by
-    log w = −u(x) − log q(x); each step trains by maximum likelihood on ``batch_size`` of them drawn
-    in proportion to w (with replacement). The pool's effective sample fraction is reported as
-    ``pool_ess``; it is the overlap between the flow and the next temperature, so a small value says
-    the ladder's steps are too large.
+    log w = −u(x) − log q(x); each step fits the flow to ``batch_size`` of them drawn in proportion to
+    w (with replacement). The pool's effective sample fraction is reported as ``pool_ess``; it is the
+    overlap between the flow and the target, so a small value on a temperature ladder says its steps
+    are too large.
 
     Arguments:
         system: the target, typically :class:`~mlmol.systems.Tempered` at the ladder's next temperature.
@@ -32,15 +34,16 @@ class ReweightedML(Loss):
         chunk: samples drawn per call of the flow when the pool is refreshed (memory).
     """
 
-    name = "rml"
+    name = "pool"
 
     def __init__(self, system: Energy, pool: int = 20_000, refresh: int = 100, chunk: int = 10_000):
         if pool < 2 or refresh < 1 or chunk < 1:
-            raise MlmolError("ReweightedML needs a pool of at least 2 samples, refresh ≥ 1 and chunk ≥ 1")
+            raise MlmolError(f"{type(self).__name__} needs a pool of at least 2 samples, refresh ≥ 1 and chunk ≥ 1")
         self.system, self.pool, self.refresh, self.chunk = system, pool, refresh, chunk
         self.x: torch.Tensor | None = None
         self.log_w: torch.Tensor | None = None
         self.age = 0
+        self.pool_ess: float | None = None
 
     def draw(self, batch: Batch) -> dict:
         """Refresh the pool from the current flow; returns the metrics of the draw."""
@@ -52,20 +55,21 @@ class ReweightedML(Loss):
                 xs.append(x)
                 log_ws.append(torch.nan_to_num(-u - log_q, nan=-math.inf, posinf=-math.inf).double())
         self.x, self.log_w, self.age = torch.cat(xs), torch.cat(log_ws), 0
+        self.pool_ess = ess_fraction(self.log_w)  # reported every step, as the pool serves several
         if not bool(torch.isfinite(self.log_w).any()):
             raise MlmolError(f"none of the flow's {self.pool} samples has a finite energy at {self.system.name}; "
                              "train longer at the higher temperature or add temperatures to the ladder")
-        return {"evaluations": self.pool, "pool_ess": ess_fraction(self.log_w)}
+        return {"evaluations": self.pool}
 
-    def __call__(self, batch):
+    def points(self, batch: Batch) -> tuple[torch.Tensor, dict]:
+        """This step's ``batch_size`` pool points, drawn in proportion to their weights, and metrics."""
         metrics = {}
         if self.x is None or self.age >= self.refresh:
             metrics = self.draw(batch)
-        probabilities = torch.softmax(self.log_w, 0)
-        index = torch.multinomial(probabilities, batch.batch_size, replacement=True, generator=batch.generator)
+        index = torch.multinomial(torch.softmax(self.log_w, 0), batch.batch_size, replacement=True,
+                                  generator=batch.generator)
         self.age += 1
-        value = -batch.flow.log_prob(self.x[index.to(self.x.device)]).mean()
-        return value, {"rml": float(value.detach()), **metrics}
+        return self.x[index.to(self.x.device)], {"pool_ess": self.pool_ess, **metrics}
 
     def state_dict(self) -> dict:
         """The pool and its age (a resume continues bit for bit)."""
@@ -74,9 +78,43 @@ class ReweightedML(Loss):
     def load_state_dict(self, state: dict) -> None:
         """Restore :meth:`state_dict`."""
         self.x, self.log_w, self.age = state["x"], state["log_w"], state["age"]
+        self.pool_ess = None if self.log_w is None else ess_fraction(self.log_w)
 
     def __repr__(self) -> str:
-        return f"ReweightedML({self.system.name}, pool={self.pool}, refresh={self.refresh})"
+        return f"{type(self).__name__}({self.system.name}, pool={self.pool}, refresh={self.refresh})"
+
+
+class ReweightedML(ReweightedPool):
+    """−E_p[log q] on the weighted pool (:class:`ReweightedPool`): maximum likelihood towards the target."""
+
+    name = "rml"
+
+    def __call__(self, batch):
+        x, metrics = self.points(batch)
+        value = -batch.flow.log_prob(x).mean()
+        return value, {"rml": float(value.detach()), **metrics}
+
+
+class ReweightedFlowMatching(ReweightedPool):
+    """Flow matching (:func:`~mlmol.losses.flow_matching`) towards the weighted pool's points, for flows
+    whose density has no gradient (the equivariant continuous flow).
+
+    Arguments:
+        sigma: the path noise of flow matching.
+        align: align base points to their targets (equivariant OT).
+    """
+
+    name = "rfm"
+
+    def __init__(self, system: Energy, pool: int = 20_000, refresh: int = 100, chunk: int = 10_000,
+                 sigma: float = 0.01, align: bool = True):
+        super().__init__(system, pool, refresh, chunk)
+        self.sigma, self.align = sigma, align
+
+    def __call__(self, batch):
+        x, metrics = self.points(batch)
+        value = flow_matching(batch.flow, x, batch.generator, self.sigma, self.align)
+        return value, {"rfm": float(value.detach()), **metrics}
 
 
 def ladder(high: float, count: int) -> list[float]:

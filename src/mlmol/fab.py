@@ -126,6 +126,7 @@ class FAB(Loss):
         self.step_size, self.buffer, self.updates = float(step_size), buffer, updates
         self.acceptance, self.adapt = acceptance, adapt
         self.pending: torch.Tensor | None = None  # buffer indices drawn for the coming steps
+        self.last_acceptance: float | None = None
 
     def ais(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict]:
         """``batch_size`` AIS samples from the flow towards p^α q^(1−α): x, log w, log q and metrics."""
@@ -137,13 +138,16 @@ class FAB(Loss):
                                            alpha=self.alpha, moves=self.moves)
         with torch.no_grad():
             log_q = flow.log_prob(out.x)
-        metrics = {"evaluations": out.evaluations, "ais_step_size": self.step_size}
+        metrics = {"evaluations": out.evaluations}
         if len(out.acceptance):
-            rate = float(out.acceptance.mean())
-            metrics["ais_acceptance"] = rate
+            self.last_acceptance = float(out.acceptance.mean())
             if self.adapt:
-                self.step_size *= math.exp(0.5 * (rate - self.acceptance))
+                self.step_size *= math.exp(0.5 * (self.last_acceptance - self.acceptance))
         return out.x, out.log_weights, log_q, metrics
+
+    def _report(self) -> dict:
+        """The latest AIS batch's acceptance and the step size, reported every step (a batch serves several)."""
+        return {"ais_step_size": self.step_size, "ais_acceptance": self.last_acceptance}
 
     def __call__(self, batch):
         flow = batch.flow
@@ -151,7 +155,7 @@ class FAB(Loss):
             x, log_w, _, metrics = self.ais(batch)
             weights = torch.softmax(torch.nan_to_num(log_w, nan=-math.inf), 0)
             value = -(weights * flow.log_prob(x)).sum()
-            return value, {"fab": float(value.detach()), **metrics}
+            return value, {"fab": float(value.detach()), **metrics, **self._report()}
         metrics = {"evaluations": 0}
         if self.pending is None or len(self.pending) == 0:
             while True:  # one new AIS batch per `updates` steps; more at first, to fill the buffer
@@ -169,16 +173,17 @@ class FAB(Loss):
         correction = torch.nan_to_num(correction, nan=0.0, posinf=0.0)
         value = -(correction * torch.nan_to_num(log_q, nan=0.0, neginf=0.0)).mean()
         self.buffer.adjust(index, log_q, self.alpha)
-        return value, {"fab": float(value.detach()), "buffer": len(self.buffer), **metrics}
+        return value, {"fab": float(value.detach()), "buffer": len(self.buffer), **metrics, **self._report()}
 
     def state_dict(self) -> dict:
         """The step size, the pending draw and the buffer (a resume continues bit for bit)."""
-        return {"step_size": self.step_size, "pending": self.pending,
+        return {"step_size": self.step_size, "pending": self.pending, "acceptance": self.last_acceptance,
                 "buffer": None if self.buffer is None else self.buffer.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
         """Restore :meth:`state_dict`."""
         self.step_size, self.pending = state["step_size"], state["pending"]
+        self.last_acceptance = state.get("acceptance")
         if self.buffer is not None and state.get("buffer") is not None:
             self.buffer.load_state_dict(state["buffer"])
 

@@ -12,7 +12,8 @@ import torch
 
 from .errors import MlmolError
 from .flows import FlowModel
-from .flows.equivariant import EquivariantFlow, align
+from .flows.equivariant import EquivariantFlow
+from .flows.equivariant import align as _align
 from .systems import Energy
 
 
@@ -208,19 +209,24 @@ class FlowMatching(Loss):
         self.sigma, self.align = sigma, align
 
     def __call__(self, batch):
-        flow = batch.flow
-        if not isinstance(flow, EquivariantFlow):
-            raise MlmolError("flow matching (recipe klein2023) trains an EquivariantFlow (flow kind equivariant); "
-                             "train coupling flows with the noe2019 recipe (ML and KL)")
-        x1 = flow.centre(batch.data_x())
-        x0 = flow.base_sample(len(x1), generator=batch.generator)
-        if self.align:
-            x0 = align(x0, x1, flow.n_particles, flow.spatial_dim)
-        t = torch.rand(len(x1), 1, generator=batch.generator, dtype=x1.dtype, device=x1.device)
-        noise = flow.base_sample(len(x1), generator=batch.generator)
-        xt = (1 - t) * x0 + t * x1 + self.sigma * noise
-        value = ((flow.velocity(t[:, 0], xt) - (x1 - x0)) ** 2).mean()
+        value = flow_matching(batch.flow, batch.data_x(), batch.generator, self.sigma, self.align)
         return value, {"fm": float(value.detach())}
 
     def __repr__(self) -> str:
         return f"FlowMatching(sigma={self.sigma:g}, align={self.align})"
+
+
+def flow_matching(flow: FlowModel, x1: torch.Tensor, generator: torch.Generator, sigma: float = 0.01,
+                  align: bool = True) -> torch.Tensor:
+    """The conditional flow-matching loss of :class:`FlowMatching` on the targets ``x1`` ``[n, dim]``."""
+    if not isinstance(flow, EquivariantFlow):
+        raise MlmolError("flow matching (recipe klein2023) trains an EquivariantFlow (flow kind equivariant); "
+                         "train coupling flows with the noe2019 recipe (ML and KL)")
+    x1 = flow.centre(x1)
+    x0 = flow.base_sample(len(x1), generator=generator)
+    if align:
+        x0 = _align(x0, x1, flow.n_particles, flow.spatial_dim)
+    t = torch.rand(len(x1), 1, generator=generator, dtype=x1.dtype, device=x1.device)
+    noise = flow.base_sample(len(x1), generator=generator)
+    xt = (1 - t) * x0 + t * x1 + sigma * noise
+    return ((flow.velocity(t[:, 0], xt) - (x1 - x0)) ** 2).mean()

@@ -16,13 +16,15 @@ import numpy as np
 import torch
 
 from . import experiments, flows, samplers, systems
-from .config import is_molecule, make_config
+from .config import energy_only, is_molecule, make_config
 from .data import Samples, load_torch, pdb_text, save_array
 from .errors import MlmolError
 from .evaluation import evaluate
 from .flows import FlowModel
+from .flows.molecular import rigid_torsions
 from .generate import sample
 from .rundir import RunDirectory
+from .samplers.harmonic import harmonic_samples, minimise
 from .systems import Energy
 from .systems.forcefield import TorchEnergy
 from .systems.molecule import Molecule
@@ -106,6 +108,14 @@ def check_flow(config: dict, system: Energy) -> None:
     if recipe == "klein2023" and kind != "equivariant":
         raise MlmolError(f"{system.name} trains by equivariant flow matching, which needs --flow equivariant; "
                          f"drop --flow {kind}")
+    flow_matched = recipe == "schopmans2025" and config["recipe"].get("fit") == "fm"
+    if kind == "equivariant" and energy_only(config) and not flow_matched:
+        raise MlmolError(f"the equivariant flow's density has no gradient, which {recipe} needs; train "
+                         f"{system.name} from the energy alone with --losses ta (its rungs flow-matched), or use "
+                         "--flow realnvp or spline")
+    if flow_matched and kind != "equivariant":
+        raise MlmolError(f"temperature annealing with fit fm flow-matches an equivariant flow; use --flow equivariant "
+                         f"or fit ml for a {kind} flow")
 
 
 def build_flow(config: dict, system: Energy, data: torch.Tensor | None) -> FlowModel:
@@ -115,7 +125,11 @@ def build_flow(config: dict, system: Energy, data: torch.Tensor | None) -> FlowM
     if config["flow"]["kind"] == "molecular":
         options = {k: v for k, v in config["flow"].items() if k != "kind"}
         bonds = [(a.index, b.index) for a, b in system.topology.bonds()]
-        return flows.MolecularFlow(system.dim // 3, bonds, data=None if data is None else data.float(), **options)
+        if data is None:  # from the energy alone: scales from the harmonic approximation, rigid torsions from chemistry
+            x0 = minimise(system, torch.as_tensor(system.positions))
+            data = harmonic_samples(system, x0, 20_000, torch.Generator().manual_seed(config["seed"]))
+            options["narrow"] = rigid_torsions([a.element.symbol for a in system.topology.atoms()], bonds)
+        return flows.MolecularFlow(system.dim // 3, bonds, data=data.float(), **options)
     if config["flow"]["kind"] == "equivariant":
         return flows.build({**config["flow"], "n_particles": system.n_particles, "spatial_dim": system.spatial_dim})
     dim = system.dim

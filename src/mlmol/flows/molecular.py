@@ -20,7 +20,7 @@ import torch
 
 from .bijections import Bijection, Chain, CircularShift, SplineCoupling, Standardize
 from .flow import Flow
-from .internal import InternalCoordinates
+from .internal import InternalCoordinates, zmatrix
 
 
 class MolecularFlow(Flow):
@@ -61,10 +61,11 @@ def _molecular_transform(n_atoms: int, bonds: Iterable[tuple[int, int]], data: t
         cos, sin = values[:, start:].cos().mean(0), values[:, start:].sin().mean(0)
         circular_std = torch.sqrt(-2 * torch.log(torch.sqrt(cos ** 2 + sin ** 2).clamp(1e-12, 1.0)))
         found = [i for i in range(dim - start) if circular_std[i] < narrow_std]
-        for i in found:
+    narrow = sorted(int(i) for i in (found if narrow is None else narrow))
+    if data is not None:  # the narrow torsions standardised about their circular mean; free ones stay uniform
+        for i in narrow:
             loc[start + i] = torch.atan2(sin[i], cos[i])
             scale[start + i] = circular_std[i].clamp(min=1e-3)
-    narrow = sorted(int(i) for i in (found if narrow is None else narrow))
     narrow_dims = [start + i for i in narrow]
     ordinary = list(range(start)) + narrow_dims
     torsions = [i for i in range(start, dim) if i not in narrow_dims]
@@ -84,3 +85,47 @@ def _molecular_transform(n_atoms: int, bonds: Iterable[tuple[int, int]], data: t
     spec = {"kind": "molecular", "n_atoms": n_atoms, "bonds": [list(b) for b in bonds], "blocks": blocks,
             "hidden": list(hidden), "bins": bins, "narrow": narrow}
     return Chain(layers), dim, spec, torsions
+
+
+def rigid_torsions(elements: Sequence[str], bonds: Iterable[tuple[int, int]]) -> list[int]:
+    """Indices (among the Z-matrix torsions of :class:`InternalCoordinates`) of the torsions that do not
+    rotate freely, from the chemistry alone (for a flow trained without data): offsets of an atom from
+    a sibling around the same bond (methyl Hs at ±120°, a carbonyl O, the Cα substituents that fix its
+    handedness), and rotations about amide C–N bonds (peptide ω) and ring bonds.
+
+    Arguments:
+        elements: each atom's element symbol ("C", "N", ...).
+        bonds: the bonds as atom index pairs.
+
+    Example:
+        >>> # N-methylacetamide's heavy atoms: C(methyl)-C(=O)-N-C(methyl); the torsion about C-N is rigid
+        >>> rigid_torsions(["C", "C", "O", "N", "C"], [(0, 1), (1, 2), (1, 3), (3, 4)])
+        [0, 1]
+    """
+    bonds = [tuple(map(int, b)) for b in bonds]
+    neighbours: list[set[int]] = [set() for _ in elements]
+    for i, j in bonds:
+        neighbours[i].add(j)
+        neighbours[j].add(i)
+
+    def amide(i: int, j: int) -> bool:
+        carbon, nitrogen = (i, j) if elements[i] == "C" else (j, i)
+        return (elements[carbon], elements[nitrogen]) == ("C", "N") and any(
+            elements[k] == "O" and len(neighbours[k]) == 1 for k in neighbours[carbon])
+
+    def in_ring(i: int, j: int) -> bool:  # another path from i to j without the bond i-j
+        seen, frontier = {i}, [k for k in neighbours[i] if k != j]
+        while frontier:
+            k = frontier.pop()
+            if k == j:
+                return True
+            if k not in seen:
+                seen.add(k)
+                frontier.extend(neighbours[k] - seen)
+        return False
+
+    rigid = []
+    for index, (_, p, q, r) in enumerate(zmatrix(len(elements), bonds)[3:]):
+        if r in neighbours[p] or amide(p, q) or in_ring(p, q):
+            rigid.append(index)
+    return rigid

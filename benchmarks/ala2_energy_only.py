@@ -1,0 +1,87 @@
+"""Alanine dipeptide in implicit solvent from the energy alone (no MD data) against the umbrella reference.
+
+    python benchmarks/ala2_energy_only.py [--seed 0] [--losses ta]
+    python benchmarks/ala2_energy_only.py --tabulate    # measure nothing: redraw the table
+
+Runs `mlmol train alanine-dipeptide-implicit --losses L --seed S` (the built-in energy-only schedule),
+`mlmol sample --n 100000 --seed 1000 + S` and `mlmol evaluate`; compares the reweighted ΔF(φ>0 − φ<0)
+with benchmarks/results/ala2_reference_implicit.json. Beside each row: the target energy evaluations of
+training (from metrics.jsonl) and, for the MD-data route, the force evaluations its MD data took (each MD
+step of each replica is one), computed from the data section of the stored rows of
+benchmarks/results/ala2_bg_implicit.json (the batched-engine rows). Writes
+benchmarks/results/ala2_energy_only.json and .md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from pipeline import MIN_EFFECTIVE, RESULTS, markdown_table, pipeline, read_results, write_results
+
+ROOT = Path(__file__).resolve().parent.parent
+NAMES = {"ta": "temperature annealing", "fab": "FAB", "kl": "reverse KL"}
+
+
+def md_evaluations(data: dict) -> int:
+    """Force evaluations of the batched engine's MD data: replicas × temperatures × steps per replica."""
+    replicas = data["replicas"]
+    count = 1 if data.get("ladder") is None else data["ladder"][1]
+    frames_per_replica = -(-data["n"] // replicas)
+    return replicas * count * (data["equilibration"] + frames_per_replica * data["interval"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--losses", default="ta", choices=sorted(NAMES))
+    parser.add_argument("--runs", default=str(ROOT / "runs" / "ala2_energy_only"))
+    parser.add_argument("--tabulate", action="store_true", help="measure nothing: redraw the table")
+    args = parser.parse_args()
+    try:
+        rows = read_results("ala2_energy_only")
+    except FileNotFoundError:
+        rows = []
+    if not args.tabulate:
+        out = Path(args.runs) / f"{args.losses}-{args.seed}"
+        result = pipeline(["alanine-dipeptide-implicit", "--losses", args.losses, "--seed", str(args.seed)], out,
+                          sample_seed=1000 + args.seed)
+        rows = [r for r in rows if (r["losses"], r["seed"]) != (args.losses, args.seed)]
+        rows.append({"losses": args.losses, "seed": args.seed, "sample_seed": 1000 + args.seed, **result})
+    render(rows)
+
+
+def render(rows: list[dict]) -> None:
+    reference = json.loads((RESULTS / "ala2_reference_implicit.json").read_text())[0]
+    md_rows = [r for r in read_results("ala2_bg_implicit")
+               if r.get("data_engine") == "torch" and r.get("data_config", {}).get("ladder")]
+    cells = []
+    for r in sorted(rows, key=lambda r: (r["losses"], r["seed"])):
+        m = r["metrics"]
+        r["difference"] = m["delta_f"]["value"] - reference["delta_f"]
+        cells.append([f"from the energy alone: {NAMES[r['losses']]}", str(r["seed"]), f"{r['energy_evaluations']:,}",
+                      f"{r['train_s'] / 60:.1f}", f"{100 * m['ess_fraction']:.1f}% ({m['ess']:,.0f})"
+                      + ("" if m["ess"] >= MIN_EFFECTIVE else " *"),
+                      f"{m['delta_f']['value']:.3f} ± {m['delta_f']['stderr']:.3f}", f"{r['difference']:+.3f}",
+                      f"{100 * m['wrong_handed_fraction']:.2f}%"])
+    for r in md_rows:
+        m = r["metrics"]
+        cells.append([f"MD data (batched engine) + ML: {r['command'].split(' --out')[0]}", str(r["seed"]),
+                      f"{md_evaluations(r['data_config']):,} (MD force evaluations)", f"{r['train_s'] / 60:.1f}",
+                      f"{100 * m['ess_fraction']:.1f}% ({m['ess']:,.0f})",
+                      f"{m['delta_f']['value']:.3f} ± {m['delta_f']['stderr']:.3f}",
+                      f"{m['delta_f']['value'] - reference['delta_f']:+.3f}",
+                      f"{100 * m['wrong_handed_fraction']:.2f}%"])
+    table = markdown_table(
+        "Alanine dipeptide in implicit solvent (300 K) from the energy alone against the MD-data route "
+        "(`python benchmarks/ala2_energy_only.py --seed S`; 100,000 samples, sampling seed 1000 + S; ΔF(φ>0 − φ<0) "
+        f"against the umbrella reference {reference['delta_f']:.3f} ± {reference['stderr']:.3f} kT; the MD-data rows are "
+        "those of benchmarks/results/ala2_bg_implicit.md; * fewer than 100 effective samples: does not count)",
+        ["training", "seed", "target energy evaluations", "time (min)", "ESS (effective samples)",
+         "ΔF (kT)", "difference (kT)", "wrong-handed Cα"], cells, text_columns=2)
+    write_results("ala2_energy_only", rows, table)
+
+
+if __name__ == "__main__":
+    main()
