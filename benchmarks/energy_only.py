@@ -9,7 +9,8 @@ Each row runs `mlmol train SYSTEM --losses L --seed S`, then `mlmol sample --n N
 stream training never used) and `mlmol evaluate`. Against exact answers: log Z from the generator's
 importance weights (exact: 0 for GMM-40, 164.696 for Many Well 32), the forward ESS from 100,000 exact
 target samples (seed 2000 + S), for GMM-40 the modes covered (a generator sample within 2σ of the
-mean; 40 of 40 is the bar), for Many Well each 2D pair's left-well occupancy (reweighted) against
+mean; 40 of 40 is the bar) and the largest error of a component's reweighted mass (samples assigned to
+the nearest mean) against the exact 1/40, for Many Well each 2D pair's left-well occupancy (reweighted) against
 exact, for the double well ΔF against quadrature, for DW-4 and LJ-13 total-variation distances of reweighted
 energy and distance histograms to the MCMC test split of benchmarks/particles_reference.py (in brackets: two MCMC
 splits', the noise floor). Every row has the target energy evaluations of
@@ -51,6 +52,10 @@ def target_metrics(name: str, out: Path, seed: int) -> dict:
         sigma = float(system.std[0, 0])
         distance = torch.cdist(system.means, x)  # [40, n]
         metrics["modes_covered"] = int((distance.min(1).values <= 2 * sigma).sum())
+        # reweighted mass of each component (samples assigned to the nearest mean) against the exact 1/40
+        nearest = distance.argmin(0)
+        mass = torch.zeros(len(system.means), dtype=torch.float64).index_add_(0, nearest, torch.softmax(log_w, 0))
+        metrics["mode_mass_error"] = float((mass - 1 / len(system.means)).abs().max())
     if name in ("dw4", "lj13"):  # reweighted histograms against the MCMC test split, beside two MCMC splits' TV
         from particles_reference import load_reference
 
@@ -135,21 +140,29 @@ def render(rows: list[dict]) -> None:
     keyed: dict[tuple[str, str], list[dict]] = {}
     for r in rows:
         keyed.setdefault((r["system"], r["losses"]), []).append(r)
-    for (name, losses), group in keyed.items():
+    order = [*SAMPLES, *NAMES]
+    for (name, losses), group in sorted(keyed.items(), key=lambda item: (order.index(item[0][0]), order.index(item[0][1]))):
         counted = [r for r in group if r["effective_samples"] >= MIN_EFFECTIVE]
         quality = "—"
         if name == "gmm-40":
-            quality = f"modes {_stat([r['modes_covered'] for r in group], 1)} / 40"
+            quality = f"modes {_stat([r['modes_covered'] for r in group], 1)} / 40" + (
+                f"; mode mass error {_stat([r['mode_mass_error'] for r in group], 4)} (exact 0.025 each)"
+                if "mode_mass_error" in group[0] else "")
         elif name == "many-well-32":
             quality = f"max occupancy error {_stat([r['occupancy_error'] for r in group], 3)}"
         elif "tv_energy_reweighted" in group[0]:
             quality = (f"reweighted TV energy {_stat([r['tv_energy_reweighted'] for r in group], 3)} "
                        f"({group[0]['tv_energy_mcmc']:.3f}), distances {_stat([r['tv_distance_reweighted'] for r in group], 3)} "
                        f"({group[0]['tv_distance_mcmc']:.3f})")
-        elif "delta_f_error" in group[0]:
-            quality = f"ΔF error {_stat([r['delta_f_error'] for r in group], 3)} kT"
-        log_z = "—" if "log_z_error" not in group[0] else _stat([r["log_z_error"] for r in group], 3)
-        forward = "—" if "forward_ess" not in group[0] else _stat([r["forward_ess"] for r in group], 1, True)
+        elif name == "double-well":
+            found = [r["delta_f_error"] for r in group if "delta_f_error" in r]
+            quality = (f"ΔF error {_stat(found, 3)} kT (largest {max(map(abs, found)):.3f})" if found
+                       else "ΔF: a state has no weighted sample") + (
+                f" ({len(group) - len(found)} of {len(group)} seeds without a weighted sample in one state)"
+                if 0 < len(found) < len(group) else "")
+        log_z = "—" if "log_z_error" not in group[0] else (
+            f"{_stat([r['log_z_error'] for r in group], 3)} (largest {max(abs(r['log_z_error']) for r in group):.3f})")
+        forward = "—" if "forward_ess" not in group[0] else _stat([r["forward_ess"] for r in group], 2, True)
         cells.append([name, NAMES.get(losses, losses), str(len(group)), quality, log_z, forward,
                       (f"{_stat([r['ess_fraction'] for r in group], 1, True)} "
                        f"(min {min(r['effective_samples'] for r in group):,.0f} eff.; {len(counted)} ≥ {MIN_EFFECTIVE})"),

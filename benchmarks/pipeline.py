@@ -28,13 +28,19 @@ def _run(args: list[str]) -> float:
     return time.perf_counter() - start
 
 
-def pipeline(train_args: list[str], out: Path, n: int = 100_000, sample_seed: int = 0) -> dict:
+def pipeline(train_args: list[str], out: Path, n: int = 100_000, sample_seed: int = 0, train: bool = True) -> dict:
     """``mlmol train ... --out OUT``, ``mlmol sample OUT --n N --seed SAMPLE_SEED``, ``mlmol evaluate OUT
-    --samples``; with the target energy evaluations of training (the last ``energy_evaluations`` logged)."""
-    shutil.rmtree(out, ignore_errors=True)
-    t_train = _run(["train", *train_args, "--out", str(out)])
-    t_sample = _run(["sample", str(out), "--n", str(n), "--out", str(out / "samples.npz"), "--seed", str(sample_seed)])
-    _run(["evaluate", str(out), "--samples", str(out / "samples.npz")])
+    --samples``; with the target energy evaluations of training (the last ``energy_evaluations`` logged).
+
+    ``train=False`` samples and evaluates a run that this command already trained in OUT (its training
+    time is then the training loop's own clock, the last ``time_s`` of metrics.jsonl)."""
+    commands = [["train", *train_args, "--out", str(out)],
+                ["sample", str(out), "--n", str(n), "--out", str(out / "samples.npz"), "--seed", str(sample_seed)],
+                ["evaluate", str(out), "--samples", str(out / "samples.npz")]]
+    if train:
+        shutil.rmtree(out, ignore_errors=True)
+        t_train = _run(commands[0])
+    t_sample, _ = (_run(command) for command in commands[1:])
     metrics = json.loads((out / "metrics.json").read_text())
     data_s = None
     if (out / "data.npz").is_file():  # runs from the energy alone have none
@@ -44,9 +50,11 @@ def pipeline(train_args: list[str], out: Path, n: int = 100_000, sample_seed: in
     data_config = yaml.safe_load((out / "config.yaml").read_text()).get("data")
     logged = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
     evaluations = logged[-1].get("energy_evaluations") if logged else None
+    if not train:
+        t_train = logged[-1]["time_s"]
     return {"command": "mlmol train " + " ".join(train_args) + f" --out {out}", "data_config": data_config,
             "train_s": t_train, "data_s": data_s, "sample_s": t_sample, "metrics": metrics,
-            "energy_evaluations": evaluations}
+            "energy_evaluations": evaluations, "commands": ["mlmol " + " ".join(c) for c in commands]}
 
 
 def langevin_context(xml: str, masses: list[float], positions: np.ndarray, platform: str, timestep_fs: float,

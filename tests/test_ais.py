@@ -51,3 +51,21 @@ def test_a_bad_path_or_step_is_refused():
     assert math.isfinite(log_normaliser(torch.tensor([0.0, -1.0])).value)
     with pytest.raises(MlmolError, match="two samples"):
         log_normaliser(torch.zeros(1))
+
+
+def test_ais_towards_p_squared_over_q_is_exact_with_several_moves():
+    """FAB's path end p̃² / q (alpha = 2): the mean weight is ∫ exp(−2u) / q, here by quadrature."""
+    target, q = Gaussian(), _proposal()
+    edges = torch.linspace(-12, 12, 1201, dtype=torch.float64)
+    grid = torch.cartesian_prod(edges, edges)
+    cell = float(edges[1] - edges[0]) ** 2
+    exact = float(torch.logsumexp(-2 * target.energy(grid) - q.log_prob(grid), 0)) + math.log(cell)
+    torch.manual_seed(3)
+    x = q.sample((8000,))
+    out = annealed_importance_sampling(x, q.log_prob, target, torch.linspace(0, 1, 6), step_size=0.4,
+                                       generator=torch.Generator().manual_seed(300), alpha=2.0, moves=3)
+    estimate = log_normaliser(out.log_weights)
+    assert abs(estimate.value - exact) < 4 * estimate.stderr, (estimate, exact)
+    assert out.evaluations == 8000 * (1 + 4 * 3) and len(out.acceptance) == 4
+    # a wrong path end (alpha = 1 weights read as alpha = 2) would be off by far more than the error
+    assert abs(exact - target.log_z) > 20 * estimate.stderr

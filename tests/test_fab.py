@@ -90,6 +90,8 @@ def test_buffer_draws_in_proportion_to_the_weights_without_replacement():
     assert sorted(drawn.tolist()) == [0, 1, 2, 3]  # distinct
     with pytest.raises(MlmolError, match="distinct"):
         buffer.sample(5, generator)
+    buffer.add(torch.zeros(1, 1), torch.tensor([-math.inf]), torch.zeros(1))  # weight zero: never drawn
+    assert sorted(buffer.sample(5, generator).tolist()) == [0, 1, 2, 3]
 
 
 def test_buffer_overwrites_the_oldest_and_adjusts_weights_to_the_current_flow():

@@ -70,8 +70,10 @@ def _parser() -> argparse.ArgumentParser:
                             "many), or refuse a PDB without them")
     train.add_argument("--seed", type=int, help=SEED_HELP)
     train.add_argument("--steps", type=int, help="total optimisation steps (default from the recipe)")
-    train.add_argument("--losses", help="ml, ml+kl, ml+kl+rc or kl (default: the system's recipe, e.g. ml+kl+rc for "
-                                        "toy systems and ml for molecules; RUN/config.yaml shows it)")
+    train.add_argument("--losses", help="with data: ml, ml+kl or ml+kl+rc (default: the system's recipe, e.g. ml+kl+rc "
+                                        "for toy systems and ml for molecules; RUN/config.yaml shows it); from the "
+                                        "energy alone, no data made: fab (α = 2 divergence with AIS and a replay "
+                                        "buffer), kl (reverse KL) or ta (temperature annealing)")
     train.add_argument("--flow", dest="flow_kind", choices=["realnvp", "spline", "equivariant"],
                        help="flow family (equivariant: identical particles, e.g. dw4, lj13)")
     train.add_argument("--energy-backend", choices=["torch", "openmm"],
@@ -241,7 +243,7 @@ def _cmd_systems(args) -> None:
     print("built-in systems:")
     for name, factory in sorted(systems.BUILTIN.items()):
         s = factory()
-        print(f"  {name:15s} dim={s.dim}  {(s.__doc__ or '').strip().splitlines()[0]}")
+        print(f"  {name:15s} dim={s.dim}  {(factory.__doc__ or s.__doc__ or '').strip().splitlines()[0]}")
     print("your own: mlmol train --energy FILE.py:FUNCTION --dim D --out RUN")
     print("molecules (OpenMM force fields; mlmol train and mlmol simulate; your own: --pdb FILE):")
     for name, (_, description) in MOLECULES.items():

@@ -83,15 +83,20 @@ ENERGY_DEFAULTS: dict = {
                "fab": {"steps": 4000, "batch": 128, "lr": 3e-4, "levels": 1, "step_size": 1.0},
                "kl": {"steps": 4000, "batch": 128, "lr": 3e-4},
                "ta": {"steps": 4000, "batch": 128, "lr": 3e-4, "high": 16.0, "temperatures": 5}},
-    "many-well-32": {"flow": {"kind": "realnvp", "blocks": 8, "hidden": [128, 128]},
-                     "fab": {"steps": 4000, "batch": 512, "lr": 3e-4, "levels": 4, "moves": 2, "step_size": 0.5},
-                     # reverse KL with the evaluations FAB's AIS makes per step (512 × 9 every 4 steps)
+    # spline couplings: a pair's bimodal x₁ marginal is one monotone spline away from a Gaussian, where affine
+    # couplings of independent pairs must build it from the other coordinates (in trials they stayed far from it)
+    "many-well-32": {"flow": {"kind": "spline", "blocks": 4, "hidden": [128, 128], "bins": 8},
+                     "fab": {"steps": 4000, "batch": 512, "lr": 3e-4, "levels": 4, "moves": 2, "step_size": 0.5,
+                             "capacity": 131_072, "min_length": 32_768, "updates": 8},
+                     # reverse KL with about twice the evaluations FAB's AIS makes per step (512 × 9 every 8 steps)
                      "kl": {"steps": 4000, "batch": 1152, "lr": 3e-4},
                      "ta": {"steps": 4000, "batch": 512, "lr": 3e-4, "high": 4.0, "temperatures": 4}},
-    # alanine dipeptide from the energy alone: 1200 K down to 300 K in 5 temperatures
+    # alanine dipeptide from the energy alone: reverse KL at 1200 K, then down to 300 K in 6 rungs, each pool
+    # moved to its rung by AIS (with plain importance weights the pools degenerated to a few effective samples)
     "alanine-dipeptide-implicit": {
-        "ta": {"steps": 10_000, "kl_fraction": 0.5, "batch": 256, "lr": 5e-4, "high": 4.0, "temperatures": 5,
-               "pool": 50_000, "refresh": 250, "anneal_lr": 1e-4, "energy_high": 1e4, "cap": 1e8}},
+        "ta": {"steps": 10_000, "kl_fraction": 0.5, "batch": 256, "lr": 5e-4, "high": 4.0, "temperatures": 7,
+               "pool": 20_000, "refresh": 400, "anneal_lr": 1e-4, "energy_high": 1e4, "cap": 1e8, "levels": 4,
+               "step_size": 0.002}},
     # identical particles keep their equivariant flow; its density has no gradient: every rung is flow-matched.
     # Pools are small: a sample with its exact density costs 4.5 ms (DW-4) and 40 ms (LJ-13)
     "dw4": {"ta": {"fit": "fm", "kl_fraction": 0.0, "steps": 10_000, "batch": 256, "lr": 1e-3, "high": 4.0,
@@ -110,13 +115,15 @@ def energy_only(config: dict) -> bool:
     return recipe["name"] in experiments.ENERGY_ONLY or (recipe["name"] == "noe2019" and recipe.get("losses") == "kl")
 
 
-def _use_energy_losses(config: dict, losses: str) -> None:
-    """``--losses fab|ta|kl``: the recipe from the energy alone with the system's options, and no data."""
+def _use_energy_losses(config: dict, losses: str, given: dict) -> None:
+    """``--losses fab|ta|kl``: the recipe from the energy alone with the system's options (under the options
+    of that recipe in the user's config, ``given``), and no data."""
     name = config["system"].get("name") or config["system"].get("molecule")
     own = ENERGY_DEFAULTS.get(name, {})
     recipe = ENERGY_LOSSES[losses]
+    mine = {k: v for k, v in given.items() if k != "name"} if given.get("name", "noe2019") == recipe else {}
     if config["recipe"].get("name", "noe2019") != recipe or losses in own:
-        config["recipe"] = {"name": recipe, **own.get(losses, {})}
+        config["recipe"] = {"name": recipe, **own.get(losses, {}), **mine}
     if losses == "kl":
         config["recipe"]["losses"] = "kl"
     if "flow" in own:
@@ -142,8 +149,9 @@ def merge(base: dict, update: dict) -> dict:
         if key in REPLACED or not isinstance(value, dict) or not isinstance(out[key], dict):
             out[key] = copy.deepcopy(value)
             continue
-        if key == "flow" and value.get("kind", out[key].get("kind")) != out[key].get("kind"):
-            out[key] = copy.deepcopy(value)  # another flow family: its own options (checked when it is built)
+        field = {"flow": "kind", "recipe": "name"}.get(key)
+        if field is not None and value.get(field, out[key].get(field)) != out[key].get(field):
+            out[key] = copy.deepcopy(value)  # another flow family or recipe: its own options (checked below)
             continue
         unknown = set(value) - set(out[key])
         if unknown and key not in OPEN:
@@ -196,7 +204,7 @@ def make_config(system: str | None = None, energy: str | None = None, dim: int |
         if value is None:
             continue
         if key == "losses" and value in ENERGY_LOSSES:
-            _use_energy_losses(config, value)
+            _use_energy_losses(config, value, base.get("recipe", {}))
         elif key in ("steps", "losses"):
             config["recipe"][key] = value
         elif key == "backend":
@@ -249,7 +257,8 @@ def check(config: dict) -> None:
             raise MlmolError(f"{where} must be {kind}, got {value!r}")
     recipe = config["recipe"]
     if recipe["name"] == "noe2019" and recipe.get("losses") not in experiments.LOSSES:
-        raise MlmolError(f"unknown --losses {recipe.get('losses')!r}; choose one of {', '.join(experiments.LOSSES)}")
+        raise MlmolError(f"unknown --losses {recipe.get('losses')!r}; choose one of "
+                         f"{', '.join([*experiments.LOSSES, 'fab', 'ta'])}")
     engine = config.get("data", {}).get("engine", "auto")
     if engine not in ("auto", "torch", "openmm"):
         raise MlmolError(f"unknown MD engine {engine!r} (--data-engine, data.engine in the config); choose auto, "

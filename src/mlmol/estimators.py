@@ -191,7 +191,7 @@ def forward_ess_fraction(log_weights: torch.Tensor | np.ndarray) -> float:
     log_w = torch.as_tensor(log_weights, dtype=torch.float64).reshape(-1)
     if len(log_w) < 2:
         raise MlmolError("the forward ESS needs at least two target samples")
-    log_w = torch.nan_to_num(log_w, nan=math.inf)  # a target sample q cannot produce: the ESS is zero
+    log_w = torch.nan_to_num(log_w, nan=math.inf, posinf=math.inf, neginf=-math.inf)  # NaN: q cannot produce it
     if not bool(torch.isfinite(log_w).all()):
         return 0.0
     n = len(log_w)

@@ -32,13 +32,12 @@ def evaluate(system: Energy, samples: Samples, bins: int = 60, max_f: float = 5.
             estimate = estimators.delta_f(samples, systems.State(a, system.variables),
                                           systems.State(b, system.variables))
             entry.update(value=estimate.value, stderr=estimate.stderr)
-        except MlmolError as error:  # e.g. no sample in one state: report the rest, say why ΔF is missing
-            if exact:
-                raise
+        except MlmolError as error:  # e.g. no sample in one state (a generator that lost it): report the rest
             entry["unavailable"] = str(error)
         if exact:
             entry["exact"] = estimators.exact_delta_f(system, a, b)
-            entry["error"] = estimate.value - entry["exact"]
+            if "value" in entry:
+                entry["error"] = entry["value"] - entry["exact"]
         result["delta_f"] = entry
     if isinstance(system, Molecule):
         centres = chiral_centres(system.topology)
@@ -69,8 +68,10 @@ def summary_rows(metrics: dict) -> list[tuple[str, str]]:
     if "delta_f" in metrics:
         d = metrics["delta_f"]
         text = f"{d['value']:+.3f} ± {d['stderr']:.3f} kT" if "value" in d else f"not estimated: {d['unavailable']}"
-        if "exact" in d:
+        if "error" in d:
             text += f" (exact {d['exact']:+.3f}, error {d['error']:+.3f})"
+        elif "exact" in d:
+            text += f" (exact {d['exact']:+.3f})"
         rows.append((f"ΔF = F({d['states'][0]}) − F({d['states'][1]})", text))
     if "log_z" in metrics:
         z = metrics["log_z"]

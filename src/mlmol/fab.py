@@ -60,21 +60,27 @@ class ReplayBuffer:
         """Store ``x`` ``[n, dim]``, their log weights ``[n]`` and log q ``[n]``."""
         index = (self.next + torch.arange(len(x))) % self.capacity
         self.x[index] = x.detach().double().cpu()
-        self.log_w[index] = torch.nan_to_num(log_w.detach().double().cpu(), nan=-math.inf)
+        self.log_w[index] = torch.nan_to_num(log_w.detach().double().cpu(), nan=-math.inf, neginf=-math.inf)
         self.log_q[index] = log_q.detach().double().cpu()
         self.next = int(self.next + len(x)) % self.capacity
         self.length = min(self.capacity, self.length + len(x))
 
     def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
-        """``n`` distinct indices drawn in proportion to the weights (Gumbel top-k, then shuffled)."""
+        """Up to ``n`` distinct indices drawn in proportion to the weights without replacement (Gumbel top-k,
+        then shuffled; as FAB does, so a draw of a large part of the buffer flattens the proportions);
+        entries of weight zero are never drawn, so fewer than ``n`` come back when fewer have weight."""
         if not self.ready:
             raise MlmolError(f"the replay buffer holds {self.length} samples; it needs {self.min_length} to be sampled")
         if n > self.length:
             raise MlmolError(f"cannot draw {n} distinct samples from a buffer of {self.length}")
         logits = self.log_w[: self.length]
-        gumbel = -torch.log(-torch.log(torch.rand(self.length, generator=generator, dtype=torch.float64)))
-        top = torch.topk(logits + gumbel, n).indices
-        return top[torch.randperm(n, generator=generator)]
+        uniform = torch.rand(self.length, generator=generator, dtype=torch.float64, device=generator.device).cpu()
+        top = torch.topk(logits - torch.log(-torch.log(uniform)), n).indices
+        top = top[torch.isfinite(logits[top])]
+        if len(top) == 0:
+            raise MlmolError("every sample in the replay buffer has weight zero (non-finite energies or densities); "
+                             "check the energy where the flow samples, or lower the learning rate")
+        return top[torch.randperm(len(top), generator=generator, device=generator.device).cpu()]
 
     def adjust(self, index: torch.Tensor, log_q: torch.Tensor, alpha: float) -> None:
         """Move the weights of ``index`` to the current flow: log w += (1 − α)(log q − log q_old) and
@@ -153,7 +159,7 @@ class FAB(Loss):
         flow = batch.flow
         if self.buffer is None:
             x, log_w, _, metrics = self.ais(batch)
-            weights = torch.softmax(torch.nan_to_num(log_w, nan=-math.inf), 0)
+            weights = torch.softmax(torch.nan_to_num(log_w, nan=-math.inf, neginf=-math.inf), 0)
             value = -(weights * flow.log_prob(x)).sum()
             return value, {"fab": float(value.detach()), **metrics, **self._report()}
         metrics = {"evaluations": 0}

@@ -127,7 +127,7 @@ def build_flow(config: dict, system: Energy, data: torch.Tensor | None) -> FlowM
         bonds = [(a.index, b.index) for a, b in system.topology.bonds()]
         if data is None:  # from the energy alone: scales from the harmonic approximation, rigid torsions from chemistry
             x0 = minimise(system, torch.as_tensor(system.positions))
-            data = harmonic_samples(system, x0, 20_000, torch.Generator().manual_seed(config["seed"]))
+            data = harmonic_samples(system, x0, 20_000, torch.Generator().manual_seed(10_000 + config["seed"]))
             options["narrow"] = rigid_torsions([a.element.symbol for a in system.topology.atoms()], bonds)
         return flows.MolecularFlow(system.dim // 3, bonds, data=data.float(), **options)
     if config["flow"]["kind"] == "equivariant":

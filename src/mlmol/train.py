@@ -168,7 +168,7 @@ def fit(model: nn.Module, recipe: Recipe, seed: int = 0, checkpoint: str | Path 
         try:
             model.load_state_dict(state["flow"])
             step, stage_index = state["step"], state["stage"]
-            evaluations = state.get("evaluations", 0)
+            evaluations = max(evaluations, state.get("evaluations", 0))  # work of discarded steps still counts
             recoveries = max(recoveries, state.get("recoveries", 0))
             generator.set_state(state["generator"])
             optimizer = None  # a checkpoint from before the first step: the loop makes a fresh one

@@ -15,13 +15,15 @@ from ..train import Recipe, Stage
 def schopmans2025(system: Energy, data: torch.Tensor | None, steps: int = 5000, kl_fraction: float = 0.5,
                   high: float = 4.0, temperatures: int = 4, batch: int = 256, lr: float = 5e-4,
                   lr_end: float | None = None, anneal_lr: float = 1e-4, pool: int = 20_000, refresh: int = 100,
-                  energy_high: float = 1e3, cap: float = 1e6, grad_clip: float = 100.0, fit: str = "ml") -> Recipe:
+                  energy_high: float = 1e3, cap: float = 1e6, grad_clip: float = 100.0, fit: str = "ml",
+                  levels: int = 0, step_size: float = 0.01) -> Recipe:
     """Reverse KL at ``high`` times the system's temperature for ``kl_fraction`` of ``steps``, then the
     rest split evenly over the ``temperatures − 1`` lower rungs of :func:`~mlmol.annealing.ladder`
     (geometric down to the system's temperature), each trained by
     :class:`~mlmol.annealing.ReweightedML` on pools of ``pool`` samples refreshed every ``refresh``
     steps, at learning rate ``anneal_lr``. ``energy_high`` and ``cap`` regularise the KL stage's energies
-    as in :class:`~mlmol.losses.ReverseKL`. ``data`` are not used.
+    as in :class:`~mlmol.losses.ReverseKL`. With ``levels`` > 0 each pool is moved to its rung by AIS
+    (``levels`` intermediate distributions, MALA from ``step_size``). ``data`` are not used.
 
     With ``kl_fraction`` = 0 there is no reverse KL stage: the ladder starts at ``high`` itself, its first
     rung fitted to the untrained flow's own samples reweighted (mass covering where reverse KL is mode
@@ -40,11 +42,14 @@ def schopmans2025(system: Energy, data: torch.Tensor | None, steps: int = 5000, 
                             lr_end=lr_end, batch_size=batch, name=f"kl at {factors[0]:.3g} T"))
         factors = factors[1:]
     per_rung = (steps - kl_steps) // len(factors)
-    fitting = ReweightedFlowMatching if fit == "fm" else ReweightedML
+    if fit == "fm" and levels:
+        raise MlmolError("AIS pools need the flow's density gradient; with fit fm set levels to 0")
     for i, factor in enumerate(factors):
         rung_steps = per_rung if i < len(factors) - 1 else steps - kl_steps - per_rung * (len(factors) - 1)
         target = system if factor == 1.0 else Tempered(system, factor)
-        stages.append(Stage(rung_steps, fitting(target, pool=pool, refresh=refresh), lr=anneal_lr if kl_steps else lr,
+        loss = (ReweightedFlowMatching(target, pool=pool, refresh=refresh) if fit == "fm" else
+                ReweightedML(target, pool=pool, refresh=refresh, levels=levels, step_size=step_size))
+        stages.append(Stage(rung_steps, loss, lr=anneal_lr if kl_steps else lr,
                             lr_end=None if kl_steps else lr_end, batch_size=batch,
                             name=f"reweighted {fit.upper()} at {factor:.3g} T"))
     return Recipe([s for s in stages if s.steps > 0], system, None, grad_clip=grad_clip)

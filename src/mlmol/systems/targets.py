@@ -65,8 +65,9 @@ class GaussianMixture(Energy):
 
 
 def gmm40(seed: int = 0) -> GaussianMixture:
-    """GMM-40 of the FAB paper: 40 equal components in 2D, means uniform in [−40, 40]² (drawn from
-    ``torch.Generator().manual_seed(seed)``), each coordinate's σ = softplus(1) ≈ 1.313."""
+    """GMM-40 of the FAB paper: 40 equal Gaussians in 2D, means uniform in [−40, 40]², σ = softplus(1).
+
+    The means are drawn from ``torch.Generator().manual_seed(seed)``; each coordinate's σ ≈ 1.313."""
     generator = torch.Generator().manual_seed(seed)
     means = (torch.rand(40, 2, generator=generator, dtype=torch.float32).double() - 0.5) * 2 * 40
     mixture = GaussianMixture(means, std=float(F.softplus(torch.tensor(1.0, dtype=torch.float64))))
@@ -75,8 +76,9 @@ def gmm40(seed: int = 0) -> GaussianMixture:
 
 
 class ManyWell(Energy):
-    """``copies`` independent 2D double wells u(x₁, x₂) = x₁⁴ − 6 x₁² − ½ x₁ + ½ x₂² (the FAB paper's
-    Many Well; 16 copies: dimension 32 and 2¹⁶ modes). The right well (x₁ ≈ 1.7) is the deeper.
+    """Many Well: independent 2D double wells (16 copies: the FAB paper's Many Well 32, with 2¹⁶ modes).
+
+    Each pair has u(x₁, x₂) = x₁⁴ − 6 x₁² − ½ x₁ + ½ x₂²; the right well (x₁ ≈ 1.7) is the deeper.
 
     ``log_z`` is exact to quadrature precision (the x₁ integral on a fine grid, the x₂ Gaussian in
     closed form); :meth:`sample` inverts x₁'s tabulated distribution function.
