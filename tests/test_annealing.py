@@ -127,30 +127,13 @@ def test_ais_moved_pools_overlap_better_and_stay_unbiased():
     assert values[8] == pytest.approx(exact, abs=0.02) and values[0] == pytest.approx(exact, abs=0.03)
 
 
-def test_annealing_with_ais_pools_resumes_bit_for_bit(tmp_path):
+def test_annealing_with_ais_pools_resumes_bit_for_bit(resumes_bit_for_bit):
     system = systems.DoubleWell()
-
-    def train(until=None, resume=False):
-        torch.manual_seed(0)
-        flow = flows.RealNVP(2, blocks=2, hidden=(16,))
-        recipe = schopmans2025(system, None, steps=24, kl_fraction=0.25, high=4.0, temperatures=3, batch=32, pool=64,
-                               refresh=5, levels=2, step_size=0.3)
-        mlmol.fit(flow, recipe, seed=3, checkpoint=tmp_path / "c.pt", metrics=tmp_path / "m.jsonl", until=until,
-                  resume=resume, log_every=1)
-        return flow
-
-    def log():
-        records = [json.loads(line) for line in (tmp_path / "m.jsonl").read_text().splitlines()]
-        return [{k: v for k, v in r.items() if k != "time_s"} for r in records]
-
-    straight = train()
-    straight_log = log()
-    train(until=13)  # mid-rung, with a pool half used and an adapted AIS step
-    resumed = train(resume=True)
-    for a, b in zip(straight.parameters(), resumed.parameters()):
-        assert torch.equal(a, b)
-    assert log() == straight_log
-    assert straight_log[-1]["energy_evaluations"] == 6 * 32 + 4 * 64 * 3  # 6 KL steps; 2 rungs × 2 AIS pools
+    # stopped mid-rung, with a pool half used and an adapted AIS step
+    log = resumes_bit_for_bit(lambda: schopmans2025(system, None, steps=24, kl_fraction=0.25, high=4.0, temperatures=3,
+                                                    batch=32, pool=64, refresh=5, levels=2, step_size=0.3),
+                              seed=3, until=13)
+    assert log[-1]["energy_evaluations"] == 6 * 32 + 4 * 64 * 3  # 6 KL steps; 2 rungs × 2 AIS pools
 
 
 def test_an_energy_only_molecule_config_reads_back_as_written():
