@@ -14,7 +14,7 @@ import torch
 from .errors import MlmolError
 from .estimators import ess_fraction
 from .losses import Batch, Loss, flow_matching
-from .samplers.ais import annealed_importance_sampling
+from .samplers.ais import adapted_step, annealed_importance_sampling
 from .systems import Energy
 
 
@@ -64,7 +64,7 @@ class ReweightedPool(Loss):
                                                    torch.linspace(0, 1, self.levels + 2), self.step_size,
                                                    batch.generator)
                 x, log_w, evaluations = out.x, out.log_weights, evaluations + out.evaluations
-                self.step_size *= math.exp(0.5 * (float(out.acceptance.mean()) - 0.65))  # for the next draw
+                self.step_size = adapted_step(self.step_size, float(out.acceptance.mean()))  # for the next draw
             else:
                 with torch.no_grad():
                     log_w = -self.system.energy(x) - log_q

@@ -19,7 +19,7 @@ import torch
 
 from .errors import MlmolError
 from .losses import Batch, Loss
-from .samplers.ais import annealed_importance_sampling
+from .samplers.ais import adapted_step, annealed_importance_sampling
 from .systems import Energy
 
 
@@ -148,7 +148,7 @@ class FAB(Loss):
         if len(out.acceptance):
             self.last_acceptance = float(out.acceptance.mean())
             if self.adapt:
-                self.step_size *= math.exp(0.5 * (self.last_acceptance - self.acceptance))
+                self.step_size = adapted_step(self.step_size, self.last_acceptance, self.acceptance)
         return out.x, out.log_weights, log_q, metrics
 
     def _report(self) -> dict:

@@ -7,6 +7,7 @@ log π_β = (1 − αβ) log q − αβ u."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -25,6 +26,17 @@ class AISResult:
     log_weights: torch.Tensor
     acceptance: torch.Tensor
     evaluations: int
+
+
+def adapted_step(step_size: float, acceptance: float, target: float = 0.65) -> float:
+    """The MALA step for the next AIS run: ``step_size`` · exp(½ (acceptance − target)), larger when moves are
+    accepted more often than ``target``. Between runs only: each run keeps one step, so its weights stay exact.
+
+    Example:
+        >>> adapted_step(0.1, 0.65)
+        0.1
+    """
+    return step_size * math.exp(0.5 * (acceptance - target))
 
 
 def annealed_importance_sampling(x: torch.Tensor, log_q: Callable[[torch.Tensor], torch.Tensor], target: Energy,
