@@ -18,6 +18,7 @@ import argparse
 import json
 from pathlib import Path
 
+import numpy as np
 from pipeline import MIN_EFFECTIVE, RESULTS, markdown_table, pipeline, read_results, write_results
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,6 +31,26 @@ def md_evaluations(data: dict) -> int:
     count = 1 if data.get("ladder") is None else data["ladder"][1]
     frames_per_replica = -(-data["n"] // replicas)
     return replicas * count * (data["equilibration"] + frames_per_replica * data["interval"])
+
+
+def stages(out: Path) -> list[dict]:
+    """Each training stage of the run, from its metrics.jsonl: name, steps, seconds, target energy
+    evaluations and, for an annealing rung, the median pool ESS fraction (the overlap between the flow and
+    the rung it is reweighted to)."""
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    summary: list[dict] = []
+    last = {"step": 0, "time_s": 0.0, "energy_evaluations": 0}
+    for r in records:
+        if not summary or summary[-1]["stage"] != r["stage"]:
+            summary.append({"stage": r["stage"], "start": last, "pool_ess": []})
+        summary[-1]["end"] = r
+        if r.get("pool_ess") is not None:
+            summary[-1]["pool_ess"].append(r["pool_ess"])
+        last = r
+    return [{"stage": s["stage"], "steps": s["end"]["step"] - s["start"]["step"],
+             "seconds": s["end"]["time_s"] - s["start"]["time_s"],
+             "evaluations": s["end"]["energy_evaluations"] - s["start"]["energy_evaluations"],
+             "pool_ess": float(np.median(s["pool_ess"])) if s["pool_ess"] else None} for s in summary]
 
 
 def main() -> None:
@@ -52,7 +73,8 @@ def main() -> None:
                           sample_seed=1000 + args.seed, train=not args.reuse)
         rows = [r for r in rows if (r["losses"], r["seed"]) != (args.losses, args.seed)]
         rows.append({"losses": args.losses, "seed": args.seed, "sample_seed": 1000 + args.seed,
-                     "train_time_from": "metrics.jsonl" if args.reuse else "wall clock", **result})
+                     "train_time_from": "metrics.jsonl" if args.reuse else "wall clock",
+                     "stages": stages(out), **result})
     render(rows)
 
 
@@ -68,7 +90,9 @@ def render(rows: list[dict]) -> None:
                       f"{r['train_s'] / 60:.1f}" + ("†" if r.get("train_time_from") == "metrics.jsonl" else ""), f"{100 * m['ess_fraction']:.1f}% ({m['ess']:,.0f})"
                       + ("" if m["ess"] >= MIN_EFFECTIVE else " *"),
                       f"{m['delta_f']['value']:.3f} ± {m['delta_f']['stderr']:.3f}", f"{r['difference']:+.3f}",
-                      f"{100 * m['wrong_handed_fraction']:.2f}%"])
+                      f"{100 * m['wrong_handed_fraction']:.2f}%",
+                      ", ".join(f"{100 * st['pool_ess']:.2g}" for st in r.get("stages", []) if st["pool_ess"] is not None)
+                      or "—"])
     for r in md_rows:
         m = r["metrics"]
         cells.append([f"MD data (batched engine) + ML: {r['command'].split(' --out')[0]}", str(r["seed"]),
@@ -76,14 +100,15 @@ def render(rows: list[dict]) -> None:
                       f"{100 * m['ess_fraction']:.1f}% ({m['ess']:,.0f})",
                       f"{m['delta_f']['value']:.3f} ± {m['delta_f']['stderr']:.3f}",
                       f"{m['delta_f']['value'] - reference['delta_f']:+.3f}",
-                      f"{100 * m['wrong_handed_fraction']:.2f}%"])
+                      f"{100 * m['wrong_handed_fraction']:.2f}%", "—"])
     table = markdown_table(
         "Alanine dipeptide in implicit solvent (300 K) from the energy alone against the MD-data route "
         "(`python benchmarks/ala2_energy_only.py --seed S`; 100,000 samples, sampling seed 1000 + S; ΔF(φ>0 − φ<0) "
         f"against the umbrella reference {reference['delta_f']:.3f} ± {reference['stderr']:.3f} kT; the MD-data rows are "
         "those of benchmarks/results/ala2_bg_implicit.md; * fewer than 100 effective samples: does not count)",
         ["training", "seed", "target energy evaluations", "time (min)", "ESS (effective samples)",
-         "ΔF (kT)", "difference (kT)", "wrong-handed Cα"], cells, text_columns=2)
+         "ΔF (kT)", "difference (kT)", "wrong-handed Cα", "pool ESS per rung, hot to cold (%, median)"], cells,
+        text_columns=2)
     if any(r.get("train_time_from") == "metrics.jsonl" for r in rows):
         table += ["", ("† The training loop's own clock (metrics.jsonl): sampled and evaluated with --reuse after the "
                        "run's first sampling stopped on an error that has since been fixed.")]

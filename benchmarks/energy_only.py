@@ -5,7 +5,8 @@ annealing on targets with exact answers, at the same step budget per system.
                                      [--seeds 0 1 2]
     python benchmarks/energy_only.py --tabulate    # measure nothing: redraw the table from the stored rows
 
-Each row runs `mlmol train SYSTEM --losses L --seed S`, then `mlmol sample --n N --seed 1000 + S` (a
+Each row runs `mlmol train SYSTEM --losses L --seed S` (`--losses fab-nobuffer`: FAB from a config file
+with `buffer: false` in its recipe), then `mlmol sample --n N --seed 1000 + S` (a
 stream training never used) and `mlmol evaluate`. Against exact answers: log Z from the generator's
 importance weights (exact: 0 for GMM-40, 164.696 for Many Well 32), the forward ESS from 100,000 exact
 target samples (seed 2000 + S), for GMM-40 the modes covered (a generator sample within 2σ of the
@@ -24,16 +25,20 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 from pipeline import MIN_EFFECTIVE, markdown_table, pipeline, read_results, write_results
 
 from mlmol import estimators, systems
+from mlmol.config import ENERGY_LOSSES
 from mlmol.run import load
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = {"gmm-40": 100_000, "many-well-32": 100_000, "double-well": 100_000, "dw4": 100_000, "lj13": 10_000}
 EXACT_SAMPLES = 100_000
 FLOW_MATCHED = ("dw4", "lj13")  # their equivariant flow has no density gradient: temperature annealing only
-NAMES = {"fab": "FAB (α = 2, AIS, replay buffer)", "kl": "reverse KL", "ta": "temperature annealing"}
+NAMES = {"fab": "FAB (α = 2, AIS, replay buffer)", "fab-nobuffer": "FAB without the replay buffer",
+         "kl": "reverse KL", "ta": "temperature annealing"}
+VARIANTS = {"fab-nobuffer": ("fab", {"buffer": False})}  # --losses and the recipe options a config file adds
 
 
 def target_metrics(name: str, out: Path, seed: int) -> dict:
@@ -83,10 +88,23 @@ def target_metrics(name: str, out: Path, seed: int) -> dict:
     return metrics
 
 
+def train_target(name: str, losses: str, runs: Path) -> list[str]:
+    """The arguments of `mlmol train` before --seed: the system and --losses, or for a variant a config
+    file (written beside the runs) with the variant's recipe options."""
+    if losses not in VARIANTS:
+        return [name, "--losses", losses]
+    base, options = VARIANTS[losses]
+    config = runs / f"{name}-{losses}.yaml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(yaml.safe_dump({"system": {"name": name}, "recipe": {"name": ENERGY_LOSSES[base], **options}}))
+    return [str(config), "--losses", base]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--systems", nargs="+", default=["gmm-40", "many-well-32", "double-well", "dw4", "lj13"])
-    parser.add_argument("--losses", nargs="+", default=["fab", "kl", "ta"])
+    parser.add_argument("--losses", nargs="+", default=["fab", "kl", "ta"], choices=list(NAMES),
+                        help="fab-nobuffer: FAB with buffer: false in the recipe (a config file beside the runs)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--runs", default=str(ROOT / "runs" / "energy_only"))
     parser.add_argument("--tabulate", action="store_true",
@@ -108,8 +126,8 @@ def main() -> None:
                 continue
             for seed in args.seeds:
                 out = Path(args.runs) / f"{name}-{losses}-{seed}"
-                result = pipeline([name, "--losses", losses, "--seed", str(seed)], out, n=SAMPLES[name],
-                                  sample_seed=1000 + seed)
+                result = pipeline([*train_target(name, losses, Path(args.runs)), "--seed", str(seed)], out,
+                                  n=SAMPLES[name], sample_seed=1000 + seed)
                 m = result["metrics"]
                 row = {"system": name, "losses": losses, "seed": seed, "sample_seed": 1000 + seed,
                        "exact_seed": 2000 + seed, "samples": m["n"], "ess_fraction": m["ess_fraction"],
@@ -163,7 +181,13 @@ def render(rows: list[dict]) -> None:
         log_z = "—" if "log_z_error" not in group[0] else (
             f"{_stat([r['log_z_error'] for r in group], 3)} (largest {max(abs(r['log_z_error']) for r in group):.3f})")
         forward = "—" if "forward_ess" not in group[0] else _stat([r["forward_ess"] for r in group], 2, True)
-        cells.append([name, NAMES.get(losses, losses), str(len(group)), quality, log_z, forward,
+        seeds = ", ".join(str(r["seed"]) for r in sorted(group, key=lambda r: r["seed"]))
+        command = f"`mlmol train {name} --losses {losses} --seed S`"
+        if losses in VARIANTS:
+            base, options = VARIANTS[losses]
+            command = (f"`mlmol train CONFIG --losses {base} --seed S`, CONFIG: system {name}, recipe "
+                       + ", ".join(f"{k}: {str(v).lower()}" for k, v in options.items()))
+        cells.append([name, f"{NAMES.get(losses, losses)}: {command}", seeds, quality, log_z, forward,
                       (f"{_stat([r['ess_fraction'] for r in group], 1, True)} "
                        f"(min {min(r['effective_samples'] for r in group):,.0f} eff.; {len(counted)} ≥ {MIN_EFFECTIVE})"),
                       f"{np.mean([r['energy_evaluations'] for r in group]):.3g}",
@@ -171,7 +195,8 @@ def render(rows: list[dict]) -> None:
     table = markdown_table(
         "Training from the energy alone on 2 CPU cores (`python benchmarks/energy_only.py`; mean ± sd over "
         "seeds; log Z from the generator's importance weights; forward ESS from exact target samples; "
-        "evaluations: target energy evaluations in training)",
+        "evaluations: target energy evaluations in training; each row's seeds S, sampled with "
+        "`mlmol sample --n N --seed 1000+S` and `mlmol evaluate`)",
         ["system", "training", "seeds", "modes / occupancy / ΔF", "log Z error", "forward ESS", "ESS",
          "evaluations", "train min"], cells, text_columns=2)
     write_results("energy_only", rows, table)

@@ -127,11 +127,30 @@ def test_ais_moved_pools_overlap_better_and_stay_unbiased():
     assert values[8] == pytest.approx(exact, abs=0.02) and values[0] == pytest.approx(exact, abs=0.03)
 
 
+def test_clipping_lowers_the_largest_weights_to_the_smallest_of_them():
+    """clip = 0.01 of 1,000 weights: the 10 largest become the 10th largest; the rest and pool_ess (the
+    unclipped overlap) are unchanged."""
+    target = systems.Gaussian(mean=(1.0, -0.5), covariance=((0.3, 0.05), (0.05, 0.2)))
+    flow = flows.RealNVP(2, blocks=1, hidden=(8,)).double()
+    pools = {}
+    for clip in (0.0, 0.01):
+        loss = ReweightedML(target, pool=1000, refresh=10, clip=clip)
+        _, metrics = loss(Batch(flow, target, None, torch.Generator().manual_seed(2), batch_size=8))
+        pools[clip] = loss.log_w, metrics["pool_ess"]
+    raw, clipped = pools[0.0][0], pools[0.01][0]
+    order = raw.argsort(descending=True)
+    assert torch.equal(clipped[order[:10]], raw[order[9]].expand(10))
+    assert torch.equal(clipped[order[10:]], raw[order[10:]])
+    assert pools[0.01][1] == pools[0.0][1] < mlmol.estimators.ess_fraction(clipped)
+    with pytest.raises(MlmolError, match="clipped fraction"):
+        ReweightedML(target, clip=1.0)
+
+
 def test_annealing_with_ais_pools_resumes_bit_for_bit(resumes_bit_for_bit):
     system = systems.DoubleWell()
     # stopped mid-rung, with a pool half used and an adapted AIS step
     log = resumes_bit_for_bit(lambda: schopmans2025(system, None, steps=24, kl_fraction=0.25, high=4.0, temperatures=3,
-                                                    batch=32, pool=64, refresh=5, levels=2, step_size=0.3),
+                                                    batch=32, pool=64, refresh=5, levels=2, step_size=0.3, clip=0.05),
                               seed=3, until=13)
     assert log[-1]["energy_evaluations"] == 6 * 32 + 4 * 64 * 3  # 6 KL steps; 2 rungs × 2 AIS pools
 

@@ -29,6 +29,9 @@ class ReweightedPool(Loss):
     are too large. With ``levels`` > 0 each pool is moved towards the target by annealed importance
     sampling (that many intermediate distributions, one MALA step each, the step size adapted between
     draws towards acceptance 0.65), which raises the overlap at the cost of more energy evaluations.
+    With ``clip`` > 0 the largest fraction ``clip`` of the log weights is lowered to the smallest of them
+    before fitting (as TA-BG does with 1e-4): no single sample then dominates the fit, at a small bias
+    that the final importance weights, computed afresh, do not carry. ``pool_ess`` is the unclipped overlap.
 
     Arguments:
         system: the target, typically :class:`~mlmol.systems.Tempered` at the ladder's next temperature.
@@ -37,17 +40,18 @@ class ReweightedPool(Loss):
         chunk: samples drawn per call of the flow when the pool is refreshed (memory).
         levels: AIS intermediate distributions between the flow and the target (0: plain importance weights).
         step_size: the initial MALA step of the AIS moves.
+        clip: the fraction of largest log weights clipped (0: none).
     """
 
     name = "pool"
 
     def __init__(self, system: Energy, pool: int = 20_000, refresh: int = 100, chunk: int = 10_000, levels: int = 0,
-                 step_size: float = 0.01):
-        if pool < 2 or refresh < 1 or chunk < 1 or levels < 0 or not step_size > 0:
+                 step_size: float = 0.01, clip: float = 0.0):
+        if pool < 2 or refresh < 1 or chunk < 1 or levels < 0 or not step_size > 0 or not 0 <= clip < 1:
             raise MlmolError(f"{type(self).__name__} needs a pool of at least 2 samples, refresh ≥ 1, chunk ≥ 1, "
-                             "levels ≥ 0 and a positive step size")
+                             "levels ≥ 0, a positive step size and a clipped fraction in [0, 1)")
         self.system, self.pool, self.refresh, self.chunk = system, pool, refresh, chunk
-        self.levels, self.step_size = levels, float(step_size)
+        self.levels, self.step_size, self.clip = levels, float(step_size), clip
         self.x: torch.Tensor | None = None
         self.log_w: torch.Tensor | None = None
         self.age = 0
@@ -76,6 +80,9 @@ class ReweightedPool(Loss):
         if not bool(torch.isfinite(self.log_w).any()):
             raise MlmolError(f"none of the flow's {self.pool} samples has a finite energy at {self.system.name}; "
                              "train longer at the higher temperature or add temperatures to the ladder")
+        if self.clip:
+            largest = torch.topk(self.log_w, math.ceil(self.clip * len(self.log_w))).values
+            self.log_w = torch.minimum(self.log_w, largest[-1])
         return {"evaluations": evaluations}
 
     def points(self, batch: Batch) -> tuple[torch.Tensor, dict]:
@@ -90,13 +97,14 @@ class ReweightedPool(Loss):
 
     def state_dict(self) -> dict:
         """The pool, its age and the AIS step size (a resume continues bit for bit)."""
-        return {"x": self.x, "log_w": self.log_w, "age": self.age, "step_size": self.step_size}
+        return {"x": self.x, "log_w": self.log_w, "age": self.age, "step_size": self.step_size,
+                "pool_ess": self.pool_ess}
 
     def load_state_dict(self, state: dict) -> None:
         """Restore :meth:`state_dict`."""
         self.x, self.log_w, self.age = state["x"], state["log_w"], state["age"]
         self.step_size = state.get("step_size", self.step_size)
-        self.pool_ess = None if self.log_w is None else ess_fraction(self.log_w)
+        self.pool_ess = state.get("pool_ess", None if self.log_w is None else ess_fraction(self.log_w))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.system.name}, pool={self.pool}, refresh={self.refresh})"
@@ -125,8 +133,9 @@ class ReweightedFlowMatching(ReweightedPool):
     name = "rfm"
 
     def __init__(self, system: Energy, pool: int = 20_000, refresh: int = 100, chunk: int = 10_000,
-                 sigma: float = 0.01, align: bool = True):
-        super().__init__(system, pool, refresh, chunk)  # no AIS: the continuous flow's density has no gradient
+                 sigma: float = 0.01, align: bool = True, clip: float = 0.0):
+        # no AIS: the continuous flow's density has no gradient
+        super().__init__(system, pool, refresh, chunk, clip=clip)
         self.sigma, self.align = sigma, align
 
     def __call__(self, batch):
