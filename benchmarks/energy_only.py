@@ -167,7 +167,8 @@ def render(rows: list[dict]) -> None:
                 f"; mode mass error {_stat([r['mode_mass_error'] for r in group], 4)} (exact 0.025 each)"
                 if "mode_mass_error" in group[0] else "")
         elif name == "many-well-32":
-            quality = f"max occupancy error {_stat([r['occupancy_error'] for r in group], 3)}"
+            quality = (f"max occupancy error {_stat([r['occupancy_error'] for r in group], 3)} "
+                       f"(largest {max(r['occupancy_error'] for r in group):.3f})")
         elif "tv_energy_reweighted" in group[0]:
             quality = (f"reweighted TV energy {_stat([r['tv_energy_reweighted'] for r in group], 3)} "
                        f"({group[0]['tv_energy_mcmc']:.3f}), distances {_stat([r['tv_distance_reweighted'] for r in group], 3)} "
