@@ -17,9 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-
-import numpy as np
-from pipeline import MIN_EFFECTIVE, RESULTS, markdown_table, pipeline, read_results, write_results
+from pipeline import MIN_EFFECTIVE, RESULTS, markdown_table, pipeline, read_results, stages, write_results
 
 ROOT = Path(__file__).resolve().parent.parent
 NAMES = {"ta": "temperature annealing", "fab": "FAB", "kl": "reverse KL"}
@@ -31,26 +29,6 @@ def md_evaluations(data: dict) -> int:
     count = 1 if data.get("ladder") is None else data["ladder"][1]
     frames_per_replica = -(-data["n"] // replicas)
     return replicas * count * (data["equilibration"] + frames_per_replica * data["interval"])
-
-
-def stages(out: Path) -> list[dict]:
-    """Each training stage of the run, from its metrics.jsonl: name, steps, seconds, target energy
-    evaluations and, for an annealing rung, the median pool ESS fraction (the overlap between the flow and
-    the rung it is reweighted to)."""
-    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    summary: list[dict] = []
-    last = {"step": 0, "time_s": 0.0, "energy_evaluations": 0}
-    for r in records:
-        if not summary or summary[-1]["stage"] != r["stage"]:
-            summary.append({"stage": r["stage"], "start": last, "pool_ess": []})
-        summary[-1]["end"] = r
-        if r.get("pool_ess") is not None:
-            summary[-1]["pool_ess"].append(r["pool_ess"])
-        last = r
-    return [{"stage": s["stage"], "steps": s["end"]["step"] - s["start"]["step"],
-             "seconds": s["end"]["time_s"] - s["start"]["time_s"],
-             "evaluations": s["end"]["energy_evaluations"] - s["start"]["energy_evaluations"],
-             "pool_ess": float(np.median(s["pool_ess"])) if s["pool_ess"] else None} for s in summary]
 
 
 def main() -> None:

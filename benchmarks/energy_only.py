@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
-from pipeline import MIN_EFFECTIVE, markdown_table, pipeline, read_results, write_results
+from pipeline import MIN_EFFECTIVE, markdown_table, pipeline, read_results, stages, write_results
 
 from mlmol import estimators, systems
 from mlmol.config import ENERGY_LOSSES
@@ -111,7 +111,12 @@ def main() -> None:
                         help="measure nothing: rewrite the table from the stored rows (results/energy_only.json)")
     args = parser.parse_args()
     if args.tabulate:
-        render(read_results("energy_only"))
+        rows = read_results("energy_only")
+        for r in rows:  # rows stored before stages were kept: from the run's own metrics.jsonl
+            run = Path(args.runs) / f"{r['system']}-{r['losses']}-{r['seed']}"
+            if "stages" not in r and (run / "metrics.jsonl").is_file():
+                r["stages"] = stages(run)
+        render(rows)
         return
     torch.set_num_threads(1)
     try:
@@ -132,7 +137,7 @@ def main() -> None:
                 row = {"system": name, "losses": losses, "seed": seed, "sample_seed": 1000 + seed,
                        "exact_seed": 2000 + seed, "samples": m["n"], "ess_fraction": m["ess_fraction"],
                        "effective_samples": m["ess"], "energy_evaluations": result["energy_evaluations"],
-                       "train_s": result["train_s"], "command": result["command"],
+                       "train_s": result["train_s"], "command": result["command"], "stages": stages(out),
                        **target_metrics(name, out, seed)}
                 if "log_z" in m:
                     row.update(log_z=m["log_z"]["value"], log_z_stderr=m["log_z"]["stderr"],
@@ -179,6 +184,9 @@ def render(rows: list[dict]) -> None:
                        else "ΔF: a state has no weighted sample") + (
                 f" ({len(group) - len(found)} of {len(group)} seeds without a weighted sample in one state)"
                 if 0 < len(found) < len(group) else "")
+        last_pools = [r["stages"][-1]["pool_ess"] for r in group if r.get("stages") and r["stages"][-1]["pool_ess"]]
+        if losses == "ta" and len(last_pools) == len(group):
+            quality += f"; last rung's pool ESS {_stat(last_pools, 1, True)}"
         log_z = "—" if "log_z_error" not in group[0] else (
             f"{_stat([r['log_z_error'] for r in group], 3)} (largest {max(abs(r['log_z_error']) for r in group):.3f})")
         forward = "—" if "forward_ess" not in group[0] else _stat([r["forward_ess"] for r in group], 2, True)

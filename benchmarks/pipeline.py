@@ -57,6 +57,26 @@ def pipeline(train_args: list[str], out: Path, n: int = 100_000, sample_seed: in
             "energy_evaluations": evaluations, "commands": ["mlmol " + " ".join(c) for c in commands]}
 
 
+def stages(out: Path) -> list[dict]:
+    """Each training stage of the run, from its metrics.jsonl: name, steps, seconds, target energy
+    evaluations and, for an annealing rung, the median pool ESS fraction (the overlap between the flow and
+    the rung it is reweighted to)."""
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    summary: list[dict] = []
+    last = {"step": 0, "time_s": 0.0, "energy_evaluations": 0}
+    for r in records:
+        if not summary or summary[-1]["stage"] != r["stage"]:
+            summary.append({"stage": r["stage"], "start": last, "pool_ess": []})
+        summary[-1]["end"] = r
+        if r.get("pool_ess") is not None:
+            summary[-1]["pool_ess"].append(r["pool_ess"])
+        last = r
+    return [{"stage": s["stage"], "steps": s["end"]["step"] - s["start"]["step"],
+             "seconds": s["end"]["time_s"] - s["start"]["time_s"],
+             "evaluations": s["end"]["energy_evaluations"] - s["start"]["energy_evaluations"],
+             "pool_ess": float(np.median(s["pool_ess"])) if s["pool_ess"] else None} for s in summary]
+
+
 def langevin_context(xml: str, masses: list[float], positions: np.ndarray, platform: str, timestep_fs: float,
                      seed: int, threads: int = 1, temperature: float = 300.0, friction: float = 1.0):
     """An OpenMM context of a serialized system with these masses (amu) under its LangevinMiddleIntegrator
