@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+
 from pipeline import MIN_EFFECTIVE, RESULTS, markdown_table, pipeline, read_results, stages, write_results
 
 ROOT = Path(__file__).resolve().parent.parent
