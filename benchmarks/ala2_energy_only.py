@@ -18,7 +18,7 @@ import argparse
 import json
 from pathlib import Path
 
-from pipeline import MIN_EFFECTIVE, RESULTS, markdown_table, pipeline, read_results, stages, write_results
+from pipeline import MIN_EFFECTIVE, RESULTS, markdown_table, pipeline, read_results, write_results
 
 ROOT = Path(__file__).resolve().parent.parent
 NAMES = {"ta": "temperature annealing", "fab": "FAB", "kl": "reverse KL"}
@@ -52,8 +52,7 @@ def main() -> None:
                           sample_seed=1000 + args.seed, train=not args.reuse)
         rows = [r for r in rows if (r["losses"], r["seed"]) != (args.losses, args.seed)]
         rows.append({"losses": args.losses, "seed": args.seed, "sample_seed": 1000 + args.seed,
-                     "train_time_from": "metrics.jsonl" if args.reuse else "wall clock",
-                     "stages": stages(out), **result})
+                     "train_time_from": "metrics.jsonl" if args.reuse else "wall clock", **result})
     render(rows)
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
-from pipeline import MIN_EFFECTIVE, markdown_table, pipeline, read_results, stages, write_results
+from pipeline import MIN_EFFECTIVE, logged_records, markdown_table, pipeline, read_results, stages, write_results
 
 from mlmol import estimators, systems
 from mlmol.config import ENERGY_LOSSES
@@ -115,7 +115,7 @@ def main() -> None:
         for r in rows:  # rows stored before stages were kept: from the run's own metrics.jsonl
             run = Path(args.runs) / f"{r['system']}-{r['losses']}-{r['seed']}"
             if "stages" not in r and (run / "metrics.jsonl").is_file():
-                r["stages"] = stages(run)
+                r["stages"] = stages(logged_records(run))
         render(rows)
         return
     torch.set_num_threads(1)
@@ -137,7 +137,7 @@ def main() -> None:
                 row = {"system": name, "losses": losses, "seed": seed, "sample_seed": 1000 + seed,
                        "exact_seed": 2000 + seed, "samples": m["n"], "ess_fraction": m["ess_fraction"],
                        "effective_samples": m["ess"], "energy_evaluations": result["energy_evaluations"],
-                       "train_s": result["train_s"], "command": result["command"], "stages": stages(out),
+                       "train_s": result["train_s"], "command": result["command"], "stages": result["stages"],
                        **target_metrics(name, out, seed)}
                 if "log_z" in m:
                     row.update(log_z=m["log_z"]["value"], log_z_stderr=m["log_z"]["stderr"],

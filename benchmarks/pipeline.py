@@ -48,20 +48,25 @@ def pipeline(train_args: list[str], out: Path, n: int = 100_000, sample_seed: in
             data_s = float(data["seconds"]) if "seconds" in data else None
     # as the run's config.yaml holds it, defaults included (the OpenMM engine ignores the batched engine's options)
     data_config = yaml.safe_load((out / "config.yaml").read_text()).get("data")
-    logged = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    logged = logged_records(out)
     evaluations = logged[-1].get("energy_evaluations") if logged else None
     if not train:
         t_train = logged[-1]["time_s"]
     return {"command": "mlmol train " + " ".join(train_args) + f" --out {out}", "data_config": data_config,
             "train_s": t_train, "data_s": data_s, "sample_s": t_sample, "metrics": metrics,
-            "energy_evaluations": evaluations, "commands": ["mlmol " + " ".join(c) for c in commands]}
+            "energy_evaluations": evaluations, "stages": stages(logged),
+            "commands": ["mlmol " + " ".join(c) for c in commands]}
 
 
-def stages(out: Path) -> list[dict]:
-    """Each training stage of the run, from its metrics.jsonl: name, steps, seconds, target energy
-    evaluations and, for an annealing rung, the median pool ESS fraction (the overlap between the flow and
-    the rung it is reweighted to)."""
-    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
+def logged_records(out: Path) -> list[dict]:
+    """The records of a run's metrics.jsonl."""
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
+
+
+def stages(records: list[dict]) -> list[dict]:
+    """Each training stage of a run, from its metrics.jsonl records (:func:`logged_records`): name, steps,
+    seconds, target energy evaluations and, for an annealing rung, the median pool ESS fraction (the
+    overlap between the flow and the rung it is reweighted to)."""
     summary: list[dict] = []
     last = {"step": 0, "time_s": 0.0, "energy_evaluations": 0}
     for r in records:
