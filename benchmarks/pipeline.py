@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import shutil
 import subprocess
@@ -12,7 +13,9 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from mlmol.config import ENERGY_DEFAULTS
 from mlmol.data import atomic_write
+from mlmol.experiments.schopmans2025 import schopmans2025
 
 RESULTS = Path(__file__).resolve().parent / "results"
 MIN_EFFECTIVE = 100  # effective samples (Kish) a weighted run needs to count towards a bar
@@ -56,6 +59,12 @@ def pipeline(train_args: list[str], out: Path, n: int = 100_000, sample_seed: in
             "train_s": t_train, "data_s": data_s, "sample_s": t_sample, "metrics": metrics,
             "energy_evaluations": evaluations, "stages": stages(logged),
             "commands": ["mlmol " + " ".join(c) for c in commands]}
+
+
+def pool_size(name: str) -> int:
+    """The samples per pool of a system's built-in temperature-annealing recipe."""
+    default = inspect.signature(schopmans2025).parameters["pool"].default
+    return ENERGY_DEFAULTS.get(name, {}).get("ta", {}).get("pool", default)
 
 
 def logged_records(out: Path) -> list[dict]:

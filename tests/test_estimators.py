@@ -97,3 +97,50 @@ def test_histogram_tv_distance():
     assert histogram_tv(a, b + 1, np.linspace(-5, 6, 221)) == pytest.approx(0.3829, abs=0.01)
     # importance weights turn N(0, 1) samples into N(1, 1): w ∝ exp(x − 1/2)
     assert histogram_tv(a, b + 1, edges, weights=np.exp(a)) < 0.02
+
+
+def _gaussian_log_weights(x: torch.Tensor, scale: float, shift: float = 0.0) -> torch.Tensor:
+    """log w = −u − log q at ``x`` for the target u = x²/2 (unnormalised, log Z = log √(2π)) and the
+    proposal q = N(0, scale²); ``shift`` adds a constant (weights are defined up to one)."""
+    log_q = -0.5 * (x / scale) ** 2 - math.log(scale * math.sqrt(2 * math.pi))
+    return -0.5 * x**2 - log_q + shift
+
+
+@pytest.mark.parametrize("scale", [0.9, 1.2])
+def test_forward_ess_matches_its_closed_form_on_gaussians(scale):
+    """For p = N(0, 1) and q = N(0, s²) the forward ESS is 1 / ∫ p²/q = √(2s² − 1) / s² (both moments
+    of w under p finite for 2/3 < s² < 2), whatever constant the log weights carry."""
+    x = torch.randn(200_000, generator=torch.Generator().manual_seed(0), dtype=torch.float64)  # exact p samples
+    exact = math.sqrt(2 * scale**2 - 1) / scale**2
+    assert estimators.forward_ess_fraction(_gaussian_log_weights(x, scale, shift=7.0)) == pytest.approx(exact, abs=0.005)
+
+
+def test_forward_ess_sees_a_missed_mode_that_the_kish_ess_cannot():
+    """q = N(−5, 1) against p = ½N(−5, 1) + ½N(5, 1): q's own samples all weigh about ½ (Kish ESS ≈ 1),
+    but the exact samples in the missed mode carry enormous weights (forward ESS ≈ 0)."""
+    g = torch.Generator().manual_seed(1)
+
+    def log_w(x):
+        log_p = torch.logsumexp(torch.stack([-0.5 * (x + 5) ** 2, -0.5 * (x - 5) ** 2]), 0) + math.log(0.5)
+        return log_p - (-0.5 * (x + 5) ** 2)
+
+    own = torch.randn(100_000, generator=g, dtype=torch.float64) - 5
+    exact = torch.randn(100_000, generator=g, dtype=torch.float64) + torch.where(
+        torch.rand(100_000, generator=g) < 0.5, -5.0, 5.0).double()
+    assert estimators.ess(log_w(own)) / 100_000 > 0.99
+    assert estimators.forward_ess_fraction(log_w(exact)) < 0.01
+
+
+def test_log_normaliser_standard_error_is_calibrated():
+    """Over 400 independent batches the estimates of log Z spread as their reported standard errors say,
+    and about 95% of them lie within 2 standard errors of the exact value."""
+    g = torch.Generator().manual_seed(2)
+    scale, exact = 1.3, 0.5 * math.log(2 * math.pi)
+    estimates = [estimators.log_normaliser(_gaussian_log_weights(scale * torch.randn(2000, generator=g,
+                                                                                       dtype=torch.float64), scale))
+                 for _ in range(400)]
+    values = torch.tensor([e.value for e in estimates])
+    stderrs = torch.tensor([e.stderr for e in estimates])
+    assert float(values.std() / stderrs.mean()) == pytest.approx(1.0, abs=0.15)
+    coverage = float(((values - exact).abs() < 2 * stderrs).double().mean())
+    assert 0.91 < coverage < 0.99, coverage

@@ -59,19 +59,28 @@ def test_alpha_2_loss_gradient_matches_finite_differences_of_the_divergence():
 
     eps = 1e-4
     finite_difference = float((shifted(eps) - shifted(-eps)) / (2 * eps))
-    estimates = []
-    for seed in range(8):  # independent AIS batches: the mean and its standard error
-        loss = FAB(TARGET, levels=2, step_size=0.6, adapt=False)
-        batch = Batch(flow, TARGET, None, torch.Generator().manual_seed(seed), batch_size=20_000)
-        value, metrics = loss(batch)
-        grads = torch.autograd.grad(value, params)
-        estimates.append(sum(float((g * d).sum()) for g, d in zip(grads, direction)))
-        assert metrics["evaluations"] == 20_000 * 3  # the start points and one MALA move at each of 2 levels
-    estimates = torch.tensor(estimates, dtype=torch.float64)
-    mean, stderr = float(estimates.mean()), float(estimates.std() / math.sqrt(len(estimates)))
     assert abs(finite_difference) > 1.0  # the direction moves the divergence: the check can fail
-    assert abs(mean - finite_difference) < 4 * stderr + 0.02 * abs(finite_difference), (mean, stderr,
-                                                                                       finite_difference)
+
+    def gradient(alpha: float) -> tuple[float, float]:
+        """The loss gradient along ``direction`` over independent AIS batches: mean and standard error."""
+        estimates = []
+        for seed in range(8):
+            loss = FAB(TARGET, levels=2, step_size=0.6, adapt=False, alpha=alpha)
+            batch = Batch(flow, TARGET, None, torch.Generator().manual_seed(seed), batch_size=20_000)
+            value, metrics = loss(batch)
+            grads = torch.autograd.grad(value, params)
+            estimates.append(sum(float((g * d).sum()) for g, d in zip(grads, direction)))
+            assert metrics["evaluations"] == 20_000 * 3  # the start points and one MALA move at each of 2 levels
+        estimates = torch.tensor(estimates, dtype=torch.float64)
+        return float(estimates.mean()), float(estimates.std() / math.sqrt(len(estimates)))
+
+    tolerance = 0.02 * abs(finite_difference)
+    mean, stderr = gradient(2.0)
+    assert stderr < tolerance  # precise enough that a wrong gradient is told apart
+    assert abs(mean - finite_difference) < 4 * stderr + tolerance, (mean, stderr, finite_difference)
+    # negative control: α = 1 (AIS to p, the forward-KL gradient) is another gradient, which the check rejects
+    mean, stderr = gradient(1.0)
+    assert abs(mean - finite_difference) > 4 * stderr + tolerance, (mean, stderr, finite_difference)
 
 
 def test_buffer_draws_in_proportion_to_the_weights_without_replacement():

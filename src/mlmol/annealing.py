@@ -11,6 +11,7 @@ import math
 
 import torch
 
+from .data import zero_weight_nonfinite
 from .errors import MlmolError
 from .estimators import ess_fraction
 from .losses import Batch, Loss, flow_matching
@@ -74,7 +75,7 @@ class ReweightedPool(Loss):
                     log_w = -self.system.energy(x) - log_q
                 evaluations += len(x)
             xs.append(x.detach())
-            log_ws.append(torch.nan_to_num(log_w.detach(), nan=-math.inf, posinf=-math.inf, neginf=-math.inf).double())
+            log_ws.append(zero_weight_nonfinite(log_w.detach()).double())
         self.x, self.log_w, self.age = torch.cat(xs), torch.cat(log_ws), 0
         self.pool_ess = ess_fraction(self.log_w)  # reported every step, as the pool serves several
         if not bool(torch.isfinite(self.log_w).any()):

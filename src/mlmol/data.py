@@ -83,6 +83,17 @@ def load_torch(path: str | Path, what: str = "checkpoint") -> Any:
         ) from None
 
 
+def zero_weight_nonfinite(log_weights: torch.Tensor) -> torch.Tensor:
+    """Log weights (or log densities) with every NaN and ±inf as −inf: a sample whose energy or density
+    could not be computed has zero weight, and a +inf never dominates.
+
+    Example:
+        >>> zero_weight_nonfinite(torch.tensor([0.0, float("nan"), float("inf")]))
+        tensor([0., -inf, -inf])
+    """
+    return torch.nan_to_num(log_weights, nan=-torch.inf, posinf=-torch.inf, neginf=-torch.inf)
+
+
 def ess(log_weights: torch.Tensor) -> float:
     """Kish effective sample size (Σw)² / Σw², computed stably from log weights (also
     :func:`mlmol.estimators.ess`; here so that :class:`Samples` can print it).

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .data import Samples
+from .data import Samples, zero_weight_nonfinite
 from .flows import Flow
 from .systems import Energy
 
@@ -28,7 +28,7 @@ def sample(flow: Flow, system: Energy, n: int, tau: float = 1.0, seed: int = 0,
         xs.append(x.cpu())
         log_qs.append(log_q.double().cpu())
     x, log_q, u = torch.cat(xs), torch.cat(log_qs), torch.cat(us)
-    log_weights = torch.nan_to_num(-u - log_q, nan=-torch.inf, posinf=-torch.inf, neginf=-torch.inf)
+    log_weights = zero_weight_nonfinite(-u - log_q)
     inside = system.in_canonical(x)
     if inside is not None:
         log_weights[~inside.cpu()] = -torch.inf

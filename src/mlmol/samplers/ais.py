@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..data import zero_weight_nonfinite
 from ..errors import MlmolError
 from ..systems.base import Energy
 
@@ -82,7 +83,7 @@ def annealed_importance_sampling(x: torch.Tensor, log_q: Callable[[torch.Tensor]
             (gq,) = torch.autograd.grad(lq.sum(), y, retain_graph=True)
             (gp,) = torch.autograd.grad(lp.sum(), y)
         # a NaN energy is a point of zero density: never accepted, weight zero
-        lp = torch.nan_to_num(lp.detach(), nan=-torch.inf, posinf=-torch.inf, neginf=-torch.inf)
+        lp = zero_weight_nonfinite(lp.detach())
         return lq.detach(), lp, torch.nan_to_num(gq), torch.nan_to_num(gp)
 
     x = x.detach()
