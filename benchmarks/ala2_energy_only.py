@@ -19,6 +19,7 @@ import argparse
 import json
 from pathlib import Path
 
+import numpy as np
 from pipeline import MIN_EFFECTIVE, RESULTS, markdown_table, pipeline, pool_size, read_results, write_results
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,6 +62,11 @@ def main() -> None:
     render(rows)
 
 
+def _stat(values: list[float], form: str) -> str:
+    """Mean ± sd (ddof 1) of ``values``, each written with ``form``."""
+    return f"{form.format(np.mean(values))} ± {np.std(values, ddof=1):.{form.split('.')[1][0]}f}"
+
+
 def render(rows: list[dict]) -> None:
     reference = json.loads((RESULTS / "ala2_reference_implicit.json").read_text())[0]
     md_rows = [r for r in read_results("ala2_bg_implicit")
@@ -77,6 +83,19 @@ def render(rows: list[dict]) -> None:
                       f"{100 * m['wrong_handed_fraction']:.2f}%",
                       ", ".join(f"{100 * st['pool_ess']:.2g} ({st['pool_ess'] * pool_size(SYSTEM):,.0f})"
                                 for st in r.get("stages", []) if st["pool_ess"] is not None) or "—"])
+    for losses in sorted({r["losses"] for r in rows}):
+        group = [r for r in rows if r["losses"] == losses]
+        if len(group) > 1:
+            cells.append([f"**from the energy alone: {NAMES[losses]}, mean ± sd**",
+                          ", ".join(str(r["seed"]) for r in sorted(group, key=lambda r: r["seed"])),
+                          f"{np.mean([r['energy_evaluations'] for r in group]):,.0f}",
+                          _stat([r["train_s"] / 60 for r in group], "{:.1f}"),
+                          _stat([100 * r["metrics"]["ess_fraction"] for r in group], "{:.1f}") + "% (min "
+                          f"{min(r['metrics']['ess'] for r in group):,.0f})",
+                          _stat([r["metrics"]["delta_f"]["value"] for r in group], "{:.3f}"),
+                          _stat([r["difference"] for r in group], "{:+.3f}")
+                          + f" (largest {max(abs(r['difference']) for r in group):.3f})",
+                          f"{100 * max(r['metrics']['wrong_handed_fraction'] for r in group):.2f}% (largest)", ""])
     for r in md_rows:
         m = r["metrics"]
         cells.append([f"MD data (batched engine) + ML: {r['command'].split(' --out')[0]}", str(r["seed"]),

@@ -220,7 +220,8 @@ def render(rows: list[dict]) -> None:
                       f"{np.mean([r['energy_evaluations'] for r in group]):,.0f}",
                       f"{_stat([r['train_s'] / 60 for r in group], 1)}"])
     table = markdown_table(
-        "Training from the energy alone, one PyTorch thread per run on a 2-core machine (`python "
+        "Training from the energy alone, one PyTorch thread per run on a 2-core machine, some beside another "
+        "one-thread job on the other core (`python "
         "benchmarks/energy_only.py`; mean ± sd over seeds). Each row's seeds S are sampled with `mlmol sample "
         "--n N --seed 1000+S` (N = 10,000 for LJ-13, 100,000 otherwise) and `mlmol evaluate`. Modes: GMM-40 "
         "components with a generator sample within 2σ of their mean. Occupancy error: the largest over the 16 "
