@@ -67,6 +67,11 @@ def _stat(values: list[float], form: str) -> str:
     return f"{form.format(np.mean(values))} ± {np.std(values, ddof=1):.{form.split('.')[1][0]}f}"
 
 
+def _threads(row: dict) -> str:
+    """The training threads of a row's command (1 when the command does not say)."""
+    return row["command"].split("--threads ")[1].split()[0] if "--threads" in row["command"] else "1"
+
+
 def render(rows: list[dict]) -> None:
     reference = json.loads((RESULTS / "ala2_reference_implicit.json").read_text())[0]
     md_rows = [r for r in read_results("ala2_bg_implicit")
@@ -75,8 +80,7 @@ def render(rows: list[dict]) -> None:
     for r in sorted(rows, key=lambda r: (r["losses"], r["seed"])):
         m = r["metrics"]
         r["difference"] = m["delta_f"]["value"] - reference["delta_f"]
-        threads = r["command"].split("--threads ")[1].split()[0] if "--threads" in r["command"] else "1"
-        cells.append([f"from the energy alone: {NAMES[r['losses']]} (`--threads {threads}`)", str(r["seed"]), f"{r['energy_evaluations']:,}",
+        cells.append([f"from the energy alone: {NAMES[r['losses']]} (`--threads {_threads(r)}`)", str(r["seed"]), f"{r['energy_evaluations']:,}",
                       f"{r['train_s'] / 60:.1f}" + ("†" if r.get("train_time_from") == "metrics.jsonl" else ""), f"{100 * m['ess_fraction']:.1f}% ({m['ess']:,.0f})"
                       + ("" if m["ess"] >= MIN_EFFECTIVE else " *"),
                       f"{m['delta_f']['value']:.3f} ± {m['delta_f']['stderr']:.3f}", f"{r['difference']:+.3f}",
@@ -89,7 +93,8 @@ def render(rows: list[dict]) -> None:
             cells.append([f"**from the energy alone: {NAMES[losses]}, mean ± sd**",
                           ", ".join(str(r["seed"]) for r in sorted(group, key=lambda r: r["seed"])),
                           f"{np.mean([r['energy_evaluations'] for r in group]):,.0f}",
-                          _stat([r["train_s"] / 60 for r in group], "{:.1f}"),
+                          _stat([r["train_s"] / 60 for r in group], "{:.1f}")
+                          if len({_threads(r) for r in group}) == 1 else "per seed (threads differ)",
                           _stat([100 * r["metrics"]["ess_fraction"] for r in group], "{:.1f}") + "% (min "
                           f"{min(r['metrics']['ess'] for r in group):,.0f})",
                           _stat([r["metrics"]["delta_f"]["value"] for r in group], "{:.3f}"),
