@@ -20,7 +20,7 @@ import json
 from pathlib import Path
 
 import numpy as np
-from pipeline import MIN_EFFECTIVE, RESULTS, markdown_table, pipeline, pool_size, read_results, write_results
+from pipeline import MIN_EFFECTIVE, RESULTS, markdown_table, mean_sd, pipeline, pool_size, read_results, write_results
 
 ROOT = Path(__file__).resolve().parent.parent
 SYSTEM = "alanine-dipeptide-implicit"
@@ -62,11 +62,6 @@ def main() -> None:
     render(rows)
 
 
-def _stat(values: list[float], form: str) -> str:
-    """Mean ± sd (ddof 1) of ``values``, each written with ``form``."""
-    return f"{form.format(np.mean(values))} ± {np.std(values, ddof=1):.{form.split('.')[1][0]}f}"
-
-
 def _threads(row: dict) -> str:
     """The training threads of a row's command (1 when the command does not say)."""
     return row["command"].split("--threads ")[1].split()[0] if "--threads" in row["command"] else "1"
@@ -93,12 +88,12 @@ def render(rows: list[dict]) -> None:
             cells.append([f"**from the energy alone: {NAMES[losses]}, mean ± sd**",
                           ", ".join(str(r["seed"]) for r in sorted(group, key=lambda r: r["seed"])),
                           f"{np.mean([r['energy_evaluations'] for r in group]):,.0f}",
-                          _stat([r["train_s"] / 60 for r in group], "{:.1f}")
+                          mean_sd([r["train_s"] / 60 for r in group], 1)
                           if len({_threads(r) for r in group}) == 1 else "per seed (threads differ)",
-                          _stat([100 * r["metrics"]["ess_fraction"] for r in group], "{:.1f}") + "% (min "
+                          mean_sd([r["metrics"]["ess_fraction"] for r in group], 1, percent=True) + " (min "
                           f"{min(r['metrics']['ess'] for r in group):,.0f})",
-                          _stat([r["metrics"]["delta_f"]["value"] for r in group], "{:.3f}"),
-                          _stat([r["difference"] for r in group], "{:+.3f}")
+                          mean_sd([r["metrics"]["delta_f"]["value"] for r in group], 3),
+                          mean_sd([r["difference"] for r in group], 3, sign=True)
                           + f" (largest {max(abs(r['difference']) for r in group):.3f})",
                           f"{100 * max(r['metrics']['wrong_handed_fraction'] for r in group):.2f}% (largest)", ""])
     for r in md_rows:

@@ -30,6 +30,7 @@ from pipeline import (
     MIN_EFFECTIVE,
     logged_records,
     markdown_table,
+    mean_sd,
     pipeline,
     pool_size,
     read_results,
@@ -166,12 +167,6 @@ def merged(rows: list[dict]) -> list[dict]:
     return [r for r in stored if (r["system"], r["losses"], r["seed"]) not in mine] + rows
 
 
-def _stat(values: list[float], digits: int, percent: bool = False) -> str:
-    v = np.array(values, dtype=float) * (100 if percent else 1)
-    sd = f" ± {v.std(ddof=1):.{digits}f}" if len(v) > 1 else ""
-    return f"{v.mean():.{digits}f}{sd}" + ("%" if percent else "")
-
-
 def render(rows: list[dict]) -> None:
     """The table (mean ± sd over seeds per system and loss) of stored rows."""
     cells = []
@@ -183,30 +178,30 @@ def render(rows: list[dict]) -> None:
         counted = [r for r in group if r["effective_samples"] >= MIN_EFFECTIVE]
         quality = "—"
         if name == "gmm-40":
-            quality = f"modes {_stat([r['modes_covered'] for r in group], 1)} / 40" + (
-                f"; mode mass error {_stat([r['mode_mass_error'] for r in group], 4)} (exact 0.025 each)"
+            quality = f"modes {mean_sd([r['modes_covered'] for r in group], 1)} / 40" + (
+                f"; mode mass error {mean_sd([r['mode_mass_error'] for r in group], 4)} (exact 0.025 each)"
                 if "mode_mass_error" in group[0] else "")
         elif name == "many-well-32":
-            quality = (f"max occupancy error {_stat([r['occupancy_error'] for r in group], 3)} "
+            quality = (f"max occupancy error {mean_sd([r['occupancy_error'] for r in group], 3)} "
                        f"(largest {max(r['occupancy_error'] for r in group):.3f})")
         elif "tv_energy_reweighted" in group[0]:
-            quality = (f"reweighted TV energy {_stat([r['tv_energy_reweighted'] for r in group], 3)} "
-                       f"({group[0]['tv_energy_mcmc']:.3f}), distances {_stat([r['tv_distance_reweighted'] for r in group], 3)} "
+            quality = (f"reweighted TV energy {mean_sd([r['tv_energy_reweighted'] for r in group], 3)} "
+                       f"({group[0]['tv_energy_mcmc']:.3f}), distances {mean_sd([r['tv_distance_reweighted'] for r in group], 3)} "
                        f"({group[0]['tv_distance_mcmc']:.3f})")
         elif name == "double-well":
             found = [r["delta_f_error"] for r in group if "delta_f_error" in r]
-            quality = (f"ΔF error {_stat(found, 3)} kT (largest {max(map(abs, found)):.3f})" if found
+            quality = (f"ΔF error {mean_sd(found, 3)} kT (largest {max(map(abs, found)):.3f})" if found
                        else "ΔF: a state has no weighted sample") + (
                 f" ({len(group) - len(found)} of {len(group)} seeds without a weighted sample in one state)"
                 if 0 < len(found) < len(group) else "")
         last_pools = [r["stages"][-1]["pool_ess"] for r in group if r.get("stages") and r["stages"][-1]["pool_ess"]]
         if losses == "ta" and len(last_pools) == len(group):
-            quality += (f"; last rung's pool ESS {_stat(last_pools, 1, True)} "
+            quality += (f"; last rung's pool ESS {mean_sd(last_pools, 1, True)} "
                         f"(min {min(last_pools) * pool_size(name):,.0f} of {pool_size(name):,})")
         log_z = "—" if "log_z_error" not in group[0] else (
-            f"{_stat([r['log_z_error'] for r in group], 3)} (largest {max(abs(r['log_z_error']) for r in group):.3f})")
+            f"{mean_sd([r['log_z_error'] for r in group], 3)} (largest {max(abs(r['log_z_error']) for r in group):.3f})")
         forward = "—" if "forward_ess" not in group[0] else (
-            f"{_stat([r['forward_ess'] for r in group], 2, True)} "
+            f"{mean_sd([r['forward_ess'] for r in group], 2, True)} "
             f"(min {min(r['forward_ess'] for r in group) * EXACT_SAMPLES:,.0f} eff.)")
         seeds = ", ".join(str(r["seed"]) for r in sorted(group, key=lambda r: r["seed"]))
         command = f"`mlmol train {name} --losses {losses} --seed S`"
@@ -215,10 +210,10 @@ def render(rows: list[dict]) -> None:
             command = (f"`mlmol train CONFIG --losses {base} --seed S`, CONFIG: system {name}, recipe "
                        + ", ".join(f"{k}: {str(v).lower()}" for k, v in options.items()))
         cells.append([name, f"{NAMES.get(losses, losses)}: {command}", seeds, quality, log_z, forward,
-                      (f"{_stat([r['ess_fraction'] for r in group], 1, True)} "
+                      (f"{mean_sd([r['ess_fraction'] for r in group], 1, True)} "
                        f"(min {min(r['effective_samples'] for r in group):,.0f} eff.; {len(counted)} ≥ {MIN_EFFECTIVE})"),
                       f"{np.mean([r['energy_evaluations'] for r in group]):,.0f}",
-                      f"{_stat([r['train_s'] / 60 for r in group], 1)}"])
+                      f"{mean_sd([r['train_s'] / 60 for r in group], 1)}"])
     table = markdown_table(
         "Training from the energy alone, one PyTorch thread per run on a 2-core machine, some beside another "
         "one-thread job on the other core (`python "

@@ -61,6 +61,14 @@ def pipeline(train_args: list[str], out: Path, n: int = 100_000, sample_seed: in
             "commands": ["mlmol " + " ".join(c) for c in commands]}
 
 
+def mean_sd(values: list[float], digits: int, percent: bool = False, sign: bool = False) -> str:
+    """Mean ± sd (ddof 1) of ``values`` with ``digits`` decimals (just the mean for one value); ``percent``
+    writes fractions as percentages, ``sign`` gives the mean its sign."""
+    v = np.array(values, dtype=float) * (100 if percent else 1)
+    sd = f" ± {v.std(ddof=1):.{digits}f}" if len(v) > 1 else ""
+    return f"{v.mean():{'+' if sign else ''}.{digits}f}{sd}" + ("%" if percent else "")
+
+
 def pool_size(name: str) -> int:
     """The samples per pool of a system's built-in temperature-annealing recipe."""
     default = inspect.signature(schopmans2025).parameters["pool"].default
