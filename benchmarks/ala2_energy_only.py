@@ -20,10 +20,12 @@ import json
 from pathlib import Path
 
 import numpy as np
-from pipeline import MIN_EFFECTIVE, RESULTS, markdown_table, mean_sd, pipeline, pool_size, read_results, write_results
+import yaml
+from pipeline import MIN_EFFECTIVE, RESULTS, markdown_table, mean_sd, pipeline, read_results, write_results
 
 ROOT = Path(__file__).resolve().parent.parent
 SYSTEM = "alanine-dipeptide-implicit"
+KELVIN = 300.0  # the system's temperature
 NAMES = {"ta": "temperature annealing", "fab": "FAB", "kl": "reverse KL"}
 
 
@@ -67,26 +69,45 @@ def _threads(row: dict) -> str:
     return row["command"].split("--threads ")[1].split()[0] if "--threads" in row["command"] else "1"
 
 
+def _recipe(row: dict) -> dict:
+    """The recipe the row's run trained with: stored in the row, or read from its run's config.yaml."""
+    if "recipe" not in row:
+        config = Path(row["command"].split("--out ")[1].split()[0]) / "config.yaml"
+        row["recipe"] = yaml.safe_load(config.read_text())["recipe"]
+    return row["recipe"]
+
+
+def _schedule(row: dict) -> str:
+    """The row's temperature-annealing variant: with or without the floor on the fitted weights' ESS."""
+    floor = _recipe(row).get("min_ess", 0.0)
+    return f"ESS floor {100 * floor:g}%" if floor else "no ESS floor"
+
+
+def _kelvin(stage: str) -> str:
+    """A rung's temperature from its stage name ("reweighted ML at 3.43 T")."""
+    return f"{float(stage.split(' at ')[1].split(' T')[0]) * KELVIN:.0f} K"
+
+
 def render(rows: list[dict]) -> None:
     reference = json.loads((RESULTS / "ala2_reference_implicit.json").read_text())[0]
     md_rows = [r for r in read_results("ala2_bg_implicit")
                if r.get("data_engine") == "torch" and r.get("data_config", {}).get("ladder")]
+    order = sorted(rows, key=lambda r: (r["losses"], _schedule(r) == "no ESS floor", r["seed"]))
     cells = []
-    for r in sorted(rows, key=lambda r: (r["losses"], r["seed"])):
+    for r in order:
         m = r["metrics"]
         r["difference"] = m["delta_f"]["value"] - reference["delta_f"]
-        cells.append([f"from the energy alone: {NAMES[r['losses']]} (`--threads {_threads(r)}`)", str(r["seed"]), f"{r['energy_evaluations']:,}",
-                      f"{r['train_s'] / 60:.1f}" + ("†" if r.get("train_time_from") == "metrics.jsonl" else ""), f"{100 * m['ess_fraction']:.1f}% ({m['ess']:,.0f})"
-                      + ("" if m["ess"] >= MIN_EFFECTIVE else " *"),
+        cells.append([f"from the energy alone: {NAMES[r['losses']]}, {_schedule(r)} (`--threads {_threads(r)}`)",
+                      str(r["seed"]), f"{r['energy_evaluations']:,}",
+                      f"{r['train_s'] / 60:.1f}" + ("†" if r.get("train_time_from") == "metrics.jsonl" else ""),
+                      f"{100 * m['ess_fraction']:.1f}% ({m['ess']:,.0f})" + ("" if m["ess"] >= MIN_EFFECTIVE else " *"),
                       f"{m['delta_f']['value']:.3f} ± {m['delta_f']['stderr']:.3f}", f"{r['difference']:+.3f}",
-                      f"{100 * m['wrong_handed_fraction']:.2f}%",
-                      ", ".join(f"{100 * st['pool_ess']:.2g} ({st['pool_ess'] * pool_size(SYSTEM):,.0f})"
-                                for st in r.get("stages", []) if st["pool_ess"] is not None) or "—"])
-    for losses in sorted({r["losses"] for r in rows}):
-        group = [r for r in rows if r["losses"] == losses]
+                      f"{100 * m['wrong_handed_fraction']:.2f}%"])
+    for key in dict.fromkeys((r["losses"], _schedule(r)) for r in order):
+        group = [r for r in order if (r["losses"], _schedule(r)) == key]
         if len(group) > 1:
-            cells.append([f"**from the energy alone: {NAMES[losses]}, mean ± sd**",
-                          ", ".join(str(r["seed"]) for r in sorted(group, key=lambda r: r["seed"])),
+            cells.append([f"**from the energy alone: {NAMES[key[0]]}, {key[1]}, mean ± sd**",
+                          ", ".join(str(r["seed"]) for r in group),
                           f"{np.mean([r['energy_evaluations'] for r in group]):,.0f}",
                           mean_sd([r["train_s"] / 60 for r in group], 1)
                           if len({_threads(r) for r in group}) == 1 else "per seed (threads differ)",
@@ -95,7 +116,7 @@ def render(rows: list[dict]) -> None:
                           mean_sd([r["metrics"]["delta_f"]["value"] for r in group], 3),
                           mean_sd([r["difference"] for r in group], 3, sign=True)
                           + f" (largest {max(abs(r['difference']) for r in group):.3f})",
-                          f"{100 * max(r['metrics']['wrong_handed_fraction'] for r in group):.2f}% (largest)", ""])
+                          f"{100 * max(r['metrics']['wrong_handed_fraction'] for r in group):.2f}% (largest)"])
     for r in md_rows:
         m = r["metrics"]
         cells.append([f"MD data (batched engine) + ML: {r['command'].split(' --out')[0]}", str(r["seed"]),
@@ -103,20 +124,44 @@ def render(rows: list[dict]) -> None:
                       f"{100 * m['ess_fraction']:.1f}% ({m['ess']:,.0f})",
                       f"{m['delta_f']['value']:.3f} ± {m['delta_f']['stderr']:.3f}",
                       f"{m['delta_f']['value'] - reference['delta_f']:+.3f}",
-                      f"{100 * m['wrong_handed_fraction']:.2f}%", "—"])
+                      f"{100 * m['wrong_handed_fraction']:.2f}%"])
     table = markdown_table(
         "Alanine dipeptide in implicit solvent (300 K) from the energy alone against the MD-data route "
         "(`python benchmarks/ala2_energy_only.py --seed S --threads T` on a 2-core machine: with 2 threads alone, with 1 "
-        "thread beside another 1-thread run; 100,000 samples, sampling seed 1000 + S; ΔF(φ>0 − φ<0) "
-        f"against the umbrella reference {reference['delta_f']:.3f} ± {reference['stderr']:.3f} kT; the MD-data rows are "
+        "thread beside one or two other 1-thread runs; 100,000 samples, sampling seed 1000 + S; ΔF(φ>0 − φ<0) "
+        f"against the umbrella reference {reference['delta_f']:.3f} ± {reference['stderr']:.3f} kT; the ESS floor is "
+        "the recipe's min_ess (no floor: min_ess 0 in the run's config); the MD-data rows are "
         "those of benchmarks/results/ala2_bg_implicit.md; * fewer than 100 effective samples: does not count)",
         ["training", "seed", "target energy evaluations", "time (min)", "ESS (effective samples)",
-         "ΔF (kT)", "difference (kT)", "wrong-handed Cα",
-         f"pool ESS per rung, hot to cold (%, median; effective samples of {pool_size(SYSTEM):,})"], cells,
-        text_columns=2)
+         "ΔF (kT)", "difference (kT)", "wrong-handed Cα"], cells, text_columns=2)
     if any(r.get("train_time_from") == "metrics.jsonl" for r in rows):
         table += ["", "† The training loop's own clock (metrics.jsonl): the run was sampled and evaluated with --reuse."]
+    table += ["", *rung_table(order, 1 / (1 + np.exp(reference["delta_f"])))]
     write_results("ala2_energy_only", rows, table)
+
+
+def rung_table(rows: list[dict], reference_state: float) -> list[str]:
+    """Each run's pools, rung by rung: ESS with effective samples, the weight power and P(φ > 0) (the
+    reference's at 300 K: ``reference_state``)."""
+    lines = {"pool_ess": "pool ESS (effective samples)", "pool_power": "weight power α",
+             "pool_state_flow": "P(φ>0): flow's samples", "pool_state": "P(φ>0): weighted to the rung",
+             "pool_state_fit": "P(φ>0): weights fitted to"}
+    cells, rungs = [], []
+    for r in rows:
+        pools = [st for st in r.get("stages", []) if st.get("pool_ess") is not None]
+        rungs = rungs or [_kelvin(st["stage"]) for st in pools]
+        size = _recipe(r)["pool"]
+        for key, label in lines.items():
+            if all(st.get(key) is None for st in pools):
+                continue
+            values = [st.get(key) for st in pools]
+            cells.append([f"{_schedule(r)}, seed {r['seed']}", label,
+                          *(f"{100 * v:.2g}% ({v * size:,.0f})" if key == "pool_ess" else
+                            f"{v:.2f}" if key == "pool_power" else f"{100 * v:.1f}%" for v in values)])
+    return markdown_table(
+        "Temperature annealing rung by rung, hot to cold (each rung's pool of the flow trained at the rung above, "
+        f"weighted to this rung; P(φ>0) = {100 * reference_state:.1f}% at 300 K by the umbrella reference)",
+        ["run", "pool", *rungs], cells, text_columns=2)
 
 
 if __name__ == "__main__":

@@ -50,12 +50,14 @@ def pipeline(train_args: list[str], out: Path, n: int = 100_000, sample_seed: in
         with np.load(out / "data.npz") as data:
             data_s = float(data["seconds"]) if "seconds" in data else None
     # as the run's config.yaml holds it, defaults included (the OpenMM engine ignores the batched engine's options)
-    data_config = yaml.safe_load((out / "config.yaml").read_text()).get("data")
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    data_config = config.get("data")
     logged = logged_records(out)
     evaluations = logged[-1].get("energy_evaluations") if logged else None
     if not train:
         t_train = logged[-1]["time_s"]
     return {"command": "mlmol train " + " ".join(train_args) + f" --out {out}", "data_config": data_config,
+            "recipe": config.get("recipe"),
             "train_s": t_train, "data_s": data_s, "sample_s": t_sample, "metrics": metrics,
             "energy_evaluations": evaluations, "stages": stages(logged),
             "commands": ["mlmol " + " ".join(c) for c in commands]}
@@ -82,21 +84,27 @@ def logged_records(out: Path) -> list[dict]:
 
 def stages(records: list[dict]) -> list[dict]:
     """Each training stage of a run, from its metrics.jsonl records (:func:`logged_records`): name, steps,
-    seconds, target energy evaluations and, for an annealing rung, the median pool ESS fraction (the
-    overlap between the flow and the rung it is reweighted to)."""
+    seconds, target energy evaluations and, for an annealing rung, the medians of its pools' metrics
+    (:class:`mlmol.annealing.ReweightedPool`: ESS fraction, the overlap between the flow and the rung it is
+    reweighted to; where logged, the weight power and the first state's probability)."""
     summary: list[dict] = []
     last = {"step": 0, "time_s": 0.0, "energy_evaluations": 0}
     for r in records:
         if not summary or summary[-1]["stage"] != r["stage"]:
-            summary.append({"stage": r["stage"], "start": last, "pool_ess": []})
+            summary.append({"stage": r["stage"], "start": last, **{k: [] for k in POOL_METRICS}})
         summary[-1]["end"] = r
-        if r.get("pool_ess") is not None:
-            summary[-1]["pool_ess"].append(r["pool_ess"])
+        for k in POOL_METRICS:
+            if r.get(k) is not None:
+                summary[-1][k].append(r[k])
         last = r
     return [{"stage": s["stage"], "steps": s["end"]["step"] - s["start"]["step"],
              "seconds": s["end"]["time_s"] - s["start"]["time_s"],
              "evaluations": s["end"]["energy_evaluations"] - s["start"]["energy_evaluations"],
-             "pool_ess": float(np.median(s["pool_ess"])) if s["pool_ess"] else None} for s in summary]
+             **{k: float(np.median(s[k])) if s[k] else None for k in POOL_METRICS if k == "pool_ess" or s[k]}}
+            for s in summary]
+
+
+POOL_METRICS = ("pool_ess", "pool_power", "pool_state_flow", "pool_state", "pool_state_fit")
 
 
 def langevin_context(xml: str, masses: list[float], positions: np.ndarray, platform: str, timestep_fs: float,

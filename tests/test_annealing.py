@@ -9,7 +9,7 @@ import torch
 
 import mlmol
 from mlmol import flows, systems
-from mlmol.annealing import ReweightedML, ladder
+from mlmol.annealing import ReweightedML, ladder, weight_power
 from mlmol.config import make_config
 from mlmol.errors import MlmolError
 from mlmol.experiments import noe2019, schopmans2025
@@ -34,6 +34,42 @@ def test_reweighted_ml_estimates_the_targets_cross_entropy_with_the_flow():
 
 def loss_pool_ess(loss: ReweightedML) -> float:
     return mlmol.estimators.ess_fraction(loss.log_w)
+
+
+def test_a_thin_pool_is_fitted_to_the_partial_step_its_weight_power_gives():
+    """q = N(0, I) (an identity flow), p = N(μ, I): the pool's ESS fraction is exp(−|μ|²); its log weights
+    times α are those of q^(1−α) p^α = N(αμ, I), whose ESS fraction exp(−α²|μ|²) reaches min_ess at
+    α = √(−log min_ess / |μ|²). The first state x0 < 0 has probability ½ under q, Φ(−μ0) under p and Φ(−αμ0)
+    under the fitted weights."""
+    mu = torch.tensor([math.sqrt(2.0), 0.0], dtype=torch.float64)
+    target = systems.Gaussian(mean=mu.tolist(), covariance=((1.0, 0.0), (0.0, 1.0)))
+    flow = flows.RealNVP(2, blocks=1, hidden=(8,)).double()
+    loss = ReweightedML(target, pool=400_000, refresh=1000, min_ess=0.3)
+    _, metrics = loss(Batch(flow, target, None, torch.Generator().manual_seed(0), batch_size=16))
+    square = float(mu @ mu)
+    # the estimate's relative sd is √((exp(4|μ|²) − 1) / n) = 0.09 (heavy-tailed weights)
+    assert metrics["pool_ess"] == pytest.approx(math.exp(-square), rel=0.25)
+    alpha = math.sqrt(-math.log(0.3) / square)
+    assert metrics["pool_power"] == pytest.approx(alpha, rel=0.05)
+    assert mlmol.estimators.ess_fraction(loss.log_w) == pytest.approx(0.3, rel=1e-6)  # what the flow is fitted to
+    phi = lambda z: 0.5 * math.erfc(-z / math.sqrt(2))  # the normal CDF
+    assert metrics["pool_state_flow"] == pytest.approx(0.5, abs=0.005)
+    assert metrics["pool_state"] == pytest.approx(phi(-mu[0].item()), abs=0.002)
+    assert metrics["pool_state_fit"] == pytest.approx(phi(-alpha * mu[0].item()), abs=0.005)
+    plain = ReweightedML(target, pool=400_000, refresh=1000)  # min_ess 0: the plain weights, power 1
+    _, metrics = plain(Batch(flow, target, None, torch.Generator().manual_seed(0), batch_size=16))
+    assert metrics["pool_power"] == 1.0 and metrics["pool_state_fit"] == metrics["pool_state"]
+
+
+def test_weight_power_is_the_largest_that_reaches_the_smallest_ess():
+    log_w = torch.randn(10_000, generator=torch.Generator().manual_seed(1), dtype=torch.float64) * 4
+    log_w[:3] = -math.inf  # zero weights stay zero
+    alpha = weight_power(log_w, 0.3)
+    assert mlmol.estimators.ess_fraction(alpha * log_w) >= 0.3
+    assert mlmol.estimators.ess_fraction((alpha + 1e-6) * log_w) < 0.3
+    assert weight_power(torch.zeros(5), 0.3) == 1.0  # already above: the whole step
+    with pytest.raises(MlmolError, match="smallest ESS"):
+        ReweightedML(systems.DoubleWell(), min_ess=1.0)
 
 
 def test_tempered_energy_and_the_ladder():
@@ -83,8 +119,9 @@ def test_energy_only_training_from_the_command_line(tmp_path, losses):
     assert counts[-1] > 0 and counts == sorted(counts)
     if losses == "kl":  # one energy per generated sample
         assert counts[-1] == 30 * make_config("double-well", losses="kl")["recipe"]["batch"]
-    assert main(["evaluate", str(out), "--n", "2000"]) in (0, None)
-    assert "delta_f" in json.loads((out / "metrics.json").read_text())
+    assert main(["evaluate", str(out), "--n", "2000", "--seed", "7"]) in (0, None)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert "delta_f" in metrics and metrics["seed"] == 7  # fresh samples record the seed that drew them
 
 
 def test_flow_matched_annealing_for_the_equivariant_flow_and_its_guards():

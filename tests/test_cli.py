@@ -65,6 +65,7 @@ def test_workflow_train_sample_evaluate_report(tmp_path, capsys):
     assert "ESS" in out and "exact -3.380" in out
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["n"] == 2000 and "rmse" in metrics["profiles"]["x0"]
+    assert metrics["seed"] is None  # given samples: their seed is the sampling command's, not evaluate's
 
     assert main(["report", str(run), "--n", "2000"]) == 0
     page = (run / "report.html").read_text()

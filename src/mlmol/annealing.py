@@ -16,7 +16,7 @@ from .errors import MlmolError
 from .estimators import ess_fraction
 from .losses import Batch, Loss, flow_matching
 from .samplers.ais import adapted_step, annealed_importance_sampling
-from .systems import Energy
+from .systems import Energy, State
 
 
 class ReweightedPool(Loss):
@@ -33,6 +33,13 @@ class ReweightedPool(Loss):
     With ``clip`` > 0 the largest fraction ``clip`` of the log weights is lowered to the smallest of them
     before fitting (as TA-BG does with 1e-4): no single sample then dominates the fit, at a small bias
     that the final importance weights, computed afresh, do not carry. ``pool_ess`` is the unclipped overlap.
+    With ``min_ess`` > 0 a pool whose ESS fraction is below it is fitted with its log weights times the
+    largest α < 1 that lifts it to ``min_ess`` (reported as ``pool_power``): the fit's target is then
+    q^(1−α) p^α, a partial step from the flow q towards p, as adaptive tempering in sequential Monte Carlo
+    chooses its steps, so that a pool dominated by a few samples does not collapse the flow onto them;
+    later rungs, whose pools overlap better, take the whole step. For a system with ``states`` every draw
+    also reports the first state's probability: in the flow's samples (``pool_state_flow``), weighted to the
+    target (``pool_state``) and under the weights the flow is fitted to (``pool_state_fit``).
 
     Arguments:
         system: the target, typically :class:`~mlmol.systems.Tempered` at the ladder's next temperature.
@@ -42,21 +49,25 @@ class ReweightedPool(Loss):
         levels: AIS intermediate distributions between the flow and the target (0: plain importance weights).
         step_size: the initial MALA step of the AIS moves.
         clip: the fraction of largest log weights clipped (0: none).
+        min_ess: the smallest ESS fraction of the weights the flow is fitted to (0: plain weights).
     """
 
     name = "pool"
 
     def __init__(self, system: Energy, pool: int = 20_000, refresh: int = 100, chunk: int = 10_000, levels: int = 0,
-                 step_size: float = 0.01, clip: float = 0.0):
-        if pool < 2 or refresh < 1 or chunk < 1 or levels < 0 or not step_size > 0 or not 0 <= clip < 1:
+                 step_size: float = 0.01, clip: float = 0.0, min_ess: float = 0.0):
+        if (pool < 2 or refresh < 1 or chunk < 1 or levels < 0 or not step_size > 0 or not 0 <= clip < 1
+                or not 0 <= min_ess < 1):
             raise MlmolError(f"{type(self).__name__} needs a pool of at least 2 samples, refresh ≥ 1, chunk ≥ 1, "
-                             "levels ≥ 0, a positive step size and a clipped fraction in [0, 1)")
+                             "levels ≥ 0, a positive step size, a clipped fraction in [0, 1) and a smallest "
+                             "ESS fraction in [0, 1)")
         self.system, self.pool, self.refresh, self.chunk = system, pool, refresh, chunk
-        self.levels, self.step_size, self.clip = levels, float(step_size), clip
+        self.levels, self.step_size, self.clip, self.min_ess = levels, float(step_size), clip, min_ess
         self.x: torch.Tensor | None = None
         self.log_w: torch.Tensor | None = None
         self.age = 0
         self.pool_ess: float | None = None
+        self.draw_metrics: dict = {}
 
     def draw(self, batch: Batch) -> dict:
         """Refresh the pool from the current flow; returns the metrics of the draw."""
@@ -81,9 +92,20 @@ class ReweightedPool(Loss):
         if not bool(torch.isfinite(self.log_w).any()):
             raise MlmolError(f"none of the flow's {self.pool} samples has a finite energy at {self.system.name}; "
                              "train longer at the higher temperature or add temperatures to the ladder")
+        target_log_w = self.log_w
+        power = weight_power(self.log_w, self.min_ess) if self.min_ess else 1.0
+        if power < 1:
+            self.log_w = self.log_w * power
         if self.clip:
             largest = torch.topk(self.log_w, math.ceil(self.clip * len(self.log_w))).values
             self.log_w = torch.minimum(self.log_w, largest[-1])
+        self.draw_metrics = {"pool_power": power}
+        if self.system.states is not None:  # which share of the first state the flow keeps, and is taught
+            inside = State(self.system.states[0], self.system.variables)(self.x).double()
+            self.draw_metrics.update(
+                pool_state_flow=float(inside.mean()),
+                pool_state=float((torch.softmax(target_log_w, 0) * inside).sum()),
+                pool_state_fit=float((torch.softmax(self.log_w, 0) * inside).sum()))
         return {"evaluations": evaluations}
 
     def points(self, batch: Batch) -> tuple[torch.Tensor, dict]:
@@ -94,18 +116,19 @@ class ReweightedPool(Loss):
         index = torch.multinomial(torch.softmax(self.log_w, 0), batch.batch_size, replacement=True,
                                   generator=batch.generator)
         self.age += 1
-        return self.x[index.to(self.x.device)], {"pool_ess": self.pool_ess, **metrics}
+        return self.x[index.to(self.x.device)], {"pool_ess": self.pool_ess, **self.draw_metrics, **metrics}
 
     def state_dict(self) -> dict:
         """The pool, its age and the AIS step size (a resume continues bit for bit)."""
         return {"x": self.x, "log_w": self.log_w, "age": self.age, "step_size": self.step_size,
-                "pool_ess": self.pool_ess}
+                "pool_ess": self.pool_ess, "draw_metrics": self.draw_metrics}
 
     def load_state_dict(self, state: dict) -> None:
         """Restore :meth:`state_dict`."""
         self.x, self.log_w, self.age = state["x"], state["log_w"], state["age"]
         self.step_size = state.get("step_size", self.step_size)
         self.pool_ess = state.get("pool_ess", None if self.log_w is None else ess_fraction(self.log_w))
+        self.draw_metrics = state.get("draw_metrics", {})
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.system.name}, pool={self.pool}, refresh={self.refresh})"
@@ -134,15 +157,37 @@ class ReweightedFlowMatching(ReweightedPool):
     name = "rfm"
 
     def __init__(self, system: Energy, pool: int = 20_000, refresh: int = 100, chunk: int = 10_000,
-                 sigma: float = 0.01, align: bool = True, clip: float = 0.0):
+                 sigma: float = 0.01, align: bool = True, clip: float = 0.0, min_ess: float = 0.0):
         # no AIS: the continuous flow's density has no gradient
-        super().__init__(system, pool, refresh, chunk, clip=clip)
+        super().__init__(system, pool, refresh, chunk, clip=clip, min_ess=min_ess)
         self.sigma, self.align = sigma, align
 
     def __call__(self, batch):
         x, metrics = self.points(batch)
         value = flow_matching(batch.flow, x, batch.generator, self.sigma, self.align)
         return value, {"rfm": float(value.detach()), **metrics}
+
+
+def weight_power(log_w: torch.Tensor, min_ess: float, iterations: int = 50) -> float:
+    """The largest α in (0, 1] with ESS fraction of α · ``log_w`` at least ``min_ess`` (bisection; 1 when
+    the weights themselves reach it). ``log_w`` ``[n]``; −∞ entries stay zero weights.
+
+    Example:
+        >>> log_w = torch.tensor([0.0, 0.0, 0.0, 10.0])
+        >>> alpha = weight_power(log_w, 0.5)
+        >>> round(alpha, 3), round(ess_fraction(alpha * log_w), 3)
+        (0.187, 0.5)
+    """
+    if ess_fraction(log_w) >= min_ess:
+        return 1.0
+    low, high = 0.0, 1.0  # ESS(low · log w) ≥ min_ess > ESS(high · log w)
+    for _ in range(iterations):
+        middle = (low + high) / 2
+        if ess_fraction(middle * log_w) >= min_ess:
+            low = middle
+        else:
+            high = middle
+    return low
 
 
 def ladder(high: float, count: int) -> list[float]:

@@ -93,11 +93,12 @@ ENERGY_DEFAULTS: dict = {
                      "ta": {"steps": 4000, "batch": 512, "lr": 3e-4, "high": 4.0, "temperatures": 4}},
     # alanine dipeptide from the energy alone, after TA-BG's schedule scaled to 2 hours on 2 cores: reverse KL
     # at 1200 K, then down to 300 K in 9 rungs (ratio 0.857), one pool of 500,000 samples per rung with plain
-    # importance weights, the largest 0.01% of them clipped
+    # importance weights, the largest 0.01% of them clipped; a pool below 1% ESS (5,000 effective samples) is
+    # fitted with its log weights scaled down until it reaches 1%, so that a few samples cannot collapse the flow
     "alanine-dipeptide-implicit": {
         "ta": {"steps": 20_000, "kl_fraction": 0.5, "batch": 256, "lr": 5e-4, "high": 4.0, "temperatures": 10,
                "pool": 500_000, "refresh": 1112, "anneal_lr": 1e-4, "energy_high": 1e4, "cap": 1e8, "levels": 0,
-               "clip": 1e-4}},
+               "clip": 1e-4, "min_ess": 0.01}},
     # identical particles keep their equivariant flow; its density has no gradient: every rung is flow-matched.
     # Pools are small: a sample with its exact density costs 4.5 ms (DW-4) and 40 ms (LJ-13)
     "dw4": {"ta": {"fit": "fm", "kl_fraction": 0.0, "steps": 10_000, "batch": 256, "lr": 1e-3, "high": 4.0,

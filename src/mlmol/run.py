@@ -259,15 +259,16 @@ def evaluate_run(run: Run, n: int | None = None, seed: int = 0, samples: Samples
                  source: str | Path | None = None) -> dict:
     """Evaluate a run on fresh samples (or given ones) and write RUN/metrics.json.
 
-    ``source``, the file the given samples were loaded from, is recorded (absolute path) as
+    ``seed`` draws the fresh samples and is recorded with them (given samples record none: their seed is
+    that of the command that drew them). ``source``, the file the given samples were loaded from, is recorded (absolute path) as
     ``"samples"`` so that ``mlmol report`` draws its figures from the same samples."""
-    options = run.config["evaluate"]
+    options, given = run.config["evaluate"], samples
     if samples is None:
         samples = run.sample(n or options["n"], seed=seed)
     elif samples.x.shape[-1] != run.system.dim:
         raise MlmolError(f"the samples have dim {samples.x.shape[-1]} but the run's system has dim {run.system.dim}")
     result = evaluate(run.system, samples, options["bins"], options["max_f"])
-    result["seed"] = seed
+    result["seed"] = seed if given is None else None
     if source is not None:
         result["samples"] = str(Path(source).resolve())
     run.directory.write_metrics(result)

@@ -16,7 +16,7 @@ def schopmans2025(system: Energy, data: torch.Tensor | None, steps: int = 5000, 
                   high: float = 4.0, temperatures: int = 4, batch: int = 256, lr: float = 5e-4,
                   lr_end: float | None = None, anneal_lr: float = 1e-4, pool: int = 20_000, refresh: int = 100,
                   energy_high: float = 1e3, cap: float = 1e6, grad_clip: float = 100.0, fit: str = "ml",
-                  levels: int = 0, step_size: float = 0.01, clip: float = 0.0) -> Recipe:
+                  levels: int = 0, step_size: float = 0.01, clip: float = 0.0, min_ess: float = 0.0) -> Recipe:
     """Reverse KL at ``high`` times the system's temperature for ``kl_fraction`` of ``steps``, then the
     rest split evenly over the ``temperatures − 1`` lower rungs of :func:`~mlmol.annealing.ladder`
     (geometric down to the system's temperature), each trained by
@@ -24,7 +24,8 @@ def schopmans2025(system: Energy, data: torch.Tensor | None, steps: int = 5000, 
     steps, at learning rate ``anneal_lr``. ``energy_high`` and ``cap`` regularise the KL stage's energies
     as in :class:`~mlmol.losses.ReverseKL`. With ``levels`` > 0 each pool is moved to its rung by AIS
     (``levels`` intermediate distributions, MALA from ``step_size``); ``clip`` is the fraction of each
-    pool's largest weights clipped (:class:`~mlmol.annealing.ReweightedPool`). ``data`` are not used.
+    pool's largest weights clipped and ``min_ess`` the smallest ESS fraction of the weights a rung is fitted
+    to (:class:`~mlmol.annealing.ReweightedPool`). ``data`` are not used.
 
     With ``kl_fraction`` = 0 there is no reverse KL stage: the ladder starts at ``high`` itself, its first
     rung fitted to the untrained flow's own samples reweighted (mass covering where reverse KL is mode
@@ -48,8 +49,10 @@ def schopmans2025(system: Energy, data: torch.Tensor | None, steps: int = 5000, 
     for i, factor in enumerate(factors):
         rung_steps = per_rung if i < len(factors) - 1 else steps - kl_steps - per_rung * (len(factors) - 1)
         target = system if factor == 1.0 else Tempered(system, factor)
-        loss = (ReweightedFlowMatching(target, pool=pool, refresh=refresh, clip=clip) if fit == "fm" else
-                ReweightedML(target, pool=pool, refresh=refresh, levels=levels, step_size=step_size, clip=clip))
+        loss = (ReweightedFlowMatching(target, pool=pool, refresh=refresh, clip=clip, min_ess=min_ess)
+                if fit == "fm" else
+                ReweightedML(target, pool=pool, refresh=refresh, levels=levels, step_size=step_size, clip=clip,
+                             min_ess=min_ess))
         stages.append(Stage(rung_steps, loss, lr=anneal_lr if kl_steps else lr,
                             lr_end=None if kl_steps else lr_end, batch_size=batch,
                             name=f"reweighted {fit.upper()} at {factor:.3g} T"))
