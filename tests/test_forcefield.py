@@ -17,14 +17,23 @@ pytestmark = pytest.mark.openmm
 OPENMM_DATA = app.__path__[0] + "/data"
 GLYCINE = "tests/data/glycine-dipeptide.pdb"
 
-# molecule, force-field files: three molecules, four force fields, vacuum and implicit solvent
+# molecule, force-field files: three molecules, five force fields, vacuum and every implicit solvent of
+# OpenMM's (GBSAOBCForce from *_obc.xml; a CustomGBForce from implicit/*.xml)
 CASES = {
     "alanine-dipeptide/amber99sbildn": (str(ALANINE_DIPEPTIDE_PDB), ["amber99sbildn.xml"]),
     "alanine-dipeptide/amber99sbildn+obc": (str(ALANINE_DIPEPTIDE_PDB), ["amber99sbildn.xml", "amber99_obc.xml"]),
     "glycine-dipeptide/amber14": (GLYCINE, ["amber14-all.xml"]),
     "glycine-dipeptide/amber10+obc": (GLYCINE, ["amber10.xml", "amber10_obc.xml"]),
     "villin/amber03": ("villin", ["amber03.xml"]),  # 584 atoms; OpenMM's *_obc.xml lack its residues' types
+    "alanine-dipeptide/amber14+obc1": (str(ALANINE_DIPEPTIDE_PDB), ["amber14-all.xml", "implicit/obc1.xml"]),
+    "glycine-dipeptide/amber14+obc2": (GLYCINE, ["amber14-all.xml", "implicit/obc2.xml"]),
+    "alanine-dipeptide/amber14+hct": (str(ALANINE_DIPEPTIDE_PDB), ["amber14-all.xml", "implicit/hct.xml"]),
+    "glycine-dipeptide/amber14+gbn": (GLYCINE, ["amber14-all.xml", "implicit/gbn.xml"]),
+    "alanine-dipeptide/amber14+gbn2": (str(ALANINE_DIPEPTIDE_PDB), ["amber14-all.xml", "implicit/gbn2.xml"]),
+    "villin/amber03+obc1": ("villin", ["amber03.xml", "implicit/obc1.xml"]),
+    "villin/amber03+gbn2": ("villin", ["amber03.xml", "implicit/gbn2.xml"]),
 }
+SLOW_CASES = ("villin/amber03+obc1", "villin/amber03+gbn2")  # 40 s each for the Reference platform's MD frames
 
 
 def build(pdb: str, files: list[str]):
@@ -77,7 +86,8 @@ def openmm_reference(system, frames: np.ndarray):
     return {g: np.array(e) for g, e in energies.items()}, np.stack(forces)
 
 
-@pytest.fixture(scope="module", params=list(CASES), ids=list(CASES))
+@pytest.fixture(scope="module", params=[pytest.param(c, marks=pytest.mark.slow) if c in SLOW_CASES else c for c in CASES],
+                ids=list(CASES))
 def case(request):
     system, x0 = build(*CASES[request.param])
     frames = configurations(system, x0)
@@ -149,13 +159,23 @@ def test_unsupported_forces_and_constraints_are_named_with_the_way_out():
     system, _ = build(GLYCINE, ["amber19-all.xml"])  # ff19SB has CMAP
     with pytest.raises(UnsupportedForce, match="CMAPTorsionForce.*backend='openmm'"):
         ForceField(system)
-    with pytest.raises(UnsupportedForce, match="CustomGBForce"):
-        from_pdb(GLYCINE, forcefield=["amber14-all.xml"], implicit_solvent="obc2", backend="torch")
-    auto = from_pdb(GLYCINE, forcefield=["amber14-all.xml"], implicit_solvent="obc2")  # auto: falls back
+    with pytest.raises(UnsupportedForce, match="CMAPTorsionForce"):
+        from_pdb(GLYCINE, forcefield=["amber19-all.xml"], backend="torch")
+    auto = from_pdb(GLYCINE, forcefield=["amber19-all.xml"])  # auto: falls back, and says so
     try:
         assert isinstance(auto.backend, OpenMMEnergy)
+        assert any("OpenMM bridge" in n and "CMAPTorsionForce" in n for n in auto.notices())
     finally:
         auto.close()
+    salty = app.ForceField("amber14-all.xml", "implicit/obc2.xml").createSystem(  # Debye screening: not covered
+        app.PDBFile(str(ALANINE_DIPEPTIDE_PDB)).topology, nonbondedMethod=app.NoCutoff, constraints=None,
+        implicitSolventKappa=1.0 / unit.nanometer)
+    with pytest.raises(UnsupportedForce, match="CustomGBForce only as OpenMM's implicit-solvent files build it"):
+        ForceField(salty)
+    custom = openmm.CustomGBForce()  # any other generalised Born model: named, with the way out
+    custom.addPerParticleParameter("q")
+    with pytest.raises(UnsupportedForce, match="backend='openmm'"):
+        ForceField(_with_force(custom))
     constrained = app.ForceField("amber14-all.xml").createSystem(
         app.PDBFile(str(ALANINE_DIPEPTIDE_PDB)).topology, nonbondedMethod=app.NoCutoff, constraints=app.HBonds)
     with pytest.raises(MlmolError, match="constraints"):
@@ -164,6 +184,30 @@ def test_unsupported_forces_and_constraints_are_named_with_the_way_out():
         from_pdb(ALANINE_DIPEPTIDE_PDB, backend="jax")
     with pytest.raises(MlmolError, match=r"expected coordinates \[batch, 66\]"):
         ForceField(build(str(ALANINE_DIPEPTIDE_PDB), ["amber99sbildn.xml"])[0])(torch.zeros(2, 60))
+
+
+def _with_force(force) -> openmm.System:
+    """A two-particle system holding ``force`` alone."""
+    system = openmm.System()
+    for _ in range(2):
+        system.addParticle(1.0)
+        force.addParticle([0.0] * force.getNumPerParticleParameters())
+    system.addForce(force)
+    return system
+
+
+def test_the_generalised_born_models_are_recognised_by_name():
+    """Each implicit-solvent file maps to its model, so a parity case tests what it says it does."""
+    from mlmol.systems.forcefield import GeneralizedBorn
+
+    pdb = app.PDBFile(str(ALANINE_DIPEPTIDE_PDB))
+    for files, name in ((["amber99sbildn.xml", "amber99_obc.xml"], "OBC2"), (["implicit/obc1.xml"], "OBC1"),
+                        (["implicit/obc2.xml"], "OBC2"), (["implicit/hct.xml"], "HCT"),
+                        (["implicit/gbn.xml"], "GBn"), (["implicit/gbn2.xml"], "GBn2")):
+        forcefield = app.ForceField(*(files if len(files) == 2 else ["amber14-all.xml", *files]))
+        system = forcefield.createSystem(pdb.topology, nonbondedMethod=app.NoCutoff, constraints=None)
+        (term,) = [t for t in ForceField(system).terms_ if isinstance(t, GeneralizedBorn)]
+        assert term.model == name
 
 
 def _energies_and_forces(model, x: torch.Tensor):

@@ -223,7 +223,7 @@ def _set_threads(threads: int | None) -> None:
 
 
 def _notice(message: str) -> None:
-    """Print a library notice (resuming, hydrogens added) on standard error."""
+    """Print a library notice (resuming, hydrogens added, the OpenMM bridge in use) on standard error."""
     print(f"mlmol: {message}", file=sys.stderr)
 
 
@@ -398,8 +398,8 @@ def _cmd_simulate(args) -> None:
     if args.pdb:
         system = molecules.from_pdb(args.pdb, forcefield=args.forcefield, implicit_solvent=args.implicit_solvent,
                                     temperature=args.temperature, add_hydrogens=args.add_hydrogens)
-        if system.hydrogens_notice():
-            _notice(system.hydrogens_notice())
+        for notice in system.notices():
+            _notice(notice)
     else:
         system = molecules.molecule(args.molecule, temperature=args.temperature)
     started = time.perf_counter()

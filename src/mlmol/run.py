@@ -194,8 +194,9 @@ def train(config: dict | None, out: str | Path, resume: bool = False, progress: 
     device = device_of(config)
     system = build_system(config).to(device)
     check_flow(config, system)
-    if isinstance(system, Molecule) and system.hydrogens_notice() and notify is not None and not resume:
-        notify(system.hydrogens_notice())
+    if isinstance(system, Molecule) and notify is not None and not resume:
+        for notice in system.notices():
+            notify(notice)
     data_file = out / "data.npz"
     data = None
     if resume:

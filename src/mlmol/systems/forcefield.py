@@ -17,8 +17,11 @@ OpenMM's definitions (kJ/mol, nm, radians, elementary charges):
 - ``GBSAOBCForce``           OBC2 generalised Born (Onufriev, Bashford & Case 2004; α, β, γ =
                              1, 0.8, 4.85; dielectric offset 0.009 nm) with the ACE surface term
                              (probe 0.14 nm), as OpenMM's reference platform computes it
+- ``CustomGBForce``          as OpenMM's implicit-solvent files build it (implicit/obc1.xml, obc2,
+                             hct, gbn, gbn2; no salt, no cutoff), recognised by its expressions
+                             (:func:`born_model`)
 
-Anything else (constraints, cutoffs, custom forces) raises an error that names it and points to
+Anything else (constraints, cutoffs, other custom forces) raises an error that names it and points to
 the OpenMM bridge (``backend="openmm"``). ``CMMotionRemover`` has no energy and is ignored.
 
 Overlapping atoms: squared distances are floored at ``MIN_DISTANCE²`` (1e-6 nm) so energies
@@ -30,6 +33,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -48,7 +52,8 @@ if TYPE_CHECKING:
 ONE_4PI_EPS0 = 138.93545764438198  # kJ mol⁻¹ nm e⁻²
 MIN_DISTANCE = 1e-6  # nm
 OBC = {"alpha": 1.0, "beta": 0.8, "gamma": 4.85, "offset": 0.009, "probe": 0.14}  # OBC2, nm
-SUPPORTED = ("HarmonicBondForce", "HarmonicAngleForce", "PeriodicTorsionForce", "NonbondedForce", "GBSAOBCForce")
+SUPPORTED = ("HarmonicBondForce", "HarmonicAngleForce", "PeriodicTorsionForce", "NonbondedForce", "GBSAOBCForce",
+             "CustomGBForce (OpenMM's implicit-solvent files)")
 IGNORED = ("CMMotionRemover",)
 CPU_CHUNK = 2048  # configurations per CPU piece at most (compiled alanine dipeptide: the fastest of 256-4096)
 PAIR_BUDGET = {"cpu": 2**22, "other": 2**28}  # atom pairs × configurations per piece, at most
@@ -311,40 +316,154 @@ class Nonbonded(_PairTerm):
         return energy, self.pair_list.gradient(weight, d, r2)
 
 
-class GeneralizedBorn(_PairTerm):
-    """OBC2 implicit solvent with the ACE non-polar term (OpenMM's ``GBSAOBCForce``).
+_NUMBER = r"([-+0-9.eE]+)"
+_VDW = ("select(step(r+sr2-or1), 0.5*(1/L-1/U+0.25*(r-sr2^2/r)*(1/(U^2)-1/(L^2))+0.5*log(L/U)/r), 0);"
+        "U=r+sr2;L=max(or1, D);D=abs(r-sr2)")
+_NECK = ("Ivdw+neckScale*Ineck;Ineck=step(radius1+radius2+neckCut-r)*getm0(radindex1,radindex2)/(1+100*(r-getd0("
+         "radindex1,radindex2))^2+0.3*1000000*(r-getd0(radindex1,radindex2))^6);Ivdw=" + _VDW + ";radius1=or1+offset; "
+         "radius2=or2+offset;neckScale={}; neckCut={}; offset={}")
+_OBC_RADII = "1/(1/or-tanh({})/radius);psi=I*or; radius=or+offset; offset={}"
+_HCT_RADII = "1/(1/or-I)"
+# the tanh polynomials of OpenMM's generators: OBC1, OBC2, GBn (α, β, γ), GBn2 (per atom)
+_POLYNOMIALS = {"0.8*psi+2.909125*psi^3": ("OBC1", (0.8, 0.0, 2.909125)),
+                "psi-0.8*psi^2+4.85*psi^3": ("OBC2", (1.0, 0.8, 4.85)),
+                "1.09511284*psi-1.907992938*psi^2+2.50798245*psi^3": ("GBn", (1.09511284, 1.907992938, 2.50798245)),
+                "alpha*psi-beta*psi^2+gamma*psi^3": ("GBn2", None)}
+_DIELECTRICS = "; solventDielectric={}; soluteDielectric={}; kappa=0; offset={}"
+_SELF = "-0.5*138.935485*(1/soluteDielectric-1/solventDielectric)*charge^2/B" + _DIELECTRICS
+_ACE = "28.3919551*(radius+0.14)^2*(radius/B)^6; radius=or+offset" + _DIELECTRICS
+_PAIR = ("-138.935485*(1/soluteDielectric-1/solventDielectric)*charge1*charge2/f;"
+         "f=sqrt(r^2+B1*B2*exp(-r^2/(4*B1*B2)))" + _DIELECTRICS)
 
-    Arguments:
-        force: the ``openmm.GBSAOBCForce`` (``NoCutoff``).
-        group: its OpenMM force group.
+
+def _match(template: str, text: str) -> list[float] | None:
+    """The numbers in ``text`` where ``template`` has ``{}`` (None if the rest differs)."""
+    found = re.fullmatch(re.escape(template).replace(r"\{\}", _NUMBER), text)
+    return None if found is None else [float(v) for v in found.groups()]
+
+
+def born_model(force: openmm.GBSAOBCForce | openmm.CustomGBForce) -> dict:
+    """The generalised Born model of an OpenMM force as the numbers :class:`GeneralizedBorn` needs:
+    ``GBSAOBCForce`` (OBC2), or a ``CustomGBForce`` whose expressions are those OpenMM's implicit-solvent
+    files build (obc1.xml, obc2.xml, hct.xml, gbn.xml, gbn2.xml; no salt, no cutoff). Raises
+    :class:`UnsupportedForce` for anything else.
+
+    Returns a dict: ``name``; per-atom ``charge``, ``offset_radius`` and ``scaled`` (nm) and ``polynomial``
+    (α, β, γ per atom, or None for HCT's radii); ``offset`` (nm, radius − offset radius), ``coulomb``
+    (kJ/mol nm e⁻²), ``solute``/``solvent`` dielectrics, ``surface`` (kJ/mol/nm², 0 without the ACE
+    term), ``inside`` (Tinker's term for an atom inside another: GBSAOBCForce only) and ``neck``
+    (None, or scale, cutoff nm and the m0, d0 matrices [N, N] of the atoms' radius indices).
     """
+    from openmm import CustomGBForce, GBSAOBCForce
 
-    def __init__(self, force: openmm.GBSAOBCForce, group: int) -> None:
-        super().__init__("GBSAOBCForce", group, force.getNumParticles())
-        from openmm import GBSAOBCForce
-
+    n = force.getNumParticles()
+    rows = [[_value(v) for v in force.getParticleParameters(i)] for i in range(n)]
+    if isinstance(force, GBSAOBCForce):
         if force.getNonbondedMethod() != GBSAOBCForce.NoCutoff:
             raise UnsupportedForce("the torch force field supports GBSAOBCForce only without cutoff (NoCutoff); "
                                    "use backend='openmm'")
-        rows = [force.getParticleParameters(i) for i in range(force.getNumParticles())]
-        self.parameter("charge", rows, 0)  # [N, 1]
-        self.parameter("radius", rows, 1)
-        self.parameter("scale", rows, 2)
-        solute, solvent = force.getSoluteDielectric(), force.getSolventDielectric()
-        self.prefactor = -ONE_4PI_EPS0 * (1 / solute - 1 / solvent) if solute and solvent else 0.0
-        self.surface = 4 * math.pi * _value(force.getSurfaceAreaEnergy())  # kJ/mol/nm²
-        charge = _column(rows, 0)
+        offset = OBC["offset"]
+        return {"name": "OBC2", "charge": [r[0] for r in rows], "offset_radius": [r[1] - offset for r in rows],
+                "scaled": [(r[1] - offset) * r[2] for r in rows], "polynomial": [(OBC["alpha"], OBC["beta"],
+                                                                                    OBC["gamma"])] * n,
+                "offset": offset, "coulomb": ONE_4PI_EPS0, "solute": force.getSoluteDielectric(),
+                "solvent": force.getSolventDielectric(), "surface": 4 * math.pi * _value(force.getSurfaceAreaEnergy()),
+                "ace_offset": offset, "inside": True, "neck": None}
+    unsupported = UnsupportedForce(
+        "the torch force field supports a CustomGBForce only as OpenMM's implicit-solvent files build it "
+        "(implicit/obc1.xml, obc2.xml, hct.xml, gbn.xml, gbn2.xml) without salt or cutoff; use backend='openmm'")
+    names = [force.getPerParticleParameterName(i) for i in range(force.getNumPerParticleParameters())]
+    if (force.getNonbondedMethod() != CustomGBForce.NoCutoff or force.getNumGlobalParameters()
+            or force.getNumComputedValues() != 2 or names[:3] != ["charge", "or", "sr"]):
+        raise unsupported
+    (i_name, i_text, i_kind), (b_name, b_text, b_kind) = (force.getComputedValueParameters(k) for k in range(2))
+    pair, single = CustomGBForce.ParticlePairNoExclusions, CustomGBForce.SingleParticle
+    if (i_name, i_kind, b_name, b_kind) != ("I", pair, "B", single):
+        raise unsupported
+    neck = _match(_NECK, i_text)
+    if neck is None and i_text != _VDW:
+        raise unsupported
+    if b_text == _HCT_RADII:
+        name, polynomial, offset = "HCT", None, None
+    else:
+        found = re.fullmatch(re.escape(_OBC_RADII).replace(r"\{\}", "(.*)", 1).replace(r"\{\}", _NUMBER), b_text)
+        if found is None or found.group(1) not in _POLYNOMIALS:
+            raise unsupported
+        (name, fixed), offset = _POLYNOMIALS[found.group(1)], float(found.group(2))
+        polynomial = [fixed] * n if fixed else [tuple(r[names.index(k)] for k in ("alpha", "beta", "gamma"))
+                                                 for r in rows]
+    terms = [force.getEnergyTermParameters(k) for k in range(force.getNumEnergyTerms())]
+    templates = {2: ((_SELF, single), (_PAIR, pair)),
+                 3: ((_SELF, single), (_ACE, single), (_PAIR, pair))}.get(len(terms), ())
+    matched = [_match(template, text) if kind == wanted else None
+               for (text, kind), (template, wanted) in zip(terms, templates, strict=False)]
+    if not matched or len(matched) != len(terms) or any(m is None or m != matched[0] for m in matched):
+        raise unsupported
+    solvent, solute, ace_offset = matched[0]
+    if neck:
+        index = [int(r[names.index("radindex")]) for r in rows]
+        tables = {}
+        for k in range(force.getNumTabulatedFunctions()):
+            size_x, _, values = force.getTabulatedFunction(k).getFunctionParameters()
+            tables[force.getTabulatedFunctionName(k)] = [[values[a + size_x * b] for b in index] for a in index]
+        neck = {"scale": neck[0], "cutoff": neck[1], "offset": neck[2], "m0": tables["getm0"], "d0": tables["getd0"]}
+    return {"name": name, "charge": [r[0] for r in rows], "offset_radius": [r[1] for r in rows],
+            "scaled": [r[2] for r in rows], "polynomial": polynomial, "offset": offset, "coulomb": 138.935485,
+            "solute": solute, "solvent": solvent, "surface": 28.3919551 if len(terms) == 3 else 0.0,
+            "ace_offset": ace_offset, "inside": False, "neck": neck}
+
+
+class GeneralizedBorn(_PairTerm):
+    """Generalised Born implicit solvent with the ACE non-polar term: OpenMM's ``GBSAOBCForce`` (OBC2) and
+    the ``CustomGBForce`` its implicit-solvent files build (OBC1, OBC2, HCT, GBn, GBn2; :func:`born_model`).
+
+    Born radii B_i = 1 / (1/ρ_i − tanh(α ψ_i − β ψ_i² + γ ψ_i³)/R_i) with ψ_i = ρ_i I_i (HCT:
+    1 / (1/ρ_i − I_i)), I_i the HCT descreening integral over the other atoms (plus the neck integral
+    for GBn and GBn2), ρ_i the offset radius and R_i = ρ_i + offset; energy Σ_i ½ c q_i²/B_i +
+    Σ_{i<j} c q_i q_j / f_ij with f_ij = √(r² + B_i B_j exp(−r²/4B_iB_j)), c = −k_e (1/ε_solute − 1/ε_solvent),
+    plus the ACE term s (R_i + 0.14)² (R_i/B_i)⁶.
+
+    Arguments:
+        force: the ``openmm.GBSAOBCForce`` or ``openmm.CustomGBForce`` (no cutoff).
+        group: its OpenMM force group.
+    """
+
+    def __init__(self, force: openmm.GBSAOBCForce | openmm.CustomGBForce, group: int) -> None:
+        super().__init__(type(force).__name__, group, force.getNumParticles())
+        model = born_model(force)
+        self.model, self.inside, self.surface = model["name"], model["inside"], model["surface"]
+        charge = torch.tensor(model["charge"], dtype=torch.float64)[:, None]  # [N, 1]
+        self.register_buffer("charge", charge)
+        self.register_buffer("offset_radius", torch.tensor(model["offset_radius"], dtype=torch.float64)[:, None])
+        self.register_buffer("scaled", torch.tensor(model["scaled"], dtype=torch.float64)[:, None])
+        self.register_buffer("ace_radius", self.offset_radius + model["ace_offset"])
+        self.hct = model["polynomial"] is None
+        if not self.hct:
+            self.register_buffer("radius", self.offset_radius + model["offset"])
+            self.register_buffer("polynomial", torch.tensor(model["polynomial"], dtype=torch.float64))  # [N, 3]
+        solute, solvent = model["solute"], model["solvent"]
+        self.prefactor = -model["coulomb"] * (1 / solute - 1 / solvent) if solute and solvent else 0.0
         # the polar prefactor times q_i q_j, kJ/mol nm
-        self.register_buffer("charge_product", self.pair_list.matrix(self.prefactor * charge[:, None] * charge))
+        self.register_buffer("charge_product", self.pair_list.matrix(self.prefactor * charge * charge.T))
+        self.neck = model["neck"]
+        if self.neck is not None:
+            m0, d0 = (torch.tensor(self.neck[k], dtype=torch.float64) for k in ("m0", "d0"))
+            neck_radius = self.offset_radius + self.neck["offset"]
+            self.register_buffer("neck_reach", self.pair_list.matrix(neck_radius + neck_radius.T + self.neck["cutoff"]))
+            # i descreened by its partner j and j by i: the tables are indexed (receiving atom, other atom)
+            self.register_buffer("m0_ij", self.pair_list.matrix(self.neck["scale"] * m0))
+            self.register_buffer("m0_ji", self.pair_list.matrix(self.neck["scale"] * m0.T))
+            self.register_buffer("d0_ij", self.pair_list.matrix(d0))
+            self.register_buffer("d0_ji", self.pair_list.matrix(d0.T))
 
     @staticmethod
     def descreening(r: torch.Tensor, inverse_r: torch.Tensor, rho: torch.Tensor, scaled: torch.Tensor,
-                    unique: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                    unique: torch.Tensor, inside: bool) -> tuple[torch.Tensor, torch.Tensor]:
         """The HCT descreening integral of atom j over atom i ``[N, K, B]`` (with Tinker's term for
-        an atom inside another) and its derivative in r_ij, from distances r and 1/r (nm), the offset
-        radius ρ_i of i and the scaled radius s_j of j. The integral is stationary in its limits
-        U = 1/(r + s) and L, so the derivative is the explicit r-dependence alone:
-        ¼(1 + s²/r²)(U² − L²) − ½ ln(U/L)/r² (as OpenMM's)."""
+        an atom inside another if ``inside``) and its derivative in r_ij, from distances r and 1/r (nm),
+        the offset radius ρ_i of i and the scaled radius s_j of j. The integral is stationary in its limits
+        U = 1/(r + s) and L but for i inside j's sphere, so the derivative is the explicit r-dependence
+        ¼(1 + s²/r²)(U² − L²) − ½ ln(U/L)/r², plus 2L² where i is inside (without Tinker's term)."""
         overlaps = (rho < r + scaled) & unique
         lower_distance = torch.maximum(rho, (r - scaled).abs())  # 1/L
         upper = 1 / (r + scaled)
@@ -353,9 +472,26 @@ class GeneralizedBorn(_PairTerm):
         squares = upper**2 - lower**2
         scaled2 = scaled**2
         term = lower - upper + 0.25 * r * squares + (0.5 * log_ratio - 0.25 * scaled2 * squares) * inverse_r
-        term = term + torch.where(rho < scaled - r, 2 * (1 / rho - lower), 0.0)
         derivative = 0.25 * (1 + scaled2 * inverse_r**2) * squares - 0.5 * log_ratio * inverse_r**2
+        buried = rho < scaled - r  # i inside j's scaled sphere: L = s − r, where the integral is not stationary
+        if inside:  # Tinker's term 2(1/ρ − 1/L) cancels that dependence
+            term = term + torch.where(buried, 2 * (1 / rho - lower), 0.0)
+        else:  # ∂I/∂L dL/dr = (−2/L²)(−1)
+            derivative = derivative + torch.where(buried, 2 * lower**2, 0.0)
         return torch.where(overlaps, term, 0.0), torch.where(overlaps, derivative, 0.0)
+
+    @staticmethod
+    def neck_integral(r: torch.Tensor, reach: torch.Tensor, m0: torch.Tensor,
+                      d0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """GBn's neck integral m0 / (1 + 100 x² + 3·10⁵ x⁶), x = r − d0, within ``reach`` (nm), times the
+        neck scale (in ``m0``), and its derivative in r: ``[N, K, B]``."""
+        x = r - d0
+        x2 = x * x
+        denominator = 1 + 100 * x2 + 3e5 * x2 * x2 * x2
+        within = r < reach
+        value = m0 / denominator
+        return (torch.where(within, value, 0.0),
+                torch.where(within, -value / denominator * (200 * x + 1.8e6 * x2 * x2 * x), 0.0))
 
     def energy_and_gradient(self, positions: torch.Tensor,
                             gradient: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -364,18 +500,26 @@ class GeneralizedBorn(_PairTerm):
         pairs = self.pair_list
         d, r2, inverse_r = self.geometry(positions)
         r = r2 * inverse_r
-        offset_radius = self.radius - OBC["offset"]  # [N, 1]
-        scaled = offset_radius * self.scale
-        rho_i, rho_j = offset_radius[:, None], pairs.of_partner(offset_radius)  # [N, 1, 1], [N, K, 1]
-        scaled_i, scaled_j = scaled[:, None], pairs.of_partner(scaled)
+        rho, scaled = self.offset_radius, self.scaled  # [N, 1]
         unique = pairs.unique[..., None]
-        term_ij, d_term_ij = self.descreening(r, inverse_r, rho_i, scaled_j, unique)  # i descreened by j
-        term_ji, d_term_ji = self.descreening(r, inverse_r, rho_j, scaled_i, unique)  # j descreened by i
-        psi = 0.5 * offset_radius * (term_ij.sum(1) + pairs.partner_sum(term_ji))  # [N, B]
-        tanh = torch.tanh(OBC["alpha"] * psi - OBC["beta"] * psi**2 + OBC["gamma"] * psi**3)
-        inverse_born = 1 / offset_radius - tanh / self.radius  # [N, B]
+        term_ij, d_term_ij = self.descreening(r, inverse_r, rho[:, None], pairs.of_partner(scaled), unique,
+                                              self.inside)  # i descreened by j
+        term_ji, d_term_ji = self.descreening(r, inverse_r, pairs.of_partner(rho), scaled[:, None], unique,
+                                              self.inside)  # j descreened by i
+        integral = 0.5 * (term_ij.sum(1) + pairs.partner_sum(term_ji))  # I_i [N, B]
+        if self.neck is not None:
+            neck_ij, d_neck_ij = self.neck_integral(r, self.neck_reach, self.m0_ij, self.d0_ij)
+            neck_ji, d_neck_ji = self.neck_integral(r, self.neck_reach, self.m0_ji, self.d0_ji)
+            integral = integral + neck_ij.sum(1) + pairs.partner_sum(neck_ji)
+        if self.hct:
+            inverse_born = 1 / rho - integral
+        else:
+            alpha, beta, gamma = self.polynomial[:, 0:1], self.polynomial[:, 1:2], self.polynomial[:, 2:3]
+            psi = rho * integral
+            tanh = torch.tanh(alpha * psi - beta * psi**2 + gamma * psi**3)
+            inverse_born = 1 / rho - tanh / self.radius  # [N, B]
         born = 1 / inverse_born
-        area = self.surface * (self.radius + OBC["probe"]) ** 2 * (self.radius * inverse_born) ** 6
+        area = self.surface * (self.ace_radius + OBC["probe"]) ** 2 * (self.ace_radius * inverse_born) ** 6
         born_i, born_j = born[:, None], pairs.of_partner(born)  # R_i, R_j [N, 1, B], [N, K, B]
         product = born_i * born_j  # A_ij
         quarter = 0.25 * r2 / product
@@ -389,12 +533,18 @@ class GeneralizedBorn(_PairTerm):
         d_f = -pair * inverse_f  # ∂e_ij/∂f_ij
         d_product = 0.5 * d_f * inverse_f * damping * (1 + quarter)  # ∂e_ij/∂A_ij
         d_born = ((d_product * born_j).sum(1) + pairs.partner_sum(d_product * born_i)
-                  - own * inverse_born - 6 * area * inverse_born)  # dE/dR_i [N, B]
-        d_psi = d_born * born**2 / self.radius * (1 - tanh**2) * (
-            OBC["alpha"] - 2 * OBC["beta"] * psi + 3 * OBC["gamma"] * psi**2)
-        descreened = 0.25 * d_psi * offset_radius  # dE/dψ_i ∂ψ_i/∂I_ij · ½ (dr/dr² = 1/2r)
-        weight = (0.5 * d_f * inverse_f * (1 - 0.25 * damping)  # dE/d(r²) at fixed radii
-                  + (descreened[:, None] * d_term_ij + pairs.of_partner(descreened) * d_term_ji) * inverse_r)
+                  - own * inverse_born - 6 * area * inverse_born)  # dE/dB_i [N, B]
+        if self.hct:  # dE/dI_i
+            d_integral = d_born * born**2
+        else:
+            d_integral = d_born * born**2 / self.radius * (1 - tanh**2) * (
+                alpha - 2 * beta * psi + 3 * gamma * psi**2) * rho
+        # dE/d(r²) = dE/dI ∂I/∂r / 2r: ½ of each descreening term, the neck terms whole
+        half = 0.25 * d_integral
+        descreened = half[:, None] * d_term_ij + pairs.of_partner(half) * d_term_ji
+        if self.neck is not None:
+            descreened = descreened + 0.5 * (d_integral[:, None] * d_neck_ij + pairs.of_partner(d_integral) * d_neck_ji)
+        weight = 0.5 * d_f * inverse_f * (1 - 0.25 * damping) + descreened * inverse_r  # dE/d(r²)
         return energy, pairs.gradient(weight, d, r2)
 
 
@@ -422,7 +572,8 @@ class _AnalyticEnergy(torch.autograd.Function):
 
 
 TERMS = {"HarmonicBondForce": HarmonicBonds, "HarmonicAngleForce": HarmonicAngles,
-         "PeriodicTorsionForce": PeriodicTorsions, "NonbondedForce": Nonbonded, "GBSAOBCForce": GeneralizedBorn}
+         "PeriodicTorsionForce": PeriodicTorsions, "NonbondedForce": Nonbonded, "GBSAOBCForce": GeneralizedBorn,
+         "CustomGBForce": GeneralizedBorn}
 
 
 class ForceField(nn.Module):

@@ -35,6 +35,8 @@ class Molecule(Energy):
         starts: torsion values (degrees) where training MD starts, e.g. ``[{"phi": -80, "psi": 150}]``.
         name: a short name.
         added_hydrogens: how many hydrogens were added to the structure read (by OpenMM's Modeller).
+        fallback: why the OpenMM bridge evaluates the energy where the native torch force field was
+            asked for first (``backend="auto"``), else None.
 
     Coordinates are flat ``[*batch, 3N]`` in nm; :meth:`energy` gives ``[*batch]`` in units of kT
     at ``temperature`` (kelvin).
@@ -48,7 +50,7 @@ class Molecule(Energy):
 
     def __init__(self, backend: TorchEnergy | OpenMMEnergy, topology: app.Topology, positions: np.ndarray, torsions: Torsions,
                  states: tuple[str, str] | None = None, starts: list[Start] | None = None, name: str = "molecule",
-                 added_hydrogens: int = 0):
+                 added_hydrogens: int = 0, fallback: str | None = None):
         super().__init__(backend.dim, backend.kT)
         self.backend = backend
         self.name = name
@@ -61,6 +63,7 @@ class Molecule(Energy):
         self.states = states
         self.starts = None if starts is None else [dict(start) for start in starts]
         self.added_hydrogens = int(added_hydrogens)
+        self.fallback = fallback
 
     @property
     def temperature(self) -> float:
@@ -86,12 +89,16 @@ class Molecule(Energy):
         clone.backend = self.backend.evaluated_in(precision, compile)
         return clone
 
-    def hydrogens_notice(self) -> str | None:
-        """What the user should be told when hydrogens were added to the structure read, else None."""
-        if not self.added_hydrogens:
-            return None
-        return (f"added {self.added_hydrogens} hydrogens to {self.name} (OpenMM Modeller); --no-add-hydrogens "
-                "refuses a PDB without them instead")
+    def notices(self) -> list[str]:
+        """What the user should be told about how the molecule was built: hydrogens added to the structure
+        read, the OpenMM bridge standing in for the torch force field."""
+        told = []
+        if self.added_hydrogens:
+            told.append(f"added {self.added_hydrogens} hydrogens to {self.name} (OpenMM Modeller); "
+                        "--no-add-hydrogens refuses a PDB without them instead")
+        if self.fallback:
+            told.append(f"{self.name} runs on the OpenMM bridge, one configuration at a time: {self.fallback}")
+        return told
 
     def repartitioned_masses(self, hydrogen_mass: float = 3.024) -> np.ndarray:
         """Masses ``[N]`` (amu) with hydrogen mass repartitioning: each hydrogen weighs ``hydrogen_mass``

@@ -110,13 +110,14 @@ def from_pdb(path: str | Path, forcefield: Sequence[str] = ("amber14-all.xml",),
         added = modeller.topology.getNumAtoms() - topology.getNumAtoms()
         topology, positions = modeller.topology, modeller.positions
     name = name or Path(path).stem
-    energy = None
+    energy, fallback = None, None
     if backend != "openmm":
         try:
             energy = TorchEnergy(system, topology, temperature=temperature, name=name, compile=compile)
-        except UnsupportedForce:
+        except UnsupportedForce as error:
             if backend == "torch":
                 raise
+            fallback = str(error)
     if energy is None:
         energy = OpenMMEnergy(system, topology, temperature=temperature, platform=platform, workers=workers,
                               name=name)
@@ -124,7 +125,7 @@ def from_pdb(path: str | Path, forcefield: Sequence[str] = ("amber14-all.xml",),
     if states is None and "phi" in torsions:  # a capped amino acid: ΔF between the φ basins, as for alanine dipeptide
         states = ("phi > 0", "phi < 0")
     return Molecule(energy, topology, np.array(positions.value_in_unit(positions.unit)), torsions, states=states,
-                    starts=starts, name=name, added_hydrogens=added)
+                    starts=starts, name=name, added_hydrogens=added, fallback=fallback)
 
 
 def _residue_atoms(chain: app.Chain) -> list[dict[str, int]]:
