@@ -348,8 +348,9 @@ def born_model(force: openmm.GBSAOBCForce | openmm.CustomGBForce) -> dict:
     files build (obc1.xml, obc2.xml, hct.xml, gbn.xml, gbn2.xml; no salt, no cutoff). Raises
     :class:`UnsupportedForce` for anything else.
 
-    Returns a dict: ``name``; per-atom ``charge``, ``offset_radius`` and ``scaled`` (nm) and ``polynomial``
-    (α, β, γ per atom, or None for HCT's radii); ``offset`` (nm, radius − offset radius), ``coulomb``
+    Returns a dict: ``name``; per-atom ``charge``, ``offset_radius`` ρ, ``scaled`` s, ``radius`` R (in the
+    tanh rule; None for HCT), ``ace_radius`` (nm) and ``polynomial`` (α, β, γ per atom, or None for HCT's
+    radii); ``coulomb``
     (kJ/mol nm e⁻²), ``solute``/``solvent`` dielectrics, ``surface`` (kJ/mol/nm², 0 without the ACE
     term), ``inside`` (Tinker's term for an atom inside another: GBSAOBCForce only) and ``neck``
     (None, or scale, cutoff nm and the m0, d0 matrices [N, N] of the atoms' radius indices).
@@ -366,9 +367,9 @@ def born_model(force: openmm.GBSAOBCForce | openmm.CustomGBForce) -> dict:
         return {"name": "OBC2", "charge": [r[0] for r in rows], "offset_radius": [r[1] - offset for r in rows],
                 "scaled": [(r[1] - offset) * r[2] for r in rows], "polynomial": [(OBC["alpha"], OBC["beta"],
                                                                                     OBC["gamma"])] * n,
-                "offset": offset, "coulomb": ONE_4PI_EPS0, "solute": force.getSoluteDielectric(),
-                "solvent": force.getSolventDielectric(), "surface": 4 * math.pi * _value(force.getSurfaceAreaEnergy()),
-                "ace_offset": offset, "inside": True, "neck": None}
+                "radius": [r[1] for r in rows], "ace_radius": [r[1] for r in rows], "coulomb": ONE_4PI_EPS0,
+                "solute": force.getSoluteDielectric(), "solvent": force.getSolventDielectric(),
+                "surface": 4 * math.pi * _value(force.getSurfaceAreaEnergy()), "inside": True, "neck": None}
     unsupported = UnsupportedForce(
         "the torch force field supports a CustomGBForce only as OpenMM's implicit-solvent files build it "
         "(implicit/obc1.xml, obc2.xml, hct.xml, gbn.xml, gbn2.xml) without salt or cutoff; use backend='openmm'")
@@ -408,9 +409,10 @@ def born_model(force: openmm.GBSAOBCForce | openmm.CustomGBForce) -> dict:
             tables[force.getTabulatedFunctionName(k)] = [[values[a + size_x * b] for b in index] for a in index]
         neck = {"scale": neck[0], "cutoff": neck[1], "offset": neck[2], "m0": tables["getm0"], "d0": tables["getd0"]}
     return {"name": name, "charge": [r[0] for r in rows], "offset_radius": [r[1] for r in rows],
-            "scaled": [r[2] for r in rows], "polynomial": polynomial, "offset": offset, "coulomb": 138.935485,
-            "solute": solute, "solvent": solvent, "surface": 28.3919551 if len(terms) == 3 else 0.0,
-            "ace_offset": ace_offset, "inside": False, "neck": neck}
+            "scaled": [r[2] for r in rows], "polynomial": polynomial,
+            "radius": None if offset is None else [r[1] + offset for r in rows],
+            "ace_radius": [r[1] + ace_offset for r in rows], "coulomb": 138.935485, "solute": solute,
+            "solvent": solvent, "surface": 28.3919551 if len(terms) == 3 else 0.0, "inside": False, "neck": neck}
 
 
 class GeneralizedBorn(_PairTerm):
@@ -436,10 +438,10 @@ class GeneralizedBorn(_PairTerm):
         self.register_buffer("charge", charge)
         self.register_buffer("offset_radius", torch.tensor(model["offset_radius"], dtype=torch.float64)[:, None])
         self.register_buffer("scaled", torch.tensor(model["scaled"], dtype=torch.float64)[:, None])
-        self.register_buffer("ace_radius", self.offset_radius + model["ace_offset"])
+        self.register_buffer("ace_radius", torch.tensor(model["ace_radius"], dtype=torch.float64)[:, None])
         self.hct = model["polynomial"] is None
         if not self.hct:
-            self.register_buffer("radius", self.offset_radius + model["offset"])
+            self.register_buffer("radius", torch.tensor(model["radius"], dtype=torch.float64)[:, None])
             self.register_buffer("polynomial", torch.tensor(model["polynomial"], dtype=torch.float64))  # [N, 3]
         solute, solvent = model["solute"], model["solvent"]
         self.prefactor = -model["coulomb"] * (1 / solute - 1 / solvent) if solute and solvent else 0.0
