@@ -17,18 +17,9 @@ import openmm
 import openmm.app as app
 import openmm.unit as unit
 
+from mlmol.systems.peptides import place
+
 OUT = Path(__file__).resolve().parent.parent / "src" / "mlmol" / "systems" / "data" / "alanine-dipeptide.pdb"
-
-
-def place(a, b, c, bond: float, angle: float, torsion: float) -> np.ndarray:
-    """Point d bonded to c with |cd| = bond (Å), angle bcd and torsion abcd in degrees (NeRF)."""
-    angle, torsion = np.radians(angle), np.radians(torsion)
-    bc = (c - b) / np.linalg.norm(c - b)
-    n = np.cross(b - a, bc)
-    n /= np.linalg.norm(n)
-    m = np.cross(n, bc)
-    d = np.array([-bond * np.cos(angle), bond * np.sin(angle) * np.cos(torsion), bond * np.sin(angle) * np.sin(torsion)])
-    return c + d[0] * bc + d[1] * m + d[2] * n
 
 
 def heavy_atoms(phi: float = -80.0, psi: float = 75.0) -> list[tuple[str, str, np.ndarray]]:

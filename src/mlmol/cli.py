@@ -68,6 +68,8 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--add-hydrogens", action=argparse.BooleanOptionalAction, default=None,
                        help="with --pdb: add missing hydrogens with OpenMM's Modeller (default; a notice says how "
                             "many), or refuse a PDB without them")
+    train.add_argument("--temperature", type=float, metavar="KELVIN",
+                       help="molecules: the temperature of the Boltzmann distribution (default 300)")
     train.add_argument("--seed", type=int, help=SEED_HELP)
     train.add_argument("--steps", type=int, help="total optimisation steps (default from the recipe)")
     train.add_argument("--losses", help="with data: ml, ml+kl or ml+kl+rc (default: the system's recipe, e.g. ml+kl+rc "
@@ -108,6 +110,20 @@ def _parser() -> argparse.ArgumentParser:
                                                "for most)")
     evaluate.add_argument("--samples", metavar="FILE.npz", help="evaluate these samples instead of fresh ones")
     evaluate.add_argument("--seed", type=int, default=0, help=SEED_HELP + " of the fresh samples")
+
+    build = sub.add_parser("build", help="build a peptide from its sequence into a PDB file",
+                           description="Build a peptide from one-letter codes: ideal geometry (PeptideBuilder), L "
+                                       "amino acids, acetyl/N-methylamide caps or charged termini, hydrogens for the "
+                                       "force field (OpenMM's Modeller), minimised in vacuum. Writes OUT atomically; "
+                                       "mlmol train --pdb OUT and mlmol simulate --pdb OUT take it.")
+    build.add_argument("sequence", help="one-letter codes, N to C terminus (e.g. AAA: with caps Ace-Ala3-Nme)")
+    build.add_argument("--out", required=True, metavar="PEPTIDE.pdb", help="PDB file to write")
+    build.add_argument("--caps", choices=["ace-nme", "none"], default="ace-nme",
+                       help="ace-nme (default: acetyl and N-methylamide caps) or none (charged termini)")
+    build.add_argument("--forcefield", nargs="+", default=["amber14-all.xml"],
+                       help="OpenMM force-field files whose hydrogens are added (default amber14-all.xml)")
+    build.add_argument("--conformation", choices=["extended", "ppii", "helix"], default="extended",
+                       help="the starting backbone before minimisation (default extended)")
 
     simulate = sub.add_parser("simulate", help="Langevin MD of a molecule into a trajectory file",
                               description="Langevin MD (OpenMM) of a built-in molecule or a PDB file. Writes "
@@ -261,7 +277,7 @@ def _cmd_train(args) -> None:
 
     overrides = {"seed": args.seed, "steps": args.steps, "losses": args.losses, "flow_kind": args.flow_kind,
                  "device": args.device, "threads": args.threads, "backend": args.energy_backend,
-                 "engine": args.data_engine}
+                 "engine": args.data_engine, "temperature": args.temperature}
     molecular = {k: getattr(args, k) for k in ("energy", "dim", "pdb", "forcefield", "implicit_solvent",
                                                "add_hydrogens")}
     if args.resume:
@@ -353,6 +369,15 @@ def _cmd_report(args) -> None:
 
     _positive("--n", args.n)
     print(f"wrote {runs.report(args.run, n=args.n, seed=args.seed, samples_file=args.samples)}")
+
+
+def _cmd_build(args) -> None:
+    from .systems.peptides import write_peptide
+
+    out, atoms, energy = write_peptide(args.sequence, args.out, caps=args.caps, forcefield=args.forcefield,
+                                       conformation=args.conformation)
+    print(f"wrote {out}: {args.sequence.strip()} ({'capped' if args.caps == 'ace-nme' else 'charged termini'}), "
+          f"{atoms} atoms, minimised vacuum energy {energy:.1f} kJ/mol")
 
 
 def _ladder(text: str) -> tuple[float, float, int]:
@@ -472,7 +497,7 @@ def _cmd_operator(args) -> None:
     print(f"wrote {Path(args.out) / 'metrics.json'} and {Path(args.out) / 'predictions.png'}")
 
 
-COMMANDS = {"systems": _cmd_systems, "simulate": _cmd_simulate, "train": _cmd_train, "sample": _cmd_sample,
+COMMANDS = {"systems": _cmd_systems, "build": _cmd_build, "simulate": _cmd_simulate, "train": _cmd_train, "sample": _cmd_sample,
             "evaluate": _cmd_evaluate, "report": _cmd_report, "vmc": _cmd_vmc,
             "operator": _cmd_operator}
 

@@ -213,6 +213,13 @@ def make_config(system: str | None = None, energy: str | None = None, dim: int |
             if not molecular:
                 raise MlmolError("--energy-backend applies to molecules (a built-in molecule or --pdb) only")
             config["system"]["backend"] = value
+        elif key == "temperature":
+            if not molecular:
+                raise MlmolError("--temperature applies to molecules (a built-in molecule or --pdb) only; a toy "
+                                 "system's temperature is part of its energy")
+            if not value > 0:
+                raise MlmolError(f"--temperature must be positive kelvin, got {value:g}")
+            config["system"]["temperature"] = float(value)
         elif key == "engine":
             if not molecular:
                 raise MlmolError("--data-engine applies to molecules (a built-in molecule or --pdb) only")

@@ -1,0 +1,109 @@
+"""Peptides from their sequence: geometry, chirality, termini and charge, and the errors that name the fix."""
+
+import numpy as np
+import pytest
+import torch
+
+openmm = pytest.importorskip("openmm")
+pytest.importorskip("PeptideBuilder")
+
+from openmm import app
+
+from mlmol import MlmolError
+from mlmol.cli import main
+from mlmol.systems.molecules import chiral_centres, from_pdb, handedness
+from mlmol.systems.peptides import _check_structure, _torsion, build_peptide, check_sequence
+
+pytestmark = pytest.mark.openmm
+
+
+def _total_charge(topology) -> float:
+    system = app.ForceField("amber14-all.xml").createSystem(topology, nonbondedMethod=app.NoCutoff)
+    (nonbonded,) = [f for f in system.getForces() if isinstance(f, openmm.NonbondedForce)]
+    return sum(nonbonded.getParticleParameters(i)[0]._value for i in range(nonbonded.getNumParticles()))
+
+
+@pytest.fixture(scope="module")
+def trialanine():
+    return build_peptide("AAA")
+
+
+def test_a_capped_peptide_has_trans_peptide_bonds_and_l_alanines(trialanine):
+    topology, x, energy = trialanine
+    assert [r.name for r in topology.residues()] == ["ACE", "ALA", "ALA", "ALA", "NME"]
+    assert topology.getNumAtoms() == 42 and np.isfinite(energy)
+    atoms = {(a.residue.index, a.name): a.index for a in topology.atoms()}
+    p = x * 10  # Å
+    for i in range(4):  # every peptide bond, caps included: C(i)–N(i+1) ≈ 1.33 Å and ω trans
+        previous_ca = atoms.get((i, "CA"), atoms.get((i, "CH3")))
+        next_ca = atoms.get((i + 1, "CA"), atoms.get((i + 1, "C") if i == 3 else None))
+        c, n = p[atoms[(i, "C")]], p[atoms[(i + 1, "N")]]
+        assert np.linalg.norm(c - n) == pytest.approx(1.33, abs=0.04)
+        assert abs(_torsion(p[previous_ca], c, n, p[next_ca])) > 160
+    centres = chiral_centres(topology)
+    assert len(centres) == 3 and bool((handedness(torch.tensor(x.reshape(1, -1)), centres) > 0).all())  # L
+
+
+def test_free_termini_are_charged_and_the_sequence_sets_the_net_charge():
+    """Chignolin GYDPETGTWG without caps: NH3+ and COO- termini, Asp and Glu: net charge −2."""
+    topology, _, _ = build_peptide("GYDPETGTWG", caps="none")
+    residues = list(topology.residues())
+    names = {a.name for a in residues[0].atoms()} | {a.name for a in residues[-1].atoms()}
+    assert {"H", "H2", "H3", "OXT"} <= names  # NH3+ (amber names its hydrogens H, H2, H3) and COO-
+    assert _total_charge(topology) == pytest.approx(-2.0, abs=1e-6)
+    assert _total_charge(build_peptide("KAE")[0]) == pytest.approx(0.0, abs=1e-6)  # capped: Lys+ and Glu- only
+    assert _total_charge(build_peptide("KAK")[0]) == pytest.approx(2.0, abs=1e-6)
+
+
+def test_a_built_peptide_trains_on_the_torch_force_field_with_obc1(tmp_path, trialanine):
+    topology, x, _ = trialanine
+    path = tmp_path / "aaa.pdb"
+    with open(path, "w") as handle:
+        app.PDBFile.writeFile(topology, x * openmm.unit.nanometer, handle)
+    molecule = from_pdb(path, forcefield=["amber14-all.xml"], implicit_solvent="obc1", temperature=310.0,
+                        backend="torch", add_hydrogens=False)
+    assert molecule.dim == 126 and not molecule.notices()
+    assert set(molecule.torsions) == {"phi2", "psi2", "phi3", "psi3", "phi4", "psi4"}
+
+
+def test_bad_sequences_and_structures_are_refused_with_the_fix(trialanine):
+    assert check_sequence(" GYDPETGTWG\n") == "GYDPETGTWG"
+    for sequence, message in (("AaA", "D-amino acid"), ("AXA", "not one of the 20"), ("  ", "empty"),
+                              ("A1A", "not one of the 20")):
+        with pytest.raises(MlmolError, match=message):
+            check_sequence(sequence)
+    with pytest.raises(MlmolError, match="unknown caps"):
+        build_peptide("AAA", caps="amide")
+    topology, x, energy = trialanine
+    with pytest.raises(MlmolError, match="came out D"):
+        _check_structure(topology, -x, energy, "AAA")  # the mirror image: every Cα is D
+    atoms = {(a.residue.index, a.name): a.index for a in topology.atoms()}
+    clashing = x.copy()
+    clashing[atoms[(4, "C")]] = clashing[atoms[(1, "CB")]] + 0.05  # NME's methyl onto the first Cβ
+    with pytest.raises(MlmolError, match=r"clash after minimisation: ALA2 \w+ and NME5 C are [0-9.]+ Å apart"):
+        _check_structure(topology, clashing, energy, "AAA")
+
+
+def test_the_command_line_writes_the_pdb_atomically_and_exits_2_on_bad_input(tmp_path, capsys):
+    out = tmp_path / "pep.pdb"
+    assert main(["build", "GAP", "--out", str(out)]) == 0
+    assert "wrote" in capsys.readouterr().out and app.PDBFile(str(out)).topology.getNumAtoms() == 43
+    written = out.read_bytes()
+    assert main(["build", "GaP", "--out", str(out)]) == 2
+    assert "D-amino acid" in capsys.readouterr().err and out.read_bytes() == written  # nothing lost
+    assert main(["build", "GAP", "--out", str(tmp_path / "pep.txt")]) == 2
+    assert ".pdb" in capsys.readouterr().err
+
+
+def test_a_molecule_trains_at_the_temperature_given(tmp_path, capsys):
+    """--temperature sets the molecule's kelvin (SBG's peptides: 310 K); toy systems refuse it."""
+    from mlmol.config import make_config
+
+    config = make_config(base={"system": {"pdb": "tests/data/glycine-dipeptide.pdb", "implicit_solvent": "obc1"}},
+                         temperature=310.0)
+    assert config["system"]["temperature"] == 310.0
+    assert make_config("alanine-dipeptide", temperature=350.0)["system"]["temperature"] == 350.0
+    assert main(["train", "double-well", "--temperature", "310", "--out", str(tmp_path / "r")]) == 2
+    assert "applies to molecules" in capsys.readouterr().err
+    assert main(["train", "alanine-dipeptide", "--temperature", "0", "--out", str(tmp_path / "r")]) == 2
+    assert "positive kelvin" in capsys.readouterr().err and not (tmp_path / "r").exists()
