@@ -107,3 +107,27 @@ def test_a_molecule_trains_at_the_temperature_given(tmp_path, capsys):
     assert "applies to molecules" in capsys.readouterr().err
     assert main(["train", "alanine-dipeptide", "--temperature", "0", "--out", str(tmp_path / "r")]) == 2
     assert "positive kelvin" in capsys.readouterr().err and not (tmp_path / "r").exists()
+
+
+def test_evaluate_reports_every_residue_s_phi_basins(tmp_path, trialanine):
+    """30 copies of the built Ace-Ala3-Nme (every φ < 0) and 10 of its mirror image (every φ > 0), equal
+    weights: each residue's ΔF(φ>0 − φ<0) is exactly log 3."""
+    from mlmol.data import Samples
+    from mlmol.evaluation import evaluate, summary_rows
+
+    topology, x, _ = trialanine
+    path = tmp_path / "aaa.pdb"
+    with open(path, "w") as handle:
+        app.PDBFile.writeFile(topology, x * openmm.unit.nanometer, handle)
+    molecule = from_pdb(path, forcefield=["amber14-all.xml"], backend="torch", add_hydrogens=False)
+    flat = torch.tensor(x.reshape(1, -1))
+    configurations = torch.cat([flat.repeat(30, 1), -flat.repeat(10, 1)])
+    samples = Samples(configurations, torch.zeros(40, dtype=torch.float64), torch.zeros(40, dtype=torch.float64))
+    residues = evaluate(molecule, samples)["delta_f_residues"]
+    assert list(residues) == ["phi2", "phi3", "phi4"]
+    for entry in residues.values():
+        assert entry["value"] == pytest.approx(np.log(3.0), abs=1e-12)
+    assert sum("phi3 > 0" in name for name, _ in summary_rows(evaluate(molecule, samples))) == 1
+    lost = evaluate(molecule, Samples(flat.repeat(5, 1), torch.zeros(5, dtype=torch.float64),
+                                      torch.zeros(5, dtype=torch.float64)))["delta_f_residues"]
+    assert all("no weighted samples" in e["unavailable"] for e in lost.values())  # reported, not a crash

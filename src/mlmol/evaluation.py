@@ -26,20 +26,17 @@ def evaluate(system: Energy, samples: Samples, bins: int = 60, max_f: float = 5.
         result["log_z"] = {"value": estimate.value, "stderr": estimate.stderr, "exact": system.log_z,
                            "error": estimate.value - system.log_z}
     if system.states is not None:
-        a, b = system.states
-        entry = {"states": [a, b]}
-        try:
-            estimate = estimators.delta_f(samples, systems.State(a, system.variables),
-                                          systems.State(b, system.variables))
-            entry.update(value=estimate.value, stderr=estimate.stderr)
-        except MlmolError as error:  # e.g. no sample in one state (a generator that lost it): report the rest
-            entry["unavailable"] = str(error)
+        entry = _delta_f(samples, system.states, system.variables)
         if exact:
             entry["exact"] = estimators.exact_delta_f(system, a, b)
             if "value" in entry:
                 entry["error"] = entry["value"] - entry["exact"]
         result["delta_f"] = entry
     if isinstance(system, Molecule):
+        phis = [name for name in system.torsions if name.startswith("phi")]
+        if len(phis) > 1:  # a peptide: each residue's φ basins (its macrostates)
+            result["delta_f_residues"] = {name: _delta_f(samples, (f"{name} > 0", f"{name} < 0"), system.variables)
+                                          for name in phis}
         centres = chiral_centres(system.topology)
         reference = torch.as_tensor(system.positions, dtype=samples.x.dtype)
         result["wrong_handed_fraction"] = wrong_handed_fraction(samples.x, reference, centres)
@@ -55,6 +52,23 @@ def evaluate(system: Energy, samples: Samples, bins: int = 60, max_f: float = 5.
     return result
 
 
+def _delta_f(samples: Samples, states: tuple[str, str], variables: dict) -> dict:
+    """ΔF between two states with its bootstrap error, or why it could not be estimated."""
+    a, b = states
+    entry: dict = {"states": [a, b]}
+    try:
+        estimate = estimators.delta_f(samples, systems.State(a, variables), systems.State(b, variables))
+        entry.update(value=estimate.value, stderr=estimate.stderr)
+    except MlmolError as error:  # e.g. no sample in one state (a generator that lost it): report the rest
+        entry["unavailable"] = str(error)
+    return entry
+
+
+def _delta_f_text(d: dict) -> str:
+    """A ΔF entry of :func:`evaluate` as text."""
+    return f"{d['value']:+.3f} ± {d['stderr']:.3f} kT" if "value" in d else f"not estimated: {d['unavailable']}"
+
+
 def summary_rows(metrics: dict) -> list[tuple[str, str]]:
     """The evaluation as (name, value) rows, for the terminal and the report."""
     rows = [("samples", f"{metrics['n']}"),
@@ -67,12 +81,14 @@ def summary_rows(metrics: dict) -> list[tuple[str, str]]:
                                            "inf: weight zero)")))
     if "delta_f" in metrics:
         d = metrics["delta_f"]
-        text = f"{d['value']:+.3f} ± {d['stderr']:.3f} kT" if "value" in d else f"not estimated: {d['unavailable']}"
+        text = _delta_f_text(d)
         if "error" in d:
             text += f" (exact {d['exact']:+.3f}, error {d['error']:+.3f})"
         elif "exact" in d:
             text += f" (exact {d['exact']:+.3f})"
         rows.append((f"ΔF = F({d['states'][0]}) − F({d['states'][1]})", text))
+    for d in metrics.get("delta_f_residues", {}).values():
+        rows.append((f"ΔF = F({d['states'][0]}) − F({d['states'][1]})", _delta_f_text(d)))
     if "log_z" in metrics:
         z = metrics["log_z"]
         rows.append(("log Z (importance sampling)", (f"{z['value']:.4f} ± {z['stderr']:.4f} (exact {z['exact']:.4f}, "
