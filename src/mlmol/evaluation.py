@@ -28,7 +28,7 @@ def evaluate(system: Energy, samples: Samples, bins: int = 60, max_f: float = 5.
     if system.states is not None:
         entry = _delta_f(samples, system.states, system.variables)
         if exact:
-            entry["exact"] = estimators.exact_delta_f(system, a, b)
+            entry["exact"] = estimators.exact_delta_f(system, *system.states)
             if "value" in entry:
                 entry["error"] = entry["value"] - entry["exact"]
         result["delta_f"] = entry
