@@ -1,0 +1,185 @@
+"""Reference for a peptide Boltzmann generator: parallel tempering on the batched engine + MBAR.
+
+    mlmol build AAA --out runs/peptides/ala3.pdb
+    python benchmarks/peptide_reference.py --pdb runs/peptides/ala3.pdb --name ala3 --seeds 0 1 2
+
+For the peptide of ``--pdb`` (built by ``mlmol build`` or your own, hydrogens included) with
+``--forcefield`` and ``--implicit-solvent`` at ``--temperature`` kelvin: ``--chains`` independent
+temperature ladders (``--temperatures HIGH:COUNT``, geometric from the target temperature) of BAOAB
+Langevin dynamics on the torch force field (float32, torch.compile unless ``--no-compile``), hydrogen
+mass repartitioning to 3.024 amu (the configurational distribution is the same), friction 1/ps,
+neighbour exchanges every 10 steps. Every replica starts from the PDB's structure; every peptide bond
+is held trans by the flat-bottom restraint (zero within 90° of trans), in every state. After
+``--equilibration-ps``, a frame every ``--interval`` steps for ``--production-ps``. For each residue,
+ΔF(φ > 0 − φ < 0) at the target temperature by MBAR over all temperatures, with a bootstrap over
+chains for its error; the convergence checks are ΔF from each half of the run and from the target
+temperature's samples alone. Each seed is an independent repeat; the error of the mean is the larger of
+the repeats' standard error and the bootstrap error of the mean.
+
+Writes benchmarks/results/peptide_reference_NAME.json/.md, the target temperature's backbone (φ, ψ)
+traces of every chain (degrees, float16) to peptide_reference_NAME_traces.npz, and the target
+temperature's configurations (float32, nm) to runs/peptide_reference/NAME_seedS.npz: the reference
+samples the generator's W2 metrics are measured against.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from pipeline import RESULTS, combine_repeats, markdown_table, write_results
+
+from mlmol.data import atomic_write
+from mlmol.errors import MlmolError
+from mlmol.geometry import dihedral_of
+from mlmol.samplers.exchange import ReplicaExchange, mbar_delta_f, temperature_ladder
+from mlmol.systems.molecules import chiral_centres, from_pdb, handedness, peptide_bonds
+from mlmol.systems.restraints import FlatBottomRestrained
+
+SAMPLES = Path(__file__).resolve().parent.parent / "runs" / "peptide_reference"
+HYDROGEN_MASS, EXCHANGE_EVERY = 3.024, 10
+
+
+def one_repeat(seed: int, args) -> dict:
+    molecule = from_pdb(args.pdb, forcefield=args.forcefield, implicit_solvent=args.implicit_solvent,
+                        temperature=args.temperature, backend="torch", add_hydrogens=False)
+    high, count = float(args.temperatures.split(":")[0]), int(args.temperatures.split(":")[1])
+    ladder = temperature_ladder(args.temperature, high, count)
+    phis = [name for name in molecule.torsions if name.startswith("phi")]
+    torsions = [molecule.torsions[name] for name in phis] + [molecule.torsions[name.replace("phi", "psi")]
+                                                             for name in phis]
+    omegas = peptide_bonds(molecule.topology)
+    start = torch.tensor(molecule.positions, dtype=torch.float32).reshape(1, -1)
+    x = start.repeat(args.chains * count, 1).reshape(args.chains, count, -1)
+    masses = torch.tensor(molecule.repartitioned_masses(HYDROGEN_MASS), dtype=torch.float32)
+    system = FlatBottomRestrained(molecule.evaluated_in(None, compile=args.compile), omegas)  # trans
+    rex = ReplicaExchange(system, x, ladder, timestep=args.timestep_fs / 1000,
+                          friction=1.0, masses=masses, seed=seed, exchange_every=EXCHANGE_EVERY)
+    steps_per_ps = round(1000 / args.timestep_fs)
+    started = time.perf_counter()
+    rex.step(int(args.equilibration_ps * steps_per_ps))
+    centres = chiral_centres(molecule.topology)
+    hand = handedness(start, centres)[0]
+    target_frames = []
+
+    def observe(x: torch.Tensor) -> torch.Tensor:  # φ then ψ of each residue (degrees), 1 where a Cα flipped
+        target_frames.append(x[:, 0].clone())  # the target temperature's configurations [chains, 3N]
+        angles = torch.rad2deg(torch.stack([dihedral_of(x, a) for a in torsions], -1))
+        flipped = (handedness(x, centres) != hand.to(x)).any(-1, keepdim=True).to(x)
+        return torch.cat([angles, flipped], -1)
+
+    n_frames = int(args.production_ps * steps_per_ps / args.interval)
+    samples = rex.run(n_frames, args.interval, observe=observe)
+    wall = time.perf_counter() - started
+    k = len(phis)
+    residues = {}
+    for r, name in enumerate(phis):
+        phi = samples.observed[..., r].double()
+        low = phi[:, :, 0].numpy() > 0
+        p = float(low.mean())
+        residues[name] = {"delta_f_target_only": -math.log(p / (1 - p)) if 0 < p < 1 else None,
+                          "fraction_phi_positive_target": p,
+                          "chains_visiting_phi_positive": int((low.mean(0) > 0).sum())}
+        try:
+            delta_f, stderr, details = mbar_delta_f(samples, phi > 0, bootstrap=args.bootstrap, seed=seed)
+            halves = []
+            for part in (slice(0, n_frames // 2), slice(n_frames // 2, None)):
+                sub = type(samples)(samples.energies[part], samples.reduced[part], samples.observed[part])
+                halves.append(mbar_delta_f(sub, phi[part] > 0, bootstrap=0)[0])
+        except MlmolError as error:  # a basin no temperature visited (in a half): no reference for this residue
+            residues[name]["unavailable"] = str(error)
+            continue
+        residues[name].update(delta_f=delta_f, stderr=stderr, mbar_stderr=details["mbar_stderr"],
+                              effective_samples=details["effective_samples"], delta_f_halves=halves)
+    SAMPLES.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, x=torch.cat(target_frames).numpy().astype(np.float32),
+                        chains=args.chains, frames=n_frames)  # frame-major: frame t × chains + chain
+    atomic_write(SAMPLES / f"{args.name}_seed{seed}.npz", buffer.getvalue())
+    traces = samples.observed[:, :, 0, :2 * k].numpy().astype(np.float16)  # [frames, chains, 2k]
+    return {"seed": seed, "residues": residues, "acceptance": rex.acceptance().tolist(),
+            "temperatures_k": (ladder.scales * args.temperature).tolist(),
+            "wrong_handed_fraction_per_temperature": samples.observed[..., -1].double().mean((0, 1)).tolist(),
+            "frames": n_frames, "chains": args.chains, "samples_per_state": n_frames * args.chains, "wall_s": wall,
+            "simulated_ns": (args.equilibration_ps + args.production_ps) * args.chains * count / 1000,
+            "traces": traces}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pdb", required=True)
+    parser.add_argument("--name", required=True, help="results name: peptide_reference_NAME")
+    parser.add_argument("--forcefield", nargs="+", default=["amber14-all.xml"])
+    parser.add_argument("--implicit-solvent", default="obc1")
+    parser.add_argument("--temperature", type=float, default=310.0, help="the target temperature (K)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--chains", type=int, default=64)
+    parser.add_argument("--temperatures", default="800:10", help="HIGH:COUNT (kelvin; geometric from --temperature)")
+    parser.add_argument("--equilibration-ps", type=float, default=100.0)
+    parser.add_argument("--production-ps", type=float, default=200.0)
+    parser.add_argument("--interval", type=int, default=333, help="steps between frames")
+    parser.add_argument("--timestep-fs", type=float, default=3.0)
+    parser.add_argument("--bootstrap", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    rows = []
+    for seed in args.seeds:
+        row = one_repeat(seed, args)
+        print(f"seed {seed}: " + ", ".join(f"{n} {v['delta_f']:.3f} ± {v['stderr']:.3f}" if "delta_f" in v else
+                                           f"{n} none" for n, v in row["residues"].items())
+              + f" kT ({row['wall_s']:.0f} s)", flush=True)
+        rows.append(row)
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **{f"seed{row['seed']}": row.pop("traces") for row in rows})
+    atomic_write(RESULTS / f"peptide_reference_{args.name}_traces.npz", buffer.getvalue())
+    command = (f"python benchmarks/peptide_reference.py --pdb {args.pdb} --name {args.name} --forcefield "
+               f"{' '.join(args.forcefield)} --implicit-solvent {args.implicit_solvent} --temperature "
+               f"{args.temperature:g} --seeds {' '.join(map(str, args.seeds))} --chains {args.chains} --temperatures "
+               f"{args.temperatures} --equilibration-ps {args.equilibration_ps:g} --production-ps "
+               f"{args.production_ps:g} --timestep-fs {args.timestep_fs:g}")
+    summary: dict = {"name": args.name, "pdb": args.pdb, "temperature": args.temperature, "repeats": len(rows),
+                     "command": command, "residues": {}}
+    cells = []
+    for name in rows[0]["residues"]:
+        for r in rows:
+            v = r["residues"][name]
+            if "unavailable" in v:
+                cells.append([name, str(r["seed"]), f"none: {v['unavailable']}", "", "", "", "", "", "", "",
+                              f"{r['wall_s']:.0f}"])
+                continue
+            cells.append([name, str(r["seed"]), f"{v['delta_f']:.3f} ± {v['stderr']:.3f}",
+                          " / ".join(f"{h:.3f}" for h in v["delta_f_halves"]),
+                          "—" if v["delta_f_target_only"] is None else f"{v['delta_f_target_only']:.3f}",
+                          f"{v['chains_visiting_phi_positive']} of {r['chains']}", f"{v['effective_samples']:,.0f}",
+                          f"{min(r['acceptance']):.2f}–{max(r['acceptance']):.2f}",
+                          f"{max(r['wrong_handed_fraction_per_temperature']):.4f}", f"{r['simulated_ns']:.0f}",
+                          f"{r['wall_s']:.0f}"])
+        available = [r["residues"][name] for r in rows if "unavailable" not in r["residues"][name]]
+        if len(available) < len(rows):  # a repeat without both basins: no reference for this residue
+            summary["residues"][name] = {"unavailable": f"{len(rows) - len(available)} of {len(rows)} repeats lack a basin"}
+            continue
+        mean, error, sd, _, _ = combine_repeats(np.array([v["delta_f"] for v in available]),
+                                                np.array([v["stderr"] for v in available]))
+        summary["residues"][name] = {"delta_f": mean, "stderr": error, "sd": sd}
+        cells.append([f"**{name}**", "mean", f"**{mean:.3f} ± {error:.3f}** (sd {sd:.3f})", "", "", "", "", "", "",
+                      "", ""])
+    table = markdown_table(
+        f"{args.name} ({args.implicit_solvent}, {args.temperature:g} K, {' '.join(args.forcefield)}): parallel "
+        f"tempering on the batched engine, {args.chains} chains × {args.temperatures.split(':')[1]} temperatures "
+        f"({args.temperature:g}–{args.temperatures.split(':')[0]} K), {args.production_ps:g} ps per replica after "
+        f"{args.equilibration_ps:g} ps, MBAR over all temperatures (`{command}`)",
+        ["residue", "seed", "ΔF(φ>0 − φ<0) (kT), MBAR ± chain bootstrap", "halves", "target temperature alone",
+         "chains that saw φ > 0", "effective samples", "swap acceptance", "wrong-handed Cα (highest)", "simulated ns",
+         "wall (s)"], cells)
+    write_results(f"peptide_reference_{args.name}", [summary, *rows], table)
+
+
+if __name__ == "__main__":
+    main()
