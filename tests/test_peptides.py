@@ -131,3 +131,49 @@ def test_evaluate_reports_every_residue_s_phi_basins(tmp_path, trialanine):
     lost = evaluate(molecule, Samples(flat.repeat(5, 1), torch.zeros(5, dtype=torch.float64),
                                       torch.zeros(5, dtype=torch.float64)))["delta_f_residues"]
     assert all("no weighted samples" in e["unavailable"] for e in lost.values())  # reported, not a crash
+
+
+def test_the_reference_distances_see_bad_samples_and_reweighting_removes_them(tmp_path, trialanine):
+    """Generator samples from the reference's own distribution plus as many mirrored, stretched ones: raw
+    energy-W2 and torus-W2 far above the reference's noise floor; with the bad ones at zero weight the
+    reweighted distances come down to the floor (same distribution, independent draws)."""
+    from mlmol.data import Samples
+    from mlmol.evaluation import compare_to_reference, summary_rows
+    from mlmol.run import load_reference
+
+    topology, x, _ = trialanine
+    path = tmp_path / "aaa.pdb"
+    with open(path, "w") as handle:
+        app.PDBFile.writeFile(topology, x * openmm.unit.nanometer, handle)
+    molecule = from_pdb(path, forcefield=["amber14-all.xml"], implicit_solvent="obc1", backend="torch",
+                        add_hydrogens=False)
+    generator = torch.Generator().manual_seed(0)
+    flat = torch.tensor(x.reshape(1, -1))
+
+    def draw(n):
+        return flat + 0.004 * torch.randn(n, flat.shape[1], generator=generator, dtype=torch.float64)
+
+    good, bad = draw(600), -1.03 * draw(600)
+    configurations = torch.cat([good, bad])
+    log_w = torch.cat([torch.zeros(600), torch.full((600,), -torch.inf)]).double()
+    samples = Samples(configurations, log_w, molecule.energy(configurations))
+    reference = draw(1200)
+    result = compare_to_reference(molecule, samples, reference, n=2000, seed=0)
+    assert result["n"] == 600  # at most half the reference
+    for name in ("energy_w2", "torus_w2"):
+        d = result[name]
+        assert d["raw"] > 5 * d["floor"], (name, d)
+        assert d["reweighted"] < 2 * d["floor"], (name, d)
+    metrics = {"n": 1200, "ess": 600.0, "ess_fraction": 0.5, "reference": result}
+    assert any(name.startswith("torus-W2") for name, _ in summary_rows(metrics))
+    file = tmp_path / "reference.npz"
+    np.savez(file, x=reference.numpy())
+    assert load_reference(file, molecule).shape == (1200, 126)
+    np.savez(file, x=reference.numpy()[:, :60])
+    with pytest.raises(MlmolError, match="60 coordinates"):
+        load_reference(file, molecule)
+    np.savez(file, positions=reference.numpy())
+    with pytest.raises(MlmolError, match="no array 'x'"):
+        load_reference(file, molecule)
+    with pytest.raises(MlmolError, match="fewer than 100"):
+        compare_to_reference(molecule, samples, reference[:150])

@@ -110,6 +110,10 @@ def _parser() -> argparse.ArgumentParser:
                                                "for most)")
     evaluate.add_argument("--samples", metavar="FILE.npz", help="evaluate these samples instead of fresh ones")
     evaluate.add_argument("--seed", type=int, default=0, help=SEED_HELP + " of the fresh samples")
+    evaluate.add_argument("--reference", metavar="FILE.npz",
+                          help="molecules: reference configurations (x [frames, 3N] nm, e.g. from "
+                               "benchmarks/peptide_reference.py); adds energy-W2 and torus-W2, raw, reweighted and "
+                               "the reference's own noise floor")
 
     build = sub.add_parser("build", help="build a peptide from its sequence into a PDB file",
                            description="Build a peptide from one-letter codes: ideal geometry (PeptideBuilder), L "
@@ -357,7 +361,8 @@ def _cmd_evaluate(args) -> None:
     from . import runs
 
     _positive("--n", args.n)
-    kind, metrics = runs.evaluate(args.run, n=args.n, seed=args.seed, samples_file=args.samples)
+    kind, metrics = runs.evaluate(args.run, n=args.n, seed=args.seed, samples_file=args.samples,
+                                  reference=args.reference)
     print(f"evaluation of {args.run}" + (f" on {args.samples}" if args.samples else ""))
     for line in runs.describe(kind, metrics):
         print("  " + line)

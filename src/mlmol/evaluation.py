@@ -52,6 +52,48 @@ def evaluate(system: Energy, samples: Samples, bins: int = 60, max_f: float = 5.
     return result
 
 
+def compare_to_reference(system: Molecule, samples: Samples, reference: torch.Tensor, n: int = 2000,
+                         seed: int = 0) -> dict:
+    """The field's distances between a molecule's generator samples and reference configurations
+    ``[M, 3N]`` (nm) of its Boltzmann distribution (:mod:`mlmol.wasserstein`): energy-W2 (reduced
+    energies, kT) and torus-W2 (every backbone φ and ψ, radians), each raw (the generator), reweighted
+    (its importance weights as the marginal) and the noise floor (two disjoint halves of the reference).
+    ``n`` samples of each side enter every distance (seeded random subsets; the reference needs 2n)."""
+    import mdtraj
+    import numpy as np
+
+    from . import wasserstein
+
+    if reference.ndim != 2 or reference.shape[1] != system.dim:
+        raise MlmolError(f"the reference holds configurations of shape {tuple(reference.shape)}; {system.name} needs "
+                         f"[frames, {system.dim}] (nm)")
+    n = min(n, len(samples), len(reference) // 2)
+    if n < 100:
+        raise MlmolError(f"too few samples to compare: {len(samples)} generated and {len(reference)} reference "
+                         "configurations give fewer than 100 each; compare more (the reference needs 2n)")
+    rng = np.random.default_rng(seed)
+    mine = rng.choice(len(samples), n, replace=False)
+    halves = rng.permutation(len(reference))[:2 * n].reshape(2, n)
+    topology = mdtraj.Topology.from_openmm(system.topology)
+    with torch.no_grad():
+        reference_u = system.energy(reference.to(torch.float64)).cpu().numpy()
+    reference_x = reference.cpu().numpy()
+    x, u = samples.x[mine].cpu().numpy(), samples.energy[mine].cpu().numpy()
+    log_w = samples.log_weights[mine].cpu().numpy()
+    a, b = halves
+    angles = wasserstein.backbone_angles(x, topology)
+    reference_angles = wasserstein.backbone_angles(reference_x, topology)
+    result: dict = {"n": int(n), "seed": seed}
+    for name, mine_values, theirs, distance in (
+            ("energy_w2", u, reference_u, wasserstein.energy_w2),
+            ("torus_w2", angles, reference_angles, wasserstein.torus_w2)):
+        finite = np.isfinite(mine_values).all(-1) if mine_values.ndim > 1 else np.isfinite(mine_values)
+        result[name] = {"raw": distance(mine_values[finite], theirs[a]),
+                        "reweighted": distance(mine_values[finite], theirs[a], log_w[finite]),
+                        "floor": distance(theirs[a], theirs[b])}
+    return result
+
+
 def _delta_f(samples: Samples, states: tuple[str, str], variables: dict) -> dict:
     """ΔF between two states with its bootstrap error, or why it could not be estimated."""
     a, b = states
@@ -89,6 +131,11 @@ def summary_rows(metrics: dict) -> list[tuple[str, str]]:
         rows.append((f"ΔF = F({d['states'][0]}) − F({d['states'][1]})", text))
     for d in metrics.get("delta_f_residues", {}).values():
         rows.append((f"ΔF = F({d['states'][0]}) − F({d['states'][1]})", _delta_f_text(d)))
+    for name, label, unit in (("energy_w2", "energy-W2", "kT"), ("torus_w2", "torus-W2", "rad")):
+        if name in metrics.get("reference", {}):
+            d = metrics["reference"][name]
+            rows.append((f"{label} against the reference ({metrics['reference']['n']} samples each)",
+                         f"{d['raw']:.3f} {unit} raw, {d['reweighted']:.3f} reweighted (noise floor {d['floor']:.3f})"))
     if "log_z" in metrics:
         z = metrics["log_z"]
         rows.append(("log Z (importance sampling)", (f"{z['value']:.4f} ± {z['stderr']:.4f} (exact {z['exact']:.4f}, "

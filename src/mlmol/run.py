@@ -19,7 +19,7 @@ from . import experiments, flows, samplers, systems
 from .config import energy_only, is_molecule, make_config
 from .data import Samples, load_torch, pdb_text, save_array
 from .errors import MlmolError
-from .evaluation import evaluate
+from .evaluation import compare_to_reference, evaluate
 from .flows import FlowModel
 from .flows.molecular import rigid_torsions
 from .generate import sample
@@ -256,14 +256,36 @@ def load(path: str | Path) -> Run:
     return Run(run, config, system, flow, data, History(run.read_log()))
 
 
+def load_reference(path: str | Path, system: Energy) -> torch.Tensor:
+    """Reference configurations ``[frames, dim]`` (nm) from an ``.npz`` file's ``x``, checked against the system."""
+    if not isinstance(system, Molecule):
+        raise MlmolError("--reference compares a molecule's samples with reference configurations; this run's "
+                         "system is not a molecule")
+    try:
+        with np.load(path) as data:
+            x = torch.as_tensor(np.asarray(data["x"], dtype=np.float64))
+    except KeyError:
+        raise MlmolError(f"{path} has no array 'x' of reference configurations [frames, {system.dim}] (nm)") from None
+    except ValueError as error:
+        raise MlmolError(f"{path} is not an .npz file of reference configurations ({error})") from None
+    x = x.reshape(len(x), -1)
+    if x.shape[1] != system.dim:
+        raise MlmolError(f"{path} holds configurations of {x.shape[1]} coordinates; {system.name} has {system.dim}")
+    return x
+
+
 def evaluate_run(run: Run, n: int | None = None, seed: int = 0, samples: Samples | None = None,
-                 source: str | Path | None = None) -> dict:
+                 source: str | Path | None = None, reference: str | Path | None = None) -> dict:
     """Evaluate a run on fresh samples (or given ones) and write RUN/metrics.json.
 
     ``seed`` draws the fresh samples and is recorded with them (given samples record none: their seed is
-    that of the command that drew them). ``source``, the file the given samples were loaded from, is recorded (absolute path) as
-    ``"samples"`` so that ``mlmol report`` draws its figures from the same samples."""
+    that of the command that drew them). ``source``, the file the given samples were loaded from, is
+    recorded (absolute path) as ``"samples"`` so that ``mlmol report`` draws its figures from the same
+    samples. ``reference``, a file of the molecule's reference configurations (``.npz`` with ``x``
+    ``[frames, 3N]`` nm, e.g. from benchmarks/peptide_reference.py), adds the W2 distances to it
+    (:func:`~mlmol.evaluation.compare_to_reference`; its subsets are drawn with ``seed``)."""
     options, given = run.config["evaluate"], samples
+    reference_x = None if reference is None else load_reference(reference, run.system)  # before long work
     if samples is None:
         samples = run.sample(n or options["n"], seed=seed)
     elif samples.x.shape[-1] != run.system.dim:
@@ -272,5 +294,8 @@ def evaluate_run(run: Run, n: int | None = None, seed: int = 0, samples: Samples
     result["seed"] = seed if given is None else None
     if source is not None:
         result["samples"] = str(Path(source).resolve())
+    if reference_x is not None:
+        result["reference"] = {**compare_to_reference(run.system, samples, reference_x, seed=seed),
+                               "file": str(Path(reference).resolve())}
     run.directory.write_metrics(result)
     return result

@@ -60,14 +60,16 @@ def train(config: dict | None, out: str | Path, resume: bool = False, progress: 
     return run
 
 
-def evaluate(path: str | Path, n: int | None = None, seed: int = 0, samples_file: str | None = None
-             ) -> tuple[str, dict]:
+def evaluate(path: str | Path, n: int | None = None, seed: int = 0, samples_file: str | None = None,
+             reference: str | None = None) -> tuple[str, dict]:
     """Evaluate the run in ``path`` into RUN/metrics.json; returns its kind and the metrics. ``n``,
-    ``seed`` and ``samples_file`` choose a Boltzmann generator's samples (other kinds have none)."""
+    ``seed`` and ``samples_file`` choose a Boltzmann generator's samples (other kinds have none);
+    ``reference`` adds a molecule's W2 distances to reference configurations."""
     run = RunDirectory(Path(path))
     kind = run.kind
-    if kind != "bg" and (n is not None or samples_file is not None):
-        raise MlmolError(f"{run.path} is a {kind} run: --n and --samples apply to Boltzmann generators only")
+    if kind != "bg" and (n is not None or samples_file is not None or reference is not None):
+        raise MlmolError(f"{run.path} is a {kind} run: --n, --samples and --reference apply to Boltzmann "
+                         "generators only")
     if kind == "vmc":
         from .vmc import run as vmc_run
 
@@ -79,7 +81,8 @@ def evaluate(path: str | Path, n: int | None = None, seed: int = 0, samples_file
     from . import run as bg_run
 
     samples = Samples.load(samples_file) if samples_file else None
-    return kind, bg_run.evaluate_run(bg_run.load(path), n=n, seed=seed, samples=samples, source=samples_file)
+    return kind, bg_run.evaluate_run(bg_run.load(path), n=n, seed=seed, samples=samples, source=samples_file,
+                                     reference=reference)
 
 
 def describe(kind: str, metrics: dict) -> list[str]:
