@@ -10,7 +10,9 @@ with benchmarks/results/ala2_reference_implicit.json. Beside each row: the targe
 training (from metrics.jsonl) and, for the MD-data route, the force evaluations its MD data took (each MD
 step of each replica is one), computed from the data section of the stored rows of
 benchmarks/results/ala2_bg_implicit.json (the batched-engine rows). Writes
-benchmarks/results/ala2_energy_only.json and .md.
+benchmarks/results/ala2_energy_only.json and .md, and ala2_energy_only_rungs.md: each run's pools rung by
+rung (ESS with effective samples, the weight power, and P(φ > 0) in the flow's samples, weighted to the
+rung and under the weights it is fitted to).
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 from pipeline import MIN_EFFECTIVE, RESULTS, markdown_table, mean_sd, pipeline, read_results, write_results
+
+from mlmol.data import atomic_write
 
 ROOT = Path(__file__).resolve().parent.parent
 SYSTEM = "alanine-dipeptide-implicit"
@@ -136,8 +140,10 @@ def render(rows: list[dict]) -> None:
          "ΔF (kT)", "difference (kT)", "wrong-handed Cα"], cells, text_columns=2)
     if any(r.get("train_time_from") == "metrics.jsonl" for r in rows):
         table += ["", "† The training loop's own clock (metrics.jsonl): the run was sampled and evaluated with --reuse."]
-    table += ["", *rung_table(order, 1 / (1 + np.exp(reference["delta_f"])))]
     write_results("ala2_energy_only", rows, table)
+    rungs = rung_table(order, 1 / (1 + np.exp(reference["delta_f"])))
+    atomic_write(RESULTS / "ala2_energy_only_rungs.md", "\n".join(rungs) + "\n")
+    print("\n".join(rungs))
 
 
 def rung_table(rows: list[dict], reference_state: float) -> list[str]:
@@ -159,8 +165,10 @@ def rung_table(rows: list[dict], reference_state: float) -> list[str]:
                           *(f"{100 * v:.2g}% ({v * size:,.0f})" if key == "pool_ess" else
                             f"{v:.2f}" if key == "pool_power" else f"{100 * v:.1f}%" for v in values)])
     return markdown_table(
-        "Temperature annealing rung by rung, hot to cold (each rung's pool of the flow trained at the rung above, "
-        f"weighted to this rung; P(φ>0) = {100 * reference_state:.1f}% at 300 K by the umbrella reference)",
+        "Alanine dipeptide from the energy alone, temperature annealing rung by rung, hot to cold "
+        "(`python benchmarks/ala2_energy_only.py --seed S --threads T`; each rung's pool of 500,000 samples of the flow "
+        "trained at the rung above, weighted to this rung; the weight power α < 1 where the ESS floor applies; "
+        f"P(φ>0) = {100 * reference_state:.1f}% at 300 K by the umbrella reference)",
         ["run", "pool", *rungs], cells, text_columns=2)
 
 
