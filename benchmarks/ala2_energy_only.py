@@ -166,7 +166,8 @@ def rung_table(rows: list[dict], reference_state: float) -> list[str]:
                             f"{v:.2f}" if key == "pool_power" else f"{100 * v:.1f}%" for v in values)])
     return markdown_table(
         "Alanine dipeptide from the energy alone, temperature annealing rung by rung, hot to cold "
-        "(`python benchmarks/ala2_energy_only.py --seed S --threads T`; each rung's pool of 500,000 samples of the flow "
+        "(`python benchmarks/ala2_energy_only.py --seed S --threads T`; each rung's pool of "
+        f"{' or '.join(f'{size:,}' for size in sorted({_recipe(r)['pool'] for r in rows}))} samples of the flow "
         "trained at the rung above, weighted to this rung; the weight power α < 1 where the ESS floor applies; "
         f"P(φ>0) = {100 * reference_state:.1f}% at 300 K by the umbrella reference)",
         ["run", "pool", *rungs], cells, text_columns=2)
