@@ -88,16 +88,21 @@ def report(run: Run, n: int = 20_000, seed: int = 0, samples_file: str | None = 
         axes[1].set_title("generator samples")
         figures.append(("Samples over the energy", fig))
 
-    if {"phi", "psi"} <= set(system.variables):
-        fig, axes = plt.subplots(1, 3, figsize=(15, 4))
-        phi, psi = (system.variables[k](samples.x).numpy() for k in ("phi", "psi"))
+    pairs = [(name, name.replace("phi", "psi")) for name in system.variables
+             if name.startswith("phi") and name.replace("phi", "psi") in system.variables]  # one per residue
+    if pairs:
+        fig, axes = plt.subplots(len(pairs), 3, figsize=(15, 4 * len(pairs)), squeeze=False)
         w = torch.exp(samples.log_weights - samples.log_weights.max()).numpy()
-        if run.data is not None:
-            plots.ramachandran(system.variables["phi"](run.data).numpy(), system.variables["psi"](run.data).numpy(),
-                               ax=axes[0], title="training data (MD)")
-        plots.ramachandran(phi, psi, ax=axes[1], title="generator")
-        plots.ramachandran(phi, psi, weights=w, ax=axes[2], title="generator, reweighted")
-        figures.append(("Ramachandran free energy", fig))
+        for row, (phi_name, psi_name) in zip(axes, pairs, strict=True):
+            residue = f"residue {phi_name[3:]}: " if len(pairs) > 1 else ""
+            phi, psi = (system.variables[k](samples.x).numpy() for k in (phi_name, psi_name))
+            if run.data is not None:
+                plots.ramachandran(system.variables[phi_name](run.data).numpy(),
+                                   system.variables[psi_name](run.data).numpy(), ax=row[0],
+                                   title=f"{residue}training data (MD)")
+            plots.ramachandran(phi, psi, ax=row[1], title=f"{residue}generator")
+            plots.ramachandran(phi, psi, weights=w, ax=row[2], title=f"{residue}generator, reweighted")
+        figures.append(("Ramachandran free energy" + (" of every residue" if len(pairs) > 1 else ""), fig))
 
     coords = system.profile_coords
     if coords:
