@@ -163,7 +163,8 @@ def rung_table(rows: list[dict], reference_state: float) -> list[str]:
             values = [st.get(key) for st in pools]
             cells.append([f"{_schedule(r)}, seed {r['seed']}", label,
                           *(f"{100 * v:.2g}% ({v * size:,.0f})" if key == "pool_ess" else
-                            f"{v:.2f}" if key == "pool_power" else f"{100 * v:.1f}%" for v in values)])
+                            f"{v:.2f}" if key == "pool_power" else f"{100 * v:.2g}%" if v < 0.01 else
+                            f"{100 * v:.1f}%" for v in values)])
     return markdown_table(
         "Alanine dipeptide from the energy alone, temperature annealing rung by rung, hot to cold "
         "(`python benchmarks/ala2_energy_only.py --seed S --threads T`; each rung's pool of "
