@@ -1,6 +1,6 @@
 """Alanine dipeptide in implicit solvent from the energy alone (no MD data) against the umbrella reference.
 
-    python benchmarks/ala2_energy_only.py [--seed 0] [--losses ta] [--threads 2]
+    python benchmarks/ala2_energy_only.py [--seed 0] [--losses ta] [--threads 2] [--min-ess 0]
     python benchmarks/ala2_energy_only.py --tabulate    # measure nothing: redraw the table
 
 Runs `mlmol train alanine-dipeptide-implicit --losses L --seed S --threads T` (the built-in energy-only
@@ -25,6 +25,7 @@ import numpy as np
 import yaml
 from pipeline import MIN_EFFECTIVE, RESULTS, markdown_table, mean_sd, pipeline, read_results, write_results
 
+from mlmol.config import ENERGY_LOSSES
 from mlmol.data import atomic_write
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,13 +49,23 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="training threads (the bar: 2 hours on 2 cores)")
     parser.add_argument("--runs", default=str(ROOT / "runs" / "ala2_energy_only"))
     parser.add_argument("--tabulate", action="store_true", help="measure nothing: redraw the table")
+    parser.add_argument("--min-ess", type=float,
+                        help="temperature annealing's ESS floor instead of the default's (0: none, the schedule of "
+                             "seeds 0-2); written to a config the run trains from")
     parser.add_argument("--reuse", action="store_true",
                         help="sample and evaluate the run this script already trained (its training time from "
                              "metrics.jsonl) instead of training again")
     args = parser.parse_args()
     if not args.tabulate:
-        out = Path(args.runs) / f"{args.losses}-{args.seed}"
-        result = pipeline([SYSTEM, "--losses", args.losses, "--seed", str(args.seed),
+        target, suffix = SYSTEM, ""
+        if args.min_ess is not None:  # the recipe option through a config: mlmol train CONFIG.yaml --losses ta
+            suffix = f"-min_ess{args.min_ess:g}"
+            target = str(Path(args.runs) / f"{args.losses}{suffix}.yaml")
+            Path(args.runs).mkdir(parents=True, exist_ok=True)
+            atomic_write(target, yaml.safe_dump({"system": {"molecule": SYSTEM}, "recipe": {
+                "name": ENERGY_LOSSES[args.losses], "min_ess": args.min_ess}}))
+        out = Path(args.runs) / f"{args.losses}-{args.seed}{suffix}"
+        result = pipeline([target, "--losses", args.losses, "--seed", str(args.seed),
                            "--threads", str(args.threads)], out,
                           sample_seed=1000 + args.seed, train=not args.reuse)
     try:  # read after the run: rows that seeds run side by side wrote meanwhile are kept
@@ -62,9 +73,10 @@ def main() -> None:
     except FileNotFoundError:
         rows = []
     if not args.tabulate:
-        rows = [r for r in rows if (r["losses"], r["seed"]) != (args.losses, args.seed)]
-        rows.append({"losses": args.losses, "seed": args.seed, "sample_seed": 1000 + args.seed,
-                     "train_time_from": "metrics.jsonl" if args.reuse else "wall clock", **result})
+        row = {"losses": args.losses, "seed": args.seed, "sample_seed": 1000 + args.seed,
+               "train_time_from": "metrics.jsonl" if args.reuse else "wall clock", **result}
+        rows = [r for r in rows if (r["losses"], r["seed"], _schedule(r)) != (args.losses, args.seed, _schedule(row))]
+        rows.append(row)
     render(rows)
 
 
