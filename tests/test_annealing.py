@@ -68,6 +68,11 @@ def test_weight_power_is_the_largest_that_reaches_the_smallest_ess():
     assert mlmol.estimators.ess_fraction(alpha * log_w) >= 0.3
     assert mlmol.estimators.ess_fraction((alpha + 1e-6) * log_w) < 0.3
     assert weight_power(torch.zeros(5), 0.3) == 1.0  # already above: the whole step
+    sparse = torch.full((1000,), -math.inf, dtype=torch.float64)
+    sparse[:5] = torch.tensor([0.0, 1.0, 2.0, 3.0, 4.0], dtype=torch.float64)  # 0.5% finite: 1% is out of reach
+    alpha = weight_power(sparse, 0.01)
+    assert 0 < alpha < 1e-6 and not torch.isnan(alpha * sparse).any()
+    assert mlmol.estimators.ess_fraction(alpha * sparse) == pytest.approx(0.005, rel=1e-4)  # flat over the five
     with pytest.raises(MlmolError, match="smallest ESS"):
         ReweightedML(systems.DoubleWell(), min_ess=1.0)
 

@@ -186,12 +186,14 @@ def test_unsupported_forces_and_constraints_are_named_with_the_way_out():
         ForceField(build(str(ALANINE_DIPEPTIDE_PDB), ["amber99sbildn.xml"])[0])(torch.zeros(2, 60))
 
 
-def _with_force(force) -> openmm.System:
-    """A two-particle system holding ``force`` alone."""
+def _with_force(force, add_particles: bool = True, particles: int = 2) -> openmm.System:
+    """A system of ``particles`` atoms holding ``force`` alone (its particles added with zero parameters
+    unless ``add_particles`` is False)."""
     system = openmm.System()
-    for _ in range(2):
+    for _ in range(particles):
         system.addParticle(1.0)
-        force.addParticle([0.0] * force.getNumPerParticleParameters())
+        if add_particles:
+            force.addParticle([0.0] * force.getNumPerParticleParameters())
     system.addForce(force)
     return system
 
@@ -297,3 +299,44 @@ def test_the_circulant_pair_layout_lists_every_pair_once_and_sums_back_to_atoms(
     matrix = pairs.matrix(symmetric)[..., 0]
     assert all(matrix[i, k] == (symmetric[i, int(partner[i, k])] if pairs.unique[i, k] else 0)
                for i in range(n_atoms) for k in range(pairs.width))
+
+
+@pytest.mark.parametrize("model", ["GBSAOBCForce", "GBSAOBC1Force", "GBSAOBC2Force", "GBSAHCTForce"])
+def test_an_atom_buried_in_another_s_sphere_matches_openmm(model):
+    """Two charged atoms at distances across the buried boundary ρ_i < s_j − r (r = 0.04–0.08 nm here):
+    GBSAOBCForce's Tinker term and the custom models' +2/L² derivative, energies and forces, against
+    OpenMM's Reference platform."""
+    from openmm.app.internal import customgbforces
+
+    if model == "GBSAOBCForce":
+        force = openmm.GBSAOBCForce()
+        for charge, radius, scale in ((0.5, 0.1, 0.8), (-0.4, 0.2, 1.0)):
+            force.addParticle(charge, radius, scale)
+    else:
+        force = getattr(customgbforces, model)(solventDielectric=78.5, soluteDielectric=1.0, SA="ACE")
+        for parameters in ((0.5, 0.1, 0.8), (-0.4, 0.2, 1.0)):
+            force.addParticle(list(parameters))
+        force.finalize()
+    system = _with_force(force, add_particles=False)
+    frames = np.array([[[0, 0, 0], [r, 0.3 * r, 0]] for r in (0.04, 0.06, 0.08, 0.12, 0.3)], dtype=float)
+    energies, forces = openmm_reference(system, frames)
+    x = torch.tensor(frames.reshape(len(frames), -1), requires_grad=True)
+    energy = ForceField(system).double()(x)
+    (gradient,) = torch.autograd.grad(energy.sum(), x)
+    np.testing.assert_allclose(energy.detach().numpy(), energies[0], rtol=1e-10)
+    np.testing.assert_allclose(-gradient.numpy().reshape(forces.shape), forces, rtol=1e-8, atol=1e-8)
+
+
+def test_near_misses_of_openmm_s_implicit_solvent_are_refused():
+    """One number changed in a generator's expression, a cutoff: not the model the torch term computes."""
+    system, _ = build(str(ALANINE_DIPEPTIDE_PDB), ["amber14-all.xml", "implicit/obc1.xml"])
+    (custom,) = [f for f in system.getForces() if isinstance(f, openmm.CustomGBForce)]
+    name, expression, kind = custom.getComputedValueParameters(1)
+    custom.setComputedValueParameters(1, name, expression.replace("2.909125", "2.9"), kind)
+    with pytest.raises(UnsupportedForce, match="implicit-solvent files"):
+        ForceField(system)
+    cut = openmm.GBSAOBCForce()
+    cut.setNonbondedMethod(openmm.GBSAOBCForce.CutoffNonPeriodic)
+    cut.addParticle(0.1, 0.15, 0.8)
+    with pytest.raises(UnsupportedForce, match="without cutoff"):
+        ForceField(_with_force(cut, add_particles=False, particles=1))

@@ -55,15 +55,25 @@ def test_free_termini_are_charged_and_the_sequence_sets_the_net_charge():
     assert _total_charge(build_peptide("KAK")[0]) == pytest.approx(2.0, abs=1e-6)
 
 
-def test_a_built_peptide_trains_on_the_torch_force_field_with_obc1(tmp_path, trialanine):
+def test_a_built_peptide_loads_on_the_torch_force_field_with_obc1_at_openmm_s_energy(tmp_path, trialanine):
+    """SBG's setting (amber14 + OBC1, 310 K): the torch backend takes it natively, with OpenMM's energy."""
+    from mlmol.systems.forcefield import GeneralizedBorn
+
     topology, x, _ = trialanine
     path = tmp_path / "aaa.pdb"
     with open(path, "w") as handle:
         app.PDBFile.writeFile(topology, x * openmm.unit.nanometer, handle)
     molecule = from_pdb(path, forcefield=["amber14-all.xml"], implicit_solvent="obc1", temperature=310.0,
-                        backend="torch", add_hydrogens=False)
-    assert molecule.dim == 126 and not molecule.notices()
+                        backend="auto", add_hydrogens=False)
+    assert type(molecule.backend).__name__ == "TorchEnergy" and not molecule.notices()  # no fallback
+    (term,) = [t for t in molecule.backend.forcefield.terms_ if isinstance(t, GeneralizedBorn)]
+    assert term.model == "OBC1" and molecule.dim == 126
     assert set(molecule.torsions) == {"phi2", "psi2", "phi3", "psi3", "phi4", "psi4"}
+    context = openmm.Context(molecule.system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
+    context.setPositions(x)
+    kj = context.getState(getEnergy=True).getPotentialEnergy().value_in_unit(openmm.unit.kilojoule_per_mole)
+    u = float(molecule.energy(torch.tensor(x.reshape(1, -1)))[0])
+    assert u == pytest.approx(kj / molecule.kT, rel=1e-9)  # reduced at 310 K
 
 
 def test_bad_sequences_and_structures_are_refused_with_the_fix(trialanine):
@@ -110,8 +120,10 @@ def test_a_molecule_trains_at_the_temperature_given(tmp_path, capsys):
 
 
 def test_evaluate_reports_every_residue_s_phi_basins(tmp_path, trialanine):
-    """30 copies of the built Ace-Ala3-Nme (every φ < 0) and 10 of its mirror image (every φ > 0), equal
-    weights: each residue's ΔF(φ>0 − φ<0) is exactly log 3."""
+    """30 copies of the built Ace-Ala3-Nme (every φ < 0) at weight 1 and 10 of its mirror image (every φ > 0)
+    at weight 2: each residue's ΔF(φ>0 − φ<0) is exactly −log(20/30), on 10 and 30 effective samples. A
+    residue whose own torsion says φ > 0 everywhere has no φ < 0 sample: its entry says so, the others
+    keep theirs (each residue is read through its own torsion)."""
     from mlmol.data import Samples
     from mlmol.evaluation import evaluate, summary_rows
 
@@ -122,15 +134,18 @@ def test_evaluate_reports_every_residue_s_phi_basins(tmp_path, trialanine):
     molecule = from_pdb(path, forcefield=["amber14-all.xml"], backend="torch", add_hydrogens=False)
     flat = torch.tensor(x.reshape(1, -1))
     configurations = torch.cat([flat.repeat(30, 1), -flat.repeat(10, 1)])
-    samples = Samples(configurations, torch.zeros(40, dtype=torch.float64), torch.zeros(40, dtype=torch.float64))
+    log_w = torch.cat([torch.zeros(30, dtype=torch.float64), torch.full((10,), np.log(2.0), dtype=torch.float64)])
+    samples = Samples(configurations, log_w, torch.zeros(40, dtype=torch.float64))
     residues = evaluate(molecule, samples)["delta_f_residues"]
     assert list(residues) == ["phi2", "phi3", "phi4"]
     for entry in residues.values():
-        assert entry["value"] == pytest.approx(np.log(3.0), abs=1e-12)
+        assert entry["value"] == pytest.approx(-np.log(20 / 30), abs=1e-12)
+        assert entry["effective_samples"] == pytest.approx([10.0, 30.0])
     assert sum("phi3 > 0" in name for name, _ in summary_rows(evaluate(molecule, samples))) == 1
-    lost = evaluate(molecule, Samples(flat.repeat(5, 1), torch.zeros(5, dtype=torch.float64),
-                                      torch.zeros(5, dtype=torch.float64)))["delta_f_residues"]
-    assert all("no weighted samples" in e["unavailable"] for e in lost.values())  # reported, not a crash
+    molecule.variables["phi3"] = lambda x: torch.ones(x.shape[:-1], dtype=x.dtype)  # φ3 > 0 in every sample
+    residues = evaluate(molecule, samples)["delta_f_residues"]
+    assert "no weighted samples in state b" in residues["phi3"]["unavailable"]
+    assert residues["phi2"]["value"] == pytest.approx(residues["phi4"]["value"]) == pytest.approx(-np.log(2 / 3))
 
 
 def test_the_reference_distances_see_bad_samples_and_reweighting_removes_them(tmp_path, trialanine):

@@ -34,7 +34,8 @@ class ReweightedPool(Loss):
     before fitting (as TA-BG does with 1e-4): no single sample then dominates the fit, at a small bias
     that the final importance weights, computed afresh, do not carry. ``pool_ess`` is the unclipped overlap.
     With ``min_ess`` > 0 a pool whose ESS fraction is below it is fitted with its log weights times the
-    largest α < 1 that lifts it to ``min_ess`` (reported as ``pool_power``): the fit's target is then
+    largest α < 1 that lifts it to ``min_ess`` (reported as ``pool_power``; the clip, applied after, lifts it
+    further): the fit's target is then
     q^(1−α) p^α, a partial step from the flow q towards p, as adaptive tempering in sequential Monte Carlo
     chooses its steps, so that a pool dominated by a few samples does not collapse the flow onto them;
     later rungs, whose pools overlap better, take the whole step. For a system with ``states`` every draw
@@ -170,7 +171,9 @@ class ReweightedFlowMatching(ReweightedPool):
 
 def weight_power(log_w: torch.Tensor, min_ess: float, iterations: int = 50) -> float:
     """The largest α in (0, 1] with ESS fraction of α · ``log_w`` at least ``min_ess`` (bisection; 1 when
-    the weights themselves reach it). ``log_w`` ``[n]``; −∞ entries stay zero weights.
+    the weights themselves reach it). ``log_w`` ``[n]``; −∞ entries stay zero weights, so when fewer than
+    ``min_ess`` of the weights are finite no α reaches it and the smallest positive α tried (nearly flat
+    weights over the finite ones) is returned.
 
     Example:
         >>> log_w = torch.tensor([0.0, 0.0, 0.0, 10.0])
@@ -187,7 +190,7 @@ def weight_power(log_w: torch.Tensor, min_ess: float, iterations: int = 50) -> f
             low = middle
         else:
             high = middle
-    return low
+    return low if low > 0 else high  # never 0: 0 · (−∞) would be NaN
 
 
 def ladder(high: float, count: int) -> list[float]:

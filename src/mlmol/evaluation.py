@@ -95,9 +95,13 @@ def compare_to_reference(system: Molecule, samples: Samples, reference: torch.Te
 
 
 def _delta_f(samples: Samples, states: tuple[str, str], variables: dict) -> dict:
-    """ΔF between two states with its bootstrap error, or why it could not be estimated."""
+    """ΔF between two states with its bootstrap error and each state's effective samples (Kish, of the
+    weights inside it: how many samples the estimate rests on), or why it could not be estimated."""
     a, b = states
     entry: dict = {"states": [a, b]}
+    inside = [systems.State(spec, variables)(samples.x) for spec in states]
+    entry["effective_samples"] = [estimators.ess(torch.where(mask, samples.log_weights, -torch.inf))
+                                  for mask in inside]
     try:
         estimate = estimators.delta_f(samples, systems.State(a, variables), systems.State(b, variables))
         entry.update(value=estimate.value, stderr=estimate.stderr)
@@ -108,7 +112,11 @@ def _delta_f(samples: Samples, states: tuple[str, str], variables: dict) -> dict
 
 def _delta_f_text(d: dict) -> str:
     """A ΔF entry of :func:`evaluate` as text."""
-    return f"{d['value']:+.3f} ± {d['stderr']:.3f} kT" if "value" in d else f"not estimated: {d['unavailable']}"
+    if "value" not in d:
+        return f"not estimated: {d['unavailable']}"
+    counts = d.get("effective_samples")  # absent from metrics.json written before it existed
+    return f"{d['value']:+.3f} ± {d['stderr']:.3f} kT" + (
+        f" ({counts[0]:,.0f} and {counts[1]:,.0f} effective samples in the two states)" if counts else "")
 
 
 def summary_rows(metrics: dict) -> list[tuple[str, str]]:
