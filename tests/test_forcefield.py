@@ -103,13 +103,14 @@ def test_energy_of_every_force_group_and_forces_match_openmm_in_float64(case):
     for group, energy in groups.items():
         reference = reference_energies[group]
         error = np.abs(energy.detach().numpy() - reference) / np.maximum(np.abs(reference), 1.0)
-        assert error.max() < 1e-6, (type(system.getForce(group)).__name__, error.max())
+        assert error.max() < 1e-9, (type(system.getForce(group)).__name__, error.max())  # float64: ~1e-14 seen
     total = model(x)
-    assert np.allclose(total.detach().numpy(), sum(reference_energies.values()), rtol=1e-6)
+    assert np.allclose(total.detach().numpy(), sum(reference_energies.values()), rtol=1e-9)
     (gradient,) = torch.autograd.grad(total.sum(), x)
     forces = -gradient.numpy().reshape(reference_forces.shape)
-    for f, ref in zip(forces, reference_forces, strict=True):  # max over atoms, relative to the largest force
-        assert np.abs(f - ref).max() / np.abs(ref).max() < 1e-5
+    for f, ref in zip(forces, reference_forces, strict=True):  # each atom, relative to its own force (≥ 1 kJ/mol/nm)
+        scale = np.maximum(np.linalg.norm(ref, axis=-1, keepdims=True), 1.0)
+        assert (np.abs(f - ref) / scale).max() < 1e-7
 
 
 def test_float32_energies_agree_with_float64_to_single_precision(case):
