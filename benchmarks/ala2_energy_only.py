@@ -25,6 +25,7 @@ import numpy as np
 import yaml
 from pipeline import MIN_EFFECTIVE, RESULTS, markdown_table, mean_sd, pipeline, read_results, write_results
 
+from mlmol.annealing import ladder
 from mlmol.config import ENERGY_LOSSES
 from mlmol.data import atomic_write
 
@@ -99,9 +100,17 @@ def _schedule(row: dict) -> str:
     return f"ESS floor {100 * floor:g}%" if floor else "no ESS floor"
 
 
-def _kelvin(stage: str) -> str:
-    """A rung's temperature from its stage name ("reweighted ML at 3.43 T")."""
-    return f"{float(stage.split(' at ')[1].split(' T')[0]) * KELVIN:.0f} K"
+def _basins(metrics: dict) -> str:
+    """The effective samples ΔF rests on in each basin (— where the evaluation predates them)."""
+    counts = metrics["delta_f"].get("effective_samples")
+    return "—" if counts is None else f"{counts[0]:,.0f} / {counts[1]:,.0f}"
+
+
+def _rung_kelvin(recipe: dict) -> list[str]:
+    """The temperatures of a temperature-annealing recipe's rungs, hot to cold (the ladder's top is the
+    reverse-KL stage when there is one)."""
+    factors = ladder(recipe["high"], recipe["temperatures"])
+    return [f"{f * KELVIN:.0f} K" for f in (factors[1:] if recipe.get("kl_fraction", 0) else factors)]
 
 
 def render(rows: list[dict]) -> None:
@@ -118,7 +127,7 @@ def render(rows: list[dict]) -> None:
                       f"{r['train_s'] / 60:.1f}" + ("†" if r.get("train_time_from") == "metrics.jsonl" else ""),
                       f"{100 * m['ess_fraction']:.1f}% ({m['ess']:,.0f})" + ("" if m["ess"] >= MIN_EFFECTIVE else " *"),
                       f"{m['delta_f']['value']:.3f} ± {m['delta_f']['stderr']:.3f}", f"{r['difference']:+.3f}",
-                      f"{100 * m['wrong_handed_fraction']:.2f}%"])
+                      _basins(m), f"{100 * m['wrong_handed_fraction']:.2f}%"])
     for key in dict.fromkeys((r["losses"], _schedule(r)) for r in order):
         group = [r for r in order if (r["losses"], _schedule(r)) == key]
         if len(group) > 1:
@@ -131,7 +140,7 @@ def render(rows: list[dict]) -> None:
                           f"{min(r['metrics']['ess'] for r in group):,.0f})",
                           mean_sd([r["metrics"]["delta_f"]["value"] for r in group], 3),
                           mean_sd([r["difference"] for r in group], 3, sign=True)
-                          + f" (largest {max(abs(r['difference']) for r in group):.3f})",
+                          + f" (largest {max(abs(r['difference']) for r in group):.3f})", "",
                           f"{100 * max(r['metrics']['wrong_handed_fraction'] for r in group):.2f}% (largest)"])
     for r in md_rows:
         m = r["metrics"]
@@ -139,7 +148,7 @@ def render(rows: list[dict]) -> None:
                       f"{md_evaluations(r['data_config']):,} (MD force evaluations)", f"{r['train_s'] / 60:.1f}",
                       f"{100 * m['ess_fraction']:.1f}% ({m['ess']:,.0f})",
                       f"{m['delta_f']['value']:.3f} ± {m['delta_f']['stderr']:.3f}",
-                      f"{m['delta_f']['value'] - reference['delta_f']:+.3f}",
+                      f"{m['delta_f']['value'] - reference['delta_f']:+.3f}", _basins(m),
                       f"{100 * m['wrong_handed_fraction']:.2f}%"])
     table = markdown_table(
         "Alanine dipeptide in implicit solvent (300 K) from the energy alone against the MD-data route "
@@ -149,13 +158,25 @@ def render(rows: list[dict]) -> None:
         "the recipe's min_ess (no floor: min_ess 0 in the run's config); the MD-data rows are "
         "those of benchmarks/results/ala2_bg_implicit.md; * fewer than 100 effective samples: does not count)",
         ["training", "seed", "target energy evaluations", "time (min)", "ESS (effective samples)",
-         "ΔF (kT)", "difference (kT)", "wrong-handed Cα"], cells, text_columns=2)
+         "ΔF (kT)", "difference (kT)", "effective samples in φ>0 / φ<0", "wrong-handed Cα"], cells, text_columns=2)
     if any(r.get("train_time_from") == "metrics.jsonl" for r in rows):
         table += ["", "† The training loop's own clock (metrics.jsonl): the run was sampled and evaluated with --reuse."]
     write_results("ala2_energy_only", rows, table)
     rungs = rung_table(order, 1 / (1 + np.exp(reference["delta_f"])))
     atomic_write(RESULTS / "ala2_energy_only_rungs.md", "\n".join(rungs) + "\n")
     print("\n".join(rungs))
+
+
+def _pool_cell(key: str, stage: dict, size: int) -> str:
+    """One pool metric of a rung as text; a weighted P(φ>0) from fewer than 100 effective samples is starred."""
+    v = stage[key]
+    if key == "pool_ess":
+        return f"{100 * v:.2g}% ({v * size:,.0f})"
+    if key == "pool_power":
+        return f"{v:.2f}"
+    text = f"{100 * v:.2g}%" if v < 0.01 else f"{100 * v:.1f}%"
+    thin = key == "pool_state" and stage["pool_ess"] * size < MIN_EFFECTIVE
+    return text + (" *" if thin else "")
 
 
 def rung_table(rows: list[dict], reference_state: float) -> list[str]:
@@ -167,22 +188,19 @@ def rung_table(rows: list[dict], reference_state: float) -> list[str]:
     cells, rungs = [], []
     for r in rows:
         pools = [st for st in r.get("stages", []) if st.get("pool_ess") is not None]
-        rungs = rungs or [_kelvin(st["stage"]) for st in pools]
+        rungs = rungs or _rung_kelvin(_recipe(r))
         size = _recipe(r)["pool"]
         for key, label in lines.items():
             if all(st.get(key) is None for st in pools):
                 continue
-            values = [st.get(key) for st in pools]
-            cells.append([f"{_schedule(r)}, seed {r['seed']}", label,
-                          *(f"{100 * v:.2g}% ({v * size:,.0f})" if key == "pool_ess" else
-                            f"{v:.2f}" if key == "pool_power" else f"{100 * v:.2g}%" if v < 0.01 else
-                            f"{100 * v:.1f}%" for v in values)])
+            cells.append([f"{_schedule(r)}, seed {r['seed']}", label, *(_pool_cell(key, st, size) for st in pools)])
     return markdown_table(
         "Alanine dipeptide from the energy alone, temperature annealing rung by rung, hot to cold "
         "(`python benchmarks/ala2_energy_only.py --seed S --threads T`; each rung's pool of "
         f"{' or '.join(f'{size:,}' for size in sorted({_recipe(r)['pool'] for r in rows}))} samples of the flow "
         "trained at the rung above, weighted to this rung; the weight power α < 1 where the ESS floor applies; "
-        f"P(φ>0) = {100 * reference_state:.1f}% at 300 K by the umbrella reference)",
+        f"P(φ>0) = {100 * reference_state:.1f}% at 300 K by the umbrella reference; * a weighted share from a "
+        "pool of fewer than 100 effective samples: a rough number)",
         ["run", "pool", *rungs], cells, text_columns=2)
 
 
