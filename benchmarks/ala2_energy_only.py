@@ -155,7 +155,8 @@ def render(rows: list[dict]) -> None:
         "(`python benchmarks/ala2_energy_only.py --seed S --threads T` on a 2-core machine: with 2 threads alone, with 1 "
         "thread beside one or two other 1-thread runs; 100,000 samples, sampling seed 1000 + S; ΔF(φ>0 − φ<0) "
         f"against the umbrella reference {reference['delta_f']:.3f} ± {reference['stderr']:.3f} kT; the ESS floor is "
-        "the recipe's min_ess (no floor: min_ess 0 in the run's config); the MD-data rows are "
+        "the recipe's min_ess (no floor: seeds 0–2 ran before the option existed, on code that behaves as "
+        "min_ess 0); the MD-data rows are "
         "those of benchmarks/results/ala2_bg_implicit.md; * fewer than 100 effective samples: does not count)",
         ["training", "seed", "target energy evaluations", "time (min)", "ESS (effective samples)",
          "ΔF (kT)", "difference (kT)", "effective samples in φ>0 / φ<0", "wrong-handed Cα"], cells, text_columns=2)

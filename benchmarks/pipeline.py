@@ -57,10 +57,24 @@ def pipeline(train_args: list[str], out: Path, n: int = 100_000, sample_seed: in
     if not train:
         t_train = logged[-1]["time_s"]
     return {"command": "mlmol train " + " ".join(train_args) + f" --out {out}", "data_config": data_config,
-            "recipe": config.get("recipe"),
+            "recipe": config.get("recipe"), "code": code_version(),
             "train_s": t_train, "data_s": data_s, "sample_s": t_sample, "metrics": metrics,
             "energy_evaluations": evaluations, "stages": stages(logged),
             "commands": ["mlmol " + " ".join(c) for c in commands]}
+
+
+def code_version() -> str:
+    """The commit the benchmark runs on, with "+changes" when the work tree differs from it (so a row
+    can be traced to its code); "unknown" outside a git checkout."""
+    import subprocess
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=RESULTS.parent, capture_output=True, text=True, check=True).stdout.strip()
+
+    try:
+        return git("rev-parse", "HEAD") + ("+changes" if git("status", "--porcelain", "--untracked-files=no") else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
 
 
 def mean_sd(values: list[float], digits: int, percent: bool = False, sign: bool = False) -> str:

@@ -76,7 +76,10 @@ def _transport(cost: np.ndarray, log_weights: np.ndarray | None) -> float:
     if n * m > 10**8:
         raise MlmolError(f"{n} × {m} samples make a {n * m:,}-entry transport problem; compare at most about "
                          "10,000 of each (subsample first)")
-    value = ot.emd2(_marginal(n, log_weights), _marginal(m, None), cost, numItermax=10**8)
+    value, log = ot.emd2(_marginal(n, log_weights), _marginal(m, None), cost, numItermax=10**8, log=True)
+    if log.get("warning"):  # the network simplex stopped before the optimum: the distance would be wrong
+        raise MlmolError(f"optimal transport between {n} and {m} samples did not converge ({log['warning']}); "
+                         "compare fewer samples")
     return float(np.sqrt(max(float(value), 0.0)))
 
 
