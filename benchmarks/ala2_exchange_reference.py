@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from pipeline import RESULTS, combine_repeats, markdown_table, read_results, write_results
+from pipeline import RESULTS, combine_repeats, exchange_options, markdown_table, read_results, write_results
 
 from mlmol.data import atomic_write, save_torch
 from mlmol.geometry import dihedral_of
@@ -111,15 +111,8 @@ def one_repeat(solvent: str, seed: int, args) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--solvent", choices=["vacuum", "implicit"], required=True)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--chains", type=int, default=96)
     parser.add_argument("--temperatures", default="300:1000:9", help="LOW:HIGH:COUNT kelvin")
-    parser.add_argument("--equilibration-ps", type=float, default=75.0)
-    parser.add_argument("--production-ps", type=float, default=200.0)
-    parser.add_argument("--interval", type=int, default=333, help="steps between frames")
-    parser.add_argument("--timestep-fs", type=float, default=3.0)
-    parser.add_argument("--bootstrap", type=int, default=20)
-    parser.add_argument("--threads", type=int, default=2)
+    exchange_options(parser, chains=96, equilibration_ps=75.0)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     rows = []

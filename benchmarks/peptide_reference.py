@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from pipeline import RESULTS, combine_repeats, markdown_table, write_results
+from pipeline import RESULTS, combine_repeats, exchange_options, markdown_table, write_results
 
 from mlmol.data import atomic_write
 from mlmol.errors import MlmolError
@@ -117,15 +117,8 @@ def main() -> None:
     parser.add_argument("--forcefield", nargs="+", default=["amber14-all.xml"])
     parser.add_argument("--implicit-solvent", default="obc1")
     parser.add_argument("--temperature", type=float, default=310.0, help="the target temperature (K)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--chains", type=int, default=64)
     parser.add_argument("--temperatures", default="800:10", help="HIGH:COUNT (kelvin; geometric from --temperature)")
-    parser.add_argument("--equilibration-ps", type=float, default=100.0)
-    parser.add_argument("--production-ps", type=float, default=200.0)
-    parser.add_argument("--interval", type=int, default=333, help="steps between frames")
-    parser.add_argument("--timestep-fs", type=float, default=3.0)
-    parser.add_argument("--bootstrap", type=int, default=20)
-    parser.add_argument("--threads", type=int, default=2)
+    exchange_options(parser, chains=64, equilibration_ps=100.0)
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

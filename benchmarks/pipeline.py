@@ -63,6 +63,19 @@ def pipeline(train_args: list[str], out: Path, n: int = 100_000, sample_seed: in
             "commands": ["mlmol " + " ".join(c) for c in commands]}
 
 
+def exchange_options(parser, chains: int, equilibration_ps: float) -> None:
+    """The options the parallel-tempering reference scripts share: seeds, chains, run lengths (ps), frame
+    interval (steps), time step (fs), chain-bootstrap resamples and threads."""
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--chains", type=int, default=chains)
+    parser.add_argument("--equilibration-ps", type=float, default=equilibration_ps)
+    parser.add_argument("--production-ps", type=float, default=200.0)
+    parser.add_argument("--interval", type=int, default=333, help="steps between frames")
+    parser.add_argument("--timestep-fs", type=float, default=3.0)
+    parser.add_argument("--bootstrap", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=2)
+
+
 def code_version() -> str:
     """The commit the benchmark runs on, with "+changes" when the work tree differs from it (so a row
     can be traced to its code); "unknown" outside a git checkout."""
