@@ -30,17 +30,23 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from pipeline import RESULTS, combine_repeats, exchange_options, markdown_table, read_results, write_results
+from pipeline import (
+    RESULTS,
+    combine_repeats,
+    exchange_options,
+    markdown_table,
+    read_results,
+    trans_exchange,
+    write_results,
+)
 
 from mlmol.data import atomic_write, save_torch
 from mlmol.geometry import dihedral_of
 from mlmol.samplers import MolecularDynamics
-from mlmol.samplers.exchange import ReplicaExchange, mbar_delta_f, temperature_ladder
+from mlmol.samplers.exchange import mbar_delta_f, temperature_ladder
 from mlmol.systems.molecules import PHI, PSI, alanine_dipeptide, chiral_centres, handedness, peptide_bonds
-from mlmol.systems.restraints import FlatBottomRestrained
 
 SAMPLES = Path(__file__).resolve().parent.parent / "runs" / "ala2_exchange_reference"
-HYDROGEN_MASS, EXCHANGE_EVERY = 3.024, 10
 
 
 def c7ax(phi: np.ndarray, psi: np.ndarray) -> np.ndarray:
@@ -55,14 +61,9 @@ def one_repeat(solvent: str, seed: int, args) -> dict:
     ladder = temperature_ladder(low, high, count)
     omegas = peptide_bonds(molecule.topology)
     start = MolecularDynamics(molecule, seed=seed, equilibration=0).positions()[0].float()
-    x = start.repeat(args.chains * count, 1).reshape(args.chains, count, -1)
-    masses = torch.tensor(molecule.repartitioned_masses(HYDROGEN_MASS), dtype=torch.float32)
-    system = FlatBottomRestrained(molecule.evaluated_in(None, compile=True), omegas)  # trans
-    rex = ReplicaExchange(system, x, ladder, timestep=args.timestep_fs / 1000,
-                          friction=1.0, masses=masses, seed=seed, exchange_every=EXCHANGE_EVERY)
-    steps_per_ps = round(1000 / args.timestep_fs)
     started = time.perf_counter()
-    rex.step(int(args.equilibration_ps * steps_per_ps))
+    rex = trans_exchange(molecule, start[None], ladder, args, seed)
+    steps_per_ps = round(1000 / args.timestep_fs)
 
     centres = chiral_centres(molecule.topology)
     hand = handedness(start[None], centres)[0]

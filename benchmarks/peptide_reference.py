@@ -32,17 +32,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from pipeline import RESULTS, combine_repeats, exchange_options, markdown_table, write_results
+from pipeline import RESULTS, combine_repeats, exchange_options, markdown_table, trans_exchange, write_results
 
 from mlmol.data import atomic_write
 from mlmol.errors import MlmolError
 from mlmol.geometry import dihedral_of
-from mlmol.samplers.exchange import ReplicaExchange, mbar_delta_f, temperature_ladder
-from mlmol.systems.molecules import chiral_centres, from_pdb, handedness, peptide_bonds
-from mlmol.systems.restraints import FlatBottomRestrained
+from mlmol.samplers.exchange import mbar_delta_f, temperature_ladder
+from mlmol.systems.molecules import chiral_centres, from_pdb, handedness
 
 SAMPLES = Path(__file__).resolve().parent.parent / "runs" / "peptide_reference"
-HYDROGEN_MASS, EXCHANGE_EVERY = 3.024, 10
 
 
 def one_repeat(seed: int, args) -> dict:
@@ -53,16 +51,10 @@ def one_repeat(seed: int, args) -> dict:
     phis = [name for name in molecule.torsions if name.startswith("phi")]
     torsions = [molecule.torsions[name] for name in phis] + [molecule.torsions[name.replace("phi", "psi")]
                                                              for name in phis]
-    omegas = peptide_bonds(molecule.topology)
     start = torch.tensor(molecule.positions, dtype=torch.float32).reshape(1, -1)
-    x = start.repeat(args.chains * count, 1).reshape(args.chains, count, -1)
-    masses = torch.tensor(molecule.repartitioned_masses(HYDROGEN_MASS), dtype=torch.float32)
-    system = FlatBottomRestrained(molecule.evaluated_in(None, compile=args.compile), omegas)  # trans
-    rex = ReplicaExchange(system, x, ladder, timestep=args.timestep_fs / 1000,
-                          friction=1.0, masses=masses, seed=seed, exchange_every=EXCHANGE_EVERY)
-    steps_per_ps = round(1000 / args.timestep_fs)
     started = time.perf_counter()
-    rex.step(int(args.equilibration_ps * steps_per_ps))
+    rex = trans_exchange(molecule, start, ladder, args, seed, compile=args.compile)
+    steps_per_ps = round(1000 / args.timestep_fs)
     centres = chiral_centres(molecule.topology)
     hand = handedness(start, centres)[0]
     target_frames = []

@@ -63,6 +63,28 @@ def pipeline(train_args: list[str], out: Path, n: int = 100_000, sample_seed: in
             "commands": ["mlmol " + " ".join(c) for c in commands]}
 
 
+def trans_exchange(molecule, start, ladder, args, seed: int, compile: bool = True):
+    """Parallel tempering for a reference: ``args.chains`` copies of ``ladder`` started at ``start`` ``[1, 3N]``,
+    BAOAB on the torch force field (float32) with hydrogens at 3.024 amu (the configurational distribution
+    is unchanged), ``args.timestep_fs``, friction 1/ps, neighbour exchanges every 10 steps, every peptide
+    bond held trans by the flat-bottom restraint; equilibrated for ``args.equilibration_ps``. Returns the
+    :class:`~mlmol.samplers.exchange.ReplicaExchange`."""
+    import torch
+
+    from mlmol.samplers.exchange import ReplicaExchange
+    from mlmol.systems.molecules import peptide_bonds
+    from mlmol.systems.restraints import FlatBottomRestrained
+
+    count = len(ladder.scales)
+    x = start.repeat(args.chains * count, 1).reshape(args.chains, count, -1)
+    masses = torch.tensor(molecule.repartitioned_masses(3.024), dtype=torch.float32)
+    system = FlatBottomRestrained(molecule.evaluated_in(None, compile=compile), peptide_bonds(molecule.topology))
+    rex = ReplicaExchange(system, x, ladder, timestep=args.timestep_fs / 1000, friction=1.0, masses=masses,
+                          seed=seed, exchange_every=10)
+    rex.step(int(args.equilibration_ps * round(1000 / args.timestep_fs)))
+    return rex
+
+
 def exchange_options(parser, chains: int, equilibration_ps: float) -> None:
     """The options the parallel-tempering reference scripts share: seeds, chains, run lengths (ps), frame
     interval (steps), time step (fs), chain-bootstrap resamples and threads."""
