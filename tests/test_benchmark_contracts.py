@@ -113,3 +113,27 @@ def test_every_openmm_row_of_the_speed_benchmark_gets_the_cores_the_torch_rows_g
     assert {method for method, *_ in rows} == {"OpenMM context loop (Reference)",
                                                "OpenMM context loop (CPU, 3 threads)",
                                                "OpenMM bridge, 3 workers (Reference)"}
+
+
+def test_stage_summaries_take_each_rung_s_pool_metrics_and_the_rung_table_stars_thin_pools(bench):
+    """pipeline.stages splits metrics.jsonl records at stage changes (steps, seconds, evaluations as
+    differences; the pool metrics' medians), and the alanine-dipeptide rung table marks a weighted share
+    that rests on fewer than 100 effective samples."""
+    pipeline = bench("pipeline")
+    records = [{"stage": "kl at 4 T", "step": 10, "time_s": 1.0, "energy_evaluations": 100},
+               {"stage": "kl at 4 T", "step": 20, "time_s": 2.0, "energy_evaluations": 200},
+               {"stage": "rml at 2 T", "step": 30, "time_s": 5.0, "energy_evaluations": 1200, "pool_ess": 1e-4,
+                "pool_power": 0.5, "pool_state": 0.2, "pool_state_fit": 0.1, "pool_state_flow": 0.05},
+               {"stage": "rml at 2 T", "step": 40, "time_s": 6.0, "energy_evaluations": 1200, "pool_ess": 3e-4,
+                "pool_power": 0.7, "pool_state": 0.4, "pool_state_fit": 0.3, "pool_state_flow": 0.05}]
+    kl, rung = pipeline.stages(records)
+    assert (kl["steps"], kl["seconds"], kl["evaluations"], kl["pool_ess"]) == (20, 2.0, 200, None)
+    assert (rung["steps"], rung["seconds"], rung["evaluations"]) == (20, 4.0, 1000)
+    assert rung["pool_ess"] == pytest.approx(2e-4) and rung["pool_power"] == pytest.approx(0.6)
+    assert rung["pool_state"] == pytest.approx(0.3) and "pool_power" not in kl
+    ala2 = bench("ala2_energy_only")
+    thin = {"pool_ess": 1e-4, "pool_state": 0.05, "pool_state_fit": 0.02}  # 50 effective samples of 500,000
+    assert ala2._pool_cell("pool_state", thin, 500_000).endswith("*")
+    assert not ala2._pool_cell("pool_state_fit", thin, 500_000).endswith("*")  # the floor lifts the fitted weights
+    assert not ala2._pool_cell("pool_state", {**thin, "pool_ess": 1e-3}, 500_000).endswith("*")  # 500
+    assert ala2._rung_kelvin({"high": 4.0, "temperatures": 10, "kl_fraction": 0.5})[0] == "1029 K"
