@@ -9,7 +9,9 @@ Example:
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -51,6 +53,18 @@ def check_sequence(sequence: str) -> str:
     return sequence
 
 
+@contextmanager
+def _seeded(seed: int = 0):
+    """Python's global random stream seeded for the block and restored after it, so that the same
+    sequence always gives the same structure."""
+    state = random.getstate()
+    random.seed(seed)
+    try:
+        yield
+    finally:
+        random.setstate(state)
+
+
 def place(a: np.ndarray, b: np.ndarray, c: np.ndarray, bond: float, angle: float, torsion: float) -> np.ndarray:
     """Point d bonded to c with |cd| = ``bond``, angle b-c-d and torsion a-b-c-d in degrees (NeRF).
 
@@ -87,7 +101,8 @@ def heavy_atoms(sequence: str, caps: str = "ace-nme", conformation: str = "exten
     if conformation not in CONFORMATIONS:
         raise MlmolError(f"unknown conformation {conformation!r}; choose {', '.join(CONFORMATIONS)}")
     phi, psi = CONFORMATIONS[check_sequence(sequence) and conformation]
-    structure = PeptideBuilder.make_structure(sequence, [phi] * (len(sequence) - 1), [psi] * (len(sequence) - 1))
+    with _seeded():  # PeptideBuilder draws some side-chain rotamers from Python's random
+        structure = PeptideBuilder.make_structure(sequence, [phi] * (len(sequence) - 1), [psi] * (len(sequence) - 1))
     if caps == "none":
         PeptideBuilder.add_terminal_OXT(structure)
     residues = [[(r.get_resname(), a.get_id(), np.asarray(a.coord, dtype=float)) for a in r if a.element != "H"]
@@ -139,7 +154,8 @@ def build_peptide(sequence: str, caps: str = "ace-nme", forcefield: Sequence[str
     try:
         field = app.ForceField(*forcefield)
         modeller = app.Modeller(topology, positions * unit.nanometer)
-        modeller.addHydrogens(field)
+        with _seeded():  # Modeller nudges some hydrogens by random displacements
+            modeller.addHydrogens(field)
         system = field.createSystem(modeller.topology, nonbondedMethod=app.NoCutoff, constraints=None)
     except (ValueError, KeyError, OSError) as error:
         raise MlmolError(f"the force field {', '.join(forcefield)} cannot build {sequence}: {error}") from None
