@@ -6,7 +6,7 @@ samples with their log weights, and peak memory, for the default molecular flow 
 
 The system is the PDB with ``--forcefield`` and ``--implicit-solvent`` at ``--temperature`` on the torch
 backend; the flow is `mlmol train --pdb`'s default molecular flow, standardised by harmonic samples
-around the minimised structure (no MD needed). Timed, after one warm-up each (best of ``--repeats``):
+around the minimised structure (no MD needed). Timed, after one warm-up each (median of ``--repeats``):
 a maximum-likelihood step on a batch of those samples, a reverse-KL step (a batch drawn from the flow,
 its energies and forces, backward), and 10⁴ samples drawn with their energies and log weights. Peak
 memory is the process's maximum resident set. Writes benchmarks/results/peptide_feasibility.json/.md
@@ -17,27 +17,15 @@ from __future__ import annotations
 
 import argparse
 import resource
-import time
 
 import torch
-from pipeline import code_version, markdown_table, read_results, write_results
+from pipeline import code_version, markdown_table, median_time, read_results, write_results
 
 from mlmol.config import make_config
 from mlmol.generate import sample
 from mlmol.run import build_flow
 from mlmol.samplers.harmonic import harmonic_samples, minimise
 from mlmol.systems.molecules import from_pdb
-
-
-def best_time(step, repeats: int) -> float:
-    """Seconds of the fastest of ``repeats`` calls of ``step`` after one warm-up call."""
-    step()
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - started)
-    return min(times)
 
 
 def main() -> None:
@@ -76,13 +64,13 @@ def main() -> None:
         loss.backward()
         optimizer.step()
 
-    ml, kl = best_time(ml_step, args.repeats), best_time(kl_step, args.repeats)
+    ml, kl = median_time(ml_step, args.repeats), median_time(kl_step, args.repeats)
     drawn = {}
 
     def draw() -> None:
         drawn["samples"] = sample(flow, system, args.samples, seed=2)
 
-    sampling = best_time(draw, max(1, args.repeats // 2))
+    sampling = median_time(draw, max(1, args.repeats // 2))
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # KiB on Linux
     row = {"name": args.name, "pdb": args.pdb, "atoms": system.dim // 3, "forcefield": args.forcefield,
            "implicit_solvent": args.implicit_solvent, "temperature": args.temperature, "batch": args.batch,
@@ -103,7 +91,7 @@ def main() -> None:
               f"{r['sampling_s']:.1f} ({r['samples']:,})", f"{r['peak_memory_gb']:.2f}", str(r["threads"]), f"`{r['command']}`"]
              for r in rows]
     table = markdown_table(
-        "Peptide Boltzmann generators on the CPU: the default molecular flow on the native force field (best of "
+        "Peptide Boltzmann generators on the CPU: the default molecular flow on the native force field (median of "
         "several calls after a warm-up; ML and KL steps at the batch shown; sampling: that many samples with "
         "energies and log weights; peak memory: the process's maximum resident set)",
         ["peptide", "atoms", "flow parameters", "solvent", "batch", "ML step (ms)", "reverse-KL step (ms)",
