@@ -11,8 +11,9 @@ from openmm import app
 
 from mlmol import MlmolError
 from mlmol.cli import main
+from mlmol.geometry import dihedral_from_points
 from mlmol.systems.molecules import chiral_centres, from_pdb, handedness
-from mlmol.systems.peptides import _check_structure, _torsion, build_peptide, check_sequence
+from mlmol.systems.peptides import _check_structure, build_peptide, check_sequence
 
 pytestmark = pytest.mark.openmm
 
@@ -39,7 +40,8 @@ def test_a_capped_peptide_has_trans_peptide_bonds_and_l_alanines(trialanine):
         next_ca = atoms.get((i + 1, "CA"), atoms.get((i + 1, "C") if i == 3 else None))
         c, n = p[atoms[(i, "C")]], p[atoms[(i + 1, "N")]]
         assert np.linalg.norm(c - n) == pytest.approx(1.33, abs=0.04)
-        assert abs(_torsion(p[previous_ca], c, n, p[next_ca])) > 160
+        ends = (torch.as_tensor(v) for v in (p[previous_ca], c, n, p[next_ca]))
+        assert abs(np.degrees(float(dihedral_from_points(*ends)))) > 160
     centres = chiral_centres(topology)
     assert len(centres) == 3 and bool((handedness(torch.tensor(x.reshape(1, -1)), centres) > 0).all())  # L
 

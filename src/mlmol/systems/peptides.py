@@ -16,9 +16,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+import torch
 
 from ..data import atomic_write
 from ..errors import MlmolError
+from ..geometry import dihedral_from_points
 from .molecules import chiral_centres, handedness
 
 if TYPE_CHECKING:
@@ -83,13 +85,6 @@ def place(a: np.ndarray, b: np.ndarray, c: np.ndarray, bond: float, angle: float
     return c + d[0] * bc + d[1] * m + d[2] * n
 
 
-def _torsion(a: np.ndarray, b: np.ndarray, c: np.ndarray, d: np.ndarray) -> float:
-    """Torsion a-b-c-d in degrees."""
-    b1 = (c - b) / np.linalg.norm(c - b)
-    v, w = (a - b) - np.dot(a - b, b1) * b1, (d - c) - np.dot(d - c, b1) * b1
-    return math.degrees(math.atan2(np.dot(np.cross(b1, v), w), np.dot(v, w)))
-
-
 def heavy_atoms(sequence: str, caps: str = "ace-nme", conformation: str = "extended") -> list[tuple[str, str, np.ndarray]]:
     """(residue name, atom name, position Å) of every heavy atom, residue by residue: the chain from
     PeptideBuilder at the ``conformation``'s (φ, ψ), trans peptide bonds, with ACE and NME caps placed on
@@ -115,7 +110,8 @@ def heavy_atoms(sequence: str, caps: str = "ace-nme", conformation: str = "exten
     ace = [("ACE", "CH3", place(first["CA"], first["N"], carbonyl, 1.52, 116.2, 180.0)), ("ACE", "C", carbonyl),
            ("ACE", "O", place(first["CA"], first["N"], carbonyl, 1.231, 122.5, 0.0))]
     last = {name: xyz for _, name, xyz in residues[-1]}
-    last_psi = _torsion(last["N"], last["CA"], last["C"], last["O"]) - 180.0  # N(next) is trans to O
+    backbone = (torch.as_tensor(last[k]) for k in ("N", "CA", "C", "O"))
+    last_psi = math.degrees(dihedral_from_points(*backbone)) - 180.0  # N(next) is trans to O
     nitrogen = place(last["N"], last["CA"], last["C"], 1.329, 116.2, last_psi)
     nme = [("NME", "N", nitrogen), ("NME", "C", place(last["CA"], last["C"], nitrogen, 1.458, 121.7, 180.0))]
     return ace + atoms + nme
@@ -171,8 +167,6 @@ def build_peptide(sequence: str, caps: str = "ace-nme", forcefield: Sequence[str
 
 def _check_structure(topology: app.Topology, x: np.ndarray, energy: float, sequence: str) -> None:
     """L Cα everywhere, a finite energy and no heavy-atom clash, else an error naming the atoms."""
-    import torch
-
     centres = chiral_centres(topology)
     if centres:
         hand = handedness(torch.as_tensor(x.reshape(1, -1)), centres)[0]
