@@ -86,17 +86,9 @@ def _threads(row: dict) -> str:
     return row["command"].split("--threads ")[1].split()[0] if "--threads" in row["command"] else "1"
 
 
-def _recipe(row: dict) -> dict:
-    """The recipe the row's run trained with: stored in the row, or read from its run's config.yaml."""
-    if "recipe" not in row:
-        config = Path(row["command"].split("--out ")[1].split()[0]) / "config.yaml"
-        row["recipe"] = yaml.safe_load(config.read_text())["recipe"]
-    return row["recipe"]
-
-
 def _schedule(row: dict) -> str:
     """The row's temperature-annealing variant: with or without the floor on the fitted weights' ESS."""
-    floor = _recipe(row).get("min_ess", 0.0)
+    floor = row["recipe"].get("min_ess", 0.0)
     return f"ESS floor {100 * floor:g}%" if floor else "no ESS floor"
 
 
@@ -189,8 +181,8 @@ def rung_table(rows: list[dict], reference_state: float) -> list[str]:
     cells, rungs = [], []
     for r in rows:
         pools = [st for st in r.get("stages", []) if st.get("pool_ess") is not None]
-        rungs = rungs or _rung_kelvin(_recipe(r))
-        size = _recipe(r)["pool"]
+        rungs = rungs or _rung_kelvin(r["recipe"])
+        size = r["recipe"]["pool"]
         for key, label in lines.items():
             if all(st.get(key) is None for st in pools):
                 continue
@@ -198,7 +190,7 @@ def rung_table(rows: list[dict], reference_state: float) -> list[str]:
     return markdown_table(
         "Alanine dipeptide from the energy alone, temperature annealing rung by rung, hot to cold "
         "(`python benchmarks/ala2_energy_only.py --seed S --threads T`; each rung's pool of "
-        f"{' or '.join(f'{size:,}' for size in sorted({_recipe(r)['pool'] for r in rows}))} samples of the flow "
+        f"{' or '.join(f'{size:,}' for size in sorted({r['recipe']['pool'] for r in rows}))} samples of the flow "
         "trained at the rung above, weighted to this rung; the weight power α < 1 where the ESS floor applies; "
         f"P(φ>0) = {100 * reference_state:.1f}% at 300 K by the umbrella reference; * a weighted share from a "
         "pool of fewer than 100 effective samples: a rough number)",
