@@ -434,15 +434,12 @@ class GeneralizedBorn(_PairTerm):
         super().__init__(type(force).__name__, group, force.getNumParticles())
         model = born_model(force)
         self.model, self.inside, self.surface = model["name"], model["inside"], model["surface"]
-        charge = torch.tensor(model["charge"], dtype=torch.float64)[:, None]  # [N, 1]
-        self.register_buffer("charge", charge)
-        self.register_buffer("offset_radius", torch.tensor(model["offset_radius"], dtype=torch.float64)[:, None])
-        self.register_buffer("scaled", torch.tensor(model["scaled"], dtype=torch.float64)[:, None])
-        self.register_buffer("ace_radius", torch.tensor(model["ace_radius"], dtype=torch.float64)[:, None])
         self.hct = model["polynomial"] is None
+        for key in ("charge", "offset_radius", "scaled", "ace_radius", *(() if self.hct else ("radius",))):
+            self.register_buffer(key, torch.tensor(model[key], dtype=torch.float64)[:, None])  # [N, 1]
         if not self.hct:
-            self.register_buffer("radius", torch.tensor(model["radius"], dtype=torch.float64)[:, None])
             self.register_buffer("polynomial", torch.tensor(model["polynomial"], dtype=torch.float64))  # [N, 3]
+        charge = self.charge
         solute, solvent = model["solute"], model["solvent"]
         self.prefactor = -model["coulomb"] * (1 / solute - 1 / solvent) if solute and solvent else 0.0
         # the polar prefactor times q_i q_j, kJ/mol nm
