@@ -19,7 +19,9 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
+import torch
 
+from .data import zero_weight_nonfinite
 from .errors import MlmolError
 
 if TYPE_CHECKING:
@@ -30,14 +32,12 @@ def _marginal(n: int, log_weights: np.ndarray | None) -> np.ndarray:
     """Uniform weights, or normalised exp(``log_weights``) (non-finite entries: zero weight)."""
     if log_weights is None:
         return np.full(n, 1.0 / n)
-    log_weights = np.asarray(log_weights, dtype=float)
+    log_weights = zero_weight_nonfinite(torch.as_tensor(np.asarray(log_weights, dtype=float)))
     if log_weights.shape != (n,):
-        raise MlmolError(f"expected {n} log weights, one per sample, got shape {log_weights.shape}")
-    finite = np.isfinite(log_weights)
-    if not finite.any():
+        raise MlmolError(f"expected {n} log weights, one per sample, got shape {tuple(log_weights.shape)}")
+    if not bool(torch.isfinite(log_weights).any()):
         raise MlmolError("every sample has zero weight (no finite log weight): there is nothing to compare")
-    weights = np.where(finite, np.exp(log_weights - log_weights[finite].max()), 0.0)
-    return weights / weights.sum()
+    return torch.softmax(log_weights, 0).numpy()
 
 
 def energy_w2(energies: np.ndarray, reference: np.ndarray, log_weights: np.ndarray | None = None) -> float:
