@@ -150,8 +150,8 @@ def build_peptide(sequence: str, caps: str = "ace-nme", forcefield: Sequence[str
     try:
         field = app.ForceField(*forcefield)
         modeller = app.Modeller(topology, positions * unit.nanometer)
-        with _seeded():  # Modeller nudges some hydrogens by random displacements
-            modeller.addHydrogens(field)
+        with _seeded():  # Modeller nudges some hydrogens by random displacements, then relaxes them
+            modeller.addHydrogens(field, platform=openmm.Platform.getPlatformByName("Reference"))  # in a fixed order
         system = field.createSystem(modeller.topology, nonbondedMethod=app.NoCutoff, constraints=None)
     except (ValueError, KeyError, OSError) as error:
         raise MlmolError(f"the force field {', '.join(forcefield)} cannot build {sequence}: {error}") from None
