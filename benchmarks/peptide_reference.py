@@ -19,7 +19,8 @@ the repeats' standard error and the bootstrap error of the mean.
 Writes benchmarks/results/peptide_reference_NAME.json/.md, the target temperature's backbone (φ, ψ)
 traces of every chain (degrees, float16) to peptide_reference_NAME_traces.npz, and the target
 temperature's configurations (float32, nm) to runs/peptide_reference/NAME_seedS.npz: the reference
-samples the generator's W2 metrics are measured against.
+samples the generator's W2 metrics are measured against. Repeats of other seeds already stored with
+the same schedule are kept, so seeds can be added one run at a time.
 """
 
 from __future__ import annotations
@@ -32,7 +33,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from pipeline import RESULTS, combine_repeats, exchange_options, markdown_table, trans_exchange, write_results
+from pipeline import (
+    RESULTS,
+    combine_repeats,
+    exchange_options,
+    markdown_table,
+    read_results,
+    trans_exchange,
+    write_results,
+)
 
 from mlmol.data import atomic_write
 from mlmol.errors import MlmolError
@@ -102,6 +111,20 @@ def one_repeat(seed: int, args) -> dict:
             "traces": traces}
 
 
+def _with_stored_repeats(name: str, rows: list[dict], traces: dict) -> tuple[list[dict], dict]:
+    """``rows`` and ``traces`` joined by the stored repeats of other seeds that ran the same schedule
+    (temperatures, chains, frames), so repeats can be added one at a time; sorted by seed."""
+    if not (RESULTS / f"peptide_reference_{name}.json").is_file():
+        return rows, traces
+    schedule = {key: rows[0][key] for key in ("temperatures_k", "chains", "frames")}
+    new = {row["seed"] for row in rows}
+    kept = [row for row in read_results(f"peptide_reference_{name}")[1:]
+            if row["seed"] not in new and all(row[key] == value for key, value in schedule.items())]
+    with np.load(RESULTS / f"peptide_reference_{name}_traces.npz") as stored:
+        traces = {**{f"seed{row['seed']}": stored[f"seed{row['seed']}"] for row in kept}, **traces}
+    return sorted(rows + kept, key=lambda row: row["seed"]), traces
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pdb", required=True)
@@ -121,12 +144,15 @@ def main() -> None:
                                            f"{n} none" for n, v in row["residues"].items())
               + f" kT ({row['wall_s']:.0f} s)", flush=True)
         rows.append(row)
+    traces = {f"seed{row['seed']}": row.pop("traces") for row in rows}
+    rows, traces = _with_stored_repeats(args.name, rows, traces)
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, **{f"seed{row['seed']}": row.pop("traces") for row in rows})
+    np.savez_compressed(buffer, **traces)
     atomic_write(RESULTS / f"peptide_reference_{args.name}_traces.npz", buffer.getvalue())
+    seeds = [row["seed"] for row in rows]
     command = (f"python benchmarks/peptide_reference.py --pdb {args.pdb} --name {args.name} --forcefield "
                f"{' '.join(args.forcefield)} --implicit-solvent {args.implicit_solvent} --temperature "
-               f"{args.temperature:g} --seeds {' '.join(map(str, args.seeds))} --chains {args.chains} --temperatures "
+               f"{args.temperature:g} --seeds {' '.join(map(str, seeds))} --chains {args.chains} --temperatures "
                f"{args.temperatures} --equilibration-ps {args.equilibration_ps:g} --production-ps "
                f"{args.production_ps:g} --timestep-fs {args.timestep_fs:g}")
     summary: dict = {"name": args.name, "pdb": args.pdb, "temperature": args.temperature, "repeats": len(rows),
@@ -153,7 +179,7 @@ def main() -> None:
         mean, error, sd, _, _ = combine_repeats(np.array([v["delta_f"] for v in available]),
                                                 np.array([v["stderr"] for v in available]))
         summary["residues"][name] = {"delta_f": mean, "stderr": error, "sd": sd}
-        cells.append([f"**{name}**", "mean", f"**{mean:.3f} ± {error:.3f}** (sd {sd:.3f})", "", "", "", "", "", "",
+        cells.append([f"**{name}**", "mean", f"**{mean:.3f} ± {error:.3f}**" + (f" (sd {sd:.3f})" if len(available) > 1 else ""), "", "", "", "", "", "",
                       "", ""])
     table = markdown_table(
         f"{args.name} ({args.implicit_solvent}, {args.temperature:g} K, {' '.join(args.forcefield)}): parallel "

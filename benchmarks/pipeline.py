@@ -23,27 +23,40 @@ MIN_EFFECTIVE = 100  # effective samples (Kish) a weighted run needs to count to
 MLMOL = [sys.executable, "-m", "mlmol"]
 
 
-def _run(args: list[str]) -> float:
+def _run(args: list[str]) -> tuple[float, float]:
+    """``mlmol ARGS`` in a child process: (wall seconds, the child's peak resident memory in GB)."""
+    import os
+    import tempfile
+
     start = time.perf_counter()
-    result = subprocess.run(MLMOL + args, check=False, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise SystemExit(f"command failed: mlmol {' '.join(args)}\n{result.stderr}")
-    return time.perf_counter() - start
+    with tempfile.TemporaryFile("w+") as stderr:
+        child = subprocess.Popen(MLMOL + args, stdout=subprocess.DEVNULL, stderr=stderr, text=True)
+        _, status, usage = os.wait4(child.pid, 0)
+        child.returncode = os.waitstatus_to_exitcode(status)
+        if child.returncode != 0:
+            stderr.seek(0)
+            raise SystemExit(f"command failed: mlmol {' '.join(args)}\n{stderr.read()}")
+    return time.perf_counter() - start, usage.ru_maxrss / 1e6  # ru_maxrss is in kB on Linux
 
 
-def pipeline(train_args: list[str], out: Path, n: int = 100_000, sample_seed: int = 0, train: bool = True) -> dict:
+def pipeline(train_args: list[str], out: Path, n: int = 100_000, sample_seed: int = 0, train: bool = True,
+             evaluate_args: tuple[str, ...] = ()) -> dict:
     """``mlmol train ... --out OUT``, ``mlmol sample OUT --n N --seed SAMPLE_SEED``, ``mlmol evaluate OUT
-    --samples``; with the target energy evaluations of training (the last ``energy_evaluations`` logged).
+    --samples ... EVALUATE_ARGS``; with the target energy evaluations of training (the last
+    ``energy_evaluations`` logged) and the largest peak resident memory of the three commands (GB).
 
     ``train=False`` samples and evaluates a run that this command already trained in OUT (its training
     time is then the training loop's own clock, the last ``time_s`` of metrics.jsonl)."""
     commands = [["train", *train_args, "--out", str(out)],
                 ["sample", str(out), "--n", str(n), "--out", str(out / "samples.npz"), "--seed", str(sample_seed)],
-                ["evaluate", str(out), "--samples", str(out / "samples.npz")]]
+                ["evaluate", str(out), "--samples", str(out / "samples.npz"), *evaluate_args]]
+    peaks = []
     if train:
         shutil.rmtree(out, ignore_errors=True)
-        t_train = _run(commands[0])
-    t_sample, _ = (_run(command) for command in commands[1:])
+        t_train, peak = _run(commands[0])
+        peaks.append(peak)
+    (t_sample, peak_sample), (_, peak_evaluate) = (_run(command) for command in commands[1:])
+    peaks += [peak_sample, peak_evaluate]
     metrics = json.loads((out / "metrics.json").read_text())
     data_s = None
     if (out / "data.npz").is_file():  # runs from the energy alone have none
@@ -59,7 +72,7 @@ def pipeline(train_args: list[str], out: Path, n: int = 100_000, sample_seed: in
     return {"command": "mlmol train " + " ".join(train_args) + f" --out {out}", "data_config": data_config,
             "recipe": config.get("recipe"), "code": code_version(),
             "train_s": t_train, "data_s": data_s, "sample_s": t_sample, "metrics": metrics,
-            "energy_evaluations": evaluations, "stages": stages(logged),
+            "energy_evaluations": evaluations, "stages": stages(logged), "peak_memory_gb": max(peaks),
             "commands": ["mlmol " + " ".join(c) for c in commands]}
 
 

@@ -177,7 +177,8 @@ def test_the_reference_distances_see_bad_samples_and_reweighting_removes_them(tm
     reference = draw(1200)
     result = compare_to_reference(molecule, samples, reference, n=2000, seed=0)
     assert result["n"] == 600  # at most half the reference
-    for name in ("energy_w2", "torus_w2"):
+    assert result["tica"] == {"lag_frames": 10, "chains": 1}
+    for name in ("energy_w2", "torus_w2", "tica_w2"):
         d = result[name]
         assert d["raw"] > 5 * d["floor"], (name, d)
         assert d["reweighted"] < 2 * d["floor"], (name, d)
@@ -186,7 +187,12 @@ def test_the_reference_distances_see_bad_samples_and_reweighting_removes_them(tm
     assert any(name.startswith("torus-W2") for name, _ in summary_rows(metrics))
     file = tmp_path / "reference.npz"
     np.savez(file, x=reference.numpy())
-    assert load_reference(file, molecule).shape == (1200, 126)
+    assert load_reference(file, molecule)[0].shape == (1200, 126)
+    np.savez(file, x=reference.numpy(), chains=4)  # four interleaved trajectories of 300 frames
+    assert load_reference(file, molecule)[1] == 4
+    np.savez(file, x=reference.numpy(), chains=7)
+    with pytest.raises(MlmolError, match="do not split into chains=7"):
+        load_reference(file, molecule)
     np.savez(file, x=reference.numpy()[:, :60])
     with pytest.raises(MlmolError, match="60 coordinates"):
         load_reference(file, molecule)

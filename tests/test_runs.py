@@ -190,3 +190,16 @@ def test_train_by_name_picks_the_kind_and_bg_options_are_refused(tmp_path, capsy
     assert "--losses apply to Boltzmann generators" in capsys.readouterr().err
     with pytest.raises(MlmolError, match="not a run directory"):
         RunDirectory(tmp_path).read_config()
+
+
+def test_numbers_in_exponent_notation_are_numbers_in_a_config(tmp_path):
+    """``lr: 2e-3`` is the number 0.002 (YAML 1.2), not the string PyYAML's YAML 1.1 makes of it; quoted it stays text."""
+    from mlmol.rundir import read_yaml
+
+    config = tmp_path / "c.yaml"
+    config.write_text("recipe: {lr: 2e-3, steps: 1E1, cap: -1e+2, name: '3e4'}\n")
+    assert read_yaml(config)["recipe"] == {"lr": 0.002, "steps": 10.0, "cap": -100.0, "name": "3e4"}
+    config.write_text("system: {name: double-well}\nrecipe: {lr: 2e-3, steps: 5}\n")
+    run = tmp_path / "run"
+    assert main(["train", str(config), "--out", str(run)]) == 0
+    assert RunDirectory(run).read_config()["recipe"]["lr"] == 0.002

@@ -111,9 +111,10 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--samples", metavar="FILE.npz", help="evaluate these samples instead of fresh ones")
     evaluate.add_argument("--seed", type=int, default=0, help=SEED_HELP + " of the fresh samples")
     evaluate.add_argument("--reference", metavar="FILE.npz",
-                          help="molecules: reference configurations (x [frames, 3N] nm, e.g. from "
-                               "benchmarks/peptide_reference.py); adds energy-W2 and torus-W2, raw, reweighted and "
-                               "the reference's own noise floor")
+                          help="molecules: reference configurations (x [frames, 3N] nm; with chains C, C "
+                               "time-ordered trajectories stored frame-major, e.g. from benchmarks/peptide_reference.py);"
+                               " adds energy-W2, torus-W2 and TICA-W2 (TICA fitted on the reference), raw, reweighted "
+                               "and the reference's own noise floor")
 
     build = sub.add_parser("build", help="build a peptide from its sequence into a PDB file",
                            description="Build a peptide from one-letter codes: ideal geometry (PeptideBuilder), L "

@@ -53,10 +53,12 @@ def evaluate(system: Energy, samples: Samples, bins: int = 60, max_f: float = 5.
 
 
 def compare_to_reference(system: Molecule, samples: Samples, reference: torch.Tensor, n: int = 2000,
-                         seed: int = 0) -> dict:
+                         seed: int = 0, chains: int = 1, tica_lag: int = 10) -> dict:
     """The field's distances between a molecule's generator samples and reference configurations
     ``[M, 3N]`` (nm) of its Boltzmann distribution (:mod:`mlmol.wasserstein`): energy-W2 (reduced
-    energies, kT) and torus-W2 (every backbone φ and ψ, radians), each raw (the generator), reweighted
+    energies, kT), torus-W2 (every backbone φ and ψ, radians) and TICA-W2 (the two slowest TICA
+    components, fitted on the reference's ``chains`` time-ordered trajectories, frame-major:
+    ``reference[t * chains + c]``, at a lag of ``tica_lag`` frames), each raw (the generator), reweighted
     (its importance weights as the marginal) and the noise floors (two disjoint halves of the reference, one
     of n samples and, for the reweighted distance, one of as many as the weighted subset's effective
     samples). ``n`` samples of each side enter every distance (seeded random subsets; the reference needs
@@ -70,6 +72,8 @@ def compare_to_reference(system: Molecule, samples: Samples, reference: torch.Te
         raise MlmolError(f"the reference holds configurations of shape {tuple(reference.shape)}; {system.name} needs "
                          f"[frames, {system.dim}] (nm)")
     n = min(n, len(samples), len(reference) // 2)
+    if len(reference) % chains:
+        raise MlmolError(f"the reference's {len(reference)} frames do not split into {chains} chains of equal length")
     if n < 100:
         raise MlmolError(f"too few samples to compare: {len(samples)} generated and {len(reference)} reference "
                          "configurations give fewer than 100 each; compare more (the reference needs 2n)")
@@ -86,10 +90,14 @@ def compare_to_reference(system: Molecule, samples: Samples, reference: torch.Te
     effective = max(2, round(estimators.ess(torch.as_tensor(log_w))))  # the reweighted side's effective size
     angles = wasserstein.backbone_angles(x, topology)
     reference_angles = wasserstein.backbone_angles(reference_x, topology)
-    result: dict = {"n": int(n), "seed": seed}
+    features = wasserstein.tica_features(reference_x, topology)
+    trajectories = features.reshape(len(features) // chains, chains, -1).transpose(1, 0, 2)
+    tica = wasserstein.fit_tica(list(trajectories), tica_lag)
+    result: dict = {"n": int(n), "seed": seed, "tica": {"lag_frames": tica_lag, "chains": chains}}
     for name, mine_values, theirs, distance in (
             ("energy_w2", u, reference_u, wasserstein.energy_w2),
-            ("torus_w2", angles, reference_angles, wasserstein.torus_w2)):
+            ("torus_w2", angles, reference_angles, wasserstein.torus_w2),
+            ("tica_w2", tica(wasserstein.tica_features(x, topology)), tica(features), wasserstein.euclidean_w2)):
         finite = np.isfinite(mine_values).all(-1) if mine_values.ndim > 1 else np.isfinite(mine_values)
         result[name] = {"raw": distance(mine_values[finite], theirs[a]),
                         "reweighted": distance(mine_values[finite], theirs[a], log_w[finite]),
@@ -144,10 +152,11 @@ def summary_rows(metrics: dict) -> list[tuple[str, str]]:
         rows.append((f"ΔF = F({d['states'][0]}) − F({d['states'][1]})", text))
     for d in metrics.get("delta_f_residues", {}).values():
         rows.append((f"ΔF = F({d['states'][0]}) − F({d['states'][1]})", _delta_f_text(d)))
-    for name, label, unit in (("energy_w2", "energy-W2", "kT"), ("torus_w2", "torus-W2", "rad")):
+    for name, label, unit in (("energy_w2", "energy-W2", "kT"), ("torus_w2", "torus-W2", "rad"),
+                              ("tica_w2", "TICA-W2", "")):
         if name in metrics.get("reference", {}):
             d = metrics["reference"][name]
-            text = (f"{d['raw']:.3f} {unit} raw (noise floor {d['floor']:.3f}), {d['reweighted']:.3f} reweighted "
+            text = (f"{d['raw']:.3f}{' ' + unit if unit else ''} raw (noise floor {d['floor']:.3f}), {d['reweighted']:.3f} reweighted "
                     f"(noise floor at its effective samples {d['floor_reweighted']:.3f})")
             rows.append((f"{label} against the reference ({metrics['reference']['n']} samples each)", text))
     if "log_z" in metrics:

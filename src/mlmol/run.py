@@ -256,14 +256,17 @@ def load(path: str | Path) -> Run:
     return Run(run, config, system, flow, data, History(run.read_log()))
 
 
-def load_reference(path: str | Path, system: Energy) -> torch.Tensor:
-    """Reference configurations ``[frames, dim]`` (nm) from an ``.npz`` file's ``x``, checked against the system."""
+def load_reference(path: str | Path, system: Energy) -> tuple[torch.Tensor, int]:
+    """Reference configurations ``[frames, dim]`` (nm) from an ``.npz`` file's ``x``, checked against the
+    system, and how many time-ordered chains they interleave (its ``chains``, frame-major:
+    ``x[t * chains + c]``; 1, one trajectory, when absent)."""
     if not isinstance(system, Molecule):
         raise MlmolError("--reference compares a molecule's samples with reference configurations; this run's "
                          "system is not a molecule")
     try:
         with np.load(path) as data:
             x = torch.as_tensor(np.asarray(data["x"], dtype=np.float64))
+            chains = int(data["chains"]) if "chains" in data else 1
     except KeyError:
         raise MlmolError(f"{path} has no array 'x' of reference configurations [frames, {system.dim}] (nm)") from None
     except ValueError as error:
@@ -271,7 +274,10 @@ def load_reference(path: str | Path, system: Energy) -> torch.Tensor:
     x = x.reshape(len(x), -1)
     if x.shape[1] != system.dim:
         raise MlmolError(f"{path} holds configurations of {x.shape[1]} coordinates; {system.name} has {system.dim}")
-    return x
+    if chains < 1 or len(x) % chains:
+        raise MlmolError(f"{path}: its {len(x)} frames do not split into chains={chains} trajectories of equal "
+                         "length; store x frame-major (x[t * chains + c]) or leave chains out")
+    return x, chains
 
 
 def evaluate_run(run: Run, n: int | None = None, seed: int = 0, samples: Samples | None = None,
@@ -285,7 +291,7 @@ def evaluate_run(run: Run, n: int | None = None, seed: int = 0, samples: Samples
     ``[frames, 3N]`` nm, e.g. from benchmarks/peptide_reference.py), adds the W2 distances to it
     (:func:`~mlmol.evaluation.compare_to_reference`; its subsets are drawn with ``seed``)."""
     options, given = run.config["evaluate"], samples
-    reference_x = None if reference is None else load_reference(reference, run.system)  # before long work
+    reference_x, chains = (None, 1) if reference is None else load_reference(reference, run.system)  # before long work
     if samples is None:
         samples = run.sample(n or options["n"], seed=seed)
     elif samples.x.shape[-1] != run.system.dim:
@@ -295,7 +301,7 @@ def evaluate_run(run: Run, n: int | None = None, seed: int = 0, samples: Samples
     if source is not None:
         result["samples"] = str(Path(source).resolve())
     if reference_x is not None:
-        result["reference"] = {**compare_to_reference(run.system, samples, reference_x, seed=seed),
+        result["reference"] = {**compare_to_reference(run.system, samples, reference_x, seed=seed, chains=chains),
                                "file": str(Path(reference).resolve())}
     run.directory.write_metrics(result)
     return result

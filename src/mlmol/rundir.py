@@ -16,6 +16,7 @@ A kind may add its own files beside these (a Boltzmann generator's ``data.npz``,
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,11 +29,20 @@ from .errors import MlmolError
 KINDS = ("bg", "vmc", "operator")  # Boltzmann generator, variational Monte Carlo, neural operator
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML with YAML 1.2's floats: ``1e-3`` is a number (PyYAML's YAML 1.1 reads it as a string)."""
+
+
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+$"),
+                              list("-+0123456789"))
+
+
 def read_yaml(path: str | Path) -> dict:
-    """A YAML mapping from ``path`` (e.g. a config to train from), without the version stamp."""
+    """A YAML mapping from ``path`` (e.g. a config to train from), without the version stamp; ``1e-3``
+    reads as a number, as YAML 1.2 has it."""
     path = Path(path)
     try:
-        loaded = yaml.safe_load(path.read_text()) or {}
+        loaded = yaml.load(path.read_text(), Loader=_Loader) or {}
     except OSError as error:
         raise MlmolError(f"cannot read config {path}: {error.strerror or error}") from None
     except yaml.MarkedYAMLError as error:
