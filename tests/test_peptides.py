@@ -215,3 +215,38 @@ def test_the_same_sequence_always_gives_the_same_structure():
     assert random.random() == expected  # the global stream untouched
     np.testing.assert_array_equal(first[1], second[1])
     assert first[2] == second[2]
+
+
+def test_a_peptide_report_shows_the_reference_beside_the_generator(tmp_path, trialanine):
+    """evaluate --reference then report: TICA-W2 in the metrics, a reference column in every residue's
+    Ramachandran row, the reference's energies and TICA projections; a reference file that is gone leaves
+    the figures without it and says so."""
+    import json
+    import shutil
+
+    import yaml
+
+    topology, x, _ = trialanine
+    pdb = tmp_path / "aaa.pdb"
+    with open(pdb, "w") as handle:
+        app.PDBFile.writeFile(topology, x * openmm.unit.nanometer, handle)
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump({"data": {"n": 512, "interval": 5, "equilibration": 50, "replicas": 4,
+                                               "compile": False},
+                                      "flow": {"blocks": 1, "hidden": [16]}, "recipe": {"steps": 3},
+                                      "evaluate": {"n": 300}}))
+    run = tmp_path / "run"
+    assert main(["train", str(config), "--pdb", str(pdb), "--implicit-solvent", "obc1", "--out", str(run)]) == 0
+    with np.load(run / "data.npz") as data:
+        np.savez(tmp_path / "reference.npz", x=data["x"])
+    assert main(["evaluate", str(run), "--reference", str(tmp_path / "reference.npz")]) == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["reference"]["tica"] == {"lag_frames": 10, "chains": 1}
+    assert metrics["reference"]["tica_w2"]["floor"] > 0 and metrics["reference"]["tica_w2"]["raw"] > 0
+    assert main(["report", str(run)]) == 0
+    page = (run / "report.html").read_text()
+    assert "TICA projections" in page and "Reference: the configurations in" in page
+    shutil.move(tmp_path / "reference.npz", tmp_path / "moved.npz")
+    assert main(["report", str(run)]) == 0
+    page = (run / "report.html").read_text()
+    assert "TICA projections" not in page and "is gone" in page

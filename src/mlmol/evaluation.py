@@ -72,8 +72,6 @@ def compare_to_reference(system: Molecule, samples: Samples, reference: torch.Te
         raise MlmolError(f"the reference holds configurations of shape {tuple(reference.shape)}; {system.name} needs "
                          f"[frames, {system.dim}] (nm)")
     n = min(n, len(samples), len(reference) // 2)
-    if len(reference) % chains:
-        raise MlmolError(f"the reference's {len(reference)} frames do not split into {chains} chains of equal length")
     if n < 100:
         raise MlmolError(f"too few samples to compare: {len(samples)} generated and {len(reference)} reference "
                          "configurations give fewer than 100 each; compare more (the reference needs 2n)")
@@ -90,14 +88,12 @@ def compare_to_reference(system: Molecule, samples: Samples, reference: torch.Te
     effective = max(2, round(estimators.ess(torch.as_tensor(log_w))))  # the reweighted side's effective size
     angles = wasserstein.backbone_angles(x, topology)
     reference_angles = wasserstein.backbone_angles(reference_x, topology)
-    features = wasserstein.tica_features(reference_x, topology)
-    trajectories = features.reshape(len(features) // chains, chains, -1).transpose(1, 0, 2)
-    tica = wasserstein.fit_tica(list(trajectories), tica_lag)
+    tica = wasserstein.reference_tica(reference_x, topology, chains, tica_lag)
     result: dict = {"n": int(n), "seed": seed, "tica": {"lag_frames": tica_lag, "chains": chains}}
     for name, mine_values, theirs, distance in (
             ("energy_w2", u, reference_u, wasserstein.energy_w2),
             ("torus_w2", angles, reference_angles, wasserstein.torus_w2),
-            ("tica_w2", tica(wasserstein.tica_features(x, topology)), tica(features), wasserstein.euclidean_w2)):
+            ("tica_w2", tica(x), tica(reference_x), wasserstein.euclidean_w2)):
         finite = np.isfinite(mine_values).all(-1) if mine_values.ndim > 1 else np.isfinite(mine_values)
         result[name] = {"raw": distance(mine_values[finite], theirs[a]),
                         "reweighted": distance(mine_values[finite], theirs[a], log_w[finite]),

@@ -174,16 +174,38 @@ def ramachandran(phi: np.ndarray, psi: np.ndarray, weights: np.ndarray | None = 
     Returns:
         The axes.
     """
+    return free_energy_map(np.degrees(phi), np.degrees(psi), (-180, 180, -180, 180), weights, ax, bins, max_f,
+                           title, ("φ (degrees)", "ψ (degrees)"))
+
+
+def free_energy_map(a: np.ndarray, b: np.ndarray, extent: tuple[float, float, float, float],
+                    weights: np.ndarray | None = None, ax: Axes | None = None, bins: int = 60, max_f: float = 10.0,
+                    title: str = "", labels: tuple[str, str] = ("", "")) -> Axes:
+    """Free energy (kT, minimum 0) of the histogram of two coordinates, e.g. TICA components.
+
+    Arguments:
+        a: the horizontal coordinate ``[n]``.
+        b: the vertical coordinate ``[n]``.
+        extent: (a_low, a_high, b_low, b_high), the histogram's range.
+        weights: sample weights ``[n]``, or None.
+        ax: the axes to draw on (default: a new figure).
+        bins: bins per axis.
+        max_f: the top of the colour scale (kT).
+        title: the axes' title.
+        labels: the axes' labels.
+
+    Returns:
+        The axes.
+    """
     ax = _ax(ax)
-    edges = np.linspace(-180, 180, bins + 1)
-    hist, _, _ = np.histogram2d(np.degrees(phi), np.degrees(psi), bins=[edges, edges], weights=weights)
+    hist, _, _ = np.histogram2d(a, b, bins=bins, range=[extent[:2], extent[2:]], weights=weights)
     with np.errstate(divide="ignore"):
         f = -np.log(hist / hist.sum())
     f = f - np.min(f[np.isfinite(f)])
-    image = ax.imshow(np.where(np.isfinite(f), np.minimum(f, max_f), np.nan).T, origin="lower",
-                      extent=(-180, 180, -180, 180), cmap="viridis", vmin=0, vmax=max_f)
+    image = ax.imshow(np.where(np.isfinite(f), np.minimum(f, max_f), np.nan).T, origin="lower", extent=extent,
+                      aspect="auto", cmap="viridis", vmin=0, vmax=max_f)
     plt.colorbar(image, ax=ax, label="free energy (kT)")
-    ax.set_xlabel("φ (degrees)")
-    ax.set_ylabel("ψ (degrees)")
+    ax.set_xlabel(labels[0])
+    ax.set_ylabel(labels[1])
     ax.set_title(title)
     return ax

@@ -14,7 +14,7 @@ from .data import Samples
 from .errors import MlmolError
 from .evaluation import evaluate, summary_rows
 from .report import write_report
-from .run import Run
+from .run import Run, load_reference
 from .systems import Energy, log_partition
 
 
@@ -77,6 +77,8 @@ def report(run: Run, n: int = 20_000, seed: int = 0, samples_file: str | None = 
             metrics_origin += f" from {metrics['n']} fresh samples (seed {metrics.get('seed', 0)})"
     system: Energy = run.system
     figures: list[tuple[str, Figure]] = []
+    notes = [f"Metrics: {metrics_origin}.", f"Figures: {samples_origin}."]
+    reference = _reference(run, metrics, notes)
     exact = system.bounds is not None and system.dim <= 2
 
     if system.dim == 2 and system.bounds is not None:
@@ -91,7 +93,8 @@ def report(run: Run, n: int = 20_000, seed: int = 0, samples_file: str | None = 
     pairs = [(name, name.replace("phi", "psi")) for name in system.variables
              if name.startswith("phi") and name.replace("phi", "psi") in system.variables]  # one per residue
     if pairs:
-        fig, axes = plt.subplots(len(pairs), 3, figsize=(15, 4 * len(pairs)), squeeze=False)
+        columns = 3 if reference is None else 4
+        fig, axes = plt.subplots(len(pairs), columns, figsize=(5 * columns, 4 * len(pairs)), squeeze=False)
         w = torch.exp(samples.log_weights - samples.log_weights.max()).numpy()
         for row, (phi_name, psi_name) in zip(axes, pairs, strict=True):
             residue = f"residue {phi_name[3:]}: " if len(pairs) > 1 else ""
@@ -102,6 +105,9 @@ def report(run: Run, n: int = 20_000, seed: int = 0, samples_file: str | None = 
                                    title=f"{residue}training data (MD)")
             plots.ramachandran(phi, psi, ax=row[1], title=f"{residue}generator")
             plots.ramachandran(phi, psi, weights=w, ax=row[2], title=f"{residue}generator, reweighted")
+            if reference is not None:
+                plots.ramachandran(*(system.variables[k](reference).numpy() for k in (phi_name, psi_name)),
+                                   ax=row[3], title=f"{residue}reference")
         figures.append(("Ramachandran free energy" + (" of every residue" if len(pairs) > 1 else ""), fig))
 
     coords = system.profile_coords
@@ -128,9 +134,15 @@ def report(run: Run, n: int = 20_000, seed: int = 0, samples_file: str | None = 
     w = torch.exp(samples.log_weights - samples.log_weights.max()).numpy()
     energies["generator, reweighted"] = samples.energy.numpy()
     weights["generator, reweighted"] = w
+    if reference is not None:
+        with torch.no_grad():
+            energies["reference"] = system.energy(reference).double().numpy()
     fig, ax = plt.subplots(figsize=(5, 4))
     plots.energy_histograms(energies, ax=ax, weights=weights)
     figures.append(("Energy distributions", fig))
+    if reference is not None:
+        figures.append(("TICA projections (the reference's two slowest components)",
+                        _tica_figure(system, samples, reference, metrics["reference"]["tica"])))
 
     if run.history is not None and len(run.history):
         fig, ax = plt.subplots(figsize=(6, 4))
@@ -139,6 +151,40 @@ def report(run: Run, n: int = 20_000, seed: int = 0, samples_file: str | None = 
 
     name = run.config["system"].get("name") or run.config["system"].get("energy") or \
         run.config["system"].get("molecule") or run.config["system"].get("pdb")
-    return write_report(run.directory, f"Boltzmann generator: {name}",
-                        [f"Metrics: {metrics_origin}.", f"Figures: {samples_origin}."], summary_rows(metrics),
-                        figures, run.config)
+    return write_report(run.directory, f"Boltzmann generator: {name}", notes, summary_rows(metrics), figures,
+                        run.config)
+
+
+def _reference(run: Run, metrics: dict, notes: list[str]) -> torch.Tensor | None:
+    """The reference configurations ``mlmol evaluate --reference`` compared with (metrics.json names the
+    file), or None; a note says which file, or that it is gone."""
+    entry = metrics.get("reference")
+    if not entry or "file" not in entry or "tica" not in entry:
+        return None
+    if not Path(entry["file"]).is_file():
+        notes.append(f"Reference: {_shown(Path(entry['file']))} (named by metrics.json) is gone; the figures "
+                     "show no reference.")
+        return None
+    notes.append(f"Reference: the configurations in {_shown(Path(entry['file']))}.")
+    return load_reference(entry["file"], run.system)[0]
+
+
+def _tica_figure(system: Energy, samples: Samples, reference: torch.Tensor, tica: dict) -> Figure:
+    """Generator, reweighted generator and reference on the reference's two slowest TICA components (fitted
+    as ``mlmol evaluate`` fitted them)."""
+    import mdtraj
+
+    from . import wasserstein
+
+    topology = mdtraj.Topology.from_openmm(system.topology)
+    project = wasserstein.reference_tica(reference.numpy(), topology, tica["chains"], tica["lag_frames"])
+    mine, theirs = project(samples.x.numpy()), project(reference.numpy())
+    low, high = np.percentile(theirs, 0.1, axis=0), np.percentile(theirs, 99.9, axis=0)
+    pad = 0.2 * (high - low)
+    extent = (low[0] - pad[0], high[0] + pad[0], low[1] - pad[1], high[1] + pad[1])
+    w = torch.exp(samples.log_weights - samples.log_weights.max()).numpy()
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    for ax, (title, points, weights) in zip(axes, (("generator", mine, None), ("generator, reweighted", mine, w),
+                                                   ("reference", theirs, None)), strict=True):
+        plots.free_energy_map(points[:, 0], points[:, 1], extent, weights, ax, title=title, labels=("TIC 1", "TIC 2"))
+    return fig

@@ -126,3 +126,16 @@ def fit_tica(trajectories: Sequence[np.ndarray], lag: int, dim: int = 2) -> Call
         raise MlmolError(f"TICA at lag {lag} needs trajectories longer than {lag} frames; use a shorter lag")
     model = TICA(lagtime=lag, dim=dim).fit(list(trajectories)).fetch_model()
     return model.transform
+
+
+def reference_tica(reference: np.ndarray, topology: mdtraj.Topology, chains: int = 1, lag: int = 10,
+                   dim: int = 2) -> Callable[[np.ndarray], np.ndarray]:
+    """TICA fitted on reference configurations ``[frames × chains, 3N]`` (nm) of ``chains`` time-ordered
+    trajectories stored frame-major (``reference[t * chains + c]``), on :func:`tica_features`, at ``lag``
+    frames; returns the projection of configurations ``[n, 3N]`` onto the ``dim`` slowest components."""
+    if len(reference) % chains:
+        raise MlmolError(f"the reference's {len(reference)} frames do not split into {chains} chains of equal length")
+    features = tica_features(reference, topology)
+    trajectories = features.reshape(len(features) // chains, chains, -1).transpose(1, 0, 2)
+    project = fit_tica(list(trajectories), lag, dim)
+    return lambda x: project(tica_features(x, topology))
