@@ -23,7 +23,7 @@ MIN_EFFECTIVE = 100  # effective samples (Kish) a weighted run needs to count to
 MLMOL = [sys.executable, "-m", "mlmol"]
 
 
-def _run(args: list[str]) -> tuple[float, float]:
+def run_command(args: list[str]) -> tuple[float, float]:
     """``mlmol ARGS`` in a child process: (wall seconds, the child's peak resident memory in GB)."""
     import os
     import tempfile
@@ -53,9 +53,9 @@ def pipeline(train_args: list[str], out: Path, n: int = 100_000, sample_seed: in
     peaks = []
     if train:
         shutil.rmtree(out, ignore_errors=True)
-        t_train, peak = _run(commands[0])
+        t_train, peak = run_command(commands[0])
         peaks.append(peak)
-    (t_sample, peak_sample), (_, peak_evaluate) = (_run(command) for command in commands[1:])
+    (t_sample, peak_sample), (_, peak_evaluate) = (run_command(command) for command in commands[1:])
     peaks += [peak_sample, peak_evaluate]
     metrics = json.loads((out / "metrics.json").read_text())
     data_s = None
