@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from . import estimators, systems
-from .data import Samples
+from .data import Samples, zero_weight_nonfinite
 from .errors import MlmolError
 from .systems import Energy
 from .systems.molecule import Molecule
@@ -58,11 +58,13 @@ def compare_to_reference(system: Molecule, samples: Samples, reference: torch.Te
     ``[M, 3N]`` (nm) of its Boltzmann distribution (:mod:`mlmol.wasserstein`): energy-W2 (reduced
     energies, kT), torus-W2 (every backbone φ and ψ, radians) and TICA-W2 (the two slowest TICA
     components, fitted on the reference's ``chains`` time-ordered trajectories, frame-major:
-    ``reference[t * chains + c]``, at a lag of ``tica_lag`` frames), each raw (the generator), reweighted
-    (its importance weights as the marginal) and the noise floors (two disjoint halves of the reference, one
-    of n samples and, for the reweighted distance, one of as many as the weighted subset's effective
-    samples). ``n`` samples of each side enter every distance (seeded random subsets; the reference needs
-    2n). Reference frames correlated in time make the floors optimistic."""
+    ``reference[t * chains + c]``, at a lag of ``tica_lag`` frames), each raw (n of the generator's samples),
+    reweighted (n draws by importance resampling from all its samples, multinomial with the normalised
+    weights: the target as the generator represents it, using every sample's weight) and the noise floors
+    (two disjoint halves of the reference of n samples each and, for the reweighted distance, of as many
+    as the generator's effective samples when those are fewer than n: what a perfect generator with this
+    ESS would get). The reference needs 2n configurations; subsets and draws are seeded. Reference frames
+    correlated in time make the floors optimistic."""
     import mdtraj
     import numpy as np
 
@@ -77,28 +79,27 @@ def compare_to_reference(system: Molecule, samples: Samples, reference: torch.Te
                          "configurations give fewer than 100 each; compare more (the reference needs 2n)")
     rng = np.random.default_rng(seed)
     mine = rng.choice(len(samples), n, replace=False)
-    halves = rng.permutation(len(reference))[:2 * n].reshape(2, n)
+    weights = torch.softmax(zero_weight_nonfinite(samples.log_weights.double()), 0).cpu().numpy()
+    resampled = rng.choice(len(samples), n, replace=True, p=weights / weights.sum())
+    a, b = rng.permutation(len(reference))[:2 * n].reshape(2, n)
+    effective = max(2, min(n, round(estimators.ess(samples.log_weights))))
     topology = mdtraj.Topology.from_openmm(system.topology)
     with torch.no_grad():
         reference_u = system.energy(reference.to(torch.float64)).cpu().numpy()
     reference_x = reference.cpu().numpy()
-    x, u = samples.x[mine].cpu().numpy(), samples.energy[mine].cpu().numpy()
-    log_w = samples.log_weights[mine].cpu().numpy()
-    a, b = halves
-    effective = max(2, round(estimators.ess(torch.as_tensor(log_w))))  # the reweighted side's effective size
-    angles = wasserstein.backbone_angles(x, topology)
-    reference_angles = wasserstein.backbone_angles(reference_x, topology)
+    both = np.concatenate([mine, resampled])  # raw then reweighted
+    x, u = samples.x[both].cpu().numpy(), samples.energy[both].cpu().numpy()
     tica = wasserstein.reference_tica(reference_x, topology, chains, tica_lag)
-    result: dict = {"n": int(n), "seed": seed, "tica": {"lag_frames": tica_lag, "chains": chains}}
-    for name, mine_values, theirs, distance in (
+    result: dict = {"n": int(n), "seed": seed, "effective": effective,
+                    "tica": {"lag_frames": tica_lag, "chains": chains}}
+    for name, values, theirs, distance in (
             ("energy_w2", u, reference_u, wasserstein.energy_w2),
-            ("torus_w2", angles, reference_angles, wasserstein.torus_w2),
+            ("torus_w2", wasserstein.backbone_angles(x, topology), wasserstein.backbone_angles(reference_x, topology),
+             wasserstein.torus_w2),
             ("tica_w2", tica(x), tica(reference_x), wasserstein.euclidean_w2)):
-        finite = np.isfinite(mine_values).all(-1) if mine_values.ndim > 1 else np.isfinite(mine_values)
-        result[name] = {"raw": distance(mine_values[finite], theirs[a]),
-                        "reweighted": distance(mine_values[finite], theirs[a], log_w[finite]),
+        raw = values[:n][np.isfinite(values[:n]).reshape(n, -1).all(-1)]
+        result[name] = {"raw": distance(raw, theirs[a]), "reweighted": distance(values[n:], theirs[a]),
                         "floor": distance(theirs[a], theirs[b]),
-                        # what a perfect generator with this many effective samples would get
                         "floor_reweighted": distance(theirs[a][:effective], theirs[b])}
     return result
 
