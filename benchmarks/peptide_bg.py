@@ -25,7 +25,16 @@ import json
 from pathlib import Path
 
 import numpy as np
-from pipeline import MIN_EFFECTIVE, RESULTS, markdown_table, mean_sd, pipeline, read_results, write_results
+from pipeline import (
+    MIN_EFFECTIVE,
+    RESULTS,
+    markdown_table,
+    mean_sd,
+    peptide_options,
+    pipeline,
+    read_results,
+    write_results,
+)
 
 from mlmol.data import atomic_write
 
@@ -117,11 +126,7 @@ def table(name: str, rows: list[dict], reference: dict) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--pdb", required=True)
-    parser.add_argument("--name", required=True, help="the reference's name (peptide_reference_NAME)")
-    parser.add_argument("--forcefield", nargs="+", default=["amber14-all.xml"])
-    parser.add_argument("--implicit-solvent", default="obc1")
-    parser.add_argument("--temperature", type=float, default=310.0)
+    peptide_options(parser, "the reference's name (peptide_reference_NAME)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--samples", type=int, default=100_000)

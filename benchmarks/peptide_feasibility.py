@@ -19,7 +19,7 @@ import argparse
 import resource
 
 import torch
-from pipeline import code_version, markdown_table, median_time, read_results, write_results
+from pipeline import code_version, markdown_table, median_time, peptide_options, read_results, write_results
 
 from mlmol.config import make_config
 from mlmol.generate import sample
@@ -30,11 +30,7 @@ from mlmol.systems.molecules import from_pdb
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--pdb", required=True)
-    parser.add_argument("--name", required=True)
-    parser.add_argument("--forcefield", nargs="+", default=["amber14-all.xml"])
-    parser.add_argument("--implicit-solvent", default="obc1")
-    parser.add_argument("--temperature", type=float, default=310.0)
+    peptide_options(parser, "the peptide's name in the table")
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--samples", type=int, default=10_000)
     parser.add_argument("--repeats", type=int, default=5)

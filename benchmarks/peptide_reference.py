@@ -38,6 +38,7 @@ from pipeline import (
     combine_repeats,
     exchange_options,
     markdown_table,
+    peptide_options,
     read_results,
     trans_exchange,
     write_results,
@@ -127,11 +128,7 @@ def _with_stored_repeats(name: str, rows: list[dict], traces: dict) -> tuple[lis
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--pdb", required=True)
-    parser.add_argument("--name", required=True, help="results name: peptide_reference_NAME")
-    parser.add_argument("--forcefield", nargs="+", default=["amber14-all.xml"])
-    parser.add_argument("--implicit-solvent", default="obc1")
-    parser.add_argument("--temperature", type=float, default=310.0, help="the target temperature (K)")
+    peptide_options(parser, "results name: peptide_reference_NAME")
     parser.add_argument("--temperatures", default="800:10", help="HIGH:COUNT (kelvin; geometric from --temperature)")
     exchange_options(parser, chains=64, equilibration_ps=100.0)
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True)

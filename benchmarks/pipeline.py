@@ -98,6 +98,16 @@ def trans_exchange(molecule, start, ladder, args, seed: int, compile: bool = Tru
     return rex
 
 
+def peptide_options(parser, name_help: str) -> None:
+    """The options that name a peptide system, shared by the peptide scripts: ``--pdb``, ``--name``,
+    ``--forcefield``, ``--implicit-solvent`` (default obc1) and ``--temperature`` (default 310 K)."""
+    parser.add_argument("--pdb", required=True, help="the peptide, hydrogens included (e.g. from mlmol build)")
+    parser.add_argument("--name", required=True, help=name_help)
+    parser.add_argument("--forcefield", nargs="+", default=["amber14-all.xml"])
+    parser.add_argument("--implicit-solvent", default="obc1")
+    parser.add_argument("--temperature", type=float, default=310.0, help="the target temperature (K)")
+
+
 def exchange_options(parser, chains: int, equilibration_ps: float) -> None:
     """The options the parallel-tempering reference scripts share: seeds, chains, run lengths (ps), frame
     interval (steps), time step (fs), chain-bootstrap resamples and threads."""
