@@ -7,14 +7,16 @@
 Runs the documented commands with the built-in defaults for a molecule: ``mlmol train --pdb PDB
 --forcefield FF --implicit-solvent obc1 --temperature 310 --seed S --threads T`` (MD data on the
 batched engine, then training; ``--config FILE.yaml`` adds a config file), ``mlmol sample --n 100000
---seed 1000+S`` and ``mlmol evaluate --reference`` against the target-temperature configurations of
-every stored reference repeat (runs/peptide_reference/NAME_seed*.npz, joined). Compares each residue's
-reweighted ΔF(φ>0 − φ<0) with benchmarks/results/peptide_reference_NAME.json (the mean of its
-repeats) and checks the bars: ESS ≥ 5% with ≥ 100 effective samples, every residue within 0.3 kT,
-reweighted torus-W2, energy-W2 and TICA-W2 within 2× their noise floor (two disjoint halves of the reference;
-the floor at the generator's effective sample count is shown beside it), wrong-handed Cα < 1%.
-Time (data, training, sampling) and peak memory of every row. Rows of other seeds are kept, so repeats
-can be added one at a time (``--tabulate`` rewrites the table from them).
+--seed 1000+S`` and ``mlmol evaluate --reference`` against the repeats of
+benchmarks/results/peptide_reference_NAME.json (their configurations and MD from
+runs/peptide_reference/NAME_seed*.npz, joined). Compares each residue's reweighted ΔF(φ>0 − φ<0)
+with the mean of the reference's repeats and checks the bars: ESS ≥ 5% with ≥ 100 effective samples;
+every residue within 0.3 kT on ≥ 100 effective samples in each basin; reweighted torus-W2, energy-W2
+and TICA-W2 within 2× the floor a perfect generator with the row's ESS gets (the plain floor, two
+reference halves from disjoint chains, is shown beside it); wrong-handed Cα < 1%. Time (data,
+training, sampling) and peak memory of every row. Rows of other seeds are kept, so repeats can be
+added one at a time (``--tabulate`` rewrites the table from them against the current reference;
+``--reuse`` samples and evaluates a run trained before).
 """
 
 from __future__ import annotations
@@ -43,51 +45,72 @@ REFERENCE_SAMPLES = ROOT / "runs" / "peptide_reference"
 BARS = {"ess_fraction": 0.05, "delta_f_kT": 0.3, "w2_floors": 2.0, "wrong_handed": 0.01}
 
 
-def joined_reference(name: str, out: Path) -> tuple[Path, list[str]]:
-    """Every stored repeat's target-temperature configurations of NAME in one file: ``x`` frame-major
-    [frames × chains, 3N] with the repeats' chains side by side, and ``chains`` (for TICA's time lags)."""
-    files = sorted(REFERENCE_SAMPLES.glob(f"{name}_seed*.npz"))
-    if not files:
-        raise SystemExit(f"no reference configurations in {REFERENCE_SAMPLES}: run benchmarks/peptide_reference.py "
-                         f"--name {name} first")
-    x = []
-    for file in files:
+def joined_reference(name: str, repeats: list[dict], out: Path) -> Path:
+    """The reference repeats of peptide_reference_NAME.json joined in one file: ``x`` frame-major
+    [frames × chains, 3N] with the repeats' chains side by side, ``chains``, and ``md`` (every repeat's
+    MD trajectories for TICA). Refuses a repeat whose configurations are missing or of another schedule."""
+    x, md = [], []
+    for row in repeats:
+        file = REFERENCE_SAMPLES / f"{name}_seed{row['seed']}.npz"
+        if not file.is_file():
+            raise SystemExit(f"{file} is missing: rerun benchmarks/peptide_reference.py --name {name} --seeds "
+                             f"{row['seed']} (runs/ is not kept)")
         with np.load(file) as stored:
-            x.append(stored["x"].reshape(int(stored["frames"]), int(stored["chains"]), -1))
-    x = np.concatenate(x, axis=1)  # [frames, all chains, 3N]: every repeat ran the same schedule
+            if (int(stored["frames"]), int(stored["chains"])) != (row["frames"], row["chains"]) or "md" not in stored:
+                raise SystemExit(f"{file} is not the repeat peptide_reference_{name}.json describes: rerun it")
+            x.append(stored["x"].reshape(row["frames"], row["chains"], -1))
+            md.append(stored["md"])
+    joined = np.concatenate(x, axis=1)  # [frames, all chains, 3N]
     buffer = io.BytesIO()
-    np.savez(buffer, x=x.reshape(-1, x.shape[-1]), chains=x.shape[1])
+    np.savez(buffer, x=joined.reshape(-1, joined.shape[-1]), chains=joined.shape[1], md=np.concatenate(md))
     path = out.parent / f"{name}_reference.npz"
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, buffer.getvalue())
-    return path, [file.name for file in files]
+    return path
 
 
 def judged(row: dict, reference: dict) -> dict:
-    """The bars of a row against the reference's per-residue ΔF."""
+    """The bars of a row against the reference: ESS; every residue's ΔF within the bar of the reference's,
+    on at least MIN_EFFECTIVE effective samples in each basin; each reweighted W2 within the bar's multiple
+    of the floor a perfect generator with the row's ESS gets by the same resampling; wrong-handed Cα."""
     metrics = row["metrics"]
     residues = {}
     for name, ref in reference["residues"].items():
         mine = metrics["delta_f_residues"].get(name, {})
-        value = mine.get("value")
-        residues[name] = {"value": value, "stderr": mine.get("stderr"), "reference": ref["delta_f"],
-                          "reference_stderr": ref["stderr"], "effective_samples": mine.get("effective_samples"),
-                          "difference": None if value is None else value - ref["delta_f"]}
+        value, effective = mine.get("value"), mine.get("effective_samples") or [0, 0]
+        entry = {"value": value, "stderr": mine.get("stderr"), "effective_samples": effective,
+                 "reference": ref.get("delta_f"), "reference_stderr": ref.get("stderr")}
+        if value is not None and "delta_f" in ref:
+            entry.update(difference=value - ref["delta_f"], sigma=float(np.hypot(mine["stderr"], ref["stderr"])))
+        entry["meets"] = ("difference" in entry and abs(entry["difference"]) <= BARS["delta_f_kT"]
+                          and min(effective) >= MIN_EFFECTIVE)
+        residues[name] = entry
     w2 = metrics["reference"]
+
+    def within(name: str) -> bool:
+        d = w2.get(name, {})
+        return "reweighted" in d and d["reweighted"] <= BARS["w2_floors"] * d["floor_reweighted"]
+
     checks = {"ess": metrics["ess_fraction"] >= BARS["ess_fraction"] and metrics["ess"] >= MIN_EFFECTIVE,
-              "delta_f": all(r["difference"] is not None and abs(r["difference"]) <= BARS["delta_f_kT"]
-                             for r in residues.values()),
-              "torus_w2": w2["torus_w2"]["reweighted"] <= BARS["w2_floors"] * w2["torus_w2"]["floor"],
-              "energy_w2": w2["energy_w2"]["reweighted"] <= BARS["w2_floors"] * w2["energy_w2"]["floor"],
-              "tica_w2": w2["tica_w2"]["reweighted"] <= BARS["w2_floors"] * w2["tica_w2"]["floor"],
+              "delta_f": bool(residues) and all(r["meets"] for r in residues.values()),
+              **{name: within(name) for name in ("torus_w2", "energy_w2", "tica_w2")},
               "wrong_handed": metrics["wrong_handed_fraction"] < BARS["wrong_handed"]}
     return {"residues": residues, "checks": checks, "meets": all(checks.values())}
 
 
 def w2_cell(w2: dict, digits: int) -> str:
-    """reweighted / floor / floor at the effective sample count (raw)."""
-    return " / ".join(f"{w2[k]:.{digits}f}" for k in ("reweighted", "floor", "floor_reweighted")) + \
+    """reweighted / floor at the generator's effective samples / floor (raw), or why it is missing."""
+    if "reweighted" not in w2:
+        return f"— ({w2.get('unavailable', 'not computed')})"
+    return " / ".join(f"{w2[k]:.{digits}f}" for k in ("reweighted", "floor_reweighted", "floor")) + \
         f" ({w2['raw']:.{digits}f})"
+
+
+def delta_f_cell(r: dict) -> str:
+    """ΔF ± bootstrap (difference from the reference; effective samples in φ > 0)."""
+    if "difference" not in r:
+        return "none"
+    return f"{r['value']:.3f} ± {r['stderr']:.3f} ({r['difference']:+.3f}; {r['effective_samples'][0]:,.0f} eff.)"
 
 
 def table(name: str, rows: list[dict], reference: dict) -> list[str]:
@@ -97,31 +120,34 @@ def table(name: str, rows: list[dict], reference: dict) -> list[str]:
     for row in rows:
         m, w2, j = row["metrics"], row["metrics"]["reference"], row["judged"]
         cells.append([str(row["seed"]), f"{100 * m['ess_fraction']:.1f}% ({m['ess']:,.0f})",
-                      *(f"{r['value']:.3f} ± {r['stderr']:.3f} ({r['difference']:+.3f})" if r["value"] is not None
-                        else "none" for r in (j["residues"][n] for n in residues)),
-                      w2_cell(w2["torus_w2"], 3), w2_cell(w2["energy_w2"], 2), w2_cell(w2["tica_w2"], 3),
+                      *(delta_f_cell(j["residues"][n]) for n in residues),
+                      w2_cell(w2["torus_w2"], 3), w2_cell(w2["energy_w2"], 2), w2_cell(w2.get("tica_w2", {}), 3),
                       f"{100 * m['wrong_handed_fraction']:.2f}%", f"{row['data_s'] / 60:.0f}",
-                      f"{row['train_s'] / 60:.0f}", f"{row['sample_s'] / 60:.1f}", f"{row['peak_memory_gb']:.1f}",
-                      ", ".join(k for k, ok in j["checks"].items() if not ok) or "all"])
+                      f"{row['train_s'] / 60:.0f}", f"{row['sample_s'] / 60:.1f}",
+                      "—" if row["peak_memory_gib"] is None else f"{row['peak_memory_gib']:.1f}",
+                      ", ".join(k for k, ok in j["checks"].items() if not ok) or "none"])
     if len(rows) > 1:
-        diffs = [[r["judged"]["residues"][n]["difference"] for r in rows] for n in residues]
+        diffs = [[r["judged"]["residues"][n].get("difference") for r in rows] for n in residues]
         cells.append(["mean ± sd", mean_sd([r["metrics"]["ess_fraction"] for r in rows], 1, percent=True),
                       *(mean_sd(d, 3, sign=True) if None not in d else "—" for d in diffs),
-                      "", "", "", "", "", "", "", "", ""])
-    ref_text = ", ".join(f"{n} {v['delta_f']:.3f} ± {v['stderr']:.3f}" for n, v in reference["residues"].items())
+                      *[""] * 9])
+    ref_text = ", ".join(f"{n} {v['delta_f']:.3f} ± {v['stderr']:.3f}" if "delta_f" in v else f"{n} none"
+                         for n, v in reference["residues"].items())
     command = rows[0]["benchmark_command"].replace(f"--seed {rows[0]['seed']}", "--seed S")
+    schedule = f"`{rows[0]['config']}`" if rows[0].get("config") else "the built-in molecule defaults"
     return markdown_table(
-        f"{name}: Boltzmann generator with {rows[0].get('config') or 'the built-in molecule defaults'} against the parallel-tempering reference "
-        f"({ref_text} kT; `{reference['command']}`), {rows[0]['samples']:,} samples "
-        f"(`python {command}`). ΔF per residue: reweighted ± bootstrap (difference from the reference). W2 "
-        "columns: reweighted / noise floor (two reference halves) / floor at the generator's effective sample "
-        "count (raw generator); torus-W2 in radians, energy-W2 in kT, TICA-W2 on the reference's two slowest TICA "
-        "components. Minutes: MD data, train including "
-        "data, sampling. Bars: ESS ≥ 5%, every |ΔF difference| ≤ 0.3 kT, reweighted W2 ≤ 2× floor, "
-        "wrong-handed < 1%.",
+        f"{name}: Boltzmann generator with {schedule} against the parallel-tempering reference ({ref_text} kT over "
+        f"{reference['repeats']} repeats; `{reference['command']}`), {rows[0]['samples']:,} samples "
+        f"(`python {command}`). ΔF per residue: reweighted ± bootstrap (difference from the reference; effective "
+        "samples in φ > 0). W2: reweighted (importance resampling) / floor at the generator's effective samples "
+        "(a perfect generator with this ESS, same resampling) / floor (two reference halves from disjoint "
+        "chains), and the raw generator's in brackets; torus-W2 in radians, energy-W2 in kT, TICA-W2 on the two "
+        "slowest TICA components of the reference's MD. Minutes: MD data, training including the data, "
+        "sampling; peak memory: the largest single process. Bars: ESS ≥ 5% and ≥ 100 effective samples; every "
+        "residue's |ΔF difference| ≤ 0.3 kT on ≥ 100 effective samples in each basin; reweighted W2 ≤ 2× the "
+        "floor at the generator's effective samples; wrong-handed Cα < 1%.",
         ["seed", "ESS (effective)", *(f"ΔF {n} (kT)" for n in residues), "torus-W2", "energy-W2", "TICA-W2",
-         "wrong-handed",
-         "data (min)", "train (min)", "sample (min)", "peak memory (GB)", "misses"], cells)
+         "wrong-handed", "data (min)", "train (min)", "sample (min)", "peak memory (GiB)", "misses"], cells)
 
 
 def main() -> None:
@@ -133,19 +159,29 @@ def main() -> None:
     parser.add_argument("--config", help="a config file for mlmol train (default: the built-in molecule defaults)")
     parser.add_argument("--runs", default=str(ROOT / "runs" / "peptide_bg"))
     parser.add_argument("--tabulate", action="store_true", help="train nothing: rewrite the table from stored rows")
+    parser.add_argument("--reuse", action="store_true",
+                        help="sample and evaluate the run this command trained before, without training it again")
     args = parser.parse_args()
-    reference = read_results(f"peptide_reference_{args.name}")[0]
+    stored = read_results(f"peptide_reference_{args.name}")
+    reference, repeats = stored[0], stored[1:]
     results = f"peptide_bg_{args.name}"
     rows = read_results(results) if (RESULTS / f"{results}.json").is_file() else []
     if not args.tabulate:
-        out = Path(args.runs) / f"{args.name}_seed{args.seed}"
-        reference_file, reference_repeats = joined_reference(args.name, out)
+        schedule = Path(args.config).stem if args.config else "defaults"
+        out = Path(args.runs) / f"{args.name}_{schedule}_seed{args.seed}"
+        reference_file = joined_reference(args.name, repeats, out)
         train_args = [*([args.config] if args.config else []), "--pdb", args.pdb, "--forcefield", *args.forcefield,
                       "--implicit-solvent", args.implicit_solvent, "--temperature", f"{args.temperature:g}",
                       "--seed", str(args.seed), "--threads", str(args.threads)]
-        row = pipeline(train_args, out, n=args.samples, sample_seed=1000 + args.seed,
+        row = pipeline(train_args, out, n=args.samples, sample_seed=1000 + args.seed, train=not args.reuse,
                        evaluate_args=("--reference", str(reference_file)))
-        row.update(seed=args.seed, samples=args.samples, threads=args.threads, reference_repeats=reference_repeats,
+        previous = next((r for r in rows if r["seed"] == args.seed and r.get("config") == args.config), None)
+        if args.reuse and previous is not None:  # the training's own measurements stay those of its run
+            row.update({k: previous[k] for k in ("train_s", "peak_memory_gib") if k in previous})
+        elif args.reuse:  # the training loop's clock plus the data's; its memory was not measured
+            row.update(train_s=row["train_s"] + (row["data_s"] or 0.0), peak_memory_gib=None)
+        row.update(seed=args.seed, samples=args.samples, threads=args.threads,
+                   reference_repeats=[r["seed"] for r in repeats],
                    benchmark_command=f"benchmarks/peptide_bg.py --pdb {args.pdb} --name {args.name} --seed "
                                      f"{args.seed} --threads {args.threads}"
                                      + (f" --config {args.config}" if args.config else ""))

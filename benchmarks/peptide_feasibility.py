@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import resource
+import sys
 
 import torch
 from pipeline import code_version, markdown_table, median_time, peptide_options, read_results, write_results
@@ -30,12 +31,16 @@ from mlmol.systems.molecules import from_pdb
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    peptide_options(parser, "the peptide's name in the table")
+    peptide_options(parser, "the peptide's name in the table", required="--tabulate" not in sys.argv)
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--samples", type=int, default=10_000)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--tabulate", action="store_true", help="measure nothing: rewrite the table from stored rows")
     args = parser.parse_args()
+    if args.tabulate:
+        write_table(read_results("peptide_feasibility"))
+        return
     torch.set_num_threads(args.threads)
     system = from_pdb(args.pdb, forcefield=args.forcefield, implicit_solvent=args.implicit_solvent,
                       temperature=args.temperature, backend="torch", add_hydrogens=False)
@@ -67,12 +72,12 @@ def main() -> None:
         drawn["samples"] = sample(flow, system, args.samples, seed=2)
 
     sampling = median_time(draw, max(1, args.repeats // 2))
-    peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # KiB on Linux
+    peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
     row = {"name": args.name, "pdb": args.pdb, "atoms": system.dim // 3, "forcefield": args.forcefield,
            "implicit_solvent": args.implicit_solvent, "temperature": args.temperature, "batch": args.batch,
            "threads": args.threads, "ml_step_s": ml, "kl_step_s": kl, "samples": args.samples,
            "sampling_s": sampling, "finite_energy_fraction": float(torch.isfinite(drawn["samples"].energy).double().mean()),
-           "peak_memory_gb": peak_gb, "flow_parameters": sum(p.numel() for p in flow.parameters()),
+           "peak_memory_gib": peak_gib, "flow_parameters": sum(p.numel() for p in flow.parameters()),
            "code": code_version(),
            "command": (f"python benchmarks/peptide_feasibility.py --pdb {args.pdb} --name {args.name} --forcefield "
                        f"{' '.join(args.forcefield)} --implicit-solvent {args.implicit_solvent} --temperature "
@@ -81,17 +86,21 @@ def main() -> None:
         rows = [r for r in read_results("peptide_feasibility") if r["name"] != args.name]
     except FileNotFoundError:
         rows = []
-    rows.append(row)
+    write_table([*rows, row])
+
+
+def write_table(rows: list[dict]) -> None:
+    """benchmarks/results/peptide_feasibility.json/.md from the rows."""
     cells = [[r["name"], str(r["atoms"]), f"{r['flow_parameters']:,}", f"{r['implicit_solvent']}, {r['temperature']:g} K",
               str(r["batch"]), f"{1000 * r['ml_step_s']:.0f}", f"{1000 * r['kl_step_s']:.0f}",
-              f"{r['sampling_s']:.1f} ({r['samples']:,})", f"{r['peak_memory_gb']:.2f}", str(r["threads"]), f"`{r['command']}`"]
+              f"{r['sampling_s']:.1f} ({r['samples']:,})", f"{r['peak_memory_gib']:.2f}", str(r["threads"]), f"`{r['command']}`"]
              for r in rows]
     table = markdown_table(
         "Peptide Boltzmann generators on the CPU: the default molecular flow on the native force field (median of "
         "several calls after a warm-up; ML and KL steps at the batch shown; sampling: that many samples with "
         "energies and log weights; peak memory: the process's maximum resident set)",
         ["peptide", "atoms", "flow parameters", "solvent", "batch", "ML step (ms)", "reverse-KL step (ms)",
-         "sampling (s, samples)", "peak memory (GB)", "threads", "command"], cells)
+         "sampling (s, samples)", "peak memory (GiB)", "threads", "command"], cells)
     write_results("peptide_feasibility", rows, table)
 
 

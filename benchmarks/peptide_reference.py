@@ -19,7 +19,10 @@ the repeats' standard error and the bootstrap error of the mean.
 Writes benchmarks/results/peptide_reference_NAME.json/.md, the target temperature's backbone (φ, ψ)
 traces of every chain (degrees, float16) to peptide_reference_NAME_traces.npz, and the target
 temperature's configurations (float32, nm) to runs/peptide_reference/NAME_seedS.npz: the reference
-samples the generator's W2 metrics are measured against. Repeats of other seeds already stored with
+samples the generator's W2 metrics are measured against, with ``--tica-ps`` of plain MD at the target
+temperature from every chain's last target configuration (``md``, one trajectory per chain: the
+time-ordered data TICA is fitted on, which the ladder's target slot, swapped in and out, is not;
+``--add-md`` adds it to stored repeats that lack it, from each chain's last stored frame). Repeats of other seeds already stored with
 the same schedule are kept, so seeds can be added one run at a time.
 """
 
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import math
 import time
 from pathlib import Path
@@ -41,16 +45,54 @@ from pipeline import (
     peptide_options,
     read_results,
     trans_exchange,
+    trans_system,
     write_results,
 )
 
 from mlmol.data import atomic_write
 from mlmol.errors import MlmolError
 from mlmol.geometry import dihedral_of
+from mlmol.samplers.batched import BatchedLangevin
 from mlmol.samplers.exchange import mbar_delta_f, temperature_ladder
 from mlmol.systems.molecules import chiral_centres, from_pdb, handedness
 
 SAMPLES = Path(__file__).resolve().parent.parent / "runs" / "peptide_reference"
+
+
+def tica_md(molecule, starts: torch.Tensor, seed: int, args) -> tuple[torch.Tensor, float]:
+    """TICA needs time-ordered MD of the target ensemble, which the ladder's target slot is not (its
+    configurations are swapped in and out): ``args.tica_ps`` of plain Langevin at the target temperature
+    from ``starts`` ``[chains, 3N]`` (configurations of that ensemble), restrained like the ladder, a frame
+    every ``args.interval`` steps. Returns the trajectories ``[chains, frames, 3N]`` and the wall seconds."""
+    started = time.perf_counter()
+    system, masses = trans_system(molecule, args.compile)
+    md = BatchedLangevin(system, starts, args.timestep_fs / 1000, friction=1.0, masses=masses,
+                         seed=int(np.random.SeedSequence([seed, 1]).generate_state(1)[0]))
+    frames = md.run(round(args.tica_ps * round(1000 / args.timestep_fs) / args.interval), args.interval)
+    return frames.transpose(0, 1), time.perf_counter() - started
+
+
+def add_md(args) -> None:
+    """``--add-md``: MD for TICA added to stored repeats that lack it, from each chain's last stored
+    target-temperature frame; the repeats' ΔF rows are unchanged."""
+    molecule = from_pdb(args.pdb, forcefield=args.forcefield, implicit_solvent=args.implicit_solvent,
+                        temperature=args.temperature, backend="torch", add_hydrogens=False)
+    rows = read_results(f"peptide_reference_{args.name}")
+    for row in rows[1:]:
+        file = SAMPLES / f"{args.name}_seed{row['seed']}.npz"
+        if row["seed"] not in args.seeds or "tica_md" in row:
+            continue
+        with np.load(file) as stored:
+            saved = dict(stored)
+        starts = torch.from_numpy(saved["x"]).reshape(row["frames"], row["chains"], -1)[-1]
+        frames, wall = tica_md(molecule, starts, row["seed"], args)
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, **saved, md=frames.numpy().astype(np.float32))
+        atomic_write(file, buffer.getvalue())
+        row["tica_md"] = {"ps": args.tica_ps, "trajectories": row["chains"], "frames": int(frames.shape[1]),
+                          "wall_s": wall, "from": "each chain's last stored target-temperature frame (--add-md)"}
+        print(f"seed {row['seed']}: {frames.shape[1]} frames of MD for TICA on {row['chains']} chains ({wall:.0f} s)")
+    atomic_write(RESULTS / f"peptide_reference_{args.name}.json", json.dumps(rows, indent=2))
 
 
 def one_repeat(seed: int, args) -> dict:
@@ -78,6 +120,7 @@ def one_repeat(seed: int, args) -> dict:
     n_frames = int(args.production_ps * steps_per_ps / args.interval)
     samples = rex.run(n_frames, args.interval, observe=observe)
     wall = time.perf_counter() - started
+    md_frames, md_wall = tica_md(molecule, rex.md.x.reshape(args.chains, len(ladder.scales), -1)[:, 0], seed, args)
     k = len(phis)
     residues = {}
     for r, name in enumerate(phis):
@@ -100,27 +143,31 @@ def one_repeat(seed: int, args) -> dict:
                               effective_samples=details["effective_samples"], delta_f_halves=halves)
     SAMPLES.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, x=torch.cat(target_frames).numpy().astype(np.float32),
-                        chains=args.chains, frames=n_frames)  # frame-major: frame t × chains + chain
+    np.savez_compressed(buffer, x=torch.cat(target_frames).numpy().astype(np.float32),  # frame t × chains + chain
+                        chains=args.chains, frames=n_frames, md=md_frames.numpy().astype(np.float32))
     atomic_write(SAMPLES / f"{args.name}_seed{seed}.npz", buffer.getvalue())
     traces = samples.observed[:, :, 0, :2 * k].numpy().astype(np.float16)  # [frames, chains, 2k]
     return {"seed": seed, "residues": residues, "acceptance": rex.acceptance().tolist(),
             "temperatures_k": (ladder.scales * args.temperature).tolist(),
             "wrong_handed_fraction_per_temperature": samples.observed[..., -1].double().mean((0, 1)).tolist(),
             "frames": n_frames, "chains": args.chains, "samples_per_state": n_frames * args.chains, "wall_s": wall,
+            "tica_md": {"ps": args.tica_ps, "trajectories": args.chains, "frames": int(md_frames.shape[1]),
+                        "wall_s": md_wall, "from": "each chain's last target-temperature configuration"},
             "simulated_ns": (args.equilibration_ps + args.production_ps) * args.chains * count / 1000,
             "traces": traces}
 
 
 def _with_stored_repeats(name: str, rows: list[dict], traces: dict) -> tuple[list[dict], dict]:
     """``rows`` and ``traces`` joined by the stored repeats of other seeds that ran the same schedule
-    (temperatures, chains, frames), so repeats can be added one at a time; sorted by seed."""
+    (temperatures, chains, frames, MD for TICA), so repeats can be added one at a time; sorted by seed."""
     if not (RESULTS / f"peptide_reference_{name}.json").is_file():
         return rows, traces
-    schedule = {key: rows[0][key] for key in ("temperatures_k", "chains", "frames")}
+    def schedule(row: dict) -> tuple:
+        return row["temperatures_k"], row["chains"], row["frames"], row.get("tica_md", {}).get("frames")
+
     new = {row["seed"] for row in rows}
     kept = [row for row in read_results(f"peptide_reference_{name}")[1:]
-            if row["seed"] not in new and all(row[key] == value for key, value in schedule.items())]
+            if row["seed"] not in new and schedule(row) == schedule(rows[0])]
     with np.load(RESULTS / f"peptide_reference_{name}_traces.npz") as stored:
         traces = {**{f"seed{row['seed']}": stored[f"seed{row['seed']}"] for row in kept}, **traces}
     return sorted(rows + kept, key=lambda row: row["seed"]), traces
@@ -131,9 +178,16 @@ def main() -> None:
     peptide_options(parser, "results name: peptide_reference_NAME")
     parser.add_argument("--temperatures", default="800:10", help="HIGH:COUNT (kelvin; geometric from --temperature)")
     exchange_options(parser, chains=64, equilibration_ps=100.0)
+    parser.add_argument("--tica-ps", type=float, default=200.0,
+                        help="plain MD at the target temperature after the ladder, one trajectory per chain, for TICA")
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--add-md", action="store_true",
+                        help="run only the MD for TICA, for stored repeats of --seeds that lack it")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.add_md:
+        add_md(args)
+        return
     rows = []
     for seed in args.seeds:
         row = one_repeat(seed, args)

@@ -24,7 +24,8 @@ MLMOL = [sys.executable, "-m", "mlmol"]
 
 
 def run_command(args: list[str]) -> tuple[float, float]:
-    """``mlmol ARGS`` in a child process: (wall seconds, the child's peak resident memory in GB)."""
+    """``mlmol ARGS`` in a child process: (wall seconds, peak resident memory in GiB: the largest of the
+    child and the descendants it waited for, each process alone, not their sum)."""
     import os
     import tempfile
 
@@ -36,14 +37,15 @@ def run_command(args: list[str]) -> tuple[float, float]:
         if child.returncode != 0:
             stderr.seek(0)
             raise SystemExit(f"command failed: mlmol {' '.join(args)}\n{stderr.read()}")
-    return time.perf_counter() - start, usage.ru_maxrss / 1e6  # ru_maxrss is in kB on Linux
+    return time.perf_counter() - start, usage.ru_maxrss / 2**20  # KiB on Linux: GiB of the largest single process
 
 
 def pipeline(train_args: list[str], out: Path, n: int = 100_000, sample_seed: int = 0, train: bool = True,
              evaluate_args: tuple[str, ...] = ()) -> dict:
     """``mlmol train ... --out OUT``, ``mlmol sample OUT --n N --seed SAMPLE_SEED``, ``mlmol evaluate OUT
     --samples ... EVALUATE_ARGS``; with the target energy evaluations of training (the last
-    ``energy_evaluations`` logged) and the largest peak resident memory of the three commands (GB).
+    ``energy_evaluations`` logged) and the largest peak resident memory of the three commands (GiB, of
+    one process: :func:`run_command`).
 
     ``train=False`` samples and evaluates a run that this command already trained in OUT (its training
     time is then the training loop's own clock, the last ``time_s`` of metrics.jsonl)."""
@@ -72,8 +74,20 @@ def pipeline(train_args: list[str], out: Path, n: int = 100_000, sample_seed: in
     return {"command": "mlmol train " + " ".join(train_args) + f" --out {out}", "data_config": data_config,
             "recipe": config.get("recipe"), "code": code_version(),
             "train_s": t_train, "data_s": data_s, "sample_s": t_sample, "metrics": metrics,
-            "energy_evaluations": evaluations, "stages": stages(logged), "peak_memory_gb": max(peaks),
+            "energy_evaluations": evaluations, "stages": stages(logged), "peak_memory_gib": max(peaks),
             "commands": ["mlmol " + " ".join(c) for c in commands]}
+
+
+def trans_system(molecule, compile: bool = True):
+    """The references' system: ``molecule`` on the torch force field (float32) with every peptide bond held
+    trans by the flat-bottom restraint, and its masses with hydrogens at 3.024 amu (``[N]``)."""
+    import torch
+
+    from mlmol.systems.molecules import peptide_bonds
+    from mlmol.systems.restraints import FlatBottomRestrained
+
+    system = FlatBottomRestrained(molecule.evaluated_in(None, compile=compile), peptide_bonds(molecule.topology))
+    return system, torch.tensor(molecule.repartitioned_masses(3.024), dtype=torch.float32)
 
 
 def trans_exchange(molecule, start, ladder, args, seed: int, compile: bool = True):
@@ -82,27 +96,22 @@ def trans_exchange(molecule, start, ladder, args, seed: int, compile: bool = Tru
     is unchanged), ``args.timestep_fs``, friction 1/ps, neighbour exchanges every 10 steps, every peptide
     bond held trans by the flat-bottom restraint; equilibrated for ``args.equilibration_ps``. Returns the
     :class:`~mlmol.samplers.exchange.ReplicaExchange`."""
-    import torch
-
     from mlmol.samplers.exchange import ReplicaExchange
-    from mlmol.systems.molecules import peptide_bonds
-    from mlmol.systems.restraints import FlatBottomRestrained
 
     count = len(ladder.scales)
     x = start.repeat(args.chains * count, 1).reshape(args.chains, count, -1)
-    masses = torch.tensor(molecule.repartitioned_masses(3.024), dtype=torch.float32)
-    system = FlatBottomRestrained(molecule.evaluated_in(None, compile=compile), peptide_bonds(molecule.topology))
+    system, masses = trans_system(molecule, compile)
     rex = ReplicaExchange(system, x, ladder, timestep=args.timestep_fs / 1000, friction=1.0, masses=masses,
                           seed=seed, exchange_every=10)
     rex.step(int(args.equilibration_ps * round(1000 / args.timestep_fs)))
     return rex
 
 
-def peptide_options(parser, name_help: str) -> None:
+def peptide_options(parser, name_help: str, required: bool = True) -> None:
     """The options that name a peptide system, shared by the peptide scripts: ``--pdb``, ``--name``,
     ``--forcefield``, ``--implicit-solvent`` (default obc1) and ``--temperature`` (default 310 K)."""
-    parser.add_argument("--pdb", required=True, help="the peptide, hydrogens included (e.g. from mlmol build)")
-    parser.add_argument("--name", required=True, help=name_help)
+    parser.add_argument("--pdb", required=required, help="the peptide, hydrogens included (e.g. from mlmol build)")
+    parser.add_argument("--name", required=required, help=name_help)
     parser.add_argument("--forcefield", nargs="+", default=["amber14-all.xml"])
     parser.add_argument("--implicit-solvent", default="obc1")
     parser.add_argument("--temperature", type=float, default=310.0, help="the target temperature (K)")

@@ -55,14 +55,14 @@ def main() -> None:
         cells.append([r["sequence"], str(r["seed"]), f"`{r['benchmark_command']}`",
                       f"{100 * m['ess_fraction']:.1f}% ({m['ess']:,.0f})", residues,
                       f"{100 * m['wrong_handed_fraction']:.2f}%", f"{r['data_s'] / 60:.0f}",
-                      f"{r['train_s'] / 60:.0f}", f"{r['sample_s'] / 60:.1f}", f"{r['peak_memory_gb']:.1f}"])
+                      f"{r['train_s'] / 60:.0f}", f"{r['sample_s'] / 60:.1f}", f"{r['peak_memory_gib']:.1f}"])
     table = markdown_table(
         "A peptide chosen after every default was fixed, through mlmol build → train → sample → evaluate with "
         f"the defaults (amber14-all + OBC1, 310 K, {rows[0]['samples']:,} samples, sampling seed 1000 + seed). "
         "ΔF(φ>0 − φ<0) per residue from the reweighted samples ± bootstrap (effective samples in φ>0 / φ<0); "
         "no reference was run for it. Minutes: MD data, train including data, sampling.",
         ["sequence", "seed", "command", "ESS (effective)", "ΔF per residue (kT)", "wrong-handed",
-         "data (min)", "train (min)", "sample (min)", "peak memory (GB)"], cells)
+         "data (min)", "train (min)", "sample (min)", "peak memory (GiB)"], cells)
     write_results(name, rows, table)
 
 

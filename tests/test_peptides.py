@@ -151,11 +151,13 @@ def test_evaluate_reports_every_residue_s_phi_basins(tmp_path, trialanine):
 
 
 def test_the_reference_distances_see_bad_samples_and_reweighting_removes_them(tmp_path, trialanine):
-    """Generator samples from the reference's own distribution plus as many mirrored, stretched ones: raw
-    energy-W2 and torus-W2 far above the reference's noise floor; with the bad ones at zero weight the
-    reweighted distances come down to the floor (same distribution, independent draws)."""
+    """Generator samples from the reference's own distribution plus mirrored, stretched ones: raw
+    energy-W2, torus-W2 and TICA-W2 far above the reference's noise floor; with the bad ones at zero
+    weight the reweighted distances come down to the floor. The good samples are a few of many, so
+    that the reweighted draws must use the weights of every sample (the weights of an n-sample subset
+    would rest on about 30 samples); its floor at the generator's effective count lies above the floor."""
     from mlmol.data import Samples
-    from mlmol.evaluation import compare_to_reference, summary_rows
+    from mlmol.evaluation import ReferenceSamples, compare_to_reference, summary_rows
     from mlmol.run import load_reference
 
     topology, x, _ = trialanine
@@ -170,37 +172,46 @@ def test_the_reference_distances_see_bad_samples_and_reweighting_removes_them(tm
     def draw(n):
         return flat + 0.004 * torch.randn(n, flat.shape[1], generator=generator, dtype=torch.float64)
 
-    good, bad = draw(600), -1.03 * draw(600)
+    good, bad = draw(300), -1.03 * draw(9700)
     configurations = torch.cat([good, bad])
-    log_w = torch.cat([torch.zeros(600), torch.full((600,), -torch.inf)]).double()
+    log_w = torch.cat([torch.zeros(300), torch.full((9700,), -torch.inf)]).double()
     samples = Samples(configurations, log_w, molecule.energy(configurations))
-    reference = draw(1200)
+    reference = ReferenceSamples(draw(1200), chains=4, md=draw(400).reshape(4, 100, -1).numpy())
     result = compare_to_reference(molecule, samples, reference, n=2000, seed=0)
-    assert result["n"] == 600  # at most half the reference
-    assert result["tica"] == {"lag_frames": 10, "chains": 1}
+    assert result["n"] == 600 and result["effective"] == 300  # at most a half of the reference
+    assert result["tica"] == {"lag_frames": 10, "trajectories": 4, "frames": 100}
     for name in ("energy_w2", "torus_w2", "tica_w2"):
         d = result[name]
         assert d["raw"] > 5 * d["floor"], (name, d)
-        assert d["reweighted"] < 2 * d["floor"], (name, d)
-        assert d["floor_reweighted"] >= 0.9 * d["floor"]  # fewer effective samples: a floor no lower
-    metrics = {"n": 1200, "ess": 600.0, "ess_fraction": 0.5, "reference": result}
-    assert any(name.startswith("torus-W2") for name, _ in summary_rows(metrics))
+        assert d["reweighted"] < 2 * d["floor_reweighted"], (name, d)
+        assert d["floor_reweighted"] > d["floor"], (name, d)  # 300 distinct frames, not 600
+    without_md = compare_to_reference(molecule, samples, ReferenceSamples(reference.x, chains=4), seed=0)
+    assert "unavailable" in without_md["tica_w2"] and without_md["torus_w2"] == result["torus_w2"]
+    metrics = {"n": 10_000, "ess": 300.0, "ess_fraction": 0.03, "reference": without_md}
+    rows = dict(summary_rows(metrics))
+    assert any(name.startswith("torus-W2") for name in rows)
+    assert rows["TICA-W2 against the reference"].startswith("not computed: the reference has no MD")
     file = tmp_path / "reference.npz"
-    np.savez(file, x=reference.numpy())
-    assert load_reference(file, molecule)[0].shape == (1200, 126)
-    np.savez(file, x=reference.numpy(), chains=4)  # four interleaved trajectories of 300 frames
-    assert load_reference(file, molecule)[1] == 4
-    np.savez(file, x=reference.numpy(), chains=7)
+    np.savez(file, x=reference.x.numpy(), chains=4, md=reference.md)
+    loaded = load_reference(file, molecule)
+    assert loaded.x.shape == (1200, 126) and loaded.chains == 4 and loaded.md.shape == (4, 100, 126)
+    np.savez(file, x=reference.x.numpy(), chains=7)
     with pytest.raises(MlmolError, match="do not split into chains=7"):
         load_reference(file, molecule)
-    np.savez(file, x=reference.numpy()[:, :60])
+    np.savez(file, x=reference.x.numpy(), md=reference.md[:, :, :60])
+    with pytest.raises(MlmolError, match=r"md must be MD trajectories \[trajectories, frames, 126\]"):
+        load_reference(file, molecule)
+    np.savez(file, x=reference.x.numpy()[:, :60])
     with pytest.raises(MlmolError, match="60 coordinates"):
         load_reference(file, molecule)
-    np.savez(file, positions=reference.numpy())
+    np.savez(file, positions=reference.x.numpy())
     with pytest.raises(MlmolError, match="no array 'x'"):
         load_reference(file, molecule)
     with pytest.raises(MlmolError, match="fewer than 100"):
-        compare_to_reference(molecule, samples, reference[:150])
+        compare_to_reference(molecule, samples, ReferenceSamples(reference.x[:150]))
+    nothing = Samples(configurations, torch.full((10_000,), -torch.inf, dtype=torch.float64), samples.energy)
+    with pytest.raises(MlmolError, match="every sample has zero weight"):
+        compare_to_reference(molecule, nothing, reference)
 
 
 def test_the_same_sequence_always_gives_the_same_structure():
@@ -237,12 +248,12 @@ def test_a_peptide_report_shows_the_reference_beside_the_generator(tmp_path, tri
                                       "evaluate": {"n": 300}}))
     run = tmp_path / "run"
     assert main(["train", str(config), "--pdb", str(pdb), "--implicit-solvent", "obc1", "--out", str(run)]) == 0
-    with np.load(run / "data.npz") as data:
-        np.savez(tmp_path / "reference.npz", x=data["x"])
+    with np.load(run / "data.npz") as data:  # the MD data stand in for a reference and for its MD (plumbing only)
+        np.savez(tmp_path / "reference.npz", x=data["x"], md=data["x"][:256].reshape(2, 128, -1))
     assert main(["evaluate", str(run), "--reference", str(tmp_path / "reference.npz")]) == 0
     metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["reference"]["tica"] == {"lag_frames": 10, "chains": 1}
-    assert metrics["reference"]["tica_w2"]["floor"] > 0 and metrics["reference"]["tica_w2"]["raw"] > 0
+    assert metrics["reference"]["tica"] == {"lag_frames": 10, "trajectories": 2, "frames": 128}
+    assert {"raw", "reweighted", "floor", "floor_reweighted"} <= metrics["reference"]["tica_w2"].keys()
     assert main(["report", str(run)]) == 0
     page = (run / "report.html").read_text()
     assert "TICA projections" in page and "Reference: the configurations in" in page

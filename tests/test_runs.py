@@ -197,8 +197,10 @@ def test_numbers_in_exponent_notation_are_numbers_in_a_config(tmp_path):
     from mlmol.rundir import read_yaml
 
     config = tmp_path / "c.yaml"
-    config.write_text("recipe: {lr: 2e-3, steps: 1E1, cap: -1e+2, name: '3e4'}\n")
-    assert read_yaml(config)["recipe"] == {"lr": 0.002, "steps": 10.0, "cap": -100.0, "name": "3e4"}
+    config.write_text("recipe: {lr: 2e-3, steps: 1E1, cap: -1e+2, name: '3e4', a: 1.5e3, b: 2.0E-4, c: .5e1, "
+                      "d: 12, e: 0.5, f: 1_000e3}\n")
+    assert read_yaml(config)["recipe"] == {"lr": 0.002, "steps": 10.0, "cap": -100.0, "name": "3e4", "a": 1500.0,
+                                           "b": 0.0002, "c": 5.0, "d": 12, "e": 0.5, "f": "1_000e3"}
     config.write_text("system: {name: double-well}\nrecipe: {lr: 2e-3, steps: 5}\n")
     run = tmp_path / "run"
     assert main(["train", str(config), "--out", str(run)]) == 0

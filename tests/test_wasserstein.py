@@ -15,6 +15,7 @@ from mlmol.wasserstein import (
     euclidean_w2,
     fit_tica,
     noise_floor,
+    reference_halves,
     tica_features,
     torus_w2,
 )
@@ -68,10 +69,19 @@ def test_the_noise_floor_is_the_distance_between_disjoint_halves():
     floor = noise_floor(euclidean_w2, reference, 500, seed=0)
     assert 0 < floor < 0.3
     assert floor == noise_floor(euclidean_w2, reference, 500, seed=0)  # seeded
-    with pytest.raises(MlmolError, match="needs 4002 reference samples"):
-        noise_floor(euclidean_w2, reference, 2001)
+    with pytest.raises(MlmolError, match="needs 1001 reference samples in each half"):
+        noise_floor(euclidean_w2, reference, 1001)
     with pytest.raises(MlmolError, match="subsample"):
         euclidean_w2(np.zeros((20_000, 1)), np.zeros((20_000, 1)))
+
+
+def test_reference_halves_come_from_disjoint_chains_or_disjoint_times():
+    """Frames stored frame-major over 4 chains: one half holds chains 0 and 1, the other 2 and 3, every frame
+    once; one chain: the first and the second half of its time."""
+    a, b = reference_halves(400, 4, np.random.default_rng(0))
+    assert set(a % 4) == {0, 1} and set(b % 4) == {2, 3} and sorted(np.concatenate([a, b])) == list(range(400))
+    a, b = reference_halves(400, 1, np.random.default_rng(0))
+    assert a.max() < 200 <= b.min() and len(a) == len(b) == 200 and not (np.diff(a) > 0).all()  # shuffled
 
 
 def test_tica_finds_the_slow_coordinate():

@@ -3,6 +3,9 @@ profiles, against exact references where quadrature gives them, and chirality fo
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import numpy as np
 import torch
 
 from . import estimators, systems
@@ -52,55 +55,88 @@ def evaluate(system: Energy, samples: Samples, bins: int = 60, max_f: float = 5.
     return result
 
 
-def compare_to_reference(system: Molecule, samples: Samples, reference: torch.Tensor, n: int = 2000,
-                         seed: int = 0, chains: int = 1, tica_lag: int = 10) -> dict:
-    """The field's distances between a molecule's generator samples and reference configurations
-    ``[M, 3N]`` (nm) of its Boltzmann distribution (:mod:`mlmol.wasserstein`): energy-W2 (reduced
-    energies, kT), torus-W2 (every backbone φ and ψ, radians) and TICA-W2 (the two slowest TICA
-    components, fitted on the reference's ``chains`` time-ordered trajectories, frame-major:
-    ``reference[t * chains + c]``, at a lag of ``tica_lag`` frames), each raw (n of the generator's samples),
-    reweighted (n draws by importance resampling from all its samples, multinomial with the normalised
-    weights: the target as the generator represents it, using every sample's weight) and the noise floors
-    (two disjoint halves of the reference of n samples each and, for the reweighted distance, of as many
-    as the generator's effective samples when those are fewer than n: what a perfect generator with this
-    ESS would get). The reference needs 2n configurations; subsets and draws are seeded. Reference frames
-    correlated in time make the floors optimistic."""
+@dataclass(frozen=True)
+class ReferenceSamples:
+    """Reference configurations of a molecule's Boltzmann distribution, for :func:`compare_to_reference`.
+
+    Attributes:
+        x: configurations ``[frames, 3N]`` (nm), frame-major over ``chains`` independent chains
+            (``x[t * chains + c]``).
+        chains: how many independent chains ``x`` interleaves (1: one chain, in time order).
+        md: time-ordered MD trajectories of the same ensemble ``[trajectories, frames, 3N]`` (nm), for
+            fitting TICA; None: no TICA-W2.
+    """
+
+    x: torch.Tensor
+    chains: int = 1
+    md: np.ndarray | None = None
+
+
+def compare_to_reference(system: Molecule, samples: Samples, reference: ReferenceSamples, n: int = 2000,
+                         seed: int = 0, tica_lag: int = 10) -> dict:
+    """The field's distances between a molecule's generator samples and reference configurations of its
+    Boltzmann distribution (:mod:`mlmol.wasserstein`): energy-W2 (reduced energies, kT), torus-W2 (every
+    backbone φ and ψ, radians) and, when the reference has MD trajectories, TICA-W2 (the two slowest TICA
+    components fitted on them at a lag of ``tica_lag`` frames).
+
+    Each distance is against n frames of one half of the reference (two halves from disjoint chains,
+    :func:`~mlmol.wasserstein.reference_halves`), for:
+
+    - ``raw``: n of the generator's samples (those with finite values);
+    - ``reweighted``: n draws by importance resampling from all its samples (multinomial, with the
+      normalised weights), so that every sample's weight counts;
+    - ``floor``: n frames of the other half: the reference's own noise at n samples;
+    - ``floor_reweighted``: n uniform draws with replacement from E distinct frames of the other half, E
+      the generator's Kish effective sample count (at most the half): what a perfect generator with this
+      ESS gets by the same resampling (draws that repeat a frame as often as the weights' collisions do).
+
+    The reference halves and the generator's draws use separate streams seeded by ``seed``. Frames of a
+    chain close in time are correlated, which makes the floors optimistic."""
     import mdtraj
-    import numpy as np
 
     from . import wasserstein
 
-    if reference.ndim != 2 or reference.shape[1] != system.dim:
-        raise MlmolError(f"the reference holds configurations of shape {tuple(reference.shape)}; {system.name} needs "
+    x_ref = reference.x
+    if x_ref.ndim != 2 or x_ref.shape[1] != system.dim:
+        raise MlmolError(f"the reference holds configurations of shape {tuple(x_ref.shape)}; {system.name} needs "
                          f"[frames, {system.dim}] (nm)")
-    n = min(n, len(samples), len(reference) // 2)
-    if n < 100:
-        raise MlmolError(f"too few samples to compare: {len(samples)} generated and {len(reference)} reference "
-                         "configurations give fewer than 100 each; compare more (the reference needs 2n)")
-    rng = np.random.default_rng(seed)
-    mine = rng.choice(len(samples), n, replace=False)
     weights = torch.softmax(zero_weight_nonfinite(samples.log_weights.double()), 0).cpu().numpy()
-    resampled = rng.choice(len(samples), n, replace=True, p=weights / weights.sum())
-    a, b = rng.permutation(len(reference))[:2 * n].reshape(2, n)
-    effective = max(2, min(n, round(estimators.ess(samples.log_weights))))
+    if not np.isfinite(weights).all():
+        raise MlmolError("every sample has zero weight (no finite log weight): there is nothing to compare")
+    half_a, half_b = wasserstein.reference_halves(len(x_ref), reference.chains,
+                                                  np.random.default_rng([seed, 0]))
+    n = min(n, len(samples), len(half_a), len(half_b))
+    if n < 100:
+        raise MlmolError(f"too few samples to compare: {len(samples)} generated and reference halves of "
+                         f"{len(half_a)} and {len(half_b)} frames give fewer than 100; compare more")
+    effective = max(1, min(len(half_b), round(estimators.ess(samples.log_weights))))
+    ref_rng, rng = np.random.default_rng([seed, 1]), np.random.default_rng([seed, 2])
+    a, b = half_a[:n], half_b[:n]
+    perfect = ref_rng.choice(half_b[:effective], n, replace=True)
+    mine = np.concatenate([rng.choice(len(samples), n, replace=False),  # raw, then reweighted
+                           rng.choice(len(samples), n, replace=True, p=weights / weights.sum())])
     topology = mdtraj.Topology.from_openmm(system.topology)
     with torch.no_grad():
-        reference_u = system.energy(reference.to(torch.float64)).cpu().numpy()
-    reference_x = reference.cpu().numpy()
-    both = np.concatenate([mine, resampled])  # raw then reweighted
-    x, u = samples.x[both].cpu().numpy(), samples.energy[both].cpu().numpy()
-    tica = wasserstein.reference_tica(reference_x, topology, chains, tica_lag)
-    result: dict = {"n": int(n), "seed": seed, "effective": effective,
-                    "tica": {"lag_frames": tica_lag, "chains": chains}}
-    for name, values, theirs, distance in (
-            ("energy_w2", u, reference_u, wasserstein.energy_w2),
-            ("torus_w2", wasserstein.backbone_angles(x, topology), wasserstein.backbone_angles(reference_x, topology),
-             wasserstein.torus_w2),
-            ("tica_w2", tica(x), tica(reference_x), wasserstein.euclidean_w2)):
+        reference_u = system.energy(x_ref.to(torch.float64)).cpu().numpy()
+    reference_x = x_ref.cpu().numpy()
+    x, u = samples.x[mine].cpu().numpy(), samples.energy[mine].cpu().numpy()
+    metrics = [("energy_w2", u, reference_u, wasserstein.energy_w2),
+               ("torus_w2", wasserstein.backbone_angles(x, topology), wasserstein.backbone_angles(reference_x, topology),
+                wasserstein.torus_w2)]
+    result: dict = {"n": int(n), "seed": seed, "effective": effective, "chains": reference.chains}
+    if reference.md is not None:
+        tica = wasserstein.reference_tica(np.asarray(reference.md), topology, tica_lag)
+        metrics.append(("tica_w2", tica(x), tica(reference_x), wasserstein.euclidean_w2))
+        result["tica"] = {"lag_frames": tica_lag, "trajectories": len(reference.md),
+                          "frames": int(reference.md.shape[1])}
+    else:
+        result["tica_w2"] = {"unavailable": "the reference has no MD trajectories (md) to fit TICA on"}
+    for name, values, theirs, distance in metrics:
         raw = values[:n][np.isfinite(values[:n]).reshape(n, -1).all(-1)]
-        result[name] = {"raw": distance(raw, theirs[a]), "reweighted": distance(values[n:], theirs[a]),
-                        "floor": distance(theirs[a], theirs[b]),
-                        "floor_reweighted": distance(theirs[a][:effective], theirs[b])}
+        result[name] = {"raw": distance(raw, theirs[a]) if len(raw) else float("nan"),
+                        "reweighted": distance(values[n:], theirs[a]),
+                        "floor": distance(theirs[b], theirs[a]),
+                        "floor_reweighted": distance(theirs[perfect], theirs[a])}
     return result
 
 
@@ -151,8 +187,10 @@ def summary_rows(metrics: dict) -> list[tuple[str, str]]:
         rows.append((f"ΔF = F({d['states'][0]}) − F({d['states'][1]})", _delta_f_text(d)))
     for name, label, unit in (("energy_w2", "energy-W2", "kT"), ("torus_w2", "torus-W2", "rad"),
                               ("tica_w2", "TICA-W2", "")):
-        if name in metrics.get("reference", {}):
-            d = metrics["reference"][name]
+        d = metrics.get("reference", {}).get(name)
+        if d is not None and "unavailable" in d:
+            rows.append((f"{label} against the reference", f"not computed: {d['unavailable']}"))
+        elif d is not None:
             text = (f"{d['raw']:.3f}{' ' + unit if unit else ''} raw (noise floor {d['floor']:.3f}), {d['reweighted']:.3f} reweighted "
                     f"(noise floor at its effective samples {d['floor_reweighted']:.3f})")
             rows.append((f"{label} against the reference ({metrics['reference']['n']} samples each)", text))

@@ -19,7 +19,7 @@ from . import experiments, flows, samplers, systems
 from .config import energy_only, is_molecule, make_config
 from .data import Samples, load_torch, pdb_text, save_array
 from .errors import MlmolError
-from .evaluation import compare_to_reference, evaluate
+from .evaluation import ReferenceSamples, compare_to_reference, evaluate
 from .flows import FlowModel
 from .flows.molecular import rigid_torsions
 from .generate import sample
@@ -256,10 +256,11 @@ def load(path: str | Path) -> Run:
     return Run(run, config, system, flow, data, History(run.read_log()))
 
 
-def load_reference(path: str | Path, system: Energy) -> tuple[torch.Tensor, int]:
-    """Reference configurations ``[frames, dim]`` (nm) from an ``.npz`` file's ``x``, checked against the
-    system, and how many time-ordered chains they interleave (its ``chains``, frame-major:
-    ``x[t * chains + c]``; 1, one trajectory, when absent)."""
+def load_reference(path: str | Path, system: Energy) -> ReferenceSamples:
+    """Reference configurations from an ``.npz`` file, checked against the system: ``x`` ``[frames, dim]``
+    (nm), ``chains`` (optional: how many independent chains ``x`` interleaves frame-major,
+    ``x[t * chains + c]``; default 1) and ``md`` (optional: time-ordered MD trajectories of the same
+    ensemble ``[trajectories, frames, dim]`` for TICA)."""
     if not isinstance(system, Molecule):
         raise MlmolError("--reference compares a molecule's samples with reference configurations; this run's "
                          "system is not a molecule")
@@ -267,9 +268,10 @@ def load_reference(path: str | Path, system: Energy) -> tuple[torch.Tensor, int]
         with np.load(path) as data:
             x = torch.as_tensor(np.asarray(data["x"], dtype=np.float64))
             chains = int(data["chains"]) if "chains" in data else 1
+            md = np.asarray(data["md"], dtype=np.float32) if "md" in data else None
     except KeyError:
         raise MlmolError(f"{path} has no array 'x' of reference configurations [frames, {system.dim}] (nm)") from None
-    except ValueError as error:
+    except (ValueError, OSError) as error:
         raise MlmolError(f"{path} is not an .npz file of reference configurations ({error})") from None
     x = x.reshape(len(x), -1)
     if x.shape[1] != system.dim:
@@ -277,7 +279,10 @@ def load_reference(path: str | Path, system: Energy) -> tuple[torch.Tensor, int]
     if chains < 1 or len(x) % chains:
         raise MlmolError(f"{path}: its {len(x)} frames do not split into chains={chains} trajectories of equal "
                          "length; store x frame-major (x[t * chains + c]) or leave chains out")
-    return x, chains
+    if md is not None and (md.ndim != 3 or md.shape[2] != system.dim):
+        raise MlmolError(f"{path}: md must be MD trajectories [trajectories, frames, {system.dim}] (nm), got shape "
+                         f"{md.shape}")
+    return ReferenceSamples(x, chains, md)
 
 
 def evaluate_run(run: Run, n: int | None = None, seed: int = 0, samples: Samples | None = None,
@@ -291,7 +296,7 @@ def evaluate_run(run: Run, n: int | None = None, seed: int = 0, samples: Samples
     ``[frames, 3N]`` nm, e.g. from benchmarks/peptide_reference.py), adds the W2 distances to it
     (:func:`~mlmol.evaluation.compare_to_reference`; its subsets are drawn with ``seed``)."""
     options, given = run.config["evaluate"], samples
-    reference_x, chains = (None, 1) if reference is None else load_reference(reference, run.system)  # before long work
+    reference_samples = None if reference is None else load_reference(reference, run.system)  # before long work
     if samples is None:
         samples = run.sample(n or options["n"], seed=seed)
     elif samples.x.shape[-1] != run.system.dim:
@@ -300,8 +305,8 @@ def evaluate_run(run: Run, n: int | None = None, seed: int = 0, samples: Samples
     result["seed"] = seed if given is None else None
     if source is not None:
         result["samples"] = str(Path(source).resolve())
-    if reference_x is not None:
-        result["reference"] = {**compare_to_reference(run.system, samples, reference_x, seed=seed, chains=chains),
+    if reference_samples is not None:
+        result["reference"] = {**compare_to_reference(run.system, samples, reference_samples, seed=seed),
                                "file": str(Path(reference).resolve())}
     run.directory.write_metrics(result)
     return result

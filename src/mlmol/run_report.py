@@ -12,7 +12,7 @@ from matplotlib.figure import Figure
 from . import estimators, plots
 from .data import Samples
 from .errors import MlmolError
-from .evaluation import evaluate, summary_rows
+from .evaluation import ReferenceSamples, evaluate, summary_rows
 from .report import write_report
 from .run import Run, load_reference
 from .systems import Energy, log_partition
@@ -78,7 +78,7 @@ def report(run: Run, n: int = 20_000, seed: int = 0, samples_file: str | None = 
     system: Energy = run.system
     figures: list[tuple[str, Figure]] = []
     notes = [f"Metrics: {metrics_origin}.", f"Figures: {samples_origin}."]
-    reference = _reference(run, metrics, notes)
+    reference_samples = _reference(run, metrics, notes)
     exact = system.bounds is not None and system.dim <= 2
 
     if system.dim == 2 and system.bounds is not None:
@@ -93,7 +93,7 @@ def report(run: Run, n: int = 20_000, seed: int = 0, samples_file: str | None = 
     pairs = [(name, name.replace("phi", "psi")) for name in system.variables
              if name.startswith("phi") and name.replace("phi", "psi") in system.variables]  # one per residue
     if pairs:
-        columns = 3 if reference is None else 4
+        columns = 3 if reference_samples is None else 4
         fig, axes = plt.subplots(len(pairs), columns, figsize=(5 * columns, 4 * len(pairs)), squeeze=False)
         w = torch.exp(samples.log_weights - samples.log_weights.max()).numpy()
         for row, (phi_name, psi_name) in zip(axes, pairs, strict=True):
@@ -105,8 +105,8 @@ def report(run: Run, n: int = 20_000, seed: int = 0, samples_file: str | None = 
                                    title=f"{residue}training data (MD)")
             plots.ramachandran(phi, psi, ax=row[1], title=f"{residue}generator")
             plots.ramachandran(phi, psi, weights=w, ax=row[2], title=f"{residue}generator, reweighted")
-            if reference is not None:
-                plots.ramachandran(*(system.variables[k](reference).numpy() for k in (phi_name, psi_name)),
+            if reference_samples is not None:
+                plots.ramachandran(*(system.variables[k](reference_samples.x).numpy() for k in (phi_name, psi_name)),
                                    ax=row[3], title=f"{residue}reference")
         figures.append(("Ramachandran free energy" + (" of every residue" if len(pairs) > 1 else ""), fig))
 
@@ -134,15 +134,15 @@ def report(run: Run, n: int = 20_000, seed: int = 0, samples_file: str | None = 
     w = torch.exp(samples.log_weights - samples.log_weights.max()).numpy()
     energies["generator, reweighted"] = samples.energy.numpy()
     weights["generator, reweighted"] = w
-    if reference is not None:
+    if reference_samples is not None:
         with torch.no_grad():
-            energies["reference"] = system.energy(reference).double().numpy()
+            energies["reference"] = system.energy(reference_samples.x).double().numpy()
     fig, ax = plt.subplots(figsize=(5, 4))
     plots.energy_histograms(energies, ax=ax, weights=weights)
     figures.append(("Energy distributions", fig))
-    if reference is not None:
-        figures.append(("TICA projections (the reference's two slowest components)",
-                        _tica_figure(system, samples, reference, metrics["reference"]["tica"])))
+    if reference_samples is not None and reference_samples.md is not None and "tica" in metrics["reference"]:
+        figures.append(("TICA projections (the two slowest components of the reference's MD)",
+                        _tica_figure(system, samples, reference_samples, metrics["reference"]["tica"]["lag_frames"])))
 
     if run.history is not None and len(run.history):
         fig, ax = plt.subplots(figsize=(6, 4))
@@ -155,30 +155,30 @@ def report(run: Run, n: int = 20_000, seed: int = 0, samples_file: str | None = 
                         run.config)
 
 
-def _reference(run: Run, metrics: dict, notes: list[str]) -> torch.Tensor | None:
-    """The reference configurations ``mlmol evaluate --reference`` compared with (metrics.json names the
-    file), or None; a note says which file, or that it is gone."""
+def _reference(run: Run, metrics: dict, notes: list[str]) -> ReferenceSamples | None:
+    """The reference ``mlmol evaluate --reference`` compared with (metrics.json names the file), or None;
+    a note says which file, or that it is gone."""
     entry = metrics.get("reference")
-    if not entry or "file" not in entry or "tica" not in entry:
+    if not entry or "file" not in entry:
         return None
     if not Path(entry["file"]).is_file():
         notes.append(f"Reference: {_shown(Path(entry['file']))} (named by metrics.json) is gone; the figures "
                      "show no reference.")
         return None
     notes.append(f"Reference: the configurations in {_shown(Path(entry['file']))}.")
-    return load_reference(entry["file"], run.system)[0]
+    return load_reference(entry["file"], run.system)
 
 
-def _tica_figure(system: Energy, samples: Samples, reference: torch.Tensor, tica: dict) -> Figure:
-    """Generator, reweighted generator and reference on the reference's two slowest TICA components (fitted
-    as ``mlmol evaluate`` fitted them)."""
+def _tica_figure(system: Energy, samples: Samples, reference: ReferenceSamples, lag: int) -> Figure:
+    """Generator, reweighted generator and reference on the two slowest TICA components of the reference's
+    MD trajectories (fitted as ``mlmol evaluate`` fitted them)."""
     import mdtraj
 
     from . import wasserstein
 
     topology = mdtraj.Topology.from_openmm(system.topology)
-    project = wasserstein.reference_tica(reference.numpy(), topology, tica["chains"], tica["lag_frames"])
-    mine, theirs = project(samples.x.numpy()), project(reference.numpy())
+    project = wasserstein.reference_tica(reference.md, topology, lag)
+    mine, theirs = project(samples.x.numpy()), project(reference.x.numpy())
     low, high = np.percentile(theirs, 0.1, axis=0), np.percentile(theirs, 99.9, axis=0)
     pad = 0.2 * (high - low)
     extent = (low[0] - pad[0], high[0] + pad[0], low[1] - pad[1], high[1] + pad[1])

@@ -33,8 +33,8 @@ class _Loader(yaml.SafeLoader):
     """YAML with YAML 1.2's floats: ``1e-3`` is a number (PyYAML's YAML 1.1 reads it as a string)."""
 
 
-_Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+$"),
-                              list("-+0123456789"))
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float",  # YAML 1.2's core floats with an exponent
+                              re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)[eE][-+]?[0-9]+$"), list("-+.0123456789"))
 
 
 def read_yaml(path: str | Path) -> dict:

@@ -83,15 +83,26 @@ def _transport(cost: np.ndarray, log_weights: np.ndarray | None) -> float:
     return float(np.sqrt(max(float(value), 0.0)))
 
 
+def reference_halves(frames: int, chains: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """The indices of two independent halves of ``frames`` reference frames stored frame-major over
+    ``chains`` independent chains (frame i belongs to chain i mod chains), each in random order: the first
+    and the second half of the chains or, for one chain, of its time."""
+    index = np.arange(frames)
+    parts = ((index % chains < chains // 2, index % chains >= chains // 2) if chains > 1 else
+             (index < frames // 2, index >= frames // 2))
+    return tuple(rng.permutation(index[part]) for part in parts)
+
+
 def noise_floor(distance: Callable[[np.ndarray, np.ndarray], float], reference: np.ndarray, n: int,
-                seed: int = 0) -> float:
-    """``distance`` between two disjoint random halves of ``reference`` of ``n`` samples each: the value a
-    perfect generator would get on ``n`` samples, given the reference's own noise."""
-    if 2 * n > len(reference):
-        raise MlmolError(f"the noise floor at {n} samples needs {2 * n} reference samples; the reference has "
-                         f"{len(reference)}: compare fewer samples or run a longer reference")
-    order = np.random.default_rng(seed).permutation(len(reference))
-    return distance(reference[order[:n]], reference[order[n:2 * n]])
+                seed: int = 0, chains: int = 1) -> float:
+    """``distance`` between ``n`` samples of each of two independent halves of ``reference``
+    (:func:`reference_halves`): the value a perfect generator would get on ``n`` samples, given the
+    reference's own noise."""
+    a, b = reference_halves(len(reference), chains, np.random.default_rng(seed))
+    if min(len(a), len(b)) < n:
+        raise MlmolError(f"the noise floor at {n} samples needs {n} reference samples in each half; the reference's "
+                         f"halves have {len(a)} and {len(b)}: compare fewer samples or run a longer reference")
+    return distance(reference[a[:n]], reference[b[:n]])
 
 
 def backbone_angles(x: np.ndarray, topology: mdtraj.Topology) -> np.ndarray:
@@ -128,14 +139,12 @@ def fit_tica(trajectories: Sequence[np.ndarray], lag: int, dim: int = 2) -> Call
     return model.transform
 
 
-def reference_tica(reference: np.ndarray, topology: mdtraj.Topology, chains: int = 1, lag: int = 10,
+def reference_tica(md: np.ndarray, topology: mdtraj.Topology, lag: int = 10,
                    dim: int = 2) -> Callable[[np.ndarray], np.ndarray]:
-    """TICA fitted on reference configurations ``[frames × chains, 3N]`` (nm) of ``chains`` time-ordered
-    trajectories stored frame-major (``reference[t * chains + c]``), on :func:`tica_features`, at ``lag``
-    frames; returns the projection of configurations ``[n, 3N]`` onto the ``dim`` slowest components."""
-    if len(reference) % chains:
-        raise MlmolError(f"the reference's {len(reference)} frames do not split into {chains} chains of equal length")
-    features = tica_features(reference, topology)
-    trajectories = features.reshape(len(features) // chains, chains, -1).transpose(1, 0, 2)
-    project = fit_tica(list(trajectories), lag, dim)
+    """TICA fitted on time-ordered MD trajectories of the reference's ensemble ``[chains, frames, 3N]``
+    (nm), on :func:`tica_features`, at ``lag`` frames; returns the projection of configurations
+    ``[n, 3N]`` onto the ``dim`` slowest components."""
+    if md.ndim != 3:
+        raise MlmolError(f"TICA needs trajectories [chains, frames, 3N], got shape {tuple(md.shape)}")
+    project = fit_tica([tica_features(trajectory, topology) for trajectory in md], lag, dim)
     return lambda x: project(tica_features(x, topology))
