@@ -122,8 +122,9 @@ def table(name: str, rows: list[dict], reference: dict) -> list[str]:
         cells.append([str(row["seed"]), f"{100 * m['ess_fraction']:.1f}% ({m['ess']:,.0f})",
                       *(delta_f_cell(j["residues"][n]) for n in residues),
                       w2_cell(w2["torus_w2"], 3), w2_cell(w2["energy_w2"], 2), w2_cell(w2.get("tica_w2", {}), 3),
-                      f"{100 * m['wrong_handed_fraction']:.2f}%", f"{row['data_s'] / 60:.0f}",
-                      f"{row['train_s'] / 60:.0f}", f"{row['sample_s'] / 60:.1f}",
+                      f"{100 * m['wrong_handed_fraction']:.2f}%", *(f"{t / 60:.0f}" + ("†" if row.get("beside") else "")
+                                                                   for t in (row["data_s"], row["train_s"])),
+                      f"{row['sample_s'] / 60:.1f}",
                       "—" if row["peak_memory_gib"] is None else f"{row['peak_memory_gib']:.1f}",
                       ", ".join(k for k, ok in j["checks"].items() if not ok) or "none"])
     if len(rows) > 1:
@@ -135,7 +136,8 @@ def table(name: str, rows: list[dict], reference: dict) -> list[str]:
                          for n, v in reference["residues"].items())
     command = rows[0]["benchmark_command"].replace(f"--seed {rows[0]['seed']}", "--seed S")
     schedule = f"`{rows[0]['config']}`" if rows[0].get("config") else "the built-in molecule defaults"
-    return markdown_table(
+    beside = sorted({r["beside"] for r in rows if r.get("beside")})
+    lines = markdown_table(
         f"{name}: Boltzmann generator with {schedule} against the parallel-tempering reference ({ref_text} kT over "
         f"{reference['repeats']} repeats; `{reference['command']}`), {rows[0]['samples']:,} samples "
         f"(`python {command}`). ΔF per residue: reweighted ± bootstrap (difference from the reference; effective "
@@ -148,6 +150,8 @@ def table(name: str, rows: list[dict], reference: dict) -> list[str]:
         "floor at the generator's effective samples; wrong-handed Cα < 1%.",
         ["seed", "ESS (effective)", *(f"ΔF {n} (kT)" for n in residues), "torus-W2", "energy-W2", "TICA-W2",
          "wrong-handed", "data (min)", "train (min)", "sample (min)", "peak memory (GiB)", "misses"], cells)
+    return lines + ([""] + [f"† run beside {text} on the same cores: not the time alone." for text in beside]
+                    if beside else [])
 
 
 def main() -> None:
@@ -159,6 +163,8 @@ def main() -> None:
     parser.add_argument("--config", help="a config file for mlmol train (default: the built-in molecule defaults)")
     parser.add_argument("--runs", default=str(ROOT / "runs" / "peptide_bg"))
     parser.add_argument("--tabulate", action="store_true", help="train nothing: rewrite the table from stored rows")
+    parser.add_argument("--beside", metavar="TEXT",
+                        help="what else ran on the machine during the run (its times are then marked)")
     parser.add_argument("--reuse", action="store_true",
                         help="sample and evaluate the run this command trained before, without training it again")
     args = parser.parse_args()
@@ -180,6 +186,8 @@ def main() -> None:
             row.update({k: previous[k] for k in ("train_s", "peak_memory_gib") if k in previous})
         elif args.reuse:  # the training loop's clock plus the data's; its memory was not measured
             row.update(train_s=row["train_s"] + (row["data_s"] or 0.0), peak_memory_gib=None)
+        if args.beside or (args.reuse and previous is not None and previous.get("beside")):
+            row["beside"] = args.beside or previous["beside"]
         row.update(seed=args.seed, samples=args.samples, threads=args.threads,
                    reference_repeats=[r["seed"] for r in repeats],
                    benchmark_command=f"benchmarks/peptide_bg.py --pdb {args.pdb} --name {args.name} --seed "
