@@ -207,5 +207,6 @@ def main() -> None:
         lines += [*table(args.name, group, reference), ""]
     write_results(results, rows, lines[:-1])
 
+
 if __name__ == "__main__":
     main()

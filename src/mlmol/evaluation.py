@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from . import estimators, systems
-from .data import Samples, zero_weight_nonfinite
+from .data import Samples
 from .errors import MlmolError
 from .systems import Energy
 from .systems.molecule import Molecule
@@ -100,9 +100,7 @@ def compare_to_reference(system: Molecule, samples: Samples, reference: Referenc
     if x_ref.ndim != 2 or x_ref.shape[1] != system.dim:
         raise MlmolError(f"the reference holds configurations of shape {tuple(x_ref.shape)}; {system.name} needs "
                          f"[frames, {system.dim}] (nm)")
-    weights = torch.softmax(zero_weight_nonfinite(samples.log_weights.double()), 0).cpu().numpy()
-    if not np.isfinite(weights).all():
-        raise MlmolError("every sample has zero weight (no finite log weight): there is nothing to compare")
+    weights = wasserstein.marginal(len(samples), samples.log_weights.double().cpu().numpy())
     half_a, half_b = wasserstein.reference_halves(len(x_ref), reference.chains,
                                                   np.random.default_rng([seed, 0]))
     n = min(n, len(samples), len(half_a), len(half_b))

@@ -28,8 +28,9 @@ if TYPE_CHECKING:
     import mdtraj
 
 
-def _marginal(n: int, log_weights: np.ndarray | None) -> np.ndarray:
-    """Uniform weights, or normalised exp(``log_weights``) (non-finite entries: zero weight)."""
+def marginal(n: int, log_weights: np.ndarray | None) -> np.ndarray:
+    """The probabilities ``[n]`` of n samples: uniform, or normalised exp(``log_weights``) (non-finite
+    entries: zero weight); refuses weights that are all zero."""
     if log_weights is None:
         return np.full(n, 1.0 / n)
     log_weights = zero_weight_nonfinite(torch.as_tensor(np.asarray(log_weights, dtype=float)))
@@ -46,8 +47,8 @@ def energy_w2(energies: np.ndarray, reference: np.ndarray, log_weights: np.ndarr
     import ot
 
     energies, reference = np.asarray(energies, dtype=float), np.asarray(reference, dtype=float)
-    return float(np.sqrt(ot.emd2_1d(energies, reference, _marginal(len(energies), log_weights),
-                                    _marginal(len(reference), None))))
+    return float(np.sqrt(ot.emd2_1d(energies, reference, marginal(len(energies), log_weights),
+                                    marginal(len(reference), None))))
 
 
 def euclidean_w2(x: np.ndarray, reference: np.ndarray, log_weights: np.ndarray | None = None) -> float:
@@ -76,7 +77,7 @@ def _transport(cost: np.ndarray, log_weights: np.ndarray | None) -> float:
     if n * m > 10**8:
         raise MlmolError(f"{n} × {m} samples make a {n * m:,}-entry transport problem; compare at most about "
                          "10,000 of each (subsample first)")
-    value, log = ot.emd2(_marginal(n, log_weights), _marginal(m, None), cost, numItermax=10**8, log=True)
+    value, log = ot.emd2(marginal(n, log_weights), marginal(m, None), cost, numItermax=10**8, log=True)
     if log.get("warning"):  # the network simplex stopped before the optimum: the distance would be wrong
         raise MlmolError(f"optimal transport between {n} and {m} samples did not converge ({log['warning']}); "
                          "compare fewer samples")
