@@ -42,7 +42,7 @@ from mlmol.data import atomic_write
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE_SAMPLES = ROOT / "runs" / "peptide_reference"
-BARS = {"ess_fraction": 0.05, "delta_f_kT": 0.3, "w2_floors": 2.0, "wrong_handed": 0.01}
+BARS = {"ess_fraction": 0.05, "delta_f_kT": 0.3, "w2_floors": 2.0, "wrong_handed": 0.01, "hours": 2.0}
 DESIGN_SEEDS = (0,)  # seeds whose runs shaped a schedule (examples/peptide.yaml); the bars are for the others
 
 
@@ -73,7 +73,8 @@ def joined_reference(name: str, repeats: list[dict], out: Path) -> Path:
 def judged(row: dict, reference: dict) -> dict:
     """The bars of a row against the reference: ESS; every residue's ΔF within the bar of the reference's,
     on at least MIN_EFFECTIVE effective samples in each basin; each reweighted W2 within the bar's multiple
-    of the floor a perfect generator with the row's ESS gets by the same resampling; wrong-handed Cα."""
+    of the floor a perfect generator with the row's ESS gets by the same resampling; wrong-handed Cα; the
+    time of data, training and sampling."""
     metrics = row["metrics"]
     residues = {}
     for name, ref in reference["residues"].items():
@@ -95,7 +96,8 @@ def judged(row: dict, reference: dict) -> dict:
     checks = {"ess": metrics["ess_fraction"] >= BARS["ess_fraction"] and metrics["ess"] >= MIN_EFFECTIVE,
               "delta_f": bool(residues) and all(r["meets"] for r in residues.values()),
               **{name: within(name) for name in ("torus_w2", "energy_w2", "tica_w2")},
-              "wrong_handed": metrics["wrong_handed_fraction"] < BARS["wrong_handed"]}
+              "wrong_handed": metrics["wrong_handed_fraction"] < BARS["wrong_handed"],
+              "time": row["train_s"] + row["sample_s"] <= BARS["hours"] * 3600}
     return {"residues": residues, "checks": checks, "meets": all(checks.values())}
 
 
@@ -121,7 +123,7 @@ def table(name: str, rows: list[dict], reference: dict) -> list[str]:
     for row in rows:
         m, w2, j = row["metrics"], row["metrics"]["reference"], row["judged"]
         cells.append([f"{row['seed']}" + (" (design)" if row["seed"] in DESIGN_SEEDS else ""),
-                      f"{100 * m['ess_fraction']:.1f}% ({m['ess']:,.0f})",
+                      f"{row['samples']:,}", f"{100 * m['ess_fraction']:.1f}% ({m['ess']:,.0f})",
                       *(delta_f_cell(j["residues"][n]) for n in residues),
                       w2_cell(w2["torus_w2"], 3), w2_cell(w2["energy_w2"], 2), w2_cell(w2.get("tica_w2", {}), 3),
                       f"{100 * m['wrong_handed_fraction']:.2f}%", *(f"{t / 60:.0f}" + ("†" if row.get("beside") else "")
@@ -131,7 +133,7 @@ def table(name: str, rows: list[dict], reference: dict) -> list[str]:
                       ", ".join(k for k, ok in j["checks"].items() if not ok) or "none"])
     if len(rows) > 1:
         diffs = [[r["judged"]["residues"][n].get("difference") for r in rows] for n in residues]
-        cells.append(["mean ± sd", mean_sd([r["metrics"]["ess_fraction"] for r in rows], 1, percent=True),
+        cells.append(["mean ± sd", "", mean_sd([r["metrics"]["ess_fraction"] for r in rows], 1, percent=True),
                       *(mean_sd(d, 3, sign=True) if None not in d else "—" for d in diffs),
                       *[""] * 9])
     ref_text = ", ".join(f"{n} {v['delta_f']:.3f} ± {v['stderr']:.3f}" if "delta_f" in v else f"{n} none"
@@ -141,7 +143,7 @@ def table(name: str, rows: list[dict], reference: dict) -> list[str]:
     beside = sorted({r["beside"] for r in rows if r.get("beside")})
     lines = markdown_table(
         f"{name}: Boltzmann generator with {schedule} against the parallel-tempering reference ({ref_text} kT over "
-        f"{reference['repeats']} repeats; `{reference['command']}`), {rows[0]['samples']:,} samples "
+        f"{reference['repeats']} repeats; `{reference['command']}`) "
         f"(`python {command}`). ΔF per residue: reweighted ± bootstrap (difference from the reference; effective "
         "samples in φ > 0). W2: reweighted (importance resampling) / floor at the generator's effective samples "
         "(a perfect generator with this ESS, same resampling) / floor (two reference halves from disjoint "
@@ -149,11 +151,28 @@ def table(name: str, rows: list[dict], reference: dict) -> list[str]:
         "slowest TICA components of the reference's MD. Minutes: MD data, training including the data, "
         "sampling; peak memory: the largest single process. Bars: ESS ≥ 5% and ≥ 100 effective samples; every "
         "residue's |ΔF difference| ≤ 0.3 kT on ≥ 100 effective samples in each basin; reweighted W2 ≤ 2× the "
-        "floor at the generator's effective samples; wrong-handed Cα < 1%.",
-        ["seed", "ESS (effective)", *(f"ΔF {n} (kT)" for n in residues), "torus-W2", "energy-W2", "TICA-W2",
+        "floor at the generator's effective samples; wrong-handed Cα < 1%; data, training and sampling ≤ 2 hours.",
+        ["seed", "samples", "ESS (effective)", *(f"ΔF {n} (kT)" for n in residues), "torus-W2", "energy-W2", "TICA-W2",
          "wrong-handed", "data (min)", "train (min)", "sample (min)", "peak memory (GiB)", "misses"], cells)
-    return lines + ([""] + [f"† run beside {text} on the same cores: not the time alone." for text in beside]
-                    if beside else [])
+    lines += [""] + [f"† run beside {text} on the same cores: not the time alone." for text in beside] if beside else []
+    return lines + ["", *helix_table(rows, residues)]
+
+
+def helix_table(rows: list[dict], residues: list[str]) -> list[str]:
+    """Each residue's ΔF(helix − extended) where φ < 0 (ψ inside or outside mlmol's helical range): the
+    generator's reweighted estimate against the reference frames' count, both ± bootstrap."""
+    cells = []
+    for row in rows:
+        mine, theirs = row["metrics"].get("helix_residues", {}), row["metrics"]["reference"].get("helix_residues", {})
+        cell = []
+        for n in residues:
+            m, t = mine.get(n, {}), theirs.get(n, {})
+            cell.append(f"{m['value']:.3f} ± {m['stderr']:.3f} vs {t['value']:.3f} ± {t['stderr']:.3f} "
+                        f"({m['value'] - t['value']:+.3f})" if "value" in m and "value" in t else "—")
+        cells.append([str(row["seed"]), *cell])
+    return markdown_table("ΔF(helix − extended) per residue where φ < 0 (kT): the generator reweighted ± bootstrap vs the "
+                          "reference's frames ± chain bootstrap (difference); — where a run was evaluated before this "
+                          "metric existed.", ["seed", *(f"{n} (kT)" for n in residues)], cells)
 
 
 def main() -> None:
@@ -194,7 +213,8 @@ def main() -> None:
                    reference_repeats=[r["seed"] for r in repeats],
                    benchmark_command=f"benchmarks/peptide_bg.py --pdb {args.pdb} --name {args.name} --seed "
                                      f"{args.seed} --threads {args.threads}"
-                                     + (f" --config {args.config}" if args.config else ""))
+                                     + (f" --config {args.config}" if args.config else "")
+                                     + (f" --samples {args.samples}" if args.samples != 100_000 else ""))
         rows = [r for r in rows if r["seed"] != args.seed or r.get("config") != args.config]
         rows.append({**row, "config": args.config})
     for row in rows:  # against the current reference (repeats may have been added since the row was made)

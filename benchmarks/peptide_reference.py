@@ -173,6 +173,11 @@ def _with_stored_repeats(name: str, rows: list[dict], traces: dict) -> tuple[lis
     return sorted(rows + kept, key=lambda row: row["seed"]), traces
 
 
+def wall(row: dict) -> str:
+    """The ladder's wall seconds, marked † when the repeat ran beside other work."""
+    return f"{row['wall_s']:.0f}" + ("†" if row.get("beside") else "")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     peptide_options(parser, "results name: peptide_reference_NAME")
@@ -181,6 +186,8 @@ def main() -> None:
     parser.add_argument("--tica-ps", type=float, default=200.0,
                         help="plain MD at the target temperature after the ladder, one trajectory per chain, for TICA")
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--beside", metavar="TEXT",
+                        help="what else ran on the machine during these repeats (their wall times are then marked)")
     parser.add_argument("--add-md", action="store_true",
                         help="run only the MD for TICA, for stored repeats of --seeds that lack it")
     args = parser.parse_args()
@@ -194,6 +201,8 @@ def main() -> None:
         print(f"seed {seed}: " + ", ".join(f"{n} {v['delta_f']:.3f} ± {v['stderr']:.3f}" if "delta_f" in v else
                                            f"{n} none" for n, v in row["residues"].items())
               + f" kT ({row['wall_s']:.0f} s)", flush=True)
+        if args.beside:
+            row["beside"] = args.beside
         rows.append(row)
     traces = {f"seed{row['seed']}": row.pop("traces") for row in rows}
     rows, traces = _with_stored_repeats(args.name, rows, traces)
@@ -214,15 +223,14 @@ def main() -> None:
             v = r["residues"][name]
             if "unavailable" in v:
                 cells.append([name, str(r["seed"]), f"none: {v['unavailable']}", "", "", "", "", "", "", "",
-                              f"{r['wall_s']:.0f}"])
+                              wall(r)])
                 continue
             cells.append([name, str(r["seed"]), f"{v['delta_f']:.3f} ± {v['stderr']:.3f}",
                           " / ".join(f"{h:.3f}" for h in v["delta_f_halves"]),
                           "—" if v["delta_f_target_only"] is None else f"{v['delta_f_target_only']:.3f}",
                           f"{v['chains_visiting_phi_positive']} of {r['chains']}", f"{v['effective_samples']:,.0f}",
                           f"{min(r['acceptance']):.2f}–{max(r['acceptance']):.2f}",
-                          f"{max(r['wrong_handed_fraction_per_temperature']):.4f}", f"{r['simulated_ns']:.0f}",
-                          f"{r['wall_s']:.0f}"])
+                          f"{max(r['wrong_handed_fraction_per_temperature']):.4f}", f"{r['simulated_ns']:.0f}", wall(r)])
         available = [r["residues"][name] for r in rows if "unavailable" not in r["residues"][name]]
         if len(available) < len(rows):  # a repeat without both basins: no reference for this residue
             summary["residues"][name] = {"unavailable": f"{len(rows) - len(available)} of {len(rows)} repeats lack a basin"}
@@ -232,6 +240,7 @@ def main() -> None:
         summary["residues"][name] = {"delta_f": mean, "stderr": error, "sd": sd}
         cells.append([f"**{name}**", "mean", f"**{mean:.3f} ± {error:.3f}**" + (f" (sd {sd:.3f})" if len(available) > 1 else ""), "", "", "", "", "", "",
                       "", ""])
+    beside = sorted({r["beside"] for r in rows if r.get("beside")})
     table = markdown_table(
         f"{args.name} ({args.implicit_solvent}, {args.temperature:g} K, {' '.join(args.forcefield)}): parallel "
         f"tempering on the batched engine, {args.chains} chains × {args.temperatures.split(':')[1]} temperatures "
@@ -240,6 +249,7 @@ def main() -> None:
         ["residue", "seed", "ΔF(φ>0 − φ<0) (kT), MBAR ± chain bootstrap", "halves", "target temperature alone",
          "chains that saw φ > 0", "effective samples", "swap acceptance", "wrong-handed Cα (highest)", "simulated ns",
          "wall (s)"], cells)
+    table += [""] + [f"† run beside {text} on the same cores: not the time alone." for text in beside] if beside else []
     write_results(f"peptide_reference_{args.name}", [summary, *rows], table)
 
 

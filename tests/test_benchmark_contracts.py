@@ -137,3 +137,25 @@ def test_stage_summaries_take_each_rung_s_pool_metrics_and_the_rung_table_stars_
     assert not ala2._pool_cell("pool_state_fit", thin, 500_000).endswith("*")  # the floor lifts the fitted weights
     assert not ala2._pool_cell("pool_state", {**thin, "pool_ess": 1e-3}, 500_000).endswith("*")  # 500
     assert ala2._rung_kelvin({"high": 4.0, "temperatures": 10, "kl_fraction": 0.5})[0] == "1029 K"
+
+
+def test_a_peptide_row_meets_its_bars_only_on_enough_effective_samples_and_within_two_hours(bench):
+    """peptide_bg.judged: a row that meets every bar; the same row with 99 effective samples in one φ > 0
+    basin, with its ΔF 0.31 kT off, with a reweighted W2 over twice the floor at its ESS, or over two hours
+    of data, training and sampling, misses exactly that bar."""
+    judged = bench("peptide_bg").judged
+    reference = {"residues": {"phi2": {"delta_f": 3.8, "stderr": 0.1}}}
+    w2 = {"reweighted": 0.5, "floor_reweighted": 0.3, "floor": 0.28, "raw": 0.6}
+
+    def row(value=3.9, effective=(150, 9000), torus=w2, hours=1.5) -> dict:
+        metrics = {"ess_fraction": 0.06, "ess": 60_000, "wrong_handed_fraction": 0.0,
+                   "delta_f_residues": {"phi2": {"value": value, "stderr": 0.05, "effective_samples": list(effective)}},
+                   "reference": {"torus_w2": torus, "energy_w2": w2, "tica_w2": w2}}
+        return {"metrics": metrics, "train_s": hours * 3600 - 300, "sample_s": 300}
+
+    assert judged(row(), reference)["meets"]
+    misses = {name: judged(r, reference)["checks"] for name, r in {
+        "delta_f": row(effective=(99, 9000)), "delta_f ": row(value=3.8 + 0.31),
+        "torus_w2": row(torus={**w2, "reweighted": 0.61}), "time": row(hours=2.01)}.items()}
+    for name, checks in misses.items():
+        assert [k for k, ok in checks.items() if not ok] == [name.strip()]

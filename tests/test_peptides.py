@@ -150,6 +150,40 @@ def test_evaluate_reports_every_residue_s_phi_basins(tmp_path, trialanine):
     assert residues["phi2"]["value"] == pytest.approx(residues["phi4"]["value"]) == pytest.approx(-np.log(2 / 3))
 
 
+def test_each_residue_s_helix_and_extended_basins_in_the_generator_and_the_reference(tmp_path, trialanine):
+    """30 copies of the extended Ace-Ala3-Nme at weight 1 and 10 of the helical one at weight 2: each
+    residue's ΔF(helix − extended) is exactly −log(20/30) on 10 and 30 effective samples. In reference
+    frames of 4 chains, one helical and three extended, it is log 3 by counting, and a chain bootstrap
+    gives it an error; a reference without a helical frame has none."""
+    from mlmol.data import Samples
+    from mlmol.evaluation import ReferenceSamples, compare_to_reference, evaluate, summary_rows
+
+    topology, extended, _ = trialanine
+    _, helix, _ = build_peptide("AAA", conformation="helix")
+    path = tmp_path / "aaa.pdb"
+    with open(path, "w") as handle:
+        app.PDBFile.writeFile(topology, extended * openmm.unit.nanometer, handle)
+    molecule = from_pdb(path, forcefield=["amber14-all.xml"], backend="torch", add_hydrogens=False)
+    flat_e, flat_h = (torch.tensor(x.reshape(1, -1)) for x in (extended, helix))
+    log_w = torch.cat([torch.zeros(30, dtype=torch.float64), torch.full((10,), np.log(2.0), dtype=torch.float64)])
+    samples = Samples(torch.cat([flat_e.repeat(30, 1), flat_h.repeat(10, 1)]), log_w, torch.zeros(40).double())
+    metrics = evaluate(molecule, samples)
+    assert list(metrics["helix_residues"]) == ["phi2", "phi3", "phi4"]
+    for entry in metrics["helix_residues"].values():
+        assert entry["value"] == pytest.approx(-np.log(20 / 30), abs=1e-12)
+        assert entry["effective_samples"] == pytest.approx([10.0, 30.0])
+    frames = torch.stack([flat_h[0], flat_e[0], flat_e[0], flat_e[0]]).repeat(150, 1)  # frame-major, 4 chains
+    samples = Samples(frames[:300], torch.zeros(300).double(), molecule.energy(frames[:300]))
+    helix_ref = compare_to_reference(molecule, samples, ReferenceSamples(frames, chains=4))["helix_residues"]
+    for entry in helix_ref.values():
+        assert entry["value"] == pytest.approx(np.log(3.0), abs=1e-12) and entry["stderr"] > 0.1
+    rows = dict(summary_rows({**metrics, "reference": {"helix_residues": helix_ref}}))
+    assert rows["ΔF = F(phi3 helix) − F(phi3 extended), reference"].startswith(f"{np.log(3.0):+.3f} ± ")
+    assert rows["ΔF = F(phi3 helix) − F(phi3 extended)"].startswith(f"{-np.log(20 / 30):+.3f} ± ")
+    only_extended = ReferenceSamples(flat_e.repeat(600, 1), chains=4)
+    assert "unavailable" in compare_to_reference(molecule, samples, only_extended)["helix_residues"]["phi2"]
+
+
 def test_the_reference_distances_see_bad_samples_and_reweighting_removes_them(tmp_path, trialanine):
     """Generator samples from the reference's own distribution plus mirrored, stretched ones: raw
     energy-W2, torus-W2 and TICA-W2 far above the reference's noise floor; with the bad ones at zero

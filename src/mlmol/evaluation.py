@@ -3,6 +3,8 @@ profiles, against exact references where quadrature gives them, and chirality fo
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,6 +16,11 @@ from .errors import MlmolError
 from .systems import Energy
 from .systems.molecule import Molecule
 from .systems.molecules import chiral_centres, wrong_handed_fraction
+
+HELIX_PSI_DEGREES = (-120.0, 50.0)
+"""The ψ range (degrees) of a residue's right-handed helical basin (α) where its φ < 0; the rest of
+φ < 0 is the extended basin (β and polyproline II). Both bounds lie in the near-empty valleys of
+alanine's ψ distribution."""
 
 
 def evaluate(system: Energy, samples: Samples, bins: int = 60, max_f: float = 5.0) -> dict:
@@ -37,9 +44,12 @@ def evaluate(system: Energy, samples: Samples, bins: int = 60, max_f: float = 5.
         result["delta_f"] = entry
     if isinstance(system, Molecule):
         phis = [name for name in system.torsions if name.startswith("phi")]
-        if len(phis) > 1:  # a peptide: each residue's φ basins (its macrostates)
+        if len(phis) > 1:  # a peptide: each residue's φ basins and, where φ < 0, its helical and extended basins
             result["delta_f_residues"] = {name: _delta_f(samples, (f"{name} > 0", f"{name} < 0"), system.variables)
                                           for name in phis}
+            basins = {name: helix_states(system, name) for name in phis}
+            result["helix_residues"] = {name: _delta_f(samples, tuple(states), states)
+                                        for name, states in basins.items() if states is not None}
         centres = chiral_centres(system.topology)
         reference = torch.as_tensor(system.positions, dtype=samples.x.dtype)
         result["wrong_handed_fraction"] = wrong_handed_fraction(samples.x, reference, centres)
@@ -121,7 +131,8 @@ def compare_to_reference(system: Molecule, samples: Samples, reference: Referenc
     metrics = [("energy_w2", u, reference_u, wasserstein.energy_w2),
                ("torus_w2", wasserstein.backbone_angles(x, topology), wasserstein.backbone_angles(reference_x, topology),
                 wasserstein.torus_w2)]
-    result: dict = {"n": int(n), "seed": seed, "effective": effective, "chains": reference.chains}
+    result: dict = {"n": int(n), "seed": seed, "effective": effective, "chains": reference.chains,
+                    "helix_residues": _reference_helix(system, x_ref, reference.chains, np.random.default_rng([seed, 3]))}
     if reference.md is not None:
         tica = wasserstein.reference_tica(np.asarray(reference.md), topology, tica_lag)
         metrics.append(("tica_w2", tica(x), tica(reference_x), wasserstein.euclidean_w2))
@@ -138,12 +149,56 @@ def compare_to_reference(system: Molecule, samples: Samples, reference: Referenc
     return result
 
 
+def helix_states(system: Molecule, phi: str) -> dict[str, Callable[[torch.Tensor], torch.Tensor]] | None:
+    """The helical and extended basins of the residue whose φ torsion is named ``phi`` ("phi3"), as masks
+    of coordinates ``[*batch, 3N]``: φ < 0 with ψ inside :data:`HELIX_PSI_DEGREES`, and φ < 0 with ψ
+    outside; keyed "phi3 helix" and "phi3 extended". None when the molecule has no ψ for that residue."""
+    psi = "psi" + phi.removeprefix("phi")
+    if phi not in system.variables or psi not in system.variables:
+        return None
+    low, high = (math.radians(d) for d in HELIX_PSI_DEGREES)
+
+    def basin(x: torch.Tensor, helical: bool) -> torch.Tensor:
+        angle = system.variables[psi](x)
+        return (system.variables[phi](x) < 0) & (((angle > low) & (angle < high)) == helical)
+    return {f"{phi} helix": lambda x: basin(x, True), f"{phi} extended": lambda x: basin(x, False)}
+
+
+def _reference_helix(system: Molecule, x: torch.Tensor, chains: int, rng: np.random.Generator,
+                     n_bootstrap: int = 200) -> dict:
+    """Each residue's ΔF(helix − extended) (kT) in reference frames ``x`` (frame-major over ``chains``), by
+    counting, ± a bootstrap over the chains (over 10 blocks of time for a single chain)."""
+    groups = chains if chains > 1 else 10
+    out = {}
+    for name in (name for name in system.torsions if name.startswith("phi")):
+        states = helix_states(system, name)
+        if states is None:
+            continue
+        with torch.no_grad():
+            masks = [state(x).cpu().numpy() for state in states.values()]
+        counts = [m.reshape(-1, chains).sum(0) if chains > 1 else np.array([b.sum() for b in np.array_split(m, groups)])
+                  for m in masks]
+
+        def delta(idx: np.ndarray) -> float:
+            a, b = counts[0][idx].sum(), counts[1][idx].sum()
+            return float(-np.log(a / b)) if a > 0 and b > 0 else math.nan
+        value = delta(np.arange(groups))
+        if not math.isfinite(value):
+            out[name] = {"unavailable": "no reference frame in one of the basins"}
+            continue
+        boot = [delta(rng.integers(0, groups, groups)) for _ in range(n_bootstrap)]
+        out[name] = {"value": value, "stderr": float(np.nanstd(boot))}
+    return out
+
+
 def _delta_f(samples: Samples, states: tuple[str, str], variables: dict) -> dict:
     """ΔF between two states with its bootstrap error and each state's effective samples (Kish, of the
-    weights inside it: how many samples the estimate rests on), or why it could not be estimated."""
+    weights inside it: how many samples the estimate rests on), or why it could not be estimated. A
+    state is a spec over ``variables`` ("phi2 > 0") or the name of a mask function in them."""
     a, b = states
     entry: dict = {"states": [a, b]}
-    inside = [systems.State(spec, variables)(samples.x) for spec in states]
+    inside = [variables[spec](samples.x) if spec in variables else systems.State(spec, variables)(samples.x)
+              for spec in states]
     entry["effective_samples"] = [estimators.ess(torch.where(mask, samples.log_weights, -torch.inf))
                                   for mask in inside]
     try:
@@ -181,8 +236,11 @@ def summary_rows(metrics: dict) -> list[tuple[str, str]]:
         elif "exact" in d:
             text += f" (exact {d['exact']:+.3f})"
         rows.append((f"ΔF = F({d['states'][0]}) − F({d['states'][1]})", text))
-    for d in metrics.get("delta_f_residues", {}).values():
+    for d in [*metrics.get("delta_f_residues", {}).values(), *metrics.get("helix_residues", {}).values()]:
         rows.append((f"ΔF = F({d['states'][0]}) − F({d['states'][1]})", _delta_f_text(d)))
+    for name, d in metrics.get("reference", {}).get("helix_residues", {}).items():
+        rows.append((f"ΔF = F({name} helix) − F({name} extended), reference",
+                     f"{d['value']:+.3f} ± {d['stderr']:.3f} kT" if "value" in d else f"not estimated: {d['unavailable']}"))
     for name, label, unit in (("energy_w2", "energy-W2", "kT"), ("torus_w2", "torus-W2", "rad"),
                               ("tica_w2", "TICA-W2", "")):
         d = metrics.get("reference", {}).get(name)
