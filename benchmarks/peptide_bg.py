@@ -70,6 +70,18 @@ def joined_reference(name: str, repeats: list[dict], out: Path) -> Path:
     return path
 
 
+def schedule(row: dict) -> str:
+    """The row's MD data and training as its run's config.yaml held them (a config file may change)."""
+    data, recipe = row["data_config"], row["recipe"]
+    return (f"{data['n']:,} frames from {data.get('replicas', 1)} chains, {recipe['steps']:,} steps of "
+            f"{recipe.get('losses', recipe['name'])}")
+
+
+def same_run(a: dict, b: dict) -> bool:
+    """Whether two rows are the same seed of the same config file and schedule (the later replaces the other)."""
+    return (a["seed"], a.get("config"), schedule(a)) == (b["seed"], b.get("config"), schedule(b))
+
+
 def judged(row: dict, reference: dict) -> dict:
     """The bars of a row against the reference: ESS; every residue's ΔF within the bar of the reference's,
     on at least MIN_EFFECTIVE effective samples in each basin; each reweighted W2 within the bar's multiple
@@ -139,10 +151,10 @@ def table(name: str, rows: list[dict], reference: dict) -> list[str]:
     ref_text = ", ".join(f"{n} {v['delta_f']:.3f} ± {v['stderr']:.3f}" if "delta_f" in v else f"{n} none"
                          for n, v in reference["residues"].items())
     command = rows[0]["benchmark_command"].replace(f"--seed {rows[0]['seed']}", "--seed S")
-    schedule = f"`{rows[0]['config']}`" if rows[0].get("config") else "the built-in molecule defaults"
+    source = f"`{rows[0]['config']}`" if rows[0].get("config") else "the built-in molecule defaults"
     beside = sorted({r["beside"] for r in rows if r.get("beside")})
     lines = markdown_table(
-        f"{name}: Boltzmann generator with {schedule} against the parallel-tempering reference ({ref_text} kT over "
+        f"{name}: Boltzmann generator with {source} (as its runs held it: {schedule(rows[0])}) against the parallel-tempering reference ({ref_text} kT over "
         f"{reference['repeats']} repeats; `{reference['command']}`) "
         f"(`python {command}`). ΔF per residue: reweighted ± bootstrap (difference from the reference; effective "
         "samples in φ > 0). W2: reweighted (importance resampling) / floor at the generator's effective samples "
@@ -194,15 +206,15 @@ def main() -> None:
     results = f"peptide_bg_{args.name}"
     rows = read_results(results) if (RESULTS / f"{results}.json").is_file() else []
     if not args.tabulate:
-        schedule = Path(args.config).stem if args.config else "defaults"
-        out = Path(args.runs) / f"{args.name}_{schedule}_seed{args.seed}"
+        stem = Path(args.config).stem if args.config else "defaults"
+        out = Path(args.runs) / f"{args.name}_{stem}_seed{args.seed}"
         reference_file = joined_reference(args.name, repeats, out)
         train_args = [*([args.config] if args.config else []), "--pdb", args.pdb, "--forcefield", *args.forcefield,
                       "--implicit-solvent", args.implicit_solvent, "--temperature", f"{args.temperature:g}",
                       "--seed", str(args.seed), "--threads", str(args.threads)]
         row = pipeline(train_args, out, n=args.samples, sample_seed=1000 + args.seed, train=not args.reuse,
                        evaluate_args=("--reference", str(reference_file)))
-        previous = next((r for r in rows if r["seed"] == args.seed and r.get("config") == args.config), None)
+        previous = next((r for r in rows if same_run(r, {**row, "seed": args.seed, "config": args.config})), None)
         if args.reuse and previous is not None:  # the training's own measurements stay those of its run
             row.update({k: previous[k] for k in ("train_s", "peak_memory_gib") if k in previous})
         elif args.reuse:  # the training loop's clock plus the data's; its memory was not measured
@@ -215,15 +227,15 @@ def main() -> None:
                                      f"{args.seed} --threads {args.threads}"
                                      + (f" --config {args.config}" if args.config else "")
                                      + (f" --samples {args.samples}" if args.samples != 100_000 else ""))
-        rows = [r for r in rows if r["seed"] != args.seed or r.get("config") != args.config]
-        rows.append({**row, "config": args.config})
+        row["config"] = args.config
+        rows = [r for r in rows if not same_run(r, row)] + [row]
     for row in rows:  # against the current reference (repeats may have been added since the row was made)
         row["judged"] = judged(row, reference)
-    rows.sort(key=lambda r: (str(r.get("config")), r["seed"]))
+    rows.sort(key=lambda r: (str(r.get("config")), schedule(r), r["seed"]))
     lines = []
-    for config in sorted({str(r.get("config")) for r in rows}):
-        group = [r for r in rows if str(r.get("config")) == config]
-        print(json.dumps({"config": config, "meets": [r["judged"]["meets"] for r in group]}))
+    for key in sorted({(str(r.get("config")), schedule(r)) for r in rows}):
+        group = [r for r in rows if (str(r.get("config")), schedule(r)) == key]
+        print(json.dumps({"config": key[0], "schedule": key[1], "meets": [r["judged"]["meets"] for r in group]}))
         lines += [*table(args.name, group, reference), ""]
     write_results(results, rows, lines[:-1])
 
