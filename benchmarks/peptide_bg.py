@@ -30,6 +30,7 @@ import numpy as np
 from pipeline import (
     MIN_EFFECTIVE,
     RESULTS,
+    beside_marks,
     markdown_table,
     mean_sd,
     peptide_options,
@@ -43,7 +44,7 @@ from mlmol.data import atomic_write
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE_SAMPLES = ROOT / "runs" / "peptide_reference"
 BARS = {"ess_fraction": 0.05, "delta_f_kT": 0.3, "w2_floors": 2.0, "wrong_handed": 0.01, "hours": 2.0}
-DESIGN_SEEDS = (0,)  # seeds whose runs shaped a schedule (examples/peptide.yaml); the bars are for the others
+DESIGN_SEEDS = (0, 100)  # seeds whose runs shaped examples/peptide.yaml (100: a second MD stream); the bars are for the others
 
 
 def joined_reference(name: str, repeats: list[dict], out: Path) -> Path:
@@ -131,6 +132,7 @@ def delta_f_cell(r: dict) -> str:
 def table(name: str, rows: list[dict], reference: dict) -> list[str]:
     """The Markdown table of one schedule's rows (one config)."""
     residues = list(reference["residues"])
+    marks, footnotes = beside_marks(rows)
     cells = []
     for row in rows:
         m, w2, j = row["metrics"], row["metrics"]["reference"], row["judged"]
@@ -138,7 +140,7 @@ def table(name: str, rows: list[dict], reference: dict) -> list[str]:
                       f"{row['samples']:,}", f"{100 * m['ess_fraction']:.1f}% ({m['ess']:,.0f})",
                       *(delta_f_cell(j["residues"][n]) for n in residues),
                       w2_cell(w2["torus_w2"], 3), w2_cell(w2["energy_w2"], 2), w2_cell(w2.get("tica_w2", {}), 3),
-                      f"{100 * m['wrong_handed_fraction']:.2f}%", *(f"{t / 60:.0f}" + ("†" if row.get("beside") else "")
+                      f"{100 * m['wrong_handed_fraction']:.2f}%", *(f"{t / 60:.0f}" + marks.get(row.get("beside"), "")
                                                                    for t in (row["data_s"], row["train_s"])),
                       f"{row['sample_s'] / 60:.1f}",
                       "—" if row["peak_memory_gib"] is None else f"{row['peak_memory_gib']:.1f}",
@@ -152,7 +154,6 @@ def table(name: str, rows: list[dict], reference: dict) -> list[str]:
                          for n, v in reference["residues"].items())
     command = rows[0]["benchmark_command"].replace(f"--seed {rows[0]['seed']}", "--seed S")
     source = f"`{rows[0]['config']}`" if rows[0].get("config") else "the built-in molecule defaults"
-    beside = sorted({r["beside"] for r in rows if r.get("beside")})
     lines = markdown_table(
         f"{name}: Boltzmann generator with {source} (as its runs held it: {schedule(rows[0])}) against the parallel-tempering reference ({ref_text} kT over "
         f"{reference['repeats']} repeats; `{reference['command']}`) "
@@ -166,7 +167,7 @@ def table(name: str, rows: list[dict], reference: dict) -> list[str]:
         "floor at the generator's effective samples; wrong-handed Cα < 1%; data, training and sampling ≤ 2 hours.",
         ["seed", "samples", "ESS (effective)", *(f"ΔF {n} (kT)" for n in residues), "torus-W2", "energy-W2", "TICA-W2",
          "wrong-handed", "data (min)", "train (min)", "sample (min)", "peak memory (GiB)", "misses"], cells)
-    lines += [""] + [f"† run beside {text} on the same cores: not the time alone." for text in beside] if beside else []
+    lines += [""] + footnotes if footnotes else []
     return lines + ["", *helix_table(rows, residues)]
 
 
@@ -183,7 +184,7 @@ def helix_table(rows: list[dict], residues: list[str]) -> list[str]:
                         f"({m['value'] - t['value']:+.3f})" if "value" in m and "value" in t else "—")
         cells.append([str(row["seed"]), *cell])
     return markdown_table("ΔF(helix − extended) per residue where φ < 0 (kT): the generator reweighted ± bootstrap vs the "
-                          "reference's frames ± chain bootstrap (difference); — where a run was evaluated before this "
+                          "reference's frames ± chain bootstrap (difference); — where either is unavailable (a basin without samples) or a run was evaluated before this "
                           "metric existed.", ["seed", *(f"{n} (kT)" for n in residues)], cells)
 
 
@@ -232,7 +233,7 @@ def main() -> None:
     for row in rows:  # against the current reference (repeats may have been added since the row was made)
         row["judged"] = judged(row, reference)
     rows.sort(key=lambda r: (str(r.get("config")), schedule(r), r["seed"]))
-    lines = []
+    lines = [] if rows else ["No Boltzmann generator has run against this reference yet.", ""]
     for key in sorted({(str(r.get("config")), schedule(r)) for r in rows}):
         group = [r for r in rows if (str(r.get("config")), schedule(r)) == key]
         print(json.dumps({"config": key[0], "schedule": key[1], "meets": [r["judged"]["meets"] for r in group]}))

@@ -39,6 +39,7 @@ import numpy as np
 import torch
 from pipeline import (
     RESULTS,
+    beside_marks,
     combine_repeats,
     exchange_options,
     markdown_table,
@@ -173,9 +174,9 @@ def _with_stored_repeats(name: str, rows: list[dict], traces: dict) -> tuple[lis
     return sorted(rows + kept, key=lambda row: row["seed"]), traces
 
 
-def wall(row: dict) -> str:
-    """The ladder's wall seconds, marked † when the repeat ran beside other work."""
-    return f"{row['wall_s']:.0f}" + ("†" if row.get("beside") else "")
+def wall(row: dict, marks: dict[str, str]) -> str:
+    """The ladder's wall seconds, with the mark of what else ran beside the repeat, if anything."""
+    return f"{row['wall_s']:.0f}" + marks.get(row.get("beside"), "")
 
 
 def main() -> None:
@@ -188,6 +189,7 @@ def main() -> None:
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--beside", metavar="TEXT",
                         help="what else ran on the machine during these repeats (their wall times are then marked)")
+    parser.add_argument("--tabulate", action="store_true", help="run nothing: rewrite the table from the stored repeats")
     parser.add_argument("--add-md", action="store_true",
                         help="run only the MD for TICA, for stored repeats of --seeds that lack it")
     args = parser.parse_args()
@@ -196,7 +198,7 @@ def main() -> None:
         add_md(args)
         return
     rows = []
-    for seed in args.seeds:
+    for seed in [] if args.tabulate else args.seeds:
         row = one_repeat(seed, args)
         print(f"seed {seed}: " + ", ".join(f"{n} {v['delta_f']:.3f} ± {v['stderr']:.3f}" if "delta_f" in v else
                                            f"{n} none" for n, v in row["residues"].items())
@@ -204,11 +206,14 @@ def main() -> None:
         if args.beside:
             row["beside"] = args.beside
         rows.append(row)
-    traces = {f"seed{row['seed']}": row.pop("traces") for row in rows}
-    rows, traces = _with_stored_repeats(args.name, rows, traces)
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, **traces)
-    atomic_write(RESULTS / f"peptide_reference_{args.name}_traces.npz", buffer.getvalue())
+    if args.tabulate:  # the stored repeats (of the schedule given) as they are
+        rows = read_results(f"peptide_reference_{args.name}")[1:]
+    else:
+        traces = {f"seed{row['seed']}": row.pop("traces") for row in rows}
+        rows, traces = _with_stored_repeats(args.name, rows, traces)
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, **traces)
+        atomic_write(RESULTS / f"peptide_reference_{args.name}_traces.npz", buffer.getvalue())
     seeds = [row["seed"] for row in rows]
     command = (f"python benchmarks/peptide_reference.py --pdb {args.pdb} --name {args.name} --forcefield "
                f"{' '.join(args.forcefield)} --implicit-solvent {args.implicit_solvent} --temperature "
@@ -218,19 +223,20 @@ def main() -> None:
     summary: dict = {"name": args.name, "pdb": args.pdb, "temperature": args.temperature, "repeats": len(rows),
                      "command": command, "residues": {}}
     cells = []
+    marks, footnotes = beside_marks(rows)
     for name in rows[0]["residues"]:
         for r in rows:
             v = r["residues"][name]
             if "unavailable" in v:
                 cells.append([name, str(r["seed"]), f"none: {v['unavailable']}", "", "", "", "", "", "", "",
-                              wall(r)])
+                              wall(r, marks)])
                 continue
             cells.append([name, str(r["seed"]), f"{v['delta_f']:.3f} ± {v['stderr']:.3f}",
                           " / ".join(f"{h:.3f}" for h in v["delta_f_halves"]),
                           "—" if v["delta_f_target_only"] is None else f"{v['delta_f_target_only']:.3f}",
                           f"{v['chains_visiting_phi_positive']} of {r['chains']}", f"{v['effective_samples']:,.0f}",
                           f"{min(r['acceptance']):.2f}–{max(r['acceptance']):.2f}",
-                          f"{max(r['wrong_handed_fraction_per_temperature']):.4f}", f"{r['simulated_ns']:.0f}", wall(r)])
+                          f"{max(r['wrong_handed_fraction_per_temperature']):.4f}", f"{r['simulated_ns']:.0f}", wall(r, marks)])
         available = [r["residues"][name] for r in rows if "unavailable" not in r["residues"][name]]
         if len(available) < len(rows):  # a repeat without both basins: no reference for this residue
             summary["residues"][name] = {"unavailable": f"{len(rows) - len(available)} of {len(rows)} repeats lack a basin"}
@@ -240,7 +246,6 @@ def main() -> None:
         summary["residues"][name] = {"delta_f": mean, "stderr": error, "sd": sd}
         cells.append([f"**{name}**", "mean", f"**{mean:.3f} ± {error:.3f}**" + (f" (sd {sd:.3f})" if len(available) > 1 else ""), "", "", "", "", "", "",
                       "", ""])
-    beside = sorted({r["beside"] for r in rows if r.get("beside")})
     table = markdown_table(
         f"{args.name} ({args.implicit_solvent}, {args.temperature:g} K, {' '.join(args.forcefield)}): parallel "
         f"tempering on the batched engine, {args.chains} chains × {args.temperatures.split(':')[1]} temperatures "
@@ -249,7 +254,7 @@ def main() -> None:
         ["residue", "seed", "ΔF(φ>0 − φ<0) (kT), MBAR ± chain bootstrap", "halves", "target temperature alone",
          "chains that saw φ > 0", "effective samples", "swap acceptance", "wrong-handed Cα (highest)", "simulated ns",
          "wall (s)"], cells)
-    table += [""] + [f"† run beside {text} on the same cores: not the time alone." for text in beside] if beside else []
+    table += [""] + footnotes if footnotes else []
     write_results(f"peptide_reference_{args.name}", [summary, *rows], table)
 
 

@@ -227,6 +227,16 @@ def markdown_table(caption: str, headers: list[str], cells: list[list[str]], tex
             *("| " + " | ".join(row) + " |" for row in cells)]
 
 
+def beside_marks(rows: list[dict]) -> tuple[dict[str, str], list[str]]:
+    """A footnote mark for each distinct ``beside`` text of ``rows`` (what else ran on the machine during
+    a row, so its times are not the time alone) and the footnotes; a text noted after the run says so."""
+    texts = sorted({r["beside"] for r in rows if r.get("beside")})
+    marks = {text: "†‡§¶#"[i] if i < 5 else f"[{i + 1}]" for i, text in enumerate(texts)}
+    later = {r["beside"] for r in rows if r.get("beside_noted_after_run")}
+    return marks, [f"{marks[t]} run beside {t} on the same cores: not the time alone"
+                   + (" (noted after the run)." if t in later else ".") for t in texts]
+
+
 def write_results(name: str, rows: list[dict], table: list[str]) -> None:
     """benchmarks/results/NAME.json (the rows) and NAME.md (the table), both atomically; prints the table."""
     atomic_write(RESULTS / f"{name}.json", json.dumps(rows, indent=2))

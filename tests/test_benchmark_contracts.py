@@ -147,15 +147,17 @@ def test_a_peptide_row_meets_its_bars_only_on_enough_effective_samples_and_withi
     reference = {"residues": {"phi2": {"delta_f": 3.8, "stderr": 0.1}}}
     w2 = {"reweighted": 0.5, "floor_reweighted": 0.3, "floor": 0.28, "raw": 0.6}
 
-    def row(value=3.9, effective=(150, 9000), torus=w2, hours=1.5) -> dict:
-        metrics = {"ess_fraction": 0.06, "ess": 60_000, "wrong_handed_fraction": 0.0,
+    def row(value=3.9, effective=(150, 9000), torus=w2, hours=1.5, ess=0.06, wrong=0.0) -> dict:
+        metrics = {"ess_fraction": ess, "ess": ess * 1e6, "wrong_handed_fraction": wrong,
                    "delta_f_residues": {"phi2": {"value": value, "stderr": 0.05, "effective_samples": list(effective)}},
                    "reference": {"torus_w2": torus, "energy_w2": w2, "tica_w2": w2}}
         return {"metrics": metrics, "train_s": hours * 3600 - 300, "sample_s": 300}
 
     assert judged(row(), reference)["meets"]
+    assert judged(row(torus={**w2, "reweighted": 0.58}), reference)["meets"]  # 2× the floor at its ESS, not the floor
     misses = {name: judged(r, reference)["checks"] for name, r in {
-        "delta_f": row(effective=(99, 9000)), "delta_f ": row(value=3.8 + 0.31),
-        "torus_w2": row(torus={**w2, "reweighted": 0.61}), "time": row(hours=2.01)}.items()}
+        "delta_f": row(effective=(99, 9000)), "delta_f ": row(value=3.8 + 0.31), "delta_f  ": row(value=3.8 - 0.31),
+        "torus_w2": row(torus={**w2, "reweighted": 0.61}), "time": row(hours=2.01), "ess": row(ess=0.049),
+        "wrong_handed": row(wrong=0.01)}.items()}
     for name, checks in misses.items():
         assert [k for k, ok in checks.items() if not ok] == [name.strip()]

@@ -184,6 +184,22 @@ def test_each_residue_s_helix_and_extended_basins_in_the_generator_and_the_refer
     assert "unavailable" in compare_to_reference(molecule, samples, only_extended)["helix_residues"]["phi2"]
 
 
+def test_the_helical_basin_is_phi_below_zero_with_psi_inside_its_bounds():
+    """Frames on either side of each ψ bound, and a left-handed helix (φ > 0), in the helix and
+    extended masks: ψ −115° and 45° helical, −125° and 55° extended, φ > 0 in neither."""
+    from types import SimpleNamespace
+
+    from mlmol.evaluation import helix_states
+
+    angles = torch.deg2rad(torch.tensor([[-70.0, -115.0], [-70.0, 45.0], [-70.0, -125.0], [-70.0, 55.0],
+                                         [60.0, 40.0], [-150.0, 150.0]], dtype=torch.float64))
+    system = SimpleNamespace(variables={"phi3": lambda x: x[..., 0], "psi3": lambda x: x[..., 1]})
+    states = helix_states(system, "phi3")
+    assert states["phi3 helix"](angles).tolist() == [True, True, False, False, False, False]
+    assert states["phi3 extended"](angles).tolist() == [False, False, True, True, False, True]
+    assert helix_states(system, "phi4") is None  # no such residue
+
+
 def test_the_reference_distances_see_bad_samples_and_reweighting_removes_them(tmp_path, trialanine):
     """Generator samples from the reference's own distribution plus mirrored, stretched ones: raw
     energy-W2, torus-W2 and TICA-W2 far above the reference's noise floor; with the bad ones at zero

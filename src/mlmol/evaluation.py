@@ -19,8 +19,8 @@ from .systems.molecules import chiral_centres, wrong_handed_fraction
 
 HELIX_PSI_DEGREES = (-120.0, 50.0)
 """The ψ range (degrees) of a residue's right-handed helical basin (α) where its φ < 0; the rest of
-φ < 0 is the extended basin (β and polyproline II). Both bounds lie in the near-empty valleys of
-alanine's ψ distribution."""
+φ < 0 is the extended basin (β and polyproline II). −120° lies in an empty valley of alanine's ψ
+distribution, 50° on the thin tail of the helical basin (the usual α bound)."""
 
 
 def evaluate(system: Energy, samples: Samples, bins: int = 60, max_f: float = 5.0) -> dict:
@@ -170,7 +170,8 @@ def _reference_helix(system: Molecule, x: torch.Tensor, chains: int, rng: np.ran
     counting, ± a bootstrap over the chains (over 10 blocks of time for a single chain)."""
     groups = chains if chains > 1 else 10
     out = {}
-    for name in (name for name in system.torsions if name.startswith("phi")):
+    phis = [name for name in system.torsions if name.startswith("phi")]
+    for name in phis if len(phis) > 1 else []:  # peptides, as in evaluate
         states = helix_states(system, name)
         if states is None:
             continue
@@ -179,14 +180,14 @@ def _reference_helix(system: Molecule, x: torch.Tensor, chains: int, rng: np.ran
         counts = [m.reshape(-1, chains).sum(0) if chains > 1 else np.array([b.sum() for b in np.array_split(m, groups)])
                   for m in masks]
 
-        def delta(idx: np.ndarray) -> float:
+        def delta(idx: np.ndarray, counts: list[np.ndarray] = counts) -> float:
             a, b = counts[0][idx].sum(), counts[1][idx].sum()
             return float(-np.log(a / b)) if a > 0 and b > 0 else math.nan
         value = delta(np.arange(groups))
         if not math.isfinite(value):
             out[name] = {"unavailable": "no reference frame in one of the basins"}
             continue
-        boot = [delta(rng.integers(0, groups, groups)) for _ in range(n_bootstrap)]
+        boot = [delta(rng.integers(0, groups, groups)) for _ in range(n_bootstrap)]  # nan: a draw without a basin
         out[name] = {"value": value, "stderr": float(np.nanstd(boot))}
     return out
 
