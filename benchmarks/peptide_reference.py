@@ -55,9 +55,16 @@ from mlmol.errors import MlmolError
 from mlmol.geometry import dihedral_of
 from mlmol.samplers.batched import BatchedLangevin
 from mlmol.samplers.exchange import mbar_delta_f, temperature_ladder
+from mlmol.systems.molecule import Molecule
 from mlmol.systems.molecules import chiral_centres, from_pdb, handedness
 
 SAMPLES = Path(__file__).resolve().parent.parent / "runs" / "peptide_reference"
+
+
+def peptide(args) -> Molecule:
+    """The peptide of ``--pdb`` on the torch force field, as given (no hydrogens added)."""
+    return from_pdb(args.pdb, forcefield=args.forcefield, implicit_solvent=args.implicit_solvent,
+                    temperature=args.temperature, backend="torch", add_hydrogens=False)
 
 
 def tica_md(molecule, starts: torch.Tensor, seed: int, args) -> tuple[torch.Tensor, float]:
@@ -76,8 +83,7 @@ def tica_md(molecule, starts: torch.Tensor, seed: int, args) -> tuple[torch.Tens
 def add_md(args) -> None:
     """``--add-md``: MD for TICA added to stored repeats that lack it, from each chain's last stored
     target-temperature frame; the repeats' ΔF rows are unchanged."""
-    molecule = from_pdb(args.pdb, forcefield=args.forcefield, implicit_solvent=args.implicit_solvent,
-                        temperature=args.temperature, backend="torch", add_hydrogens=False)
+    molecule = peptide(args)
     rows = read_results(f"peptide_reference_{args.name}")
     for row in rows[1:]:
         file = SAMPLES / f"{args.name}_seed{row['seed']}.npz"
@@ -97,8 +103,7 @@ def add_md(args) -> None:
 
 
 def one_repeat(seed: int, args) -> dict:
-    molecule = from_pdb(args.pdb, forcefield=args.forcefield, implicit_solvent=args.implicit_solvent,
-                        temperature=args.temperature, backend="torch", add_hydrogens=False)
+    molecule = peptide(args)
     high, count = float(args.temperatures.split(":")[0]), int(args.temperatures.split(":")[1])
     ladder = temperature_ladder(args.temperature, high, count)
     phis = [name for name in molecule.torsions if name.startswith("phi")]

@@ -43,8 +43,8 @@ def evaluate(system: Energy, samples: Samples, bins: int = 60, max_f: float = 5.
                 entry["error"] = entry["value"] - entry["exact"]
         result["delta_f"] = entry
     if isinstance(system, Molecule):
-        phis = [name for name in system.torsions if name.startswith("phi")]
-        if len(phis) > 1:  # a peptide: each residue's φ basins and, where φ < 0, its helical and extended basins
+        phis = residue_phis(system)
+        if phis:  # a peptide: each residue's φ basins and, where φ < 0, its helical and extended basins
             result["delta_f_residues"] = {name: _delta_f(samples, (f"{name} > 0", f"{name} < 0"), system.variables)
                                           for name in phis}
             basins = {name: helix_states(system, name) for name in phis}
@@ -149,6 +149,13 @@ def compare_to_reference(system: Molecule, samples: Samples, reference: Referenc
     return result
 
 
+def residue_phis(system: Molecule) -> list[str]:
+    """The φ torsions of a peptide's residues, whose basins are its macrostates; none for a molecule with
+    fewer than two (alanine dipeptide's φ is its system's own state)."""
+    phis = [name for name in system.torsions if name.startswith("phi")]
+    return phis if len(phis) > 1 else []
+
+
 def helix_states(system: Molecule, phi: str) -> dict[str, Callable[[torch.Tensor], torch.Tensor]] | None:
     """The helical and extended basins of the residue whose φ torsion is named ``phi`` ("phi3"), as masks
     of coordinates ``[*batch, 3N]``: φ < 0 with ψ inside :data:`HELIX_PSI_DEGREES`, and φ < 0 with ψ
@@ -170,8 +177,7 @@ def _reference_helix(system: Molecule, x: torch.Tensor, chains: int, rng: np.ran
     counting, ± a bootstrap over the chains (over 10 blocks of time for a single chain)."""
     groups = chains if chains > 1 else 10
     out = {}
-    phis = [name for name in system.torsions if name.startswith("phi")]
-    for name in phis if len(phis) > 1 else []:  # peptides, as in evaluate
+    for name in residue_phis(system):
         states = helix_states(system, name)
         if states is None:
             continue
