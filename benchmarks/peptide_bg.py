@@ -129,14 +129,22 @@ def delta_f_cell(r: dict) -> str:
     return f"{r['value']:.3f} ± {r['stderr']:.3f} ({r['difference']:+.3f}; {r['effective_samples'][0]:,.0f} eff.)"
 
 
-def table(name: str, rows: list[dict], reference: dict) -> list[str]:
-    """The Markdown table of one schedule's rows (one config)."""
+def table(name: str, rows: list[dict], reference: dict, repeats: list[int]) -> list[str]:
+    """The Markdown table of one schedule's rows (one config), with the mean over its test seeds and how many
+    of them meet every bar; ``repeats``: the reference's repeat seeds now (a row whose W2 were taken against
+    fewer is marked)."""
     residues = list(reference["residues"])
     marks, footnotes = beside_marks(rows)
+    stale = [r for r in rows if sorted(r.get("reference_repeats", [])) != sorted(repeats)]
+    if stale:
+        footnotes.append("* W2 against the reference as it was when the row was evaluated (repeats "
+                         + "; ".join(f"seed {r['seed']}: {', '.join(map(str, r.get('reference_repeats', [])))}"
+                                     for r in stale) + "); `--reuse` evaluates it again against all of them.")
     cells = []
     for row in rows:
         m, w2, j = row["metrics"], row["metrics"]["reference"], row["judged"]
-        cells.append([f"{row['seed']}" + (" (design)" if row["seed"] in DESIGN_SEEDS else ""),
+        cells.append([f"{row['seed']}" + (" (design)" if row["seed"] in DESIGN_SEEDS else "")
+                      + ("*" if row in stale else ""),
                       f"{row['samples']:,}", f"{100 * m['ess_fraction']:.1f}% ({m['ess']:,.0f})",
                       *(delta_f_cell(j["residues"][n]) for n in residues),
                       w2_cell(w2["torus_w2"], 3), w2_cell(w2["energy_w2"], 2), w2_cell(w2.get("tica_w2", {}), 3),
@@ -145,9 +153,11 @@ def table(name: str, rows: list[dict], reference: dict) -> list[str]:
                       f"{row['sample_s'] / 60:.1f}",
                       "—" if row["peak_memory_gib"] is None else f"{row['peak_memory_gib']:.1f}",
                       ", ".join(k for k, ok in j["checks"].items() if not ok) or "none"])
-    if len(rows) > 1:
-        diffs = [[r["judged"]["residues"][n].get("difference") for r in rows] for n in residues]
-        cells.append(["mean ± sd", "", mean_sd([r["metrics"]["ess_fraction"] for r in rows], 1, percent=True),
+    tests = [r for r in rows if r["seed"] not in DESIGN_SEEDS]
+    if len(tests) > 1:
+        diffs = [[r["judged"]["residues"][n].get("difference") for r in tests] for n in residues]
+        cells.append([f"mean ± sd, test seeds {', '.join(str(r['seed']) for r in tests)}", "",
+                      mean_sd([r["metrics"]["ess_fraction"] for r in tests], 1, percent=True),
                       *(mean_sd(d, 3, sign=True) if None not in d else "—" for d in diffs),
                       *[""] * 9])
     ref_text = ", ".join(f"{n} {v['delta_f']:.3f} ± {v['stderr']:.3f}" if "delta_f" in v else f"{n} none"
@@ -168,7 +178,11 @@ def table(name: str, rows: list[dict], reference: dict) -> list[str]:
         ["seed", "samples", "ESS (effective)", *(f"ΔF {n} (kT)" for n in residues), "torus-W2", "energy-W2", "TICA-W2",
          "wrong-handed", "data (min)", "train (min)", "sample (min)", "peak memory (GiB)", "misses"], cells)
     lines += [""] + footnotes if footnotes else []
-    return lines + ["", *helix_table(rows, residues)]
+    verdict = (f"Every bar met by {sum(r['judged']['meets'] for r in tests)} of {len(tests)} test seeds"
+               + (f" ({', '.join(str(r['seed']) for r in tests if not r['judged']['meets'])} miss)"
+                  if not all(r["judged"]["meets"] for r in tests) else "") + ".") if tests else \
+        "No test seed yet (design seeds only)."
+    return lines + ["", verdict, "", *helix_table(rows, residues)]
 
 
 def helix_table(rows: list[dict], residues: list[str]) -> list[str]:
@@ -237,7 +251,7 @@ def main() -> None:
     for key in sorted({(str(r.get("config")), schedule(r)) for r in rows}):
         group = [r for r in rows if (str(r.get("config")), schedule(r)) == key]
         print(json.dumps({"config": key[0], "schedule": key[1], "meets": [r["judged"]["meets"] for r in group]}))
-        lines += [*table(args.name, group, reference), ""]
+        lines += [*table(args.name, group, reference, [r["seed"] for r in repeats]), ""]
     write_results(results, rows, lines[:-1])
 
 

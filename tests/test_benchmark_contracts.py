@@ -161,3 +161,28 @@ def test_a_peptide_row_meets_its_bars_only_on_enough_effective_samples_and_withi
         "wrong_handed": row(wrong=0.01)}.items()}
     for name, checks in misses.items():
         assert [k for k, ok in checks.items() if not ok] == [name.strip()]
+
+
+def test_a_peptide_table_averages_test_seeds_only_and_marks_rows_judged_against_fewer_repeats(bench):
+    """peptide_bg.table: the design seed is shown but left out of the mean and the verdict; a row whose
+    W2 were taken against fewer reference repeats than the reference now holds is marked."""
+    peptide_bg = bench("peptide_bg")
+    reference = {"residues": {"phi2": {"delta_f": 3.8, "stderr": 0.1}}, "repeats": 3, "command": "ref"}
+    w2 = {"reweighted": 0.5, "floor_reweighted": 0.3, "floor": 0.28, "raw": 0.6}
+
+    def row(seed: int, value: float, ess: float, repeats: list[int]) -> dict:
+        metrics = {"ess_fraction": ess, "ess": ess * 1e6, "wrong_handed_fraction": 0.0,
+                   "delta_f_residues": {"phi2": {"value": value, "stderr": 0.05, "effective_samples": [150, 9000]}},
+                   "reference": {"torus_w2": w2, "energy_w2": w2, "tica_w2": w2}}
+        r = {"seed": seed, "metrics": metrics, "data_s": 600, "train_s": 3000, "sample_s": 300, "samples": 10**6,
+             "peak_memory_gib": 5.0, "config": "c.yaml", "benchmark_command": f"b.py --seed {seed}",
+             "data_config": {"n": 10, "replicas": 2}, "recipe": {"name": "noe2019", "steps": 5},
+             "reference_repeats": repeats}
+        return {**r, "judged": peptide_bg.judged(r, reference)}
+
+    rows = [row(0, 9.0, 0.5, [0, 1, 2]), row(1, 3.9, 0.10, [0, 1, 2]), row(2, 3.4, 0.06, [0, 1])]
+    text = "\n".join(peptide_bg.table("p", rows, reference, [0, 1, 2]))
+    mean = next(line for line in text.splitlines() if line.startswith("| mean"))
+    assert "test seeds 1, 2" in mean and "8.0 ± 2.8%" in mean and "-0.150 ± 0.354" in mean  # seed 0 left out
+    assert "Every bar met by 1 of 2 test seeds (2 miss)." in text
+    assert "| 2* |" in text and "seed 2: 0, 1" in text and "| 1 |" in text and "| 0 (design) |" in text
