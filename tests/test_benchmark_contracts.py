@@ -155,6 +155,8 @@ def test_a_peptide_row_meets_its_bars_only_on_enough_effective_samples_and_withi
 
     assert judged(row(), reference)["meets"]
     assert judged(row(torus={**w2, "reweighted": 0.58}), reference)["meets"]  # 2× the floor at its ESS, not the floor
+    assert judged({**row(hours=3.9), "hours": 4.0}, reference)["meets"]  # a row's own time bar (hexa-alanine: 4 h)
+    assert not judged({**row(hours=4.1), "hours": 4.0}, reference)["checks"]["time"]
     misses = {name: judged(r, reference)["checks"] for name, r in {
         "delta_f": row(effective=(99, 9000)), "delta_f ": row(value=3.8 + 0.31), "delta_f  ": row(value=3.8 - 0.31),
         "torus_w2": row(torus={**w2, "reweighted": 0.61}), "time": row(hours=2.01), "ess": row(ess=0.049),
