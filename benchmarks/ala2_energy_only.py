@@ -39,7 +39,7 @@ def md_evaluations(data: dict) -> int:
     """Force evaluations of the batched engine's MD data: replicas × temperatures × steps per replica."""
     replicas = data["replicas"]
     count = 1 if data.get("ladder") is None else data["ladder"][1]
-    frames_per_replica = -(-data["n"] // replicas)
+    frames_per_replica = -(-data["n"] // (replicas * data.get("rungs", 1)))
     return replicas * count * (data["equilibration"] + frames_per_replica * data["interval"])
 
 

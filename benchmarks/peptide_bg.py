@@ -74,7 +74,9 @@ def joined_reference(name: str, repeats: list[dict], out: Path) -> Path:
 def schedule(row: dict) -> str:
     """The row's MD data and training as its run's config.yaml held them (a config file may change)."""
     data, recipe = row["data_config"], row["recipe"]
-    return (f"{data['n']:,} frames from {data.get('replicas', 1)} chains, {recipe['steps']:,} steps of "
+    rungs = data.get("rungs", 1)
+    frames = f"{data['n']:,} frames" + (f" of the ladder's lowest {rungs} temperatures" if rungs > 1 else "")
+    return (f"{frames} from {data.get('replicas', 1)} chains, {recipe['steps']:,} steps of "
             f"{recipe.get('losses', recipe['name'])}")
 
 
@@ -180,7 +182,8 @@ def table(name: str, rows: list[dict], reference: dict, repeats: list[int]) -> l
         "sampling; peak memory: the largest single process. Bars: ESS ≥ 5% and ≥ 100 effective samples; every "
         "residue's |ΔF difference| ≤ 0.3 kT on ≥ 100 effective samples in each basin; reweighted W2 ≤ 2× the "
         "floor at the generator's effective samples; wrong-handed Cα < 1%; data, training and sampling ≤ "
-        f"{rows[0].get('hours', BARS['hours']):g} hours.",
+        f"{' or '.join(f'{h:g}' for h in sorted({r.get('hours', BARS['hours']) for r in rows}))} hours"
+        f"{' (each row its own)' if len({r.get('hours', BARS['hours']) for r in rows}) > 1 else ''}.",
         ["seed", "samples", "ESS (effective)", *(f"ΔF {n} (kT)" for n in residues), "torus-W2", "energy-W2", "TICA-W2",
          "wrong-handed", "data (min)", "train (min)", "sample (min)", "peak memory (GiB)", "misses"], cells)
     lines += [""] + footnotes if footnotes else []

@@ -457,6 +457,25 @@ def test_the_training_data_ladder_holds_each_peptide_bond_in_the_molecules_isome
     assert captured[1].centres == [0.0, np.pi]
 
 
+def test_training_data_from_the_ladders_lowest_rungs_adds_the_hotter_frames_to_the_same_trajectory():
+    pytest.importorskip("openmm")
+    from mlmol.config import make_config
+    from mlmol.samplers.md import molecular_dynamics
+    from mlmol.systems.molecules import alanine_dipeptide
+
+    ala2 = alanine_dipeptide(backend="torch")
+    options = {"interval": 2, "engine": "torch", "replicas": 2, "compile": False, "ladder": (600.0, 3),
+               "equilibration": 2, "seed": 3}
+    alone = molecular_dynamics(ala2, 6, **options)  # 3 times × 2 replicas of the molecule's temperature
+    both = molecular_dynamics(ala2, 12, rungs=2, **options).reshape(3, 2, 2, -1)  # [time, replica, rung, 3N]
+    assert torch.equal(both[:, :, 0].reshape(6, -1), alone)  # rung 0 is the same dynamics' frames
+    assert not torch.equal(both[:, :, 1], both[:, :, 0])
+    with pytest.raises(MlmolError, match="between 1 and the ladder's 3 temperatures"):
+        molecular_dynamics(ala2, 6, rungs=4, **options)
+    with pytest.raises(MlmolError, match="data.rungs"):
+        make_config("alanine-dipeptide", base={"data": {"rungs": 10}})
+
+
 def test_a_blow_up_in_simulated_replicas_keeps_the_frames_and_checkpoint_already_written(tmp_path, monkeypatch):
     pytest.importorskip("openmm")
     from mlmol.data import load_torch, load_trajectory

@@ -34,7 +34,7 @@ MOLECULE_DEFAULTS: dict = {  # the alanine dipeptide schedule of benchmarks/ala2
     # the basins they started in: the implicit-solvent generator reached ESS 4.4% on them); hydrogens at
     # 3.024 amu, 3 fs (hot replicas move faster than 4 fs allows)
     "data": {"sampler": "md", "engine": "auto", "n": 100_000, "interval": 33, "timestep_fs": 3.0,
-             "hydrogen_mass": 3.024, "replicas": 32, "ladder": [1000.0, 9], "compile": True,
+             "hydrogen_mass": 3.024, "replicas": 32, "ladder": [1000.0, 9], "rungs": 1, "compile": True,
              "equilibration": 33_000, "starts": None},
     "flow": {"kind": "molecular", "blocks": 4, "hidden": [128, 128], "bins": 8, "narrow_std": 0.5},
     "recipe": {"name": "noe2019", "losses": "ml", "steps": 1_000, "ml_fraction": 1.0, "ml_batch": 1024,
@@ -249,7 +249,7 @@ def make_config(system: str | None = None, energy: str | None = None, dim: int |
 
 # (section, key, flag or None, smallest allowed): numbers a run needs before anything starts
 POSITIVE = (("recipe", "steps", "--steps", 1), ("recipe", "batch", None, 1), ("recipe", "ml_batch", None, 1),
-            ("data", "n", None, 1), ("data", "replicas", None, 1), ("evaluate", "n", None, 1),
+            ("data", "n", None, 1), ("data", "replicas", None, 1), ("data", "rungs", None, 1), ("evaluate", "n", None, 1),
             (None, "threads", "--threads", 1),
             (None, "seed", "--seed", 0))
 
@@ -279,6 +279,11 @@ def check(config: dict) -> None:
                                    and isinstance(ladder[1], int) and ladder[1] >= 2):
         raise MlmolError(f"data.ladder in the config must be [HIGHEST_KELVIN, COUNT] with the highest temperature above "
                          f"the system's ({low} K) and COUNT ≥ 2, or null for plain replicas; got {ladder!r}")
+    rungs = config.get("data", {}).get("rungs", 1)
+    if rungs > (1 if ladder is None else ladder[1]):
+        raise MlmolError(f"data.rungs ({rungs}) in the config keeps the frames of that many of the ladder's lowest "
+                         f"temperatures; the ladder has {1 if ladder is None else ladder[1]}: lower data.rungs or "
+                         "lengthen data.ladder")
     kind = config["flow"].get("kind")
     if kind not in flows.FAMILIES:
         raise MlmolError(f"unknown flow kind {kind!r}; choose one of {', '.join(flows.FAMILIES)}")

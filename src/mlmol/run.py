@@ -78,7 +78,7 @@ def make_data(system: Energy, config: dict, progress: bool = False) -> torch.Ten
         if options.get("engine", "auto") == "auto":  # the batched engine wherever the torch force field runs
             options["engine"] = "torch" if isinstance(system.backend, TorchEnergy) else "openmm"
         if options["engine"] == "openmm":
-            for key in ("replicas", "compile", "ladder"):  # the batched engine's options
+            for key in ("replicas", "compile", "ladder", "rungs"):  # the batched engine's options
                 options.pop(key, None)
         return samplers.molecular_dynamics(system, options.pop("n"), seed=config["seed"], progress=progress,
                                            **options)

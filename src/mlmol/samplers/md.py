@@ -175,7 +175,7 @@ def molecular_dynamics(system: Molecule, n_frames: int, interval: int = 250, tim
                        positions: np.ndarray | None = None, minimize: bool = True, progress: bool = False,
                        starts: list[dict[str, float]] | None = None, engine: str = "openmm", replicas: int = 96,
                        hydrogen_mass: float | None = None, compile: bool = True,
-                       ladder: tuple[float, int] | None = None) -> torch.Tensor:
+                       ladder: tuple[float, int] | None = None, rungs: int = 1) -> torch.Tensor:
     """``n_frames`` frames ``[n_frames, 3N]`` (nm, float64) of Langevin MD.
 
     ``starts`` (e.g. ``[{"phi": -80, "psi": 150}, {"phi": 60, "psi": 40}]``, degrees of the
@@ -191,7 +191,9 @@ def molecular_dynamics(system: Molecule, n_frames: int, interval: int = 250, tim
     ``hydrogen_mass`` (amu, e.g. 3.024 for 4 fs steps) repartitions the masses for either engine.
     ``ladder=(HIGH, COUNT)`` (torch engine) makes each replica a parallel-tempering chain of COUNT
     temperatures from the system's up to HIGH kelvin and keeps the frames of the system's own
-    temperature: equilibrium data, where plain replicas stay near the basin they started in. The
+    temperature: equilibrium data, where plain replicas stay near the basin they started in; ``rungs=K``
+    keeps the frames of the ladder's K lowest temperatures instead (the same MD gives K times the frames,
+    and a generator trained on them is broader than the target: lighter-tailed importance weights). The
     torch engine holds every peptide bond within 90° of its isomer in ``positions`` (default: the
     molecule's structure) (:class:`~mlmol.systems.restraints.FlatBottomRestrained`, zero force there), as the umbrella
     reference holds them trans: hot replicas could otherwise flip one, which MD at the molecule's
@@ -201,8 +203,8 @@ def molecular_dynamics(system: Molecule, n_frames: int, interval: int = 250, tim
         raise MlmolError(f"unknown MD engine {engine!r}; choose {' or '.join(ENGINES)}")
     if engine == "torch":
         return _batched_md(system, n_frames, interval, timestep_fs, friction_per_ps, equilibration, seed, positions,
-                           minimize, progress, starts, replicas, hydrogen_mass, compile, ladder)
-    if ladder is not None:
+                           minimize, progress, starts, replicas, hydrogen_mass, compile, ladder, rungs)
+    if ladder is not None or rungs != 1:
         raise MlmolError("a temperature ladder for the training data needs the torch engine (data.engine: torch)")
     options = {"hydrogen_mass": hydrogen_mass}
     if not starts:
@@ -221,7 +223,7 @@ def molecular_dynamics(system: Molecule, n_frames: int, interval: int = 250, tim
 def _batched_md(system: Molecule, n_frames: int, interval: int, timestep_fs: float, friction_per_ps: float,
                 equilibration: int, seed: int, positions: np.ndarray | None, minimize: bool, progress: bool,
                 starts: list[dict[str, float]] | None, replicas: int, hydrogen_mass: float | None,
-                compile: bool, ladder: tuple[float, int] | None) -> torch.Tensor:
+                compile: bool, ladder: tuple[float, int] | None, rungs: int = 1) -> torch.Tensor:
     """:func:`molecular_dynamics` on the batched torch engine."""
     from ..systems.molecules import peptide_bonds
     from ..systems.restraints import FlatBottomRestrained, isomers
@@ -246,17 +248,20 @@ def _batched_md(system: Molecule, n_frames: int, interval: int, timestep_fs: flo
                    for xyz, k in zip(structures, share)])
     masses = system.masses if hydrogen_mass is None else system.repartitioned_masses(hydrogen_mass)
     high, count = (system.temperature, 1) if ladder is None else (float(ladder[0]), int(ladder[1]))
+    if not 1 <= rungs <= count:
+        raise MlmolError(f"data.rungs must be between 1 and the ladder's {count} temperatures, got {rungs}")
     states = temperature_ladder(system.temperature, high, count)
     md = ReplicaExchange(torch_system, x[:, None].repeat(1, count, 1), states, timestep_fs / 1000, friction_per_ps,
                          masses=torch.tensor(masses, dtype=torch.float32), seed=seed)
     md.step(equilibration)
-    n_times = -(-n_frames // replicas)
+    n_times = -(-n_frames // (replicas * rungs))
     what = f"{replicas} replicas" + (f" × {count} temperatures" if count > 1 else "")
     bar = progress_bar(total=n_times, desc=f"MD (torch, {what})", unit="frame", enabled=progress)
     frames = []
     for _ in range(n_times):
         md.step(interval)
-        frames.append(md.md.x.reshape(replicas, count, -1)[:, 0].double())  # the system's own temperature
+        # the system's own temperature (and the next rungs - 1 above it): frame t, replica r, rung k
+        frames.append(md.md.x.reshape(replicas, count, -1)[:, :rungs].reshape(replicas * rungs, -1).double())
         bar.update(1)
     bar.close()
     return torch.cat(frames)[:n_frames]
