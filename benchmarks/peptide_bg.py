@@ -142,6 +142,7 @@ def table(name: str, rows: list[dict], reference: dict, repeats: list[int]) -> l
     fewer is marked)."""
     residues = list(reference["residues"])
     marks, footnotes = beside_marks(rows)
+    hours = sorted({r.get("hours", BARS["hours"]) for r in rows})  # the time bars of its rows
     stale = [r for r in rows if sorted(r.get("reference_repeats", [])) != sorted(repeats)]
     if stale:
         footnotes.append("* W2 against the reference as it was when the row was evaluated (repeats "
@@ -182,8 +183,7 @@ def table(name: str, rows: list[dict], reference: dict, repeats: list[int]) -> l
         "sampling; peak memory: the largest single process. Bars: ESS ≥ 5% and ≥ 100 effective samples; every "
         "residue's |ΔF difference| ≤ 0.3 kT on ≥ 100 effective samples in each basin; reweighted W2 ≤ 2× the "
         "floor at the generator's effective samples; wrong-handed Cα < 1%; data, training and sampling ≤ "
-        f"{' or '.join(f'{h:g}' for h in sorted({r.get('hours', BARS['hours']) for r in rows}))} hours"
-        f"{' (each row its own)' if len({r.get('hours', BARS['hours']) for r in rows}) > 1 else ''}.",
+        f"{' or '.join(f'{h:g}' for h in hours)} hours{' (each row its own)' if len(hours) > 1 else ''}.",
         ["seed", "samples", "ESS (effective)", *(f"ΔF {n} (kT)" for n in residues), "torus-W2", "energy-W2", "TICA-W2",
          "wrong-handed", "data (min)", "train (min)", "sample (min)", "peak memory (GiB)", "misses"], cells)
     lines += [""] + footnotes if footnotes else []

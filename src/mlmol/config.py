@@ -279,11 +279,10 @@ def check(config: dict) -> None:
                                    and isinstance(ladder[1], int) and ladder[1] >= 2):
         raise MlmolError(f"data.ladder in the config must be [HIGHEST_KELVIN, COUNT] with the highest temperature above "
                          f"the system's ({low} K) and COUNT ≥ 2, or null for plain replicas; got {ladder!r}")
-    rungs = config.get("data", {}).get("rungs", 1)
-    if rungs > (1 if ladder is None else ladder[1]):
+    rungs, temperatures = config.get("data", {}).get("rungs", 1), 1 if ladder is None else ladder[1]
+    if rungs > temperatures:
         raise MlmolError(f"data.rungs ({rungs}) in the config keeps the frames of that many of the ladder's lowest "
-                         f"temperatures; the ladder has {1 if ladder is None else ladder[1]}: lower data.rungs or "
-                         "lengthen data.ladder")
+                         f"temperatures; the ladder has {temperatures}: lower data.rungs or lengthen data.ladder")
     kind = config["flow"].get("kind")
     if kind not in flows.FAMILIES:
         raise MlmolError(f"unknown flow kind {kind!r}; choose one of {', '.join(flows.FAMILIES)}")
