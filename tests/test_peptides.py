@@ -1,5 +1,7 @@
 """Peptides from their sequence: geometry, chirality, termini and charge, and the errors that name the fix."""
 
+import pathlib
+
 import numpy as np
 import pytest
 import torch
@@ -119,6 +121,19 @@ def test_a_molecule_trains_at_the_temperature_given(tmp_path, capsys):
     assert "applies to molecules" in capsys.readouterr().err
     assert main(["train", "alanine-dipeptide", "--temperature", "0", "--out", str(tmp_path / "r")]) == 2
     assert "positive kelvin" in capsys.readouterr().err and not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("example", sorted(pathlib.Path("examples").glob("*.yaml")), ids=lambda p: p.name)
+def test_each_example_config_resolves_and_its_header_names_it(example):
+    """The peptide configs in examples/ pass the checks a run makes before any data (their data counts, ladder
+    and rungs against a peptide at 310 K in OBC1), and the command in the header trains from that file."""
+    from mlmol.config import make_config
+    from mlmol.rundir import read_yaml
+
+    base = {**read_yaml(example), "system": {"pdb": "tests/data/glycine-dipeptide.pdb", "implicit_solvent": "obc1"}}
+    config = make_config(base=base, temperature=310.0)
+    assert config["data"]["n"] >= config["data"]["replicas"] * config["data"].get("rungs", 1)
+    assert f"mlmol train examples/{example.name} " in example.read_text()
 
 
 def test_evaluate_reports_every_residue_s_phi_basins(tmp_path, trialanine):
