@@ -136,6 +136,45 @@ def test_each_example_config_resolves_and_its_header_names_it(example):
     assert f"mlmol train examples/{example.name} " in example.read_text()
 
 
+def test_a_peptide_s_defaults_are_the_schedule_measured_at_its_size(tmp_path, trialanine):
+    """One residue keeps the alanine-dipeptide defaults; 2-5 residues get examples/peptide.yaml's schedule and
+    6 or more examples/hexapeptide.yaml's, each file exactly its size's settings; a config's own values win."""
+    from mlmol.config import MOLECULE_DEFAULTS, PEPTIDE_SCHEDULES, make_config, peptide_schedule, residues
+    from mlmol.rundir import read_yaml
+
+    topology, x, _ = trialanine
+    path = tmp_path / "aaa.pdb"
+    with open(path, "w") as handle:
+        app.PDBFile.writeFile(topology, x * openmm.unit.nanometer, handle)
+    assert residues({"pdb": str(path)}) == 3 and residues({"pdb": "tests/data/glycine-dipeptide.pdb"}) == 1
+    assert [peptide_schedule(n) and peptide_schedule(n)[0] for n in (1, 2, 5, 6, 10)] == [
+        None, "examples/peptide.yaml", "examples/peptide.yaml", "examples/hexapeptide.yaml", "examples/hexapeptide.yaml"]
+    for _, example, settings in PEPTIDE_SCHEDULES:
+        assert read_yaml(example) == settings
+    one = make_config(base={"system": {"pdb": "tests/data/glycine-dipeptide.pdb"}})
+    assert one["data"]["n"] == MOLECULE_DEFAULTS["data"]["n"] and one["recipe"]["steps"] == 1000
+    three = make_config(base={"system": {"pdb": str(path)}})
+    assert (three["data"]["n"], three["data"]["replicas"], three["data"]["rungs"], three["recipe"]["steps"]) == (
+        800_000, 64, 2, 3000)
+    own = make_config(base={"system": {"pdb": str(path)}, "data": {"n": 5000}}, steps=10)
+    assert (own["data"]["n"], own["data"]["replicas"], own["recipe"]["steps"]) == (5000, 64, 10)
+
+
+def test_a_ladder_whose_neighbours_rarely_swap_is_named_with_its_fix():
+    """Swap acceptance under 0.1 between neighbours warns with their temperatures and the setting to change;
+    a ladder that mixes (and pairs never tried, NaN) stay silent."""
+    import warnings
+
+    from mlmol.samplers.md import _warn_rare_swaps
+
+    kelvin = torch.tensor([310.0, 400.0, 520.0, 680.0])
+    with pytest.warns(UserWarning, match=r"400–520 K \(0\.04\).*larger COUNT"):
+        _warn_rare_swaps(torch.tensor([0.3, 0.04, 0.2]), kelvin)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _warn_rare_swaps(torch.tensor([0.3, 0.1, float("nan")]), kelvin)
+
+
 def test_evaluate_reports_every_residue_s_phi_basins(tmp_path, trialanine):
     """30 copies of the built Ace-Ala3-Nme (every φ < 0) at weight 1 and 10 of its mirror image (every φ > 0)
     at weight 2: each residue's ΔF(φ>0 − φ<0) is exactly −log(20/30), on 10 and 30 effective samples. A

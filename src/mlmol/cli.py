@@ -276,7 +276,7 @@ def _cmd_systems(args) -> None:
 def _cmd_train(args) -> None:
 
     from . import runs
-    from .config import make_config
+    from .config import is_molecule, make_config, peptide_schedule, residues
     from .errors import MlmolError
     from .rundir import RunDirectory, read_yaml
 
@@ -327,6 +327,12 @@ def _cmd_train(args) -> None:
                 raise MlmolError("give either a system name or --energy, not both")
             config = make_config(system=system, energy=args.energy, dim=args.dim, base=base, **overrides)
             threads = config["threads"]
+            count = residues(config["system"]) if is_molecule(config["system"]) else 1
+            schedule = peptide_schedule(count)
+            if schedule is not None and config["data"]["sampler"] == "md":
+                _notice(f"a peptide of {count} residues: the schedule of {schedule[0]} wherever the config sets "
+                        f"nothing else (this run: {config['data']['n']:,} MD frames, {config['recipe']['steps']:,} "
+                        "training steps; every setting in RUN/config.yaml)")
     _set_threads(threads)
     started = time.perf_counter()
     run = runs.train(config, args.out, resume=args.resume, progress=True, notify=_notice)

@@ -44,6 +44,39 @@ MOLECULE_DEFAULTS: dict = {  # the alanine dipeptide schedule of benchmarks/ala2
 }
 
 
+# longer peptides need more of everything: their schedules over MOLECULE_DEFAULTS, by the number of residues
+# (caps not counted), each measured on a peptide of that size (docs/peptides.md) and written out in examples/
+PEPTIDE_SCHEDULES: tuple[tuple[int, str, dict], ...] = (
+    # Ace-Ala3-Nme: 64 chains, four times as long, the frames of the two lowest rungs, three times the ML steps
+    (2, "examples/peptide.yaml", {"data": {"n": 800_000, "replicas": 64, "rungs": 2}, "recipe": {"steps": 3000}}),
+    # Ace-Ala6-Nme: 72 atoms need closer rungs (12 up to 800 K); fewer frames so that MD fits the same hours
+    (6, "examples/hexapeptide.yaml", {"data": {"n": 300_000, "replicas": 48, "ladder": [800.0, 12], "rungs": 2},
+                                      "recipe": {"steps": 3000}}),
+)
+
+
+def residues(spec: dict) -> int:
+    """The amino-acid residues (those with a Cα; caps not counted) of a config's molecule."""
+    from .systems.molecules import read_pdb
+
+    if "pdb" not in spec:
+        return 1  # the built-in molecules are alanine dipeptide
+    return sum(any(atom.name == "CA" for atom in residue.atoms()) for residue in read_pdb(spec["pdb"]).topology.residues())
+
+
+def peptide_schedule(count: int) -> tuple[str, dict] | None:
+    """The schedule (its examples/ file and settings) over MOLECULE_DEFAULTS for a peptide of ``count``
+    residues, or None for one residue (the defaults' own size)."""
+    chosen = [(path, settings) for least, path, settings in PEPTIDE_SCHEDULES if count >= least]
+    return chosen[-1] if chosen else None
+
+
+def molecule_defaults(spec: dict) -> dict:
+    """MOLECULE_DEFAULTS with the data and training schedule of the molecule's size (:data:`PEPTIDE_SCHEDULES`)."""
+    schedule = peptide_schedule(residues(spec))
+    return MOLECULE_DEFAULTS if schedule is None else merge(MOLECULE_DEFAULTS, schedule[1])
+
+
 def _particle_defaults(data: dict, cutoff: float, steps: int) -> dict:
     """Identical particles: Metropolis data, an equivariant flow, equivariant flow matching."""
     return {**DEFAULTS,
@@ -175,7 +208,7 @@ def make_config(system: str | None = None, energy: str | None = None, dim: int |
         system = None
     molecular = is_molecule(base.get("system", {}))
     name = system if system is not None and energy is None else base.get("system", {}).get("name")
-    config = merge(MOLECULE_DEFAULTS if molecular else SYSTEM_DEFAULTS.get(name, DEFAULTS), base)
+    config = merge(molecule_defaults(base["system"]) if molecular else SYSTEM_DEFAULTS.get(name, DEFAULTS), base)
     if molecular:
         defaults = {"temperature": 300.0, "workers": 1, "backend": "auto"}
         if "pdb" in config["system"]:

@@ -262,6 +262,25 @@ def _batched_md(system: Molecule, n_frames: int, interval: int, timestep_fs: flo
         md.step(interval)
         # the system's own temperature (and the next rungs - 1 above it): frame t, replica r, rung k
         frames.append(md.md.x.reshape(replicas, count, -1)[:, :rungs].reshape(replicas * rungs, -1).double())
+        if count > 1:
+            bar.set_postfix(swaps=f"{float(md.acceptance().nan_to_num(1.0).min()):.2f}", refresh=False)
         bar.update(1)
     bar.close()
+    if count > 1:
+        _warn_rare_swaps(md.acceptance(), states.scales * system.temperature)
     return torch.cat(frames)[:n_frames]
+
+
+RARE_SWAPS = 0.1  # swap acceptance below which a ladder's chains hardly carry states between temperatures
+
+
+def _warn_rare_swaps(acceptance: torch.Tensor, kelvin: torch.Tensor) -> None:
+    """A warning naming the neighbour temperatures whose swaps were accepted less than :data:`RARE_SWAPS`
+    of the time (``acceptance`` ``[K − 1]``, ``kelvin`` ``[K]``)."""
+    import warnings
+
+    rare = [f"{kelvin[i]:.0f}–{kelvin[i + 1]:.0f} K ({float(a):.2f})" for i, a in enumerate(acceptance) if a < RARE_SWAPS]
+    if rare:
+        warnings.warn(f"the training data's temperature ladder rarely swapped between {', '.join(rare)}: its chains "
+                      f"barely mix there; add temperatures (data.ladder: [HIGHEST_KELVIN, COUNT] with a larger COUNT)",
+                      stacklevel=3)
