@@ -166,7 +166,8 @@ def test_a_peptide_row_meets_its_bars_only_on_enough_effective_samples_and_withi
 
 
 def test_a_peptide_table_averages_test_seeds_only_and_marks_rows_judged_against_fewer_repeats(bench):
-    """peptide_bg.table: the design seed is shown but left out of the mean and the verdict; a row whose
+    """peptide_bg.table: a peptide's design seed is shown but left out of the mean and the verdict (another
+    peptide's seed 0 is a test seed); a row whose
     W2 were taken against fewer reference repeats than the reference now holds is marked."""
     peptide_bg = bench("peptide_bg")
     reference = {"residues": {"phi2": {"delta_f": 3.8, "stderr": 0.1}}, "repeats": 3, "command": "ref"}
@@ -183,8 +184,10 @@ def test_a_peptide_table_averages_test_seeds_only_and_marks_rows_judged_against_
         return {**r, "judged": peptide_bg.judged(r, reference)}
 
     rows = [row(0, 9.0, 0.5, [0, 1, 2]), row(1, 3.9, 0.10, [0, 1, 2]), row(2, 3.4, 0.06, [0, 1])]
-    text = "\n".join(peptide_bg.table("p", rows, reference, [0, 1, 2]))
+    text = "\n".join(peptide_bg.table("ala3", rows, reference, [0, 1, 2]))  # Ace-Ala3-Nme: seeds 0, 100 designed
     mean = next(line for line in text.splitlines() if line.startswith("| mean"))
     assert "test seeds 1, 2" in mean and "8.0 ± 2.8%" in mean and "-0.150 ± 0.354" in mean  # seed 0 left out
     assert "Every bar met by 1 of 2 test seeds (2 miss)." in text
     assert "| 2* |" in text and "seed 2: 0, 1" in text and "| 1 |" in text and "| 0 (design) |" in text
+    other = "\n".join(peptide_bg.table("ala6", rows, reference, [0, 1, 2]))  # no design runs: every seed tests
+    assert "(design)" not in other and "test seeds 0, 1, 2" in other and "1 of 3 test seeds" in other
