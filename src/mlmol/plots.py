@@ -94,24 +94,39 @@ def free_energy_profile(estimate: Profile, exact: Profile | None = None, ax: Axe
 
 
 def energy_histograms(energies: dict[str, np.ndarray], ax: Axes | None = None,
-                      weights: dict[str, np.ndarray] | None = None) -> Axes:
+                      weights: dict[str, np.ndarray] | None = None, fence: float = 6.0) -> Axes:
     """Histograms of reduced energies, e.g. training data against generator samples.
+
+    The axis spans every label's bulk: from its quartiles, ``fence`` interquartile ranges out (or its
+    extremes, where closer), so that a few clashing generator samples at 10⁸ kT do not flatten the
+    rest; a label with samples beyond the axis says what share of its weight lies there.
 
     Arguments:
         energies: reduced energies ``[n]`` (kT) by legend label.
         ax: the axes to draw on (default: a new figure).
         weights: weights ``[n]`` for some of the labels (the others are unweighted).
+        fence: how many interquartile ranges beyond the quartiles the axis reaches.
 
     Returns:
         The axes.
     """
     ax = _ax(ax)
-    finite = np.concatenate([e[np.isfinite(e)] for e in energies.values()])
-    lo, hi = np.percentile(finite, [0.1, 99.5])
+    lows, highs = [], []
+    for e in energies.values():
+        e = e[np.isfinite(e)]
+        if len(e):
+            q1, q3 = np.percentile(e, [25, 75])
+            lows.append(max(e.min(), q1 - fence * (q3 - q1)))
+            highs.append(min(e.max(), q3 + fence * (q3 - q1)))
+    lo, hi = min(lows), max(highs)
     bins = np.linspace(lo, hi, 60)
     for name, e in energies.items():
-        w = None if weights is None or name not in weights else weights[name]
-        ax.hist(e, bins=bins, weights=w, density=True, histtype="step", lw=1.5, label=name)
+        w = np.ones(len(e)) if weights is None or name not in weights else np.asarray(weights[name], dtype=float)
+        outside = float(w[~((e >= lo) & (e <= hi))].sum() / w.sum())  # NaN and infinite energies included
+        label = name if outside == 0 else f"{name} ({100 * outside:.2g}% beyond the axis)"
+        inside = (e >= lo) & (e <= hi)
+        ax.hist(e[inside], bins=bins, weights=w[inside] / w.sum() / (bins[1] - bins[0]), histtype="step", lw=1.5,
+                label=label)
     ax.set_xlabel("reduced energy u (kT)")
     ax.set_ylabel("density")
     ax.legend()
