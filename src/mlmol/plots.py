@@ -123,7 +123,8 @@ def energy_histograms(energies: dict[str, np.ndarray], ax: Axes | None = None,
     for name, e in energies.items():
         w = np.ones(len(e)) if weights is None or name not in weights else np.asarray(weights[name], dtype=float)
         outside = float(w[~((e >= lo) & (e <= hi))].sum() / w.sum())  # NaN and infinite energies included
-        label = name if outside == 0 else f"{name} ({100 * outside:.2g}% beyond the axis)"
+        share = "<0.01" if outside < 1e-4 else f"{100 * outside:.2g}"
+        label = name if outside == 0 else f"{name} ({share}% beyond the axis)"
         inside = (e >= lo) & (e <= hi)
         ax.hist(e[inside], bins=bins, weights=w[inside] / w.sum() / (bins[1] - bins[0]), histtype="step", lw=1.5,
                 label=label)
