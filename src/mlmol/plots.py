@@ -122,10 +122,10 @@ def energy_histograms(energies: dict[str, np.ndarray], ax: Axes | None = None,
     bins = np.linspace(lo, hi, 60)
     for name, e in energies.items():
         w = np.ones(len(e)) if weights is None or name not in weights else np.asarray(weights[name], dtype=float)
-        outside = float(w[~((e >= lo) & (e <= hi))].sum() / w.sum())  # NaN and infinite energies included
+        inside = (e >= lo) & (e <= hi)  # False for NaN and infinite energies too
+        outside = float(w[~inside].sum() / w.sum())
         share = "<0.01" if outside < 1e-4 else f"{100 * outside:.2g}"
         label = name if outside == 0 else f"{name} ({share}% beyond the axis)"
-        inside = (e >= lo) & (e <= hi)
         ax.hist(e[inside], bins=bins, weights=w[inside] / w.sum() / (bins[1] - bins[0]), histtype="step", lw=1.5,
                 label=label)
     ax.set_xlabel("reduced energy u (kT)")
