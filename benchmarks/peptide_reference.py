@@ -56,7 +56,7 @@ from mlmol.geometry import dihedral_of
 from mlmol.samplers.batched import BatchedLangevin
 from mlmol.samplers.exchange import mbar_delta_f, temperature_ladder
 from mlmol.systems.molecule import Molecule
-from mlmol.systems.molecules import chiral_centres, from_pdb, handedness
+from mlmol.systems.molecules import chiral_centres, from_pdb, handedness, read_pdb, torsion_residues
 
 SAMPLES = Path(__file__).resolve().parent.parent / "runs" / "peptide_reference"
 
@@ -225,18 +225,21 @@ def main() -> None:
                f"{args.temperature:g} --seeds {' '.join(map(str, seeds))} --chains {args.chains} --temperatures "
                f"{args.temperatures} --equilibration-ps {args.equilibration_ps:g} --production-ps "
                f"{args.production_ps:g} --timestep-fs {args.timestep_fs:g}")
+    names = torsion_residues(read_pdb(args.pdb).topology) if Path(args.pdb).is_file() else {}
     summary: dict = {"name": args.name, "pdb": args.pdb, "temperature": args.temperature, "repeats": len(rows),
-                     "command": command, "residues": {}}
+                     "command": command, "residue_names": names, "residues": {}}
     cells = []
     marks, footnotes = beside_marks(rows)
     for name in rows[0]["residues"]:
+        label = f"{name} ({names[name].title()})" if name in names else name
         for r in rows:
             v = r["residues"][name]
             if "unavailable" in v:
-                cells.append([name, str(r["seed"]), f"none: {v['unavailable']}", "", "", "", "", "", "", "",
-                              wall(r, marks)])
+                why = ("proline's ring holds φ < 0 (no φ > 0 basin)" if names.get(name) == "PRO"
+                       else v["unavailable"])
+                cells.append([label, str(r["seed"]), f"none: {why}", "", "", "", "", "", "", "", wall(r, marks)])
                 continue
-            cells.append([name, str(r["seed"]), f"{v['delta_f']:.3f} ± {v['stderr']:.3f}",
+            cells.append([label, str(r["seed"]), f"{v['delta_f']:.3f} ± {v['stderr']:.3f}",
                           " / ".join(f"{h:.3f}" for h in v["delta_f_halves"]),
                           "—" if v["delta_f_target_only"] is None else f"{v['delta_f_target_only']:.3f}",
                           f"{v['chains_visiting_phi_positive']} of {r['chains']}", f"{v['effective_samples']:,.0f}",
@@ -249,7 +252,7 @@ def main() -> None:
         mean, error, sd, _, _ = combine_repeats(np.array([v["delta_f"] for v in available]),
                                                 np.array([v["stderr"] for v in available]))
         summary["residues"][name] = {"delta_f": mean, "stderr": error, "sd": sd}
-        cells.append([f"**{name}**", "mean", f"**{mean:.3f} ± {error:.3f}**" + (f" (sd {sd:.3f})" if len(available) > 1 else ""), "", "", "", "", "", "",
+        cells.append([f"**{label}**", "mean", f"**{mean:.3f} ± {error:.3f}**" + (f" (sd {sd:.3f})" if len(available) > 1 else ""), "", "", "", "", "", "",
                       "", ""])
     table = markdown_table(
         f"{args.name} ({args.implicit_solvent}, {args.temperature:g} K, {' '.join(args.forcefield)}): parallel "

@@ -163,6 +163,12 @@ def test_a_peptide_row_meets_its_bars_only_on_enough_effective_samples_and_withi
         "wrong_handed": row(wrong=0.01)}.items()}
     for name, checks in misses.items():
         assert [k for k, ok in checks.items() if not ok] == [name.strip()]
+    # proline: no φ > 0 basin in the reference; a generator with none either misses nothing, one with some does
+    proline = {"residues": {**reference["residues"], "phi3": {"unavailable": "1 of 1 repeats lack a basin"}}}
+    none, some = row(), row()
+    none["metrics"]["delta_f_residues"]["phi3"] = {"unavailable": "no sample", "effective_samples": [0.0, 9000]}
+    some["metrics"]["delta_f_residues"]["phi3"] = {"value": 9.0, "stderr": 1.0, "effective_samples": [2.0, 9000]}
+    assert judged(none, proline)["meets"] and not judged(some, proline)["checks"]["delta_f"]
 
 
 def test_a_peptide_table_averages_test_seeds_only_and_marks_rows_judged_against_fewer_repeats(bench):

@@ -175,6 +175,39 @@ def test_a_ladder_whose_neighbours_rarely_swap_is_named_with_its_fix():
         _warn_rare_swaps(torch.tensor([0.3, 0.1, float("nan")]), kelvin)
 
 
+def test_each_backbone_torsion_knows_its_residue():
+    """torsion_residues has backbone_torsions' keys and names the residue each torsion turns in: in
+    Ace-Pro-Gly-Ala-Nme φ2/ψ2 are proline's, φ3/ψ3 glycine's; a dipeptide's single φ/ψ is its residue's."""
+    from mlmol.systems.molecules import backbone_torsions, torsion_residues
+
+    topology = build_peptide("PGA")[0]
+    names = torsion_residues(topology)
+    assert list(names) == list(backbone_torsions(topology))
+    assert [names[f"phi{i}"] for i in (2, 3, 4)] == ["PRO", "GLY", "ALA"] and names["psi3"] == "GLY"
+    assert torsion_residues(build_peptide("G")[0]) == {"phi": "GLY", "psi": "GLY"}
+
+
+def test_the_openmm_engine_says_it_runs_no_ladder(monkeypatch):
+    """data.engine openmm runs plain MD: a config with a ladder is told its data have no tempering, and the
+    ladder's options never reach the OpenMM sampler; without a ladder nothing is said."""
+    import warnings
+
+    from mlmol import run
+    from mlmol.config import make_config
+
+    seen = []
+    monkeypatch.setattr(run.samplers, "molecular_dynamics", lambda system, n, **options: seen.append(options))
+    config = make_config(system="alanine-dipeptide", engine="openmm")
+    system = run.build_system(config)
+    with pytest.warns(UserWarning, match="data.ladder and data.rungs .* torch engine only"):
+        run.make_data(system, config)
+    assert not {"ladder", "rungs", "replicas", "compile"} & set(seen[-1])
+    config["data"]["ladder"] = None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        run.make_data(system, config)
+
+
 def test_evaluate_reports_every_residue_s_phi_basins(tmp_path, trialanine):
     """30 copies of the built Ace-Ala3-Nme (every φ < 0) at weight 1 and 10 of its mirror image (every φ > 0)
     at weight 2: each residue's ΔF(φ>0 − φ<0) is exactly −log(20/30), on 10 and 30 effective samples. A

@@ -4,6 +4,7 @@ into them, and resolving it fully (every option written out, so RUN/config.yaml 
 from __future__ import annotations
 
 import copy
+import functools
 from pathlib import Path
 
 from . import experiments, flows, systems
@@ -57,11 +58,18 @@ PEPTIDE_SCHEDULES: tuple[tuple[int, str, dict], ...] = (
 
 def residues(spec: dict) -> int:
     """The amino-acid residues (those with a Cα; caps not counted) of a config's molecule."""
-    from .systems.molecules import read_pdb
-
     if "pdb" not in spec:
         return 1  # the built-in molecules are alanine dipeptide
-    return sum(any(atom.name == "CA" for atom in residue.atoms()) for residue in read_pdb(spec["pdb"]).topology.residues())
+    path = Path(spec["pdb"])  # a missing file reaches read_pdb's error (errors are not cached)
+    return _residues_in(str(path), path.stat().st_mtime_ns if path.is_file() else -1)
+
+
+@functools.lru_cache(maxsize=8)
+def _residues_in(path: str, modified_ns: int) -> int:
+    """:func:`residues` of the PDB at ``path`` as it was at ``modified_ns`` (read once per version)."""
+    from .systems.molecules import read_pdb
+
+    return sum(any(atom.name == "CA" for atom in residue.atoms()) for residue in read_pdb(path).topology.residues())
 
 
 def peptide_schedule(count: int) -> tuple[str, dict] | None:

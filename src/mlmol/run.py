@@ -8,6 +8,7 @@ Besides the shared files, RUN/data.npz holds the training samples ``x`` ``[n, di
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,6 +79,11 @@ def make_data(system: Energy, config: dict, progress: bool = False) -> torch.Ten
         if options.get("engine", "auto") == "auto":  # the batched engine wherever the torch force field runs
             options["engine"] = "torch" if isinstance(system.backend, TorchEnergy) else "openmm"
         if options["engine"] == "openmm":
+            if options.get("ladder") is not None:
+                warnings.warn("the OpenMM engine runs plain MD at the molecule's temperature: data.ladder and "
+                              "data.rungs (parallel tempering) apply to the torch engine only, so this data set has "
+                              "no tempering; use --data-engine torch where the torch force field covers the system",
+                              stacklevel=2)
             for key in ("replicas", "compile", "ladder", "rungs"):  # the batched engine's options
                 options.pop(key, None)
         return samplers.molecular_dynamics(system, options.pop("n"), seed=config["seed"], progress=progress,

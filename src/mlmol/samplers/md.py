@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -277,8 +278,6 @@ RARE_SWAPS = 0.1  # swap acceptance below which a ladder's chains hardly carry s
 def _warn_rare_swaps(acceptance: torch.Tensor, kelvin: torch.Tensor) -> None:
     """A warning naming the neighbour temperatures whose swaps were accepted less than :data:`RARE_SWAPS`
     of the time (``acceptance`` ``[K − 1]``, ``kelvin`` ``[K]``)."""
-    import warnings
-
     rare = [f"{kelvin[i]:.0f}–{kelvin[i + 1]:.0f} K ({float(a):.2f})" for i, a in enumerate(acceptance) if a < RARE_SWAPS]
     if rare:
         warnings.warn(f"the training data's temperature ladder rarely swapped between {', '.join(rare)}: its chains "

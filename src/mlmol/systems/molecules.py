@@ -133,23 +133,37 @@ def _residue_atoms(chain: app.Chain) -> list[dict[str, int]]:
     return [{a.name: a.index for a in r.atoms()} for r in chain.residues()]
 
 
+def _backbone(topology: app.Topology) -> list[tuple[int, str, tuple[int, ...], tuple[int, ...]]]:
+    """(number in its chain from 1, residue name, φ atoms, ψ atoms) of every residue with both torsions."""
+    found = []
+    for chain in topology.chains():
+        residues, atoms = list(chain.residues()), _residue_atoms(chain)
+        for i in range(1, len(atoms) - 1):
+            before, here, after = atoms[i - 1], atoms[i], atoms[i + 1]
+            if "C" in before and {"N", "CA", "C"} <= set(here) and "N" in after:
+                found.append((i + 1, residues[i].name, (before["C"], here["N"], here["CA"], here["C"]),
+                              (here["N"], here["CA"], here["C"], after["N"])))
+    return found
+
+
 def backbone_torsions(topology: app.Topology) -> dict[str, tuple[int, int, int, int]]:
     """Backbone φ (C−N−CA−C) and ψ (N−CA−C−N) of every residue that has both, by atom index.
 
     Named ``phi``/``psi`` when one residue has them (a capped dipeptide), else ``phi1``,
     ``psi1``, ... by residue number in the chain (from 1).
     """
-    found = []
-    for chain in topology.chains():
-        residues = _residue_atoms(chain)
-        for i in range(1, len(residues) - 1):
-            before, here, after = residues[i - 1], residues[i], residues[i + 1]
-            if "C" in before and {"N", "CA", "C"} <= set(here) and "N" in after:
-                found.append((i + 1, (before["C"], here["N"], here["CA"], here["C"]),
-                              (here["N"], here["CA"], here["C"], after["N"])))
+    found = _backbone(topology)
     if len(found) == 1:
-        return {"phi": found[0][1], "psi": found[0][2]}
-    return {f"{kind}{number}": atoms for number, phi, psi in found for kind, atoms in (("phi", phi), ("psi", psi))}
+        return {"phi": found[0][2], "psi": found[0][3]}
+    return {f"{kind}{number}": atoms for number, _, phi, psi in found for kind, atoms in (("phi", phi), ("psi", psi))}
+
+
+def torsion_residues(topology: app.Topology) -> dict[str, str]:
+    """The residue (three-letter name, e.g. ``"PRO"``) of each torsion of :func:`backbone_torsions`, same keys."""
+    found = _backbone(topology)
+    if len(found) == 1:
+        return {"phi": found[0][1], "psi": found[0][1]}
+    return {f"{kind}{number}": name for number, name, _, _ in found for kind in ("phi", "psi")}
 
 
 def peptide_bonds(topology: app.Topology) -> list[tuple[int, int, int, int]]:
