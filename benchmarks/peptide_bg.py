@@ -197,12 +197,13 @@ def table(name: str, rows: list[dict], reference: dict, repeats: list[int]) -> l
     verdict = (f"Every bar met by {len(tests) - len(missing)} of {len(tests)} test seeds"
                + (f" ({', '.join(missing)} miss)" if missing else "") + "." if tests
                else "No test seed yet (design seeds only).")
-    return lines + ["", verdict, "", *helix_table(rows, residues)]
+    return lines + ["", verdict]
 
 
-def helix_table(rows: list[dict], residues: list[str]) -> list[str]:
+def helix_table(name: str, rows: list[dict], residues: list[str]) -> list[str]:
     """Each residue's ΔF(helix − extended) where φ < 0 (ψ inside or outside mlmol's helical range): the
-    generator's reweighted estimate against the reference frames' count, both ± bootstrap."""
+    generator's reweighted estimate against the reference frames' count, both ± bootstrap (one schedule's rows)."""
+    source = f"`{rows[0]['config']}`" if rows[0].get("config") else "the built-in molecule defaults"
     cells = []
     for row in rows:
         mine, theirs = row["metrics"].get("helix_residues", {}), row["metrics"]["reference"].get("helix_residues", {})
@@ -212,7 +213,7 @@ def helix_table(rows: list[dict], residues: list[str]) -> list[str]:
             cell.append(f"{m['value']:.3f} ± {m['stderr']:.3f} vs {t['value']:.3f} ± {t['stderr']:.3f} "
                         f"({m['value'] - t['value']:+.3f})" if "value" in m and "value" in t else "—")
         cells.append([str(row["seed"]), *cell])
-    return markdown_table("ΔF(helix − extended) per residue where φ < 0 (kT): the generator reweighted ± bootstrap vs the "
+    return markdown_table(f"{name} with {source} ({schedule(rows[0])}): ΔF(helix − extended) per residue where φ < 0 (kT): the generator reweighted ± bootstrap vs the "
                           "reference's frames ± chain bootstrap (difference); — where either is unavailable (a basin without samples) or a run was evaluated before this "
                           "metric existed.", ["seed", *(f"{n} (kT)" for n in residues)], cells)
 
@@ -267,11 +268,14 @@ def main() -> None:
         row["judged"] = judged(row, reference)
     rows.sort(key=lambda r: (group(r), r["seed"]))
     lines = [] if rows else ["No Boltzmann generator has run against this reference yet.", ""]
+    helix = list(lines)
     for key in sorted({group(r) for r in rows}):
         members = [r for r in rows if group(r) == key]
         print(json.dumps({"config": key[0], "schedule": key[1], "meets": [r["judged"]["meets"] for r in members]}))
         lines += [*table(args.name, members, reference, [r["seed"] for r in repeats]), ""]
+        helix += [*helix_table(args.name, members, list(reference["residues"])), ""]
     write_results(results, rows, lines[:-1])
+    atomic_write(RESULTS / f"{results}_helix.md", "\n".join(helix[:-1]) + "\n")  # beside the table, in the guide
 
 
 if __name__ == "__main__":
