@@ -9,7 +9,8 @@ Runs the documented commands with the built-in defaults for a molecule: ``mlmol 
 batched engine, then training; ``--config FILE.yaml`` adds a config file), ``mlmol sample --n 100000
 --seed 1000+S``, ``mlmol evaluate --reference`` against the repeats of
 benchmarks/results/peptide_reference_NAME.json (their configurations and MD from
-runs/peptide_reference/NAME_seed*.npz, joined) and ``mlmol report`` (the run's plots). Compares each residue's reweighted ΔF(φ>0 − φ<0)
+runs/peptide_reference/NAME_seed*.npz or, kept with the results,
+benchmarks/results/peptide_reference_samples/, joined) and ``mlmol report`` (the run's plots). Compares each residue's reweighted ΔF(φ>0 − φ<0)
 with the mean of the reference's repeats and checks the bars: ESS ≥ 5% with ≥ 100 effective samples;
 every residue within 0.3 kT on ≥ 100 effective samples in each basin; reweighted torus-W2, energy-W2
 and TICA-W2 within 2× the floor a perfect generator with the row's ESS gets (the plain floor, two
@@ -36,6 +37,7 @@ from pipeline import (
     peptide_options,
     pipeline,
     read_results,
+    reference_samples,
     run_command,
     write_results,
 )
@@ -43,7 +45,6 @@ from pipeline import (
 from mlmol.data import atomic_write
 
 ROOT = Path(__file__).resolve().parent.parent
-REFERENCE_SAMPLES = ROOT / "runs" / "peptide_reference"
 BARS = {"ess_fraction": 0.05, "delta_f_kT": 0.3, "w2_floors": 2.0, "wrong_handed": 0.01, "hours": 2.0}
 # per peptide, the seeds whose runs shaped its schedule (Ace-Ala3-Nme's, examples/peptide.yaml: 0, and 100, a second
 # MD stream); the bars are for the others. Hexa-alanine's schedule and the defaults were fixed without runs of theirs
@@ -56,10 +57,10 @@ def joined_reference(name: str, repeats: list[dict], out: Path) -> Path:
     MD trajectories for TICA). Refuses a repeat whose configurations are missing or of another schedule."""
     x, md = [], []
     for row in repeats:
-        file = REFERENCE_SAMPLES / f"{name}_seed{row['seed']}.npz"
+        file = reference_samples(name, row["seed"])
         if not file.is_file():
             raise SystemExit(f"{file} is missing: rerun benchmarks/peptide_reference.py --name {name} --seeds "
-                             f"{row['seed']} (runs/ is not kept)")
+                             f"{row['seed']} (runs/ is not kept; --keep-samples keeps them with the results)")
         with np.load(file) as stored:
             if (int(stored["frames"]), int(stored["chains"])) != (row["frames"], row["chains"]) or "md" not in stored:
                 raise SystemExit(f"{file} is not the repeat peptide_reference_{name}.json describes: rerun it")

@@ -18,7 +18,8 @@ the repeats' standard error and the bootstrap error of the mean.
 
 Writes benchmarks/results/peptide_reference_NAME.json/.md, the target temperature's backbone (φ, ψ)
 traces of every chain (degrees, float16) to peptide_reference_NAME_traces.npz, and the target
-temperature's configurations (float32, nm) to runs/peptide_reference/NAME_seedS.npz: the reference
+temperature's configurations (float32, nm) to runs/peptide_reference/NAME_seedS.npz (``--keep-samples``:
+benchmarks/results/peptide_reference_samples/NAME_seedS.npz, kept with the results): the reference
 samples the generator's W2 metrics are measured against, with ``--tica-ps`` of plain MD at the target
 temperature from every chain's last target configuration (``md``, one trajectory per chain: the
 time-ordered data TICA is fitted on, which the ladder's target slot, swapped in and out, is not;
@@ -38,6 +39,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from pipeline import (
+    REFERENCE_SAMPLES,
     RESULTS,
     beside_marks,
     combine_repeats,
@@ -45,6 +47,7 @@ from pipeline import (
     markdown_table,
     peptide_options,
     read_results,
+    reference_samples,
     trans_exchange,
     trans_system,
     write_results,
@@ -57,8 +60,6 @@ from mlmol.samplers.batched import BatchedLangevin
 from mlmol.samplers.exchange import mbar_delta_f, temperature_ladder
 from mlmol.systems.molecule import Molecule
 from mlmol.systems.molecules import chiral_centres, from_pdb, handedness, read_pdb, torsion_residues
-
-SAMPLES = Path(__file__).resolve().parent.parent / "runs" / "peptide_reference"
 
 
 def peptide(args) -> Molecule:
@@ -86,7 +87,7 @@ def add_md(args) -> None:
     molecule = peptide(args)
     rows = read_results(f"peptide_reference_{args.name}")
     for row in rows[1:]:
-        file = SAMPLES / f"{args.name}_seed{row['seed']}.npz"
+        file = reference_samples(args.name, row["seed"])
         if row["seed"] not in args.seeds or "tica_md" in row:
             continue
         with np.load(file) as stored:
@@ -147,11 +148,12 @@ def one_repeat(seed: int, args) -> dict:
             continue
         residues[name].update(delta_f=delta_f, stderr=stderr, mbar_stderr=details["mbar_stderr"],
                               effective_samples=details["effective_samples"], delta_f_halves=halves)
-    SAMPLES.mkdir(parents=True, exist_ok=True)
+    folder = REFERENCE_SAMPLES["kept" if args.keep_samples else "runs"]
+    folder.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
     np.savez_compressed(buffer, x=torch.cat(target_frames).numpy().astype(np.float32),  # frame t × chains + chain
                         chains=args.chains, frames=n_frames, md=md_frames.numpy().astype(np.float32))
-    atomic_write(SAMPLES / f"{args.name}_seed{seed}.npz", buffer.getvalue())
+    atomic_write(folder / f"{args.name}_seed{seed}.npz", buffer.getvalue())
     traces = samples.observed[:, :, 0, :2 * k].numpy().astype(np.float16)  # [frames, chains, 2k]
     return {"seed": seed, "residues": residues, "acceptance": rex.acceptance().tolist(),
             "temperatures_k": (ladder.scales * args.temperature).tolist(),
@@ -195,6 +197,9 @@ def main() -> None:
     parser.add_argument("--beside", metavar="TEXT",
                         help="what else ran on the machine during these repeats (their wall times are then marked)")
     parser.add_argument("--tabulate", action="store_true", help="run nothing: rewrite the table from the stored repeats")
+    parser.add_argument("--keep-samples", action="store_true",
+                        help="write the configurations to benchmarks/results/peptide_reference_samples/ (kept with the "
+                             "results, so generators can be judged without rerunning the MD) instead of runs/")
     parser.add_argument("--add-md", action="store_true",
                         help="run only the MD for TICA, for stored repeats of --seeds that lack it")
     args = parser.parse_args()

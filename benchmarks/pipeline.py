@@ -18,9 +18,18 @@ from mlmol.data import atomic_write
 from mlmol.experiments.schopmans2025 import schopmans2025
 
 RESULTS = Path(__file__).resolve().parent / "results"
+# a peptide reference repeat's configurations: in runs/ (not kept), or with the results (--keep-samples)
+REFERENCE_SAMPLES = {"runs": RESULTS.parent.parent / "runs" / "peptide_reference", "kept": RESULTS / "peptide_reference_samples"}
 MIN_EFFECTIVE = 100  # effective samples (Kish) a weighted run needs to count towards a bar
 
 MLMOL = [sys.executable, "-m", "mlmol"]
+
+
+def reference_samples(name: str, seed: int) -> Path:
+    """The file of a peptide reference repeat's configurations (benchmarks/peptide_reference.py): the one
+    kept with the results if there is one, else the one in runs/ (which may be missing)."""
+    kept = REFERENCE_SAMPLES["kept"] / f"{name}_seed{seed}.npz"
+    return kept if kept.is_file() else REFERENCE_SAMPLES["runs"] / f"{name}_seed{seed}.npz"
 
 
 def run_command(args: list[str]) -> tuple[float, float]:
