@@ -39,6 +39,7 @@ def run_command(args: list[str]) -> tuple[float, float]:
     import tempfile
 
     start = time.perf_counter()
+    print(f"{time.strftime('%H:%M:%S')} mlmol {' '.join(args)}", flush=True)  # its own progress goes to stderr, kept
     with tempfile.TemporaryFile("w+") as stderr:
         child = subprocess.Popen(MLMOL + args, stdout=subprocess.DEVNULL, stderr=stderr, text=True)
         _, status, usage = os.wait4(child.pid, 0)
@@ -46,7 +47,9 @@ def run_command(args: list[str]) -> tuple[float, float]:
         if child.returncode != 0:
             stderr.seek(0)
             raise SystemExit(f"command failed: mlmol {' '.join(args)}\n{stderr.read()}")
-    return time.perf_counter() - start, usage.ru_maxrss / 2**20  # KiB on Linux: GiB of the largest single process
+    wall = time.perf_counter() - start
+    print(f"{time.strftime('%H:%M:%S')} done in {wall / 60:.1f} min", flush=True)
+    return wall, usage.ru_maxrss / 2**20  # KiB on Linux: GiB of the largest single process
 
 
 def pipeline(train_args: list[str], out: Path, n: int = 100_000, sample_seed: int = 0, train: bool = True,
