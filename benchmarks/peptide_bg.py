@@ -38,6 +38,7 @@ from pipeline import (
     pipeline,
     read_results,
     reference_samples,
+    residue_label,
     run_command,
     write_results,
 )
@@ -82,6 +83,11 @@ def schedule(row: dict) -> str:
     frames = f"{data['n']:,} frames" + (f" of the ladder's lowest {rungs} temperatures" if rungs > 1 else "")
     return (f"{frames} from {data.get('replicas', 1)} chains, {recipe['steps']:,} steps of "
             f"{recipe.get('losses', recipe['name'])}")
+
+
+def config_source(row: dict) -> str:
+    """The row's config file in backticks, or the built-in defaults it ran with."""
+    return f"`{row['config']}`" if row.get("config") else "the built-in molecule defaults"
 
 
 def group(row: dict) -> tuple[str, str]:
@@ -178,7 +184,7 @@ def table(name: str, rows: list[dict], reference: dict, repeats: list[int]) -> l
     ref_text = ", ".join(f"{n} {v['delta_f']:.3f} ± {v['stderr']:.3f}" if "delta_f" in v else f"{n} none"
                          for n, v in reference["residues"].items())
     command = rows[0]["benchmark_command"].replace(f"--seed {rows[0]['seed']}", "--seed S")
-    source = f"`{rows[0]['config']}`" if rows[0].get("config") else "the built-in molecule defaults"
+    source = config_source(rows[0])
     lines = markdown_table(
         f"{name}: Boltzmann generator with {source} (as its runs held it: {schedule(rows[0])}) against the parallel-tempering reference ({ref_text} kT over "
         f"{reference['repeats']} repeats; `{reference['command']}`) "
@@ -191,7 +197,7 @@ def table(name: str, rows: list[dict], reference: dict, repeats: list[int]) -> l
         "residue's |ΔF difference| ≤ 0.3 kT on ≥ 100 effective samples in each basin; reweighted W2 ≤ 2× the "
         "floor at the generator's effective samples; wrong-handed Cα < 1%; data, training and sampling ≤ "
         f"{' or '.join(f'{h:g}' for h in hours)} hours{' (each row its own)' if len(hours) > 1 else ''}.",
-        ["seed", "samples", "ESS (effective)", *(f"ΔF {n}{f' ({names[n].title()})' if n in names else ''} (kT)" for n in residues), "torus-W2", "energy-W2", "TICA-W2",
+        ["seed", "samples", "ESS (effective)", *(f"ΔF {residue_label(n, names)} (kT)" for n in residues), "torus-W2", "energy-W2", "TICA-W2",
          "wrong-handed", "data (min)", "train (min)", "sample (min)", "peak memory (GiB)", "misses"], cells)
     lines += [""] + footnotes if footnotes else []
     missing = [str(r["seed"]) for r in tests if not r["judged"]["meets"]]
@@ -204,7 +210,7 @@ def table(name: str, rows: list[dict], reference: dict, repeats: list[int]) -> l
 def helix_table(name: str, rows: list[dict], residues: list[str]) -> list[str]:
     """Each residue's ΔF(helix − extended) where φ < 0 (ψ inside or outside mlmol's helical range): the
     generator's reweighted estimate against the reference frames' count, both ± bootstrap (one schedule's rows)."""
-    source = f"`{rows[0]['config']}`" if rows[0].get("config") else "the built-in molecule defaults"
+    source = config_source(rows[0])
     cells = []
     for row in rows:
         mine, theirs = row["metrics"].get("helix_residues", {}), row["metrics"]["reference"].get("helix_residues", {})

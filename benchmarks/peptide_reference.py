@@ -48,6 +48,7 @@ from pipeline import (
     peptide_options,
     read_results,
     reference_samples,
+    residue_label,
     trans_exchange,
     trans_system,
     write_results,
@@ -236,7 +237,7 @@ def main() -> None:
     cells = []
     marks, footnotes = beside_marks(rows)
     for name in rows[0]["residues"]:
-        label = f"{name} ({names[name].title()})" if name in names else name
+        label = residue_label(name, names)
         for r in rows:
             v = r["residues"][name]
             if "unavailable" in v:

@@ -32,6 +32,11 @@ def reference_samples(name: str, seed: int) -> Path:
     return kept if kept.is_file() else REFERENCE_SAMPLES["runs"] / f"{name}_seed{seed}.npz"
 
 
+def residue_label(torsion: str, names: dict[str, str]) -> str:
+    """A torsion's name with its residue where known: "phi2 (Gly)"."""
+    return f"{torsion} ({names[torsion].title()})" if torsion in names else torsion
+
+
 def run_command(args: list[str]) -> tuple[float, float]:
     """``mlmol ARGS`` in a child process: (wall seconds, peak resident memory in GiB: the largest of the
     child and the descendants it waited for, each process alone, not their sum)."""
